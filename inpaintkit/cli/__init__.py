@@ -1,0 +1,18 @@
+"""The ``inpaintkit`` command-line tool: a thin Click layer over the library.
+
+Each subcommand lives in its own module of this package and only parses options and
+calls the library; no numerical work happens here.
+"""
+
+import click
+
+from inpaintkit import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="inpaintkit")
+def main() -> None:
+    """Generative image inpainting with contextual attention (DeepFill v1)."""
+
+
+# Subcommands register themselves below, one import and one add_command each.

@@ -1,0 +1,135 @@
+"""Reading images and masks from files, and writing any output atomically.
+
+Images come in as uint8 RGB ``(H, W, 3)`` arrays with EXIF orientation applied; masks as
+bool ``(H, W)`` arrays with ``True = hole``. Every file inpaintkit writes goes through
+:func:`atomic_write`, so an interrupted run never leaves a truncated output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+#: Image file suffixes inpaintkit reads (lower case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+#: Default ceiling on decoded pixels; larger files are refused as decompression bombs.
+#: 16384 x 16384 is more than any camera produces and still fits comfortably in memory.
+DEFAULT_MAX_PIXELS = 16384 * 16384
+
+
+class ImageReadError(ValueError):
+    """A file could not be read as an image (corrupt, truncated, too large, wrong type)."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    The temporary file lives in the same folder (so the rename is atomic on POSIX) and keeps
+    the suffix of ``path`` (so writers that pick a format from the suffix still work). On any
+    exception it is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """True for the names :func:`atomic_write` gives its temporary files."""
+    name = Path(path).name
+    return name.startswith(".") and ".tmp" in name
+
+
+def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image, EXIF orientation applied.
+
+    Raises :class:`ImageReadError` with a one-line reason for anything unreadable, including
+    images of more than ``max_pixels`` pixels (``None`` disables the check).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageReadError(
+                    f"{image.width}x{image.height} image exceeds the {max_pixels}-pixel limit "
+                    "(possible decompression bomb)"
+                )
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError("no such file") from None
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(f"refused as a decompression bomb: {err}") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        reason = str(err) or type(err).__name__
+        raise ImageReadError(f"not a readable image ({reason})") from None
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+    """Any Pillow image -> uint8 RGB ``(H, W, 3)``.
+
+    Grayscale, palette, CMYK and YCbCr are converted by Pillow; 16-bit and 32-bit integer
+    modes are scaled to 8 bits by their full range; alpha is flattened onto white, as image
+    viewers show transparent areas.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        data = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(data.max()), 1.0)
+        gray = np.clip(np.round(data / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode == "F":
+        data = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.round(data * 255.0 if data.max() <= 1.0 else data), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def read_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as uint8 RGB ``(H, W, 3)`` (see :func:`open_image`, :func:`to_rgb8`)."""
+    return to_rgb8(open_image(path, max_pixels))
+
+
+def read_mask(path: str | os.PathLike, invert: bool = False, threshold: int = 127) -> np.ndarray:
+    """Read a mask file as bool ``(H, W)``, ``True = hole``.
+
+    White (> ``threshold``) is a hole; grey or anti-aliased edges are thresholded. With
+    ``invert`` black is the hole. Colour masks are judged by their luminance; an alpha
+    channel, when present, is ignored.
+    """
+    image = open_image(path)
+    gray = np.asarray(to_rgb8(image.convert("RGB") if "A" in image.mode else image).mean(axis=2))
+    hole = gray > threshold
+    return ~hole if invert else hole
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """All image files below ``folder`` (recursively), sorted, skipping hidden and temporary files."""
+    folder = Path(folder)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
