@@ -43,10 +43,19 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates 0600 files; give the output the permissions a plain open() would.
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def is_temporary(path: str | os.PathLike) -> bool:
@@ -55,10 +64,16 @@ def is_temporary(path: str | os.PathLike) -> bool:
     return name.startswith(".") and ".tmp" in name
 
 
-def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(
+    path: str | os.PathLike,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> Image.Image:
     """Open and fully decode an image, EXIF orientation applied.
 
-    Raises :class:`ImageReadError` with a one-line reason for anything unreadable, including
+    With ``draft_size``, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (in the DCT, several
+    times faster) as long as both sides stay at least ``draft_size``; for callers that
+    downscale anyway. Raises :class:`ImageReadError` with a one-line reason for anything unreadable, including
     images of more than ``max_pixels`` pixels (``None`` disables the check).
     """
     path = Path(path)
@@ -69,6 +84,8 @@ def open_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
                     f"{image.width}x{image.height} image exceeds the {max_pixels}-pixel limit "
                     "(possible decompression bomb)"
                 )
+            if draft_size is not None and image.format == "JPEG":
+                image.draft(image.mode, (draft_size, draft_size))
             image.load()
             return ImageOps.exif_transpose(image)
     except ImageReadError:

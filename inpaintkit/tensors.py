@@ -22,6 +22,9 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
         image = image[None]
     if image.ndim != 4 or image.shape[-1] != 3:
         raise ValueError(f"expected (H, W, 3) or (N, H, W, 3), got {image.shape}")
+    # Arrays from np.asarray(PIL image) are read-only; torch wants a writeable buffer.
+    if not image.flags.writeable:
+        image = image.copy()
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(0, 3, 1, 2)
     return tensor.float().div_(127.5).sub_(1.0)
 

@@ -81,4 +81,18 @@ def test_list_images_skips_hidden_temporary_and_other_files(tmp_path):
     (tmp_path / "b").mkdir()
     for name in ["a.JPG", "b/c.png", ".hidden.png", "notes.txt", "b/.x.tmp.png"]:
         (tmp_path / name).write_bytes(b"")
-    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["a.JPG", "b/c.png"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
+        "a.JPG",
+        "b/c.png",
+    ]
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "out.bin"
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask

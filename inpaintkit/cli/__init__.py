@@ -7,6 +7,10 @@ calls the library; no numerical work happens here.
 import click
 
 from inpaintkit import __version__
+from inpaintkit.cli.evaluate import evaluate_command
+from inpaintkit.cli.fill import fill
+from inpaintkit.cli.prepare import prepare
+from inpaintkit.cli.train import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,3 +20,7 @@ def main() -> None:
 
 
 # Subcommands register themselves below, one import and one add_command each.
+main.add_command(evaluate_command)
+main.add_command(fill)
+main.add_command(prepare)
+main.add_command(train_command)

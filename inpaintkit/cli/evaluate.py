@@ -1,0 +1,90 @@
+"""``inpaintkit evaluate``: parse options, build the methods, call :mod:`inpaintkit.evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from inpaintkit.evaluate import (
+    GENERATED_MASK_KINDS,
+    EvaluateConfig,
+    EvaluateError,
+    build_methods,
+    evaluate,
+)
+from inpaintkit.report import summary_table
+
+
+@click.command("evaluate")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder: results.jsonl, metrics.json/.csv, comparison.png/.html, masks/.")
+@click.option("--split", default="val", show_default=True, type=click.Choice(["val", "train", "all"]),
+              help="Split of a prepared HDF5 DATA (ignored for a folder).")
+@click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Mask folder paired with the images by name (as fill pairs them). White = hole.")
+@click.option("--mask-kind", type=click.Choice(GENERATED_MASK_KINDS), default="rect", show_default=True,
+              help="Without --masks: generate these holes (saved to OUTPUT/masks for reuse).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated masks.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A generator (.safetensors from `inpaintkit train`); repeat for several, each named by its file stem.")
+@click.option("--method", "extra_methods", multiple=True, type=click.Choice(["patchmatch", "deepfill"]),
+              help="patchmatch: the PatchMatch baseline; deepfill: the bundled model. Repeatable.")
+@click.option("--floors/--no-floors", default=True, show_default=True,
+              help="Also run the two floors every method must beat: mean colour and biharmonic diffusion.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images.")
+@click.option("--size", type=click.IntRange(min=11), default=256, show_default=True,
+              help="Images are centre-cropped (a folder's first resized, shorter side) to SIZE x SIZE.")
+@click.option("--samples", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Images shown in the comparison sheet.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto = CUDA when available.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def evaluate_command(
+    data: Path,
+    output: Path,
+    split: str,
+    masks: Path | None,
+    mask_kind: str,
+    seed: int,
+    checkpoints: tuple[Path, ...],
+    extra_methods: tuple[str, ...],
+    floors: bool,
+    limit: int | None,
+    size: int,
+    samples: int,
+    device: str,
+    no_progress: bool,
+) -> None:
+    """Score methods on the same images and masks: a Table 1 of the paper, and a comparison sheet.
+
+    DATA is a prepared HDF5 file (its --split) or a folder of ground-truth images. A re-run
+    with the same OUTPUT continues where the last one stopped.
+
+    \b
+    inpaintkit evaluate val.h5 --method patchmatch --checkpoint full.safetensors -o report
+    inpaintkit evaluate photos/ --masks holes/ --checkpoint a.safetensors --checkpoint b.safetensors -o report
+    """
+    console = Console(stderr=True)
+    try:
+        config = EvaluateConfig(data=data, output=output, split=split, size=size, masks=masks,
+                                mask_kind=mask_kind, seed=seed, limit=limit, samples=samples)  # fmt: skip
+        methods = build_methods(
+            checkpoints,
+            patchmatch="patchmatch" in extra_methods,
+            deepfill_default="deepfill" in extra_methods,
+            floors=floors,
+            device=device,
+        )
+        result = evaluate(config, methods, console=console, progress=not no_progress)
+    except (EvaluateError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    Console().print(summary_table(result.summary, title=f"{data.name}: {result.images} images"))
+    console.print(
+        f"{result.images} images, {result.computed} new results, {len(result.skipped)} skipped; "
+        f"report in {output}",
+        markup=False,
+        highlight=False,
+    )

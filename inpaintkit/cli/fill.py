@@ -1,0 +1,97 @@
+"""``inpaintkit fill``: parse options, build the method, call :mod:`inpaintkit.fill`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from inpaintkit.fill import OUTPUT_FORMATS, FillError, FillOptions, fill_files, pair_files
+from inpaintkit.methods import PRECISIONS, DeepFillMethod, PatchMatchMethod
+
+
+@click.command("fill")
+@click.argument("images", type=click.Path(exists=True, path_type=Path))
+@click.option("--masks", "-m", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Mask folder (paired by file stem, or STEM_mask) or one mask file for every image. White = hole.")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
+              help="Output folder (sub-folders mirror IMAGES); with one input image, a file name also works.")
+@click.option("--method", type=click.Choice(["deepfill", "patchmatch"]), default="deepfill", show_default=True,
+              help="DeepFill generator, or the PatchMatch baseline (no model needed).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Generator weights (.safetensors from `inpaintkit train`). Default: the bundled model.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto = CUDA when available.")
+@click.option("--precision", type=click.Choice(sorted(PRECISIONS)), default="fp32", show_default=True,
+              help="DeepFill autocast precision (bf16/fp16 are for GPUs).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Images of the same size inpainted together.")
+@click.option("--attention", "attention_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write each image's attention map and attended-region overlay here (deepfill only).")
+@click.option("--invert-masks", is_flag=True, help="Black = hole instead of white = hole.")
+@click.option("--dilate", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Grow every hole by N pixels (a disk of radius N).")
+@click.option("--resize-masks", is_flag=True,
+              help="Resize a mask of the wrong size to its image (nearest) instead of failing that file.")
+@click.option("--max-size", type=click.IntRange(min=8),
+              help="Inpaint at a working size with the longer side <= N, paste the upsampled fill into the original.")
+@click.option("--format", "format_", type=click.Choice(sorted(OUTPUT_FORMATS), case_sensitive=False),
+              help="Output format (default: the input's).")
+@click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them).")
+@click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
+              help="Threads decoding and encoding files.")
+def fill(
+    images: Path,
+    masks: Path,
+    output: Path,
+    method: str,
+    checkpoint: Path | None,
+    device: str,
+    precision: str,
+    batch_size: int,
+    attention_dir: Path | None,
+    invert_masks: bool,
+    dilate: int,
+    resize_masks: bool,
+    max_size: int | None,
+    format_: str | None,
+    overwrite: bool,
+    workers: int,
+) -> None:
+    """Fill the holes of IMAGES (a file or a folder) given by mask files.
+
+    \b
+    inpaintkit fill photos --masks masks -o filled
+    inpaintkit fill photo.jpg --masks hole.png -o photo_filled.png --method patchmatch
+    """
+    if attention_dir is not None and method != "deepfill":
+        raise click.UsageError("--attention needs --method deepfill (PatchMatch computes no attention map)")
+    console = Console(stderr=True)
+    try:
+        options = FillOptions(
+            invert_masks=invert_masks,
+            dilate=dilate,
+            resize_masks=resize_masks,
+            max_size=max_size,
+            format=format_,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            workers=workers,
+            attention_dir=attention_dir,
+        )
+        jobs = pair_files(images, masks, output, format_, attention_dir)
+        if not jobs:
+            raise FillError(f"{images}: no images found")
+        if method == "deepfill":
+            inpainter = DeepFillMethod(checkpoint, device=device, precision=precision)
+        else:
+            inpainter = PatchMatchMethod(device=device)
+        summary = fill_files(jobs, inpainter, options, console=console)
+    except (FillError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from None
+    console.print(str(summary), markup=False, highlight=False)
+    if summary.failed:
+        sys.exit(1)

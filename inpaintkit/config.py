@@ -1,0 +1,330 @@
+"""Typed training recipes: dataclasses loaded from ``recipes/*.yaml``, with ``key.sub=value`` overrides.
+
+A recipe is a tree of dataclasses (:class:`Recipe`). YAML files are read with
+``yaml.safe_load``; every key must name a field (an unknown key is an error that names its full
+path, e.g. ``loss.gan_los_alpha``) and every value is checked against the field's type. A recipe
+may start from another one with ``base: other.yaml`` (resolved next to the including file);
+the including file's keys are merged over the base's, section by section.
+
+The resolved recipe is what a run saves beside itself (``runs/NAME/config.yaml``) and embeds
+in its generator checkpoint, so a run can always be reproduced from its own folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from inpaintkit.io import atomic_write
+from inpaintkit.masks import MaskConfig
+from inpaintkit.model.generator import GeneratorConfig
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A recipe file or override is malformed: unknown key, wrong type, missing base file."""
+
+
+@dataclass
+class DataConfig:
+    """What the loader feeds the networks (paper section 5: 256×256 training images)."""
+
+    image_size: int = 256  # square training crop S; the global critic sees S×S
+    batch_size: int = 16  # per process; with torchrun the global batch is batch_size × world size
+    random_crop: bool = True
+    random_flip: bool = True
+    num_workers: int = 6  # DataLoader worker processes per rank (0 = load in the main process)
+    val_split: str = "val"  # HDF5 split used for validation metrics and image grids
+
+
+@dataclass
+class CriticConfig:
+    """The two WGAN-GP critics (paper appendix D)."""
+
+    local_size: int = 128  # each hole's bounding box is resampled to local_size² for the local critic
+    channels: int = 64  # first conv's width; appendix D: 64-128-256-512 (local), 64-128-256-256 (global)
+
+
+@dataclass
+class LossConfig:
+    """Loss weights, named as in the authors' released ``inpaint.yml`` (generative_inpainting v1)."""
+
+    l1_loss_alpha: float = 1.2  # spatially discounted ℓ1 inside the hole box (L1_LOSS_ALPHA)
+    ae_loss_alpha: float = 1.2  # ℓ1 on the known region, "auto-encoder" loss (AE_LOSS_ALPHA)
+    coarse_l1_alpha: float = 1.2  # weight of the coarse output inside both ℓ1 terms (COARSE_L1_ALPHA)
+    gan_loss_alpha: float = 0.001  # adversarial term of the generator (GAN_LOSS_ALPHA)
+    global_wgan_loss_alpha: float = 1.0  # global critic vs local critic (GLOBAL_WGAN_LOSS_ALPHA)
+    wgan_gp_lambda: float = 10.0  # gradient-penalty weight λ (WGAN_GP_LAMBDA; WGAN-GP paper)
+    spatial_discount_gamma: float = 0.9  # released config 0.9 (the paper's text says 0.99)
+    # "bbox": γ^(distance to the hole's box edge), the released code; "distance": the paper's text.
+    spatial_discount_mode: Literal["bbox", "distance"] = "bbox"
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam for generator and critics alike (released train.py: lr 1e-4, beta1 0.5, beta2 0.9)."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    critic_steps: int = 5  # Algorithm 1: critic updates per generator update
+
+
+@dataclass
+class ScheduleConfig:
+    """How long to train and how often to log, validate and save (counted in generator steps)."""
+
+    steps: int = 1_000_000
+    seed: int = 0
+    log_every: int = 100  # scalars to TensorBoard (the only steps that synchronise with the device)
+    image_every: int = 1000  # input | coarse | refined | attention | ground-truth grids
+    val_every: int = 5000  # validation metrics on the val split
+    val_images: int = 64
+    checkpoint_every: int = 1000  # generator + full training state
+    keep_every: int = 50_000  # also keep generator-STEP.safetensors every N steps (0 = never)
+
+
+@dataclass
+class PerformanceConfig:
+    """Device-side speed switches; all are ignored on CPU except channels_last."""
+
+    bf16: bool = True  # bf16 autocast for the generator and critic forwards (CUDA only)
+    channels_last: bool = True  # NHWC memory format, what cuDNN's fast conv kernels want
+    compile: bool = False  # torch.compile the generator and critics
+
+
+@dataclass
+class Recipe:
+    """A full training recipe; every hyper-parameter of a run lives here."""
+
+    name: str = "places2"
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    masks: MaskConfig = field(default_factory=MaskConfig)
+    critics: CriticConfig = field(default_factory=CriticConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+
+    def __post_init__(self) -> None:
+        size = self.data.image_size
+        if size <= 0 or size % 8:
+            raise ConfigError(f"data.image_size: {size} is not a positive multiple of 8")
+        if not 0 < self.critics.local_size <= size or self.critics.local_size % 16:
+            raise ConfigError(
+                f"critics.local_size: {self.critics.local_size} must be a multiple of 16 "
+                f"no larger than data.image_size ({size})"
+            )
+        for path, value in (
+            ("data.batch_size", self.data.batch_size),
+            ("optimizer.critic_steps", self.optimizer.critic_steps),
+            ("schedule.log_every", self.schedule.log_every),
+            ("schedule.image_every", self.schedule.image_every),
+            ("schedule.val_every", self.schedule.val_every),
+            ("schedule.checkpoint_every", self.schedule.checkpoint_every),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{path}: must be positive, got {value}")
+
+
+# --------------------------------------------------------------------------- typed building
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; strings (from overrides) are parsed."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{path}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=False)))
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return build(tp, value, path)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+            return value.lower() in ("true", "yes", "on")
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it obviously is.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise ConfigError(f"{path}: unsupported field type {_type_name(tp)}")
+    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+
+
+def build(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
+    """Construct dataclass ``cls`` from a plain mapping, checking every key and value.
+
+    Missing keys take the dataclass default; unknown keys raise :class:`ConfigError` naming
+    their dotted path (``path`` is the prefix used in messages).
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key (valid: {', '.join(sorted(names))})")
+        kwargs[key] = _coerce(value, hints[key], where)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path or cls.__name__}: {err}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass tree as plain YAML/JSON-safe values (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(config)
+
+
+# --------------------------------------------------------------------------- files and overrides
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, recursing into mappings present in both."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_recipe_dict(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of a recipe file with its ``base:`` chain merged in (not yet typed)."""
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"{path}: 'base' include cycle ({' -> '.join(p.name for p in _seen)})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read recipe ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be a file name, got {base!r}")
+    return _merge(read_recipe_dict(path.parent / base, (*_seen, path)), data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings to a raw recipe mapping (values typed later by build)."""
+    data = _merge({}, data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        parts = key.strip().split(".")
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[: depth + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read a recipe file (following ``base:``), apply overrides, and type-check it all."""
+    data = apply_overrides(read_recipe_dict(path), overrides)
+    try:
+        return build(Recipe, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
+    """A :class:`Recipe` from a resolved mapping (e.g. a checkpoint's embedded config)."""
+    return build(Recipe, data)
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (every field, defaults included)."""
+    return yaml.safe_dump(to_dict(recipe), sort_keys=False)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe atomically (``runs/NAME/config.yaml``)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(recipe_to_yaml(recipe), encoding="utf-8")

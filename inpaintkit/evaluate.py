@@ -1,0 +1,521 @@
+"""Evaluate any set of inpainting methods on the same images and masks (the paper's Table 1).
+
+The workflow behind ``inpaintkit evaluate`` (docs/evaluate.md):
+
+1. ground truth: a prepared HDF5 file's split (centre ``size x size`` crop, as the
+   validation split of :class:`~inpaintkit.data.InpaintingDataset`) or a folder of images
+   (shorter side resized to ``size``, then centre-cropped, as ``prepare --resize shorter``);
+2. holes: mask files paired by name (as ``fill`` pairs them), or masks generated from
+   ``(kind, seed, image index)`` and written to ``REPORT_DIR/masks/`` for reuse;
+3. every method gets the image with its holes erased (0 in ``[-1, 1]``) and the mask; its
+   output is composited into the known pixels, quantised to 8 bits (what a saved fill is) and
+   scored against the ground truth with :mod:`inpaintkit.metrics`;
+4. each (image, method) result is appended to ``REPORT_DIR/results.jsonl`` as it finishes
+   (flushed and fsynced), so an interrupted run resumes without recomputing anything;
+5. the report (:mod:`inpaintkit.report`): metrics.json, metrics.csv, comparison.png,
+   comparison.html, all written atomically.
+
+Images are streamed one at a time; memory does not grow with the dataset apart from the set
+of finished (image, method) names read back from the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from inpaintkit import io
+from inpaintkit.data import InpaintingDataset
+from inpaintkit.fill import MASK_SUFFIX, pair_files
+from inpaintkit.masks import MaskConfig, generate_mask
+from inpaintkit.methods import (
+    BiharmonicMethod,
+    DeepFillMethod,
+    InpaintMethod,
+    MeanColorMethod,
+    PatchMatchMethod,
+    resolve_device,
+)
+from inpaintkit.metrics import METRICS, image_metrics, tv_loss, uint8_to_unit
+from inpaintkit.prepare import PrepareOptions, transform
+from inpaintkit.report import (
+    comparison_html,
+    comparison_sheet,
+    encode_value,
+    masked_input,
+    summarize,
+    write_metrics_csv,
+    write_metrics_json,
+    write_png,
+    write_text,
+)
+from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tensor_to_image
+
+#: Generated mask kinds (``masks.MaskConfig.kind`` values that need no files).
+GENERATED_MASK_KINDS = ("rect", "freeform", "mixed")
+
+#: Files of a report folder.
+RESULTS_LOG = "results.jsonl"
+RUN_FILE = "evaluation.json"
+MASKS_DIR = "masks"
+SAMPLES_DIR = "samples"
+
+
+class EvaluateError(ValueError):
+    """The evaluation cannot run as asked; the message says why in one line."""
+
+
+@dataclass
+class EvaluateConfig:
+    """What to evaluate on and where the report goes (the ``inpaintkit evaluate`` options).
+
+    ``masks``: a folder of mask files (white = hole) paired with the images by name; when
+    None, masks of ``mask_kind`` are generated from ``seed`` and the image's index.
+    ``limit``: evaluate only the first N images. ``samples``: images in the comparison sheet.
+    ``warmup``: run each method once, untimed, before its first timed image (CUDA start-up,
+    numba compilation), so s/image is the steady-state cost.
+    """
+
+    data: Path
+    output: Path
+    split: str = "val"
+    size: int = 256
+    masks: Path | None = None
+    mask_kind: str = "rect"
+    seed: int = 0
+    limit: int | None = None
+    samples: int = 8
+    warmup: bool = True
+
+    def __post_init__(self) -> None:
+        self.data, self.output = Path(self.data), Path(self.output)
+        self.masks = None if self.masks is None else Path(self.masks)
+        if self.mask_kind not in GENERATED_MASK_KINDS:
+            raise EvaluateError(f"mask kind must be one of {', '.join(GENERATED_MASK_KINDS)}, got {self.mask_kind!r}")
+        if self.size < 11:
+            raise EvaluateError(f"--size must be at least 11 (the SSIM window), got {self.size}")
+        if self.limit is not None and self.limit < 1:
+            raise EvaluateError(f"--limit must be at least 1, got {self.limit}")
+        if self.samples < 0:
+            raise EvaluateError(f"--samples must be >= 0, got {self.samples}")
+
+    def identity(self) -> dict:
+        """What makes two runs comparable: results of a different identity are never mixed."""
+        masks = (
+            {"masks": str(self.masks.resolve())}
+            if self.masks is not None
+            else {"mask_kind": self.mask_kind, "seed": self.seed}
+        )
+        return {"data": str(self.data.resolve()), "split": self.split, "size": self.size, **masks}
+
+
+@dataclass
+class Sample:
+    """One ground-truth image and its hole: uint8 ``(S, S, 3)`` and bool ``(S, S)``, True = hole.
+
+    ``problem`` (then no image or hole) says in one line why the image cannot be evaluated.
+    """
+
+    index: int
+    key: str  # unique name: the HDF5 key, or the path relative to the image folder
+    image: np.ndarray | None = None
+    hole: np.ndarray | None = None
+    problem: str | None = None
+
+
+@dataclass
+class EvaluateResult:
+    """What a run did: the summary per method, new results computed, images skipped."""
+
+    summary: dict
+    images: int
+    computed: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, one-line reason)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def build_methods(
+    checkpoints: Sequence[str | os.PathLike] = (),
+    patchmatch: bool = False,
+    deepfill_default: bool = False,
+    floors: bool = True,
+    device: str = "auto",
+) -> dict[str, InpaintMethod]:
+    """The methods of one evaluation by report name, weakest first.
+
+    Floors (``mean-color``, ``biharmonic``), ``patchmatch``, the bundled model (``deepfill``),
+    then each checkpoint named by its file stem. Two checkpoints with one stem are an error.
+    """
+    resolved = resolve_device(device)
+    methods: dict[str, InpaintMethod] = {}
+    if floors:
+        methods["mean-color"] = MeanColorMethod()
+        methods["biharmonic"] = BiharmonicMethod()
+    if patchmatch:
+        methods["patchmatch"] = PatchMatchMethod(device=resolved.type)
+    if deepfill_default:
+        methods["deepfill"] = DeepFillMethod(None, device=resolved)
+    for checkpoint in checkpoints:
+        name = Path(checkpoint).stem
+        if name in methods:
+            raise EvaluateError(f"{checkpoint}: another method is already named {name!r}; rename the file")
+        methods[name] = DeepFillMethod(checkpoint, device=resolved)
+    if not methods:
+        raise EvaluateError("nothing to evaluate: give --checkpoint, --method or keep --floors")
+    return methods
+
+
+# --------------------------------------------------------------------------- ground truth and masks
+
+
+def _mask_file_name(key: str) -> str:
+    """``a/b.jpg`` -> ``a/b.png``: where a generated mask of image ``key`` is written."""
+    return Path(key).with_suffix(".png").as_posix()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class GroundTruth:
+    """The images of ``config.data`` in a fixed order, streamed one at a time."""
+
+    def __init__(self, config: EvaluateConfig) -> None:
+        self.config = config
+        data = config.data
+        if data.is_dir():
+            self.hdf5 = None
+            # Never evaluate our own report files or mask files kept beside the images.
+            outside = [f.resolve() for f in (config.output, config.masks) if f is not None]
+            self.files = [
+                p for p in io.list_images(data)
+                if not any(p.resolve().is_relative_to(folder) for folder in outside)
+            ]  # fmt: skip
+            if not self.files:
+                raise EvaluateError(f"{data}: no images found")
+            self.keys = [p.relative_to(data).as_posix() for p in self.files]
+        elif data.is_file():
+            try:
+                self.hdf5 = InpaintingDataset(
+                    data, split=config.split, crop_size=config.size, random_crop=False, random_flip=False
+                )
+            except ValueError as err:
+                raise EvaluateError(str(err)) from None
+            with h5py.File(data, "r") as f:
+                stored = f["keys"][:]
+            self.keys = [_text(stored[row]) for row in self.hdf5.rows]
+            if not self.keys:
+                raise EvaluateError(f"{data}: split {config.split!r} is empty")
+        else:
+            raise EvaluateError(f"{data}: no such file or folder")
+        if config.limit is not None:
+            self.keys = self.keys[: config.limit]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def read(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Image ``index`` as uint8 ``(S, S, 3)`` and its original ``(H, W)``."""
+        if self.hdf5 is not None:
+            tensor = self.hdf5[index]  # centre crop (upscaled first if smaller)
+            original = tuple(int(v) for v in self.hdf5.sizes[self.hdf5.rows[index]])
+            return tensor_to_image(tensor[None])[0], original
+        path = self.files[index]
+        try:
+            picture = io.open_image(path)
+        except io.ImageReadError as err:
+            raise EvaluateError(f"{path}: {err}") from None
+        original = (picture.height, picture.width)
+        fitted = transform(picture, PrepareOptions(size=self.config.size))
+        return np.array(io.to_rgb8(fitted)), original  # a writable copy: torch warns on read-only arrays
+
+    def fit_mask(self, hole: np.ndarray, original: tuple[int, int], where: Path) -> np.ndarray:
+        """A mask for the evaluated crop: ``(S, S)`` as is, or the original image's size cut the same way.
+
+        Folder images: prepare's resize-and-crop, then threshold at 127 (the resampling blurs
+        the edge; the threshold puts it back where nearest-neighbour would). HDF5 images: the
+        same centre crop as the image.
+        """
+        size = self.config.size
+        if hole.shape == (size, size):
+            return hole
+        if hole.shape != original or (self.hdf5 is not None and min(original) < size):
+            raise EvaluateError(
+                f"{where}: mask is {hole.shape[1]}x{hole.shape[0]}, expected {size}x{size} "
+                f"or the image's {original[1]}x{original[0]}"
+            )
+        if self.hdf5 is not None:
+            top, left = (original[0] - size) // 2, (original[1] - size) // 2
+            return hole[top : top + size, left : left + size]
+        picture = Image.fromarray(hole.astype(np.uint8) * 255)
+        return np.asarray(transform(picture, PrepareOptions(size=size))) > 127
+
+
+class Holes:
+    """The hole of each image: from paired mask files, or generated and saved under REPORT_DIR/masks."""
+
+    def __init__(self, config: EvaluateConfig, truth: GroundTruth) -> None:
+        self.config = config
+        self.truth = truth
+        self.folder = config.output / MASKS_DIR if config.masks is None else config.masks
+        self.paired: dict[str, Path | str] = {}
+        if config.masks is None:
+            self.mask_config = MaskConfig(kind=config.mask_kind)
+            return
+        if not config.masks.is_dir():
+            raise EvaluateError(f"{config.masks}: not a folder of mask files")
+        if truth.hdf5 is None:
+            # Exactly fill's pairing (stem or stem_mask, same sub-folder).
+            jobs = pair_files(config.data, config.masks, config.output)
+            for job in jobs:
+                key = job.relative.as_posix()
+                self.paired[key] = job.mask if job.mask is not None else (job.problem or "no mask")
+        else:
+            # HDF5 keys are not files, so fill's pair_files cannot see them; same rule here.
+            by_stem: dict[str, list[Path]] = {}
+            for path in io.list_images(config.masks):
+                by_stem.setdefault(path.relative_to(config.masks).with_suffix("").as_posix(), []).append(path)
+            for key in truth.keys:
+                stem = Path(key).with_suffix("").as_posix()
+                found = by_stem.get(stem, []) + by_stem.get(stem + MASK_SUFFIX, [])
+                if len(found) == 1:
+                    self.paired[key] = found[0]
+                else:
+                    where = config.masks / stem
+                    self.paired[key] = (
+                        f"no mask found (looked for {where}.* and {where}{MASK_SUFFIX}.*)"
+                        if not found
+                        else f"several masks match: {', '.join(map(str, found))}"
+                    )
+
+    def hole(self, index: int, key: str, original: tuple[int, int]) -> np.ndarray:
+        """bool ``(S, S)`` hole of image ``index``; writes a generated one to ``masks/`` first time."""
+        size = self.config.size
+        if self.config.masks is not None:
+            found = self.paired.get(key, "no mask found")
+            if isinstance(found, str):
+                raise EvaluateError(f"{key}: {found}")
+            return self.truth.fit_mask(self._read(found), original, found)
+        path = self.folder / _mask_file_name(key)
+        if path.exists():  # a resumed run, or masks shared with another run: reuse exactly
+            return self.truth.fit_mask(self._read(path), (size, size), path)
+        hole = generate_mask(self.mask_config, size, size, self.config.seed, index)
+        write_png(path, hole.astype(np.uint8) * 255)
+        return hole
+
+    @staticmethod
+    def _read(path: Path) -> np.ndarray:
+        try:
+            return io.read_mask(path)
+        except io.ImageReadError as err:
+            raise EvaluateError(f"{path}: {err}") from None
+
+
+def iter_samples(truth: GroundTruth, holes: Holes) -> Iterator[Sample]:
+    """Each image with its hole, in order; one that cannot be used comes with its ``problem``."""
+    for index, key in enumerate(truth.keys):
+        try:
+            image, original = truth.read(index)
+            hole = holes.hole(index, key, original)
+        except EvaluateError as err:
+            yield Sample(index, key, problem=str(err))
+            continue
+        yield Sample(index, key, image, hole)
+
+
+# --------------------------------------------------------------------------- the results log
+
+
+class ResultsLog:
+    """``results.jsonl``: one JSON row per finished (image, method), durable once written.
+
+    A last line cut short by an interruption is dropped (the file is truncated back to the
+    last complete line) before new rows are appended.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: set[tuple[str, str]] = set()
+        if path.exists():
+            self._recover()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def _recover(self) -> None:
+        good_end = 0
+        with open(self.path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.endswith(b"\n"):
+                    break  # truncated by an interruption: redo that result
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise EvaluateError(f"{self.path}: line {number} is not JSON; delete the file to start over") from None
+                self.done.add((row["image"], row["method"]))
+                good_end += len(line)
+        if good_end != self.path.stat().st_size:
+            with open(self.path, "r+b") as f:
+                f.truncate(good_end)
+
+    def append(self, row: dict) -> None:
+        """Write one row and make it durable before returning."""
+        self._file.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.done.add((row["image"], row["method"]))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def rows(self, methods: Sequence[str], images: int) -> Iterator[dict]:
+        """Rows of ``methods`` for the first ``images`` images (as stored), in log order."""
+        wanted = set(methods)
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                if row["method"] in wanted and row["index"] < images:
+                    yield row
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _check_identity(config: EvaluateConfig) -> None:
+    """Refuse to mix results of a different dataset or mask set into REPORT_DIR."""
+    path = config.output / RUN_FILE
+    identity = config.identity()
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise EvaluateError(f"{path}: unreadable ({err}); delete it to start over") from None
+        for key in sorted(set(identity) | set(previous)):
+            if identity.get(key) != previous.get(key):
+                raise EvaluateError(
+                    f"{config.output}: holds an evaluation with {key}={previous.get(key)!r}, "
+                    f"not {identity.get(key)!r}; use another output folder"
+                )
+        return
+    write_text(path, json.dumps(identity, indent=1) + "\n")
+
+
+def _sample_paths(output: Path, key: str, names: Sequence[str]) -> dict[str, Path]:
+    """Where the comparison-sheet tiles of image ``key`` live: input, each method, ground truth."""
+    name = _mask_file_name(key)
+    folder = output / SAMPLES_DIR
+    paths = {"input": folder / "input" / name}
+    paths.update({method: folder / "methods" / method / name for method in names})
+    paths["ground truth"] = folder / "ground_truth" / name
+    return paths
+
+
+def _score(method: InpaintMethod, image: torch.Tensor, erased: torch.Tensor, mask: torch.Tensor,
+           target: torch.Tensor) -> tuple[np.ndarray, float, dict[str, float]]:  # fmt: skip
+    """Run ``method`` once, timed; return its 8-bit fill, seconds and metrics."""
+    start = time.perf_counter()
+    output = method(erased, mask).cpu()  # .cpu() waits for any GPU work: it belongs to the time
+    seconds = time.perf_counter() - start
+    if output.shape != image.shape:
+        raise EvaluateError(f"{getattr(method, 'name', method)}: returned shape {tuple(output.shape)}, expected {tuple(image.shape)}")
+    filled = tensor_to_image(composite(image, output.float(), mask))  # (1, S, S, 3) uint8
+    values = image_metrics(uint8_to_unit(filled), target, mask.double())
+    return filled[0], seconds, {key: float(v[0]) for key, v in values.items()}
+
+
+def evaluate(
+    config: EvaluateConfig,
+    methods: dict[str, InpaintMethod],
+    console: Console | None = None,
+    progress: bool = True,
+) -> EvaluateResult:
+    """Run every method on every image, log results, and write the report into ``config.output``."""
+    if not methods:
+        raise EvaluateError("nothing to evaluate")
+    console = console or Console(stderr=True)
+    truth = GroundTruth(config)
+    config.output.mkdir(parents=True, exist_ok=True)
+    _check_identity(config)
+    holes = Holes(config, truth)
+    log = ResultsLog(config.output / RESULTS_LOG)
+    names = list(methods)
+    warmed: set[str] = set()
+    skipped: list[tuple[str, str]] = []
+    sample_keys: list[str] = []
+    computed = 0
+    columns = (TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, disable=not progress) as bar:
+            task = bar.add_task("evaluate", total=len(truth))
+            for sample in iter_samples(truth, holes):
+                bar.advance(task)
+                if sample.problem is not None:
+                    skipped.append((sample.key, sample.problem))
+                    console.print(f"skipped {sample.problem}", markup=False, highlight=False)
+                    continue
+                is_sample = sample.index < config.samples
+                tiles = _sample_paths(config.output, sample.key, names) if is_sample else {}
+                if is_sample:
+                    sample_keys.append(sample.key)
+                pending = [
+                    name for name in names
+                    if (sample.key, name) not in log.done or (is_sample and not tiles[name].exists())
+                ]  # fmt: skip
+                if not pending:
+                    continue
+                image = image_to_tensor(sample.image)
+                mask = mask_to_tensor(sample.hole)
+                # Methods never see the ground truth inside the hole.
+                erased = composite(image, torch.zeros_like(image), mask)
+                target = uint8_to_unit(sample.image)
+                tv_truth = float(tv_loss(target)[0])
+                if is_sample:
+                    for what, picture in (("input", masked_input(sample.image, sample.hole)),
+                                          ("ground truth", sample.image)):  # fmt: skip
+                        if not tiles[what].exists():
+                            write_png(tiles[what], picture)
+                for name in pending:
+                    if config.warmup and name not in warmed:
+                        methods[name](erased, mask)
+                        warmed.add(name)
+                    filled, seconds, values = _score(methods[name], image, erased, mask, target)
+                    if is_sample:
+                        write_png(tiles[name], filled)
+                    if (sample.key, name) in log.done:
+                        continue  # only its sheet tile was missing
+                    row = {"image": sample.key, "index": sample.index, "method": name,
+                           "seconds": seconds, "tv_ground_truth": tv_truth}  # fmt: skip
+                    row.update({spec.key: encode_value(values[spec.key]) for spec in METRICS})
+                    log.append(row)
+                    computed += 1
+    finally:
+        log.close()
+
+    summary = summarize(log.rows(names, len(truth)), names)
+    run = {**config.identity(), "limit": config.limit, "images": len(truth), "methods": names,
+           "skipped": [{"image": k, "reason": r} for k, r in skipped]}  # fmt: skip
+    write_metrics_json(config.output / "metrics.json", run, summary, lambda: log.rows(names, len(truth)))
+    write_metrics_csv(config.output / "metrics.csv", summary, lambda: log.rows(names, len(truth)))
+    if sample_keys:
+        labels = ["input", *names, "ground truth"]
+        tiles = [
+            [io.read_rgb(path) for path in _sample_paths(config.output, key, names).values()]
+            for key in sample_keys
+        ]
+        write_png(config.output / "comparison.png", comparison_sheet(tiles, labels))
+        write_text(config.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary))
+    return EvaluateResult(summary=summary, images=len(truth), computed=computed, skipped=skipped)
+
+

@@ -1,0 +1,530 @@
+"""Fill the holes of image files: pairing with mask files, batching, resumable output.
+
+The workflow behind ``inpaintkit fill``. :func:`pair_files` pairs each image with its mask
+(``photos/sub/a.jpg`` ↔ ``masks/sub/a.png`` or ``masks/sub/a_mask.png``, the convention of
+LaMa and IOPaint), :func:`fill_files` decodes them in background threads, groups same-size
+images into batches for the inpainting method (:mod:`inpaintkit.methods`), and encodes and
+writes the results in background threads through :func:`inpaintkit.io.atomic_write`.
+
+File-side guarantees: the output has the input's mode (L, LA, RGB, RGBA; palette becomes RGB,
+16-bit and float grey become 8-bit L, other modes RGB), alpha is copied as is, EXIF orientation is
+applied (outputs are stored upright without EXIF), and every known pixel is copied bit-exactly
+(lossless formats keep it so on disk). A bad file is reported in one line and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from scipy.ndimage import distance_transform_edt
+
+from inpaintkit.io import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    atomic_write,
+    list_images,
+    open_image,
+    read_mask,
+    to_rgb8,
+)
+from inpaintkit.methods import InpaintMethod
+from inpaintkit.model.visualize import attended_overlay, flow_to_color
+from inpaintkit.tensors import image_to_tensor, mask_to_tensor, tensor_to_image
+
+#: ``--format`` choices -> Pillow format name.
+OUTPUT_FORMATS = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "bmp": "BMP",
+    "tif": "TIFF",
+    "tiff": "TIFF",
+}
+
+#: Encoder settings per Pillow format: JPEG at high quality without chroma subsampling; the
+#: others lossless, so known pixels stay bit-exact on disk.
+SAVE_OPTIONS: dict[str, dict[str, object]] = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "PNG": {"compress_level": 6},
+    "WEBP": {"lossless": True, "quality": 100},
+    "BMP": {},
+    "TIFF": {"compression": "tiff_lzw"},
+}
+
+#: Suffix appended to an image's stem by the LaMa / IOPaint mask naming.
+MASK_SUFFIX = "_mask"
+
+
+class FillError(ValueError):
+    """The run as a whole cannot start (no images, an option that does not apply, ...)."""
+
+
+class FileError(ValueError):
+    """One file cannot be filled; the message says why in one line."""
+
+
+@dataclass
+class FillOptions:
+    """How masks are read and outputs written (the ``inpaintkit fill`` options)."""
+
+    invert_masks: bool = False  # black = hole instead of white = hole
+    dilate: int = 0  # grow every hole by this many pixels (Euclidean disk of that radius)
+    resize_masks: bool = False  # nearest-neighbour resize a mask of the wrong size instead of failing
+    max_size: int | None = None  # inpaint at a working size whose longer side is at most this
+    format: str | None = None  # output format (a key of OUTPUT_FORMATS); None = the input's
+    overwrite: bool = False  # redo outputs that already exist
+    batch_size: int = 4  # images of the same working size inpainted together
+    workers: int = 2  # threads decoding and (separately) encoding files
+    attention_dir: Path | None = None  # write attention pictures here (methods with offsets only)
+
+    def __post_init__(self) -> None:
+        if self.dilate < 0:
+            raise FillError(f"dilate must be >= 0, got {self.dilate}")
+        if self.max_size is not None and self.max_size < 8:
+            raise FillError(f"max size must be at least 8 pixels, got {self.max_size}")
+        if self.format is not None and self.format.lower() not in OUTPUT_FORMATS:
+            raise FillError(f"unknown output format {self.format!r}; choose from {', '.join(OUTPUT_FORMATS)}")
+        if self.batch_size < 1 or self.workers < 1:
+            raise FillError("batch size and workers must be at least 1")
+
+
+@dataclass
+class FillJob:
+    """One image to fill: where it comes from, its mask (None if unpaired), where it goes."""
+
+    image: Path
+    mask: Path | None
+    output: Path
+    relative: Path  # the image's path relative to IMAGES (its name when IMAGES is a file)
+    problem: str | None = None  # why it cannot be filled, found while pairing
+
+
+@dataclass
+class FillSummary:
+    """What a run did. ``failures`` holds ``(image path, one-line reason)``."""
+
+    filled: int = 0
+    skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def __str__(self) -> str:
+        return f"filled {self.filled}, skipped {self.skipped} (already done), failed {self.failed}"
+
+
+# --------------------------------------------------------------------------- pairing
+
+
+def _within(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.resolve().is_relative_to(folder.resolve())
+
+
+def output_path(relative: Path, output: Path, format: str | None, single_file: bool) -> Path:
+    """Where the image at ``relative`` (under IMAGES) is written.
+
+    With a single input file, an ``output`` that has an image suffix is the output file itself;
+    otherwise ``output`` is a folder mirroring IMAGES. ``format`` replaces the suffix.
+    """
+    if single_file and output.suffix.lower() in IMAGE_SUFFIXES:
+        target = output
+    else:
+        target = output / relative
+    return target.with_suffix(f".{format.lower()}") if format else target
+
+
+def pair_files(
+    images: str | os.PathLike,
+    masks: str | os.PathLike,
+    output: str | os.PathLike,
+    format: str | None = None,
+    attention_dir: str | os.PathLike | None = None,
+) -> list[FillJob]:
+    """Pair every image below ``images`` (or the one file) with its mask.
+
+    ``masks`` is either one file used for every image, or a folder searched at the image's
+    relative sub-folder for ``<stem>.*`` and ``<stem>_mask.*``. Exactly one candidate must
+    exist; none or several make a job with a ``problem``. Files inside ``output`` or
+    ``attention_dir`` are not inputs (so a re-run does not fill its own outputs), and when
+    images and masks share a folder, files serving as masks are not filled themselves.
+    """
+    images, masks, output = Path(images), Path(masks), Path(output)
+    attention = Path(attention_dir) if attention_dir is not None else None
+    single = images.is_file()
+    if single:
+        sources = [(images, Path(images.name))]
+    elif images.is_dir():
+        sources = [
+            (p, p.relative_to(images))
+            for p in list_images(images)
+            if not _within(p, output if output.is_dir() else None) and not _within(p, attention)
+        ]
+    else:
+        raise FillError(f"{images}: no such file or folder")
+    if not masks.exists():
+        raise FillError(f"{masks}: no such file or folder")
+
+    by_key: dict[Path, list[Path]] = {}
+    if masks.is_dir():
+        for path in list_images(masks):
+            by_key.setdefault(path.relative_to(masks).with_suffix(""), []).append(path)
+
+    jobs = []
+    for image, relative in sources:
+        job = FillJob(image, None, output_path(relative, output, format, single), relative)
+        if masks.is_file():
+            job.mask = masks
+        else:
+            stem = relative.with_suffix("")
+            candidates = [
+                p
+                for key in (stem, stem.with_name(stem.name + MASK_SUFFIX))
+                for p in by_key.get(key, [])
+                if p.resolve() != image.resolve()
+            ]
+            if len(candidates) == 1:
+                job.mask = candidates[0]
+            elif not candidates:
+                where = masks / stem
+                job.problem = f"no mask found (looked for {where}.* and {where}{MASK_SUFFIX}.*)"
+            else:
+                job.problem = f"several masks match: {', '.join(str(p) for p in candidates)}"
+        jobs.append(job)
+
+    used_as_masks = {job.mask.resolve() for job in jobs if job.mask is not None}
+    return [job for job in jobs if job.image.resolve() not in used_as_masks]
+
+
+# --------------------------------------------------------------------------- masks and sizes
+
+
+def dilate_mask(hole: np.ndarray, radius: int) -> np.ndarray:
+    """Grow a bool ``(H, W)`` hole mask by a disk of ``radius`` pixels.
+
+    A pixel becomes a hole when its Euclidean distance to a hole pixel is at most ``radius``;
+    the distance transform makes this cost the same for any radius.
+    """
+    if radius <= 0 or not hole.any():
+        return hole.copy()
+    return distance_transform_edt(~hole) <= radius
+
+
+def working_size(height: int, width: int, max_size: int | None) -> tuple[int, int]:
+    """``(h, w)`` scaled so the longer side is at most ``max_size`` (aspect kept, never enlarged)."""
+    longest = max(height, width)
+    if max_size is None or longest <= max_size:
+        return height, width
+    scale = max_size / longest
+    return max(1, min(max_size, round(height * scale))), max(1, min(max_size, round(width * scale)))
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(H, W)`` after EXIF orientation from the file header alone, or None if unreadable."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            # Orientations 5-8 rotate by 90 degrees: exif_transpose swaps the sides.
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                width, height = height, width
+            return height, width
+    # A decompression bomb is refused with its one-line reason when the file is decoded.
+    except (OSError, ValueError, UnidentifiedImageError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclass
+class DecodedImage:
+    """An image ready to inpaint, and what is needed to write it back in its own mode."""
+
+    job: FillJob
+    pixels: np.ndarray  # uint8 (H, W, 3): the colour channels that are filled
+    alpha: np.ndarray | None  # uint8 (H, W), copied to the output unchanged
+    mode: str  # output mode: "L", "LA", "RGB" or "RGBA"
+    hole: np.ndarray  # bool (H, W), True = hole, at full resolution
+    work_pixels: np.ndarray  # uint8 (h, w, 3) at the working resolution
+    work_hole: np.ndarray  # bool (h, w)
+    icc_profile: bytes | None
+
+
+def split_channels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """A Pillow image -> ``(uint8 RGB (H, W, 3), uint8 alpha (H, W) or None, output mode)``.
+
+    The RGB of RGBA is the stored colour (not flattened) so known pixels survive unchanged.
+    """
+    if image.mode in ("L", "LA"):
+        data = np.asarray(image)
+        gray = data if image.mode == "L" else data[..., 0]
+        alpha = None if image.mode == "L" else np.ascontiguousarray(data[..., 1])
+        return np.repeat(gray[..., None], 3, axis=2), alpha, image.mode
+    if image.mode in ("RGB", "RGBA"):
+        data = np.asarray(image)
+        alpha = np.ascontiguousarray(data[..., 3]) if image.mode == "RGBA" else None
+        return np.ascontiguousarray(data[..., :3]), alpha, image.mode
+    # 1-bit, 16-bit and float grey stay grey; palette, CMYK, YCbCr, ... become RGB.
+    mode = "L" if image.mode in ("1", "I", "F") or image.mode.startswith("I;16") else "RGB"
+    return to_rgb8(image), None, mode
+
+
+def _resize(array: np.ndarray, size: tuple[int, int], resample: Image.Resampling) -> np.ndarray:
+    """Resize a uint8 ``(H, W)`` or ``(H, W, 3)`` array to ``size = (h, w)``."""
+    return np.asarray(Image.fromarray(array).resize((size[1], size[0]), resample))
+
+
+def _decode(job: FillJob, options: FillOptions) -> DecodedImage:
+    """Read the image and its mask; raise FileError with a one-line reason."""
+    assert job.mask is not None
+    try:
+        image = open_image(job.image)
+    except ImageReadError as err:
+        raise FileError(str(err)) from None
+    pixels, alpha, mode = split_channels(image)
+    try:
+        hole = read_mask(job.mask, invert=options.invert_masks)
+    except ImageReadError as err:
+        raise FileError(f"mask {job.mask}: {err}") from None
+    height, width = pixels.shape[:2]
+    if hole.shape != (height, width):
+        if not options.resize_masks:
+            raise FileError(
+                f"mask {job.mask} is {hole.shape[1]}x{hole.shape[0]} but the image is "
+                f"{width}x{height} (pass --resize-masks to resize masks)"
+            )
+        hole = _resize(hole.astype(np.uint8) * 255, (height, width), Image.Resampling.NEAREST) > 127
+    hole = dilate_mask(hole, options.dilate)
+    size = working_size(height, width, options.max_size)
+    if size == (height, width):
+        work_pixels, work_hole = pixels, hole
+    else:
+        work_pixels = _resize(pixels, size, Image.Resampling.LANCZOS)
+        # A working pixel is a hole if any full-resolution pixel under it is, so the upsampled
+        # fill covers every full-resolution hole pixel.
+        work_hole = _resize(hole.astype(np.uint8) * 255, size, Image.Resampling.BOX) > 0
+    return DecodedImage(job, pixels, alpha, mode, hole, work_pixels, work_hole, image.info.get("icc_profile"))
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def merge_fill(decoded: DecodedImage, work_filled: np.ndarray) -> Image.Image:
+    """Composite a working-resolution fill ``uint8 (h, w, 3)`` into the full-resolution original.
+
+    Known pixels (and alpha) come from the original, bit for bit; hole pixels from the fill,
+    upsampled (bicubic) when the working resolution is smaller, and reduced to grey (Pillow's
+    ITU-R 601 luma) for grey outputs.
+    """
+    height, width = decoded.hole.shape
+    filled = work_filled
+    if filled.shape[:2] != (height, width):
+        filled = _resize(filled, (height, width), Image.Resampling.BICUBIC)
+    if decoded.mode in ("L", "LA"):
+        filled_gray = np.asarray(Image.fromarray(filled).convert("L"))
+        out = np.where(decoded.hole, filled_gray, decoded.pixels[..., 0])
+    else:
+        out = np.where(decoded.hole[..., None], filled, decoded.pixels)
+    if decoded.alpha is not None:
+        out = np.dstack([out, decoded.alpha])
+    return Image.fromarray(np.ascontiguousarray(out), decoded.mode)
+
+
+def save_image(image: Image.Image, path: Path, icc_profile: bytes | None = None) -> None:
+    """Write ``image`` atomically in the format its suffix names (see SAVE_OPTIONS)."""
+    fmt = OUTPUT_FORMATS.get(path.suffix.lower().lstrip("."))
+    if fmt is None:
+        raise FileError(f"cannot write {path.suffix!r} files; pass --format png")
+    if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
+        raise FileError(f"JPEG cannot keep the alpha channel of this {image.mode} image; pass --format png")
+    options = dict(SAVE_OPTIONS[fmt])
+    if icc_profile and fmt != "BMP":
+        options["icc_profile"] = icc_profile
+    try:
+        with atomic_write(path) as tmp:
+            image.save(tmp, format=fmt, **options)
+    except (OSError, ValueError, KeyError) as err:
+        raise FileError(f"cannot write {path} ({err or type(err).__name__})") from None
+
+
+def attention_paths(relative: Path, attention_dir: Path) -> tuple[Path, Path]:
+    """The attention-map and attended-overlay PNGs for the image at ``relative``."""
+    base = attention_dir / relative.with_suffix("")
+    return base.with_name(base.name + "_attention.png"), base.with_name(base.name + "_overlay.png")
+
+
+def _encode(
+    decoded: DecodedImage,
+    work_filled: np.ndarray,
+    offsets: np.ndarray | None,
+    attention_dir: Path | None,
+) -> None:
+    save_image(merge_fill(decoded, work_filled), decoded.job.output, decoded.icc_profile)
+    if attention_dir is not None and offsets is not None:
+        flow_path, overlay_path = attention_paths(decoded.job.relative, attention_dir)
+        colors = flow_to_color(offsets[None])[0]
+        colors = _resize(np.ascontiguousarray(colors), work_filled.shape[:2], Image.Resampling.NEAREST)
+        save_image(Image.fromarray(colors), flow_path)
+        overlay = attended_overlay(work_filled, offsets, decoded.work_hole)
+        save_image(Image.fromarray(overlay), overlay_path)
+
+
+# --------------------------------------------------------------------------- the run
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[Future[R]]:
+    """Submit ``fn(item)`` ahead of the consumer, at most ``depth`` in flight, yield in order.
+
+    The bound keeps memory flat: decoding runs ahead of the network by ``depth`` files only.
+    """
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= depth:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def fill_files(
+    jobs: list[FillJob],
+    method: InpaintMethod,
+    options: FillOptions | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> FillSummary:
+    """Fill every job with ``method``; report each bad file in one line and carry on.
+
+    Same-size images (at the working resolution) are batched, up to ``options.batch_size``;
+    decoding runs ``options.workers`` threads ahead of the method and encoding runs behind it.
+    Existing outputs are skipped unless ``options.overwrite``. Returns the counts.
+    """
+    options = options or FillOptions()
+    console = console or Console(stderr=True)
+    summary = FillSummary()
+    wants_offsets = options.attention_dir is not None
+    if wants_offsets and not hasattr(method, "fill_with_offsets"):
+        raise FillError(f"--attention needs --method deepfill (the {method.name} method has no attention)")
+
+    bar = Progress(
+        TextColumn("filling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not progress or not console.is_terminal,  # no bar in logs
+        transient=True,
+    )
+    task = bar.add_task("fill", total=len(jobs))
+
+    def fail(job: FillJob, reason: str) -> None:
+        summary.failures.append((str(job.image), _one_line(reason)))
+        bar.console.print(f"error: {job.image}: {_one_line(reason)}", markup=False, highlight=False, soft_wrap=True)
+        bar.advance(task)
+
+    todo = []
+    for job in jobs:
+        if job.problem is not None:
+            fail(job, job.problem)
+        elif job.output.exists() and not options.overwrite:
+            summary.skipped += 1
+            bar.advance(task)
+        else:
+            todo.append(job)
+    # Header sizes only order the work so that same-size images arrive together; the batches
+    # themselves are formed from the decoded sizes.
+    sizes = {id(job): _header_size(job.image) or (0, 0) for job in todo}
+    todo.sort(key=lambda job: (working_size(*sizes[id(job)], options.max_size), str(job.relative)))
+
+    def decode(job: FillJob) -> DecodedImage | tuple[FillJob, str]:
+        try:
+            return _decode(job, options)
+        except FileError as err:
+            return job, str(err)
+        except (OSError, ValueError) as err:  # e.g. an image mode Pillow cannot convert
+            return job, f"cannot read ({type(err).__name__}: {err})"
+
+    def encode(args: tuple[DecodedImage, np.ndarray, np.ndarray | None]) -> None:
+        _encode(*args, options.attention_dir)
+
+    depth = options.batch_size + 2 * options.workers
+    writes: deque[tuple[FillJob, Future[None]]] = deque()
+
+    def collect(limit: int) -> None:
+        while len(writes) > limit:
+            job, future = writes.popleft()
+            try:
+                future.result()
+            except FileError as err:
+                fail(job, str(err))
+            else:
+                summary.filled += 1
+                bar.advance(task)
+
+    def run(batch: list[DecodedImage]) -> None:
+        images = image_to_tensor(np.stack([d.work_pixels for d in batch]))
+        masks = mask_to_tensor(np.stack([d.work_hole for d in batch]))
+        try:
+            if wants_offsets:
+                filled, offsets = method.fill_with_offsets(images, masks)  # type: ignore[attr-defined]
+            else:
+                filled, offsets = method(images, masks), None
+        except Exception as err:  # noqa: BLE001 - one bad image must not stop the run
+            if len(batch) > 1:
+                # Retry one by one so only the image that caused it (e.g. an all-hole mask
+                # PatchMatch cannot fill) fails.
+                for d in batch:
+                    run([d])
+            else:
+                fail(batch[0].job, f"inpainting failed: {type(err).__name__}: {err}")
+            return
+        pictures = tensor_to_image(filled)
+        flows = offsets.cpu().numpy() if offsets is not None else [None] * len(batch)
+        for d, picture, flow in zip(batch, pictures, flows, strict=True):
+            writes.append((d.job, writer.submit(encode, (d, picture, flow))))
+        collect(depth)
+
+    with bar, ThreadPoolExecutor(options.workers, "decode") as reader, ThreadPoolExecutor(
+        options.workers, "encode"
+    ) as writer:
+        try:
+            batch: list[DecodedImage] = []
+            for future in _ordered_map(reader, decode, todo, depth):
+                decoded = future.result()
+                if isinstance(decoded, tuple):
+                    fail(*decoded)
+                    continue
+                if batch and decoded.work_pixels.shape != batch[0].work_pixels.shape:
+                    run(batch)
+                    batch = []
+                batch.append(decoded)
+                if len(batch) == options.batch_size:
+                    run(batch)
+                    batch = []
+            if batch:
+                run(batch)
+            collect(0)
+        except BaseException:
+            reader.shutdown(wait=False, cancel_futures=True)
+            writer.shutdown(wait=True, cancel_futures=True)
+            raise
+    return summary

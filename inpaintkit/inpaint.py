@@ -1,0 +1,85 @@
+"""Inference: fill the holes of images of any size with a trained :class:`Generator`."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from inpaintkit.model.generator import Generator
+from inpaintkit.tensors import composite, crop_to, pad_to_multiple
+
+#: The attention offsets live on the generator's 1/4-resolution feature grid.
+FEATURE_STRIDE = 4
+
+
+@dataclass
+class InpaintResult:
+    """Output of :func:`inpaint`, on the input's device and in its dtype.
+
+    ``image``: ``(N, 3, H, W)`` in ``[-1, 1]``, the refined prediction composited into the
+    holes (known pixels bit-exact copies of the input). ``coarse``: the first stage's
+    prediction, composited the same way. ``offsets``: ``(N, 2, ceil(H/4), ceil(W/4))`` long
+    contextual-attention offsets (dy, dx) in feature pixels, or ``None``.
+    """
+
+    image: torch.Tensor
+    coarse: torch.Tensor
+    offsets: torch.Tensor | None = None
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+@torch.no_grad()
+def inpaint(
+    generator: Generator,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    return_offsets: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+) -> InpaintResult:
+    """Inpaint ``image (N, 3, H, W)`` in ``[-1, 1]`` where ``mask (N, 1, H, W)`` is 1.
+
+    Any H×W and any number and shape of holes: the inputs are mirror-padded on the bottom and
+    right to a multiple of :attr:`Generator.multiple` (``tensors.pad_to_multiple``), run on the
+    generator's device without gradients, cropped back and composited with
+    ``tensors.composite``. ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs the forward under
+    ``torch.autocast`` on that device; the outputs are cast back to the input's dtype before
+    compositing, so known pixels stay bit-exact in any precision. Offsets are requested only
+    when ``return_offsets`` is set (a baseline model without attention returns ``None``).
+    """
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ValueError(f"image must be (N, 3, H, W), got {tuple(image.shape)}")
+    if mask.shape != (image.shape[0], 1, *image.shape[2:]):
+        raise ValueError(
+            f"mask must be (N, 1, H, W) matching image {tuple(image.shape)}, got {tuple(mask.shape)}"
+        )
+    if not image.is_floating_point():
+        raise TypeError(f"image must be a float tensor in [-1, 1], got {image.dtype}")
+    device = _device_of(generator)
+    x = image.to(device=device, dtype=torch.float32)
+    m = (mask.to(device) > 0.5).to(torch.float32)
+    x, size = pad_to_multiple(x, generator.multiple)
+    m, _ = pad_to_multiple(m, generator.multiple)
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        output = generator(x, m, return_offsets=return_offsets)
+
+    def finish(prediction: torch.Tensor) -> torch.Tensor:
+        prediction = crop_to(prediction, size).to(device=image.device, dtype=image.dtype)
+        return composite(image, prediction, mask)
+
+    offsets = None
+    if output.offsets is not None:
+        feature_size = (-(-size[0] // FEATURE_STRIDE), -(-size[1] // FEATURE_STRIDE))
+        offsets = crop_to(output.offsets, feature_size).to(image.device)
+    return InpaintResult(
+        image=finish(output.refined), coarse=finish(output.coarse), offsets=offsets
+    )

@@ -1,0 +1,192 @@
+"""Inpainting methods behind one interface, shared by ``fill`` and ``evaluate``.
+
+Every method is a callable object with a ``name``::
+
+    method(images (N, 3, H, W) in [-1, 1], masks (N, 1, H, W) in {0, 1}, 1 = hole)
+        -> (N, 3, H, W) in [-1, 1], composited: known pixels are the input's, bit for bit.
+
+Outputs are on the device of ``images``. Methods run without gradients.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from skimage.restoration import inpaint_biharmonic
+
+from inpaintkit.checkpoint import CheckpointError, default_checkpoint, load_generator
+from inpaintkit.inpaint import inpaint
+from inpaintkit.patchmatch import patchmatch_inpaint
+from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
+
+#: Printed when DeepFill is asked for without a checkpoint and the package ships no weights.
+NO_DEFAULT_MODEL = (
+    "no default model is bundled yet; pass --checkpoint FILE "
+    "(trained with `inpaintkit train`) or use --method patchmatch"
+)
+
+#: Autocast precisions accepted by :class:`DeepFillMethod`.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class InpaintMethod(Protocol):
+    """What ``fill`` and ``evaluate`` call: see the module docstring."""
+
+    name: str
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor: ...
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``.
+
+    Asking for CUDA on a machine without it is an error here rather than deep inside a
+    forward pass.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def _check_inputs(images: torch.Tensor, masks: torch.Tensor) -> None:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
+    if masks.shape != (images.shape[0], 1, *images.shape[2:]):
+        raise ValueError(
+            f"masks must be (N, 1, H, W) matching images {tuple(images.shape)}, got {tuple(masks.shape)}"
+        )
+
+
+class MeanColorMethod:
+    """Baseline: every hole pixel gets the mean colour of its sample's known pixels.
+
+    A sample with no known pixel at all is filled with mid-grey (0 in [-1, 1]).
+    """
+
+    name = "mean-color"
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        _check_inputs(images, masks)
+        known = 1.0 - masks
+        count = known.sum(dim=(2, 3), keepdim=True)  # (N, 1, 1, 1)
+        total = (images * known).sum(dim=(2, 3), keepdim=True)  # (N, 3, 1, 1)
+        mean = torch.where(count > 0, total / count.clamp(min=1.0), torch.zeros_like(total))
+        return composite(images, mean.expand_as(images), masks)
+
+
+class BiharmonicMethod:
+    """Baseline: scikit-image's biharmonic inpainting (smooth continuation of the boundary)."""
+
+    name = "biharmonic"
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        _check_inputs(images, masks)
+        out = images.clone()
+        for i in range(images.shape[0]):
+            hole = masks[i, 0].cpu().numpy() > 0.5
+            # Nothing to solve for; and with no known pixel the equations have no boundary.
+            if not hole.any() or hole.all():
+                continue
+            image = images[i].permute(1, 2, 0).double().cpu().numpy()
+            filled = inpaint_biharmonic(image, hole, channel_axis=-1)
+            out[i] = torch.from_numpy(filled).permute(2, 0, 1).to(images)
+        return composite(images, out.clamp(-1.0, 1.0), masks)
+
+
+class PatchMatchMethod:
+    """Baseline: PatchMatch (Barnes et al. 2009) as in :mod:`inpaintkit.patchmatch`, per sample."""
+
+    name = "patchmatch"
+
+    def __init__(
+        self, patch_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu"
+    ) -> None:
+        self.patch_size = patch_size  # None: patchmatch_inpaint's default
+        self.seed = seed
+        self.device = resolve_device(device)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        _check_inputs(images, masks)
+        options = {"seed": self.seed, "device": self.device}
+        if self.patch_size is not None:
+            options["patch_size"] = self.patch_size
+        pictures = tensor_to_image(images)  # (N, H, W, 3) uint8
+        holes = masks[:, 0].cpu().numpy() > 0.5
+        filled = [
+            patchmatch_inpaint(picture, hole, **options) if hole.any() else picture
+            for picture, hole in zip(pictures, holes, strict=True)
+        ]
+        prediction = image_to_tensor(np.stack(filled)).to(images.device)
+        return composite(images, prediction, masks)
+
+
+class DeepFillMethod:
+    """The paper's generator (coarse network, then refinement with contextual attention).
+
+    ``checkpoint``: a safetensors file from ``inpaintkit train``; ``None`` uses the weights
+    packaged with inpaintkit and raises ``CheckpointError`` when there are none.
+    ``precision``: ``"fp32"``, or ``"bf16"``/``"fp16"`` autocast (meant for CUDA; works on CPU
+    where PyTorch supports it). ``channels_last`` switches the memory format (faster convs on
+    recent GPUs). Known pixels are composited back in float32, so they stay bit-exact in any
+    precision.
+    """
+
+    name = "deepfill"
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        if checkpoint is None:
+            checkpoint = default_checkpoint()
+            if checkpoint is None:
+                raise CheckpointError(NO_DEFAULT_MODEL)
+        self.checkpoint = Path(checkpoint)
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.channels_last = channels_last
+        self.generator = load_generator(self.checkpoint, device=str(self.device)).eval()
+        if channels_last:
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+
+    @torch.no_grad()
+    def fill_with_offsets(
+        self, images: torch.Tensor, masks: torch.Tensor, return_offsets: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Fill and also return the contextual-attention offsets.
+
+        Returns ``(filled (N, 3, H, W) in [-1, 1], offsets (N, 2, h, w) long or None)``;
+        offsets are (dy, dx) in attention-feature pixels, as ``model.visualize`` expects.
+        """
+        _check_inputs(images, masks)
+        x = images.to(self.device, non_blocking=True)
+        m = masks.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            m = m.contiguous(memory_format=torch.channels_last)
+        result = inpaint(
+            self.generator, x, m, return_offsets=return_offsets, autocast_dtype=PRECISIONS[self.precision]
+        )
+        # inpaint() composited on the device already; doing it again against the caller's own
+        # tensor keeps known pixels bit-exact whatever the transfer did.
+        prediction = result.image.to(images.device)
+        offsets = None if result.offsets is None else result.offsets.to(images.device)
+        return composite(images, prediction, masks), offsets
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return self.fill_with_offsets(images, masks, return_offsets=False)[0]

@@ -1,0 +1,243 @@
+"""Per-image reconstruction metrics of a completed image against its ground truth.
+
+Definitions (docs/metrics.md states them as formulas): every function takes batched float
+tensors with values in ``[0, 1]`` and returns one value per image, shape ``(N,)``, in float64.
+
+* ``completed``, ``target``: ``(N, C, H, W)`` in ``[0, 1]``;
+* ``mask``: ``(N, 1, H, W)`` in ``{0, 1}``, ``1 = hole`` (the tensors.py convention).
+
+The paper's Table 1 reports mean ℓ1 error, mean ℓ2 error, PSNR and TV loss "for reference
+only" without formulas; the ones here are the plainest readings of those names, plus SSIM and
+hole-only variants. Hole-only values of an image without a hole are NaN ("undefined"), and a
+PSNR of two identical images (or holes) is +inf; :class:`RunningStats` counts both apart
+instead of letting them poison a mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: SSIM settings of Wang et al. (2004), identical to scikit-image's
+#: ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+#: data_range=1.0, channel_axis=...)``: an 11-tap Gaussian window (radius ``int(3.5 * 1.5 + 0.5)``),
+#: constants K1 = 0.01, K2 = 0.03, mean over the positions where the window fits and over channels.
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How one metric is named, printed and compared."""
+
+    key: str  # the name in metrics.json / metrics.csv
+    label: str  # the column header in the terminal table and the HTML page
+    higher_is_better: bool | None  # None: no better direction (TV)
+    digits: int  # decimals printed
+
+
+#: Column order of every report, Table 1's four first. ``hole_l1`` (marked †) is the number
+#: later re-implementations call "l1 error" (MMagic's DeepFill v1: MAE on [0, 1] over hole
+#: pixels x 100); :data:`HOLE_L1_NOTE` says so under every table.
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("l1", "ℓ1 (%)", False, 2),
+    MetricSpec("l2", "ℓ2 (%)", False, 2),
+    MetricSpec("psnr", "PSNR (dB)", True, 2),
+    MetricSpec("tv", "TV (%)", None, 2),
+    MetricSpec("ssim", "SSIM", True, 3),
+    MetricSpec("hole_l1", "hole ℓ1 (%)†", False, 2),
+    MetricSpec("hole_l2", "hole ℓ2 (%)", False, 2),
+    MetricSpec("hole_psnr", "hole PSNR (dB)", True, 2),
+)
+
+HOLE_L1_NOTE = "† hole ℓ1 (%) is what later re-implementations (e.g. MMagic's DeepFill v1) report as 'l1 error'."
+
+
+def _check(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> None:
+    if completed.ndim != 4 or completed.shape != target.shape:
+        raise ValueError(
+            f"completed and target must be equal (N, C, H, W) shapes, got "
+            f"{tuple(completed.shape)} and {tuple(target.shape)}"
+        )
+    if mask is not None and mask.shape != (completed.shape[0], 1, *completed.shape[2:]):
+        raise ValueError(f"mask must be (N, 1, H, W) = {(completed.shape[0], 1, *completed.shape[2:])}, got {tuple(mask.shape)}")
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values (N, C, H, W)`` per image over all pixels, or over hole pixels only.
+
+    With a mask, each hole pixel counts once per channel (as MMagic's masked MAE does);
+    an image without hole pixels gets NaN.
+    """
+    values = values.double()
+    if mask is None:
+        return values.mean(dim=(1, 2, 3))
+    hole = (mask > 0.5).double().expand_as(values)
+    count = hole.sum(dim=(1, 2, 3))
+    total = (values * hole).sum(dim=(1, 2, 3))
+    return torch.where(count > 0, total / count.clamp(min=1.0), torch.full_like(total, math.nan))
+
+
+def mean_l1_error(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error x 100 (%): ``100 * mean |completed - target|`` -> ``(N,)``.
+
+    Over all pixels and channels, or over hole pixels only when ``mask`` is given.
+    """
+    _check(completed, target, mask)
+    return 100.0 * _masked_mean((completed.double() - target.double()).abs(), mask)
+
+
+def mean_l2_error(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error x 100 (%): ``100 * mean (completed - target)^2`` -> ``(N,)``."""
+    _check(completed, target, mask)
+    return 100.0 * _masked_mean((completed.double() - target.double()) ** 2, mask)
+
+
+def psnr(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Peak signal-to-noise ratio (dB) for peak 1: ``10 log10(1 / MSE)`` -> ``(N,)``.
+
+    MSE over all pixels and channels (scikit-image's ``peak_signal_noise_ratio`` with
+    ``data_range=1``), or over hole pixels only. ``+inf`` when MSE is 0; NaN for an empty hole.
+    """
+    mse = mean_l2_error(completed, target, mask) / 100.0
+    return 10.0 * torch.log10(1.0 / mse)  # 1/0 = inf -> inf dB; NaN stays NaN
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation x 100 (%) of ``image (N, C, H, W)`` in [0, 1] -> ``(N,)``.
+
+    ``100 * (mean |x[i+1, j] - x[i, j]| + mean |x[i, j+1] - x[i, j]|)``, each mean over all
+    vertical (resp. horizontal) neighbour pairs and channels. Lower is smoother, not better:
+    compare with the ground truth's TV.
+    """
+    if image.ndim != 4:
+        raise ValueError(f"image must be (N, C, H, W), got {tuple(image.shape)}")
+    x = image.double()
+    zero = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    vertical = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3)) if x.shape[2] > 1 else zero
+    horizontal = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(1, 2, 3)) if x.shape[3] > 1 else zero
+    return 100.0 * (vertical + horizontal)
+
+
+def _gaussian_window(device: torch.device) -> torch.Tensor:
+    """The 1-D SSIM window, exactly as ``scipy.ndimage.gaussian_filter`` builds it."""
+    radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    window = torch.exp(-0.5 / SSIM_SIGMA**2 * x**2)
+    return window / window.sum()
+
+
+def ssim(completed: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004) on [0, 1] values -> ``(N,)``.
+
+    Equal (to float64 rounding) to scikit-image's ``structural_similarity(a, b,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0,
+    channel_axis=-1)`` on ``(H, W, C)`` arrays: Gaussian-weighted local statistics, the SSIM
+    map averaged over positions where the 11x11 window lies inside the image, then over
+    channels. Images must be at least 11x11.
+    """
+    _check(completed, target, None)
+    n, c, h, w = completed.shape
+    window = _gaussian_window(completed.device)
+    size = window.numel()
+    if h < size or w < size:
+        raise ValueError(f"SSIM needs images of at least {size}x{size}, got {h}x{w}")
+    # Separable 'valid' filtering: outside the crop skimage's reflect padding never matters.
+    rows = window.view(1, 1, size, 1).expand(c, 1, size, 1)
+    cols = window.view(1, 1, 1, size).expand(c, 1, 1, size)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(x, rows, groups=c), cols, groups=c)
+
+    x = completed.double()
+    y = target.double()
+    ux, uy = blur(x), blur(y)
+    vx = blur(x * x) - ux * ux
+    vy = blur(y * y) - uy * uy
+    vxy = blur(x * y) - ux * uy
+    c1 = SSIM_K1**2
+    c2 = SSIM_K2**2
+    ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return ssim_map.mean(dim=(2, 3)).mean(dim=1)
+
+
+def image_metrics(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every metric of :data:`METRICS` for a batch -> ``{key: (N,) float64}``.
+
+    ``completed`` is judged as given: callers composite known pixels first if they want the
+    whole-image numbers to reflect the fill alone.
+    """
+    _check(completed, target, mask)
+    return {
+        "l1": mean_l1_error(completed, target),
+        "l2": mean_l2_error(completed, target),
+        "psnr": psnr(completed, target),
+        "tv": tv_loss(completed),
+        "ssim": ssim(completed, target),
+        "hole_l1": mean_l1_error(completed, target, mask),
+        "hole_l2": mean_l2_error(completed, target, mask),
+        "hole_psnr": psnr(completed, target, mask),
+    }
+
+
+def uint8_to_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` or ``(H, W, 3)`` -> float64 ``(N, 3, H, W)`` in [0, 1] (``v / 255``)."""
+    if images.dtype != np.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[None]
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double() / 255.0
+
+
+@dataclass
+class RunningStats:
+    """Streaming mean and (population, ddof = 0) standard deviation of one metric.
+
+    Welford's update keeps it exact-enough and O(1) in memory. ``+inf`` values are counted in
+    ``infinite`` and NaN (undefined) ones in ``undefined``; neither enters mean or std — so a
+    mean PSNR is the mean over images with a nonzero error, reported beside how many had none.
+    """
+
+    count: int = 0
+    mean: float = math.nan
+    _m2: float = 0.0
+    infinite: int = 0
+    undefined: int = 0
+
+    def add(self, value: float) -> None:
+        """Include one per-image value."""
+        if math.isnan(value):
+            self.undefined += 1
+            return
+        if math.isinf(value):
+            self.infinite += 1
+            return
+        self.count += 1
+        if self.count == 1:
+            self.mean = value
+            self._m2 = 0.0
+            return
+        delta = value - self.mean
+        self.mean += delta / self.count
+        self._m2 += delta * (value - self.mean)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation of the finite values (NaN when there are none)."""
+        return math.sqrt(self._m2 / self.count) if self.count else math.nan
+
+    def as_dict(self) -> dict[str, float | int]:
+        """``{"mean", "std", "count", "infinite", "undefined"}`` (mean/std NaN when count is 0)."""
+        return {
+            "mean": self.mean,
+            "std": self.std,
+            "count": self.count,
+            "infinite": self.infinite,
+            "undefined": self.undefined,
+        }

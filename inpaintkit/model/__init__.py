@@ -1,0 +1,1 @@
+"""Network modules of DeepFill v1 (generator, contextual attention, critics)."""

@@ -1,0 +1,143 @@
+"""The two WGAN-GP critics (paper section 3, appendix D) and the local critic's hole crop.
+
+The global critic judges the whole completed image; the local critic judges the hole's
+bounding box, resampled to a fixed size. Both are plain stacks of K5S2 convolutions with
+Leaky ReLU (slope 0.2) and a fully connected layer to one unbounded score — no normalisation,
+no sigmoid (a Wasserstein critic).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: Leaky ReLU slope of both critics (appendix D).
+LEAKY_SLOPE = 0.2
+
+
+class _Critic(nn.Module):
+    """K5S2 convolutions with the given widths, then a fully connected layer to one score."""
+
+    def __init__(self, input_size: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        factor = 2 ** len(widths)
+        if input_size <= 0 or input_size % factor:
+            raise ValueError(
+                f"input_size must be a positive multiple of {factor}, got {input_size}"
+            )
+        self.input_size = input_size
+        layers: list[nn.Module] = []
+        in_channels = 3
+        for width in widths:
+            # Zero "same" padding, as the authors' dis_conv (TF padding='SAME'): each conv halves H, W.
+            layers += [
+                nn.Conv2d(in_channels, width, 5, stride=2, padding=2),
+                nn.LeakyReLU(LEAKY_SLOPE),
+            ]
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(in_channels * (input_size // factor) ** 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, s, s)`` in ``[-1, 1]`` -> ``(N,)`` unbounded scores (s = ``input_size``)."""
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.input_size, self.input_size):
+            raise ValueError(
+                f"{type(self).__name__} expects (N, 3, {self.input_size}, {self.input_size}), "
+                f"got {tuple(x.shape)}"
+            )
+        return self.fc(self.features(x).flatten(1)).squeeze(1)
+
+
+class LocalCritic(_Critic):
+    """Local WGAN-GP critic: K5S2C64 - K5S2C128 - K5S2C256 - K5S2C512 - FC(1) (appendix D).
+
+    Sees the hole's bounding box (:func:`crop_hole_boxes`) at ``input_size``²; widths scale
+    with ``channels`` (c, 2c, 4c, 8c).
+    """
+
+    def __init__(self, input_size: int = 128, channels: int = 64) -> None:
+        super().__init__(input_size, (channels, 2 * channels, 4 * channels, 8 * channels))
+
+
+class GlobalCritic(_Critic):
+    """Global WGAN-GP critic: K5S2C64 - K5S2C128 - K5S2C256 - K5S2C256 - FC(1) (appendix D).
+
+    Sees the whole ``input_size``² image; widths scale with ``channels`` (c, 2c, 4c, 4c).
+    """
+
+    def __init__(self, input_size: int = 256, channels: int = 64) -> None:
+        super().__init__(input_size, (channels, 2 * channels, 4 * channels, 4 * channels))
+
+
+def hole_boxes(mask: torch.Tensor) -> torch.Tensor:
+    """Each sample's hole bounding box: ``mask (N, 1, H, W)`` -> long ``(N, 4)``.
+
+    Rows are ``(top, left, bottom, right)`` with exclusive ends; a sample without a hole gets
+    the whole image ``(0, 0, H, W)``.
+    """
+    if mask.ndim != 4 or mask.shape[1] != 1:
+        raise ValueError(f"mask must be (N, 1, H, W), got {tuple(mask.shape)}")
+    hole = mask[:, 0] > 0.5
+    rows, cols = hole.any(dim=2), hole.any(dim=1)  # (N, H), (N, W)
+    top, bottom = _first_last(rows)
+    left, right = _first_last(cols)
+    return torch.stack([top, left, bottom, right], dim=1)
+
+
+def _first_last(flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First index and one past the last index of True along dim 1 of ``(N, L)``; 0, L if none."""
+    length = flags.shape[1]
+    as_int = flags.to(torch.uint8)
+    # argmax returns the first maximum, so it finds the first True (and 0 when there is none).
+    first = as_int.argmax(dim=1)
+    end = length - as_int.flip(1).argmax(dim=1)
+    empty = ~flags.any(dim=1)
+    return first.masked_fill(empty, 0), end.masked_fill(empty, length)
+
+
+def _linear_weights(
+    start: torch.Tensor, length: torch.Tensor, size: int, full: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """Bilinear resampling matrices ``(N, size, full)`` taking ``[start, start + length)`` to ``size``.
+
+    Same sampling as ``F.interpolate(mode="bilinear", align_corners=False)`` on the cropped
+    range: source coordinate ``(o + 0.5) * length / size - 0.5``, clamped to the range, so no
+    pixel outside the crop ever contributes.
+    """
+    scale = length.to(torch.float64) / size  # (N,)
+    out = torch.arange(size, device=start.device, dtype=torch.float64)
+    src = ((out[None] + 0.5) * scale[:, None] - 0.5).clamp(min=0.0)  # (N, size)
+    last = (length - 1)[:, None]
+    i0 = torch.minimum(src.floor().long(), last)
+    frac = (src - i0).clamp(0.0, 1.0)
+    i1 = torch.minimum(i0 + 1, last)
+    weights = torch.zeros(start.shape[0], size, full, dtype=torch.float64, device=start.device)
+    weights.scatter_add_(2, (start[:, None] + i0)[..., None], (1.0 - frac)[..., None])
+    weights.scatter_add_(2, (start[:, None] + i1)[..., None], frac[..., None])
+    return weights.to(dtype)
+
+
+def crop_hole_boxes(images: torch.Tensor, mask: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop each sample's hole bounding box and resample it to ``size × size`` (bilinear).
+
+    ``images (N, C, H, W)`` (any C: images, or the mask itself for the local critic's
+    gradient penalty), ``mask (N, 1, H, W)`` with ``1 = hole``, each sample its own box (see
+    :func:`hole_boxes`; a sample without a hole uses the whole image). Returns
+    ``(N, C, size, size)``, differentiable with respect to ``images``. Boxes smaller than
+    ``size`` are upsampled. Written as two batched matrix products with per-sample bilinear
+    weight matrices, so there is no loop over the batch.
+    """
+    if images.ndim != 4 or mask.shape != (images.shape[0], 1, *images.shape[2:]):
+        raise ValueError(
+            f"images (N, C, H, W) and mask (N, 1, H, W) must match, got {tuple(images.shape)} "
+            f"and {tuple(mask.shape)}"
+        )
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    boxes = hole_boxes(mask)
+    height, width = images.shape[-2:]
+    dtype = images.dtype if images.is_floating_point() else torch.float32
+    rows = _linear_weights(boxes[:, 0], boxes[:, 2] - boxes[:, 0], size, height, dtype)  # (N, s, H)
+    cols = _linear_weights(boxes[:, 1], boxes[:, 3] - boxes[:, 1], size, width, dtype)  # (N, s, W)
+    resampled_rows = torch.matmul(rows[:, None], images.to(dtype))  # (N, C, s, W)
+    return torch.matmul(resampled_rows, cols[:, None].transpose(-1, -2))  # (N, C, s, s)

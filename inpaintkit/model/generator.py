@@ -1,0 +1,247 @@
+"""The coarse-to-fine inpainting generator (paper sections 3 and 4.2, appendix D).
+
+Stage one, :class:`CoarseNetwork`, is a dilated-convolution encoder-decoder trained with the
+reconstruction loss. Its prediction is pasted into the hole and fed to stage two,
+:class:`RefineNetwork`: two parallel encoders — the dilated branch that hallucinates new content
+and the contextual-attention branch that borrows features from the known background — whose
+outputs are concatenated and decoded by one decoder (fig. 4).
+
+Channel widths below are written for the default ``channels = c = 32`` (appendix D); every
+width scales with ``c`` (``C64 = 2c``, ``C128 = 4c``, ``C16 = c / 2``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from inpaintkit.model.layers import GenConv, GenDeconv
+from inpaintkit.tensors import composite
+
+#: The input has 5 channels: masked image (3, holes zeroed), a channel of ones, the mask.
+INPUT_CHANNELS = 5
+
+
+@dataclass
+class GeneratorConfig:
+    """Architecture of :class:`Generator`; stored in every checkpoint.
+
+    ``contextual_attention = False`` builds the paper's "baseline model" (Table 1, fig. 2):
+    the refinement network keeps only its dilated branch, so its decoder's first conv takes
+    ``4c`` input channels instead of the ``8c`` of the concatenated branches.
+    The ``attention_*`` fields are the :class:`~inpaintkit.model.attention.ContextualAttention`
+    options of section 4.1 (the authors' values: rate 2, stride 1, λ = 10, propagation k = 3;
+    ``attention_propagate_size = 1`` turns attention propagation off).
+    """
+
+    channels: int = 32
+    contextual_attention: bool = True
+    attention_rate: int = 2
+    attention_stride: int = 1
+    attention_softmax_scale: float = 10.0
+    attention_propagate_size: int = 3
+
+    def __post_init__(self) -> None:
+        if self.channels < 2 or self.channels % 2:
+            raise ValueError(f"channels must be an even number >= 2, got {self.channels}")
+        if self.attention_rate < 1:
+            raise ValueError(f"attention_rate must be >= 1, got {self.attention_rate}")
+        if self.attention_stride < 1:
+            raise ValueError(f"attention_stride must be >= 1, got {self.attention_stride}")
+        if self.attention_softmax_scale <= 0:
+            raise ValueError(
+                f"attention_softmax_scale must be > 0, got {self.attention_softmax_scale}"
+            )
+        if self.attention_propagate_size < 1 or self.attention_propagate_size % 2 == 0:
+            raise ValueError(
+                f"attention_propagate_size must be a positive odd number, got {self.attention_propagate_size}"
+            )
+
+
+@dataclass
+class GeneratorOutput:
+    """Raw (not composited) generator outputs.
+
+    ``coarse``, ``refined``: ``(N, 3, H, W)`` in ``[-1, 1]``; ``offsets``: ``(N, 2, H/4, W/4)``
+    long (dy, dx) in feature pixels from contextual attention, or ``None`` when not requested
+    or when the model has no attention branch.
+    """
+
+    coarse: torch.Tensor
+    refined: torch.Tensor
+    offsets: torch.Tensor | None = None
+
+
+def dilated_encoder(in_channels: int, c: int) -> nn.Sequential:
+    """K5S1C32 - K3S2C64 - K3S1C64 - K3S2C128 - K3S1C128 - K3S1C128 - K3D{2,4,8,16}S1C128.
+
+    ``(N, in_channels, H, W) -> (N, 4c, H/4, W/4)``: the coarse network's encoder, also the
+    refinement network's dilated ("hallucination") branch.
+    """
+    return nn.Sequential(
+        GenConv(in_channels, c, 5),
+        GenConv(c, 2 * c, 3, stride=2),
+        GenConv(2 * c, 2 * c, 3),
+        GenConv(2 * c, 4 * c, 3, stride=2),
+        GenConv(4 * c, 4 * c, 3),
+        GenConv(4 * c, 4 * c, 3),
+        GenConv(4 * c, 4 * c, 3, dilation=2),
+        GenConv(4 * c, 4 * c, 3, dilation=4),
+        GenConv(4 * c, 4 * c, 3, dilation=8),
+        GenConv(4 * c, 4 * c, 3, dilation=16),
+    )
+
+
+def decoder(in_channels: int, c: int) -> nn.Sequential:
+    """K3S1C128 - K3S1C128 - resize(2x) - K3S1C64 - K3S1C64 - resize(2x) - K3S1C32 - K3S1C16 - K3S1C3.
+
+    ``(N, in_channels, H/4, W/4) -> (N, 3, H, W)``, unbounded; the caller clips it. The last
+    conv has no activation.
+    """
+    return nn.Sequential(
+        GenConv(in_channels, 4 * c, 3),
+        GenConv(4 * c, 4 * c, 3),
+        GenDeconv(4 * c, 2 * c),
+        GenConv(2 * c, 2 * c, 3),
+        GenDeconv(2 * c, c),
+        GenConv(c, c // 2, 3),
+        GenConv(c // 2, 3, 3, activation="none"),
+    )
+
+
+def clip(x: torch.Tensor) -> torch.Tensor:
+    """The paper's output "clip" to ``[-1, 1]`` (no tanh).
+
+    As in the authors' ``tf.clip_by_value``, the gradient is zero where the raw output lies
+    outside ``[-1, 1]``; the reconstruction loss then cannot pull such a pixel back, which the
+    authors accepted in exchange for no saturation inside the range.
+    """
+    return x.clamp(-1.0, 1.0)
+
+
+class CoarseNetwork(nn.Module):
+    """Stage one: ``(N, 5, H, W)`` network input -> ``(N, 3, H, W)`` in ``[-1, 1]`` (appendix D)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.encoder = dilated_encoder(INPUT_CHANNELS, c)
+        self.decoder = decoder(4 * c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return clip(self.decoder(self.encoder(x)))
+
+
+class AttentionBranch(nn.Module):
+    """The refinement network's contextual-attention encoder (section 4.2, appendix D).
+
+    K5S1C32 - K3S2C64 - K3S1C64 - K3S2C128 - K3S1C128 - K3S1C128 (ReLU, as the authors' code)
+    - contextual attention - K3S1C128 - K3S1C128: ``(N, 5, H, W) -> (N, 4c, H/4, W/4)``.
+    The features attend to themselves: foreground and background are the same map, the hole
+    (resized by the layer) separating the two.
+    """
+
+    def __init__(self, c: int, config: GeneratorConfig) -> None:
+        super().__init__()
+        from inpaintkit.model.attention import ContextualAttention
+
+        self.encoder = nn.Sequential(
+            GenConv(INPUT_CHANNELS, c, 5),
+            GenConv(c, 2 * c, 3, stride=2),
+            GenConv(2 * c, 2 * c, 3),
+            GenConv(2 * c, 4 * c, 3, stride=2),
+            GenConv(4 * c, 4 * c, 3),
+            GenConv(4 * c, 4 * c, 3, activation="relu"),
+        )
+        self.attention = ContextualAttention(
+            patch_size=3,
+            propagate_size=config.attention_propagate_size,
+            softmax_scale=config.attention_softmax_scale,
+            rate=config.attention_rate,
+            stride=config.attention_stride,
+            fuse=config.attention_propagate_size > 1,
+        )
+        self.decoder = nn.Sequential(GenConv(4 * c, 4 * c, 3), GenConv(4 * c, 4 * c, 3))
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.encoder(x)
+        if return_offsets:
+            features, offsets = self.attention(features, features, mask, return_offsets=True)
+        else:
+            features, offsets = self.attention(features, features, mask), None
+        return self.decoder(features), offsets
+
+
+class RefineNetwork(nn.Module):
+    """Stage two: ``(N, 5, H, W)`` input built from the pasted coarse result -> ``(N, 3, H, W)``.
+
+    With attention, the dilated branch ``(N, 4c, H/4, W/4)`` and the attention branch
+    ``(N, 4c, H/4, W/4)`` are concatenated (dilated first) into the decoder's ``8c`` channels;
+    without it (baseline model) the decoder reads the dilated branch's ``4c`` channels.
+    """
+
+    def __init__(self, c: int, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.dilated = dilated_encoder(INPUT_CHANNELS, c)
+        self.attention = AttentionBranch(c, config) if config.contextual_attention else None
+        self.decoder = decoder(8 * c if config.contextual_attention else 4 * c, c)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.dilated(x)
+        offsets = None
+        if self.attention is not None:
+            attended, offsets = self.attention(x, mask, return_offsets)
+            features = torch.cat([features, attended], dim=1)
+        return clip(self.decoder(features)), offsets
+
+
+class Generator(nn.Module):
+    """DeepFill v1: coarse network, paste, refinement network (paper fig. 2 and 4).
+
+    ``forward(image (N, 3, H, W) in [-1, 1], mask (N, 1, H, W) in {0, 1}, 1 = hole)`` with H
+    and W multiples of :attr:`multiple`. Hole pixels of ``image`` are ignored (zeroed before
+    the network sees them). Use :func:`inpaintkit.inpaint.inpaint` for any size and a
+    composited result.
+    """
+
+    #: H and W must be multiples of this: two stride-2 convs, then attention at rate 2.
+    multiple = 8
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else GeneratorConfig()
+        c = self.config.channels
+        self.coarse = CoarseNetwork(c)
+        self.refine = RefineNetwork(c, self.config)
+
+    def forward(
+        self, image: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False
+    ) -> GeneratorOutput:
+        """Return :class:`GeneratorOutput` (raw, not composited, predictions in ``[-1, 1]``)."""
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be (N, 3, H, W), got {tuple(image.shape)}")
+        if mask.shape != (image.shape[0], 1, *image.shape[2:]):
+            raise ValueError(
+                f"mask must be (N, 1, H, W) matching image {tuple(image.shape)}, got {tuple(mask.shape)}"
+            )
+        height, width = image.shape[-2:]
+        if height % self.multiple or width % self.multiple:
+            raise ValueError(
+                f"image size {height}x{width} is not a multiple of {self.multiple}; "
+                "pad it first (tensors.pad_to_multiple) or use inpaintkit.inpaint.inpaint"
+            )
+        mask = mask.to(image.dtype)
+        ones = torch.ones_like(mask)
+        # Holes are zeroed as in the authors' code, so whatever the caller left there is unseen.
+        masked = composite(image, torch.zeros_like(image), mask)
+        coarse = self.coarse(torch.cat([masked, ones, mask], dim=1))
+        # Paste the coarse prediction into the hole; no stop-gradient (the authors left it
+        # commented out), so the refinement losses also train the coarse network.
+        pasted = composite(masked, coarse, mask)
+        refined, offsets = self.refine(torch.cat([pasted, ones, mask], dim=1), mask, return_offsets)
+        return GeneratorOutput(coarse=coarse, refined=refined, offsets=offsets)

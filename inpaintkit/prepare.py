@@ -1,0 +1,567 @@
+"""Pack an image folder or file list into one HDF5 file with train/val splits.
+
+The workflow behind ``inpaintkit prepare`` (docs/prepare.md has the layout and options):
+decode in a process pool, write in input order from this process (the only HDF5 writer),
+build under ``.OUT.h5.partial`` so that an interrupted run leaves no ``OUT.h5`` and
+``resume=True`` can continue it, then publish the file and its ``train.txt``/``val.txt``.
+Same inputs and options give byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io as _bytes_io
+import json
+import multiprocessing
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from inpaintkit import __version__, io
+
+RESIZE_MODES = ("shorter", "fixed", "none")
+STORE_MODES = ("raw", "encoded")
+ENCODE_FORMATS = ("png", "jpeg")
+LIST_SUFFIXES = (".txt", ".flist", ".lst", ".list")
+#: Results are written in batches of this many; fixed so that file bytes never depend on timing.
+WRITE_BATCH = 64
+
+
+class PrepareError(RuntimeError):
+    """The run cannot go on (bad option, no readable image, incompatible partial file)."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Geometry, storage and split options of one ``prepare`` run.
+
+    Geometry: ``resize="shorter"`` scales the shorter side to ``size`` and centre-crops
+    ``size x size``; ``"fixed"`` scales to ``resize_to = (H, W)`` (CelebA: 315 x 256, the
+    paper's appendix A) and centre-crops ``size x size`` when ``size`` is set; ``"none"`` keeps
+    every image as it is (variable sizes allowed). Downscaling uses Lanczos, upscaling bicubic.
+
+    Splits: ``val_count`` images (or ``round(val_fraction * N)``) chosen by ``seed``; or
+    ``train_list``/``val_list`` files name the members (then no source folder is given).
+    """
+
+    size: int | None = 256
+    resize: str = "shorter"
+    resize_to: tuple[int, int] | None = None
+    store: str = "raw"
+    encode_format: str = "png"
+    quality: int = 95
+    val_fraction: float = 0.0
+    val_count: int | None = None
+    seed: int = 0
+    max_pixels: int | None = io.DEFAULT_MAX_PIXELS
+    train_list: str | None = None
+    val_list: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise PrepareError(
+                f"--resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}"
+            )
+        if self.store not in STORE_MODES:
+            raise PrepareError(
+                f"--store must be one of {', '.join(STORE_MODES)}, got {self.store!r}"
+            )
+        if self.encode_format not in ENCODE_FORMATS:
+            raise PrepareError(f"--encode must be png or jpeg, got {self.encode_format!r}")
+        if self.resize == "shorter" and not self.size:
+            raise PrepareError("--resize shorter needs --size")
+        if self.resize == "fixed" and self.resize_to is None:
+            raise PrepareError("--resize fixed needs --resize-to HxW")
+        if self.resize == "none" and self.size is not None:
+            raise PrepareError("--resize none keeps every image's size; drop --size")
+        if self.size is not None and self.size <= 0:
+            raise PrepareError(f"--size must be positive, got {self.size}")
+        if self.resize_to is not None:
+            if self.resize != "fixed" or min(self.resize_to) <= 0:
+                raise PrepareError("--resize-to HxW needs --resize fixed and positive sides")
+            if self.size is not None and self.size > min(self.resize_to):
+                raise PrepareError(
+                    f"--size {self.size} does not fit in --resize-to {self.resize_to}"
+                )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise PrepareError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if (self.train_list is None) != (self.val_list is None):
+            raise PrepareError("give both --train-list and --val-list, or neither")
+        if not 1 <= self.quality <= 100:
+            raise PrepareError(f"--quality must be in 1..100, got {self.quality}")
+
+    @property
+    def output_shape(self) -> tuple[int, int] | None:
+        """``(H, W)`` of every stored image, or None for variable sizes."""
+        if self.resize == "shorter":
+            return (self.size, self.size)
+        if self.resize == "fixed":
+            return (self.size, self.size) if self.size else self.resize_to
+        return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input image: its key in the file (unique, ``/``-separated) and its path."""
+
+    key: str
+    path: Path
+
+
+@dataclass
+class PrepareSummary:
+    """What a run did; also stored as file attributes."""
+
+    output: Path
+    inputs: int = 0
+    written: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    train: int = 0
+    val: int = 0
+    resumed: int = 0
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def read_list(path: str | os.PathLike) -> list[Path]:
+    """Paths of a file list (one per line, ``#`` comments and blank lines skipped).
+
+    Relative paths are relative to the list's folder. Accepts the official code's ``.flist``
+    (absolute paths, possibly followed by other columns, separated by whitespace).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise PrepareError(f"{path}: cannot read file list ({err})") from None
+    entries = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = Path(line if Path(line).exists() else line.split()[0])
+        entries.append(entry if entry.is_absolute() else path.parent / entry)
+    return entries
+
+
+def _keys_for(paths: list[Path], root: Path | None = None) -> list[Source]:
+    """Key every path by its path relative to ``root`` (default: their common folder)."""
+    if not paths:
+        return []
+    if root is None:
+        resolved = [p.resolve() for p in paths]
+        root = Path(os.path.commonpath([p.parent for p in resolved]))
+        paths = resolved
+    sources, seen = [], set()
+    for p in paths:
+        key = p.relative_to(root).as_posix()
+        if key in seen:  # the same file listed twice counts once
+            continue
+        seen.add(key)
+        sources.append(Source(key, p))
+    return sources
+
+
+def collect_sources(
+    src: str | os.PathLike | None, options: PrepareOptions
+) -> tuple[list[Source], set[str] | None]:
+    """The inputs in order, and the keys of the given validation list (None: split by seed)."""
+    if options.train_list is not None:
+        if src is not None:
+            raise PrepareError("give either SRC or --train-list/--val-list, not both")
+        train = read_list(options.train_list)
+        val = read_list(options.val_list)
+        sources = _keys_for(train + val)
+        val_paths = {p.resolve() for p in val}
+        return sources, {s.key for s in sources if s.path in val_paths}
+    if src is None:
+        raise PrepareError("no input: give SRC (a folder or a file list)")
+    src = Path(src)
+    if src.is_dir():
+        return _keys_for(io.list_images(src), root=src), None
+    if src.is_file() and src.suffix.lower() in LIST_SUFFIXES:
+        return _keys_for(read_list(src)), None
+    raise PrepareError(f"{src}: not a folder or a file list ({', '.join(LIST_SUFFIXES)})")
+
+
+# --------------------------------------------------------------------------- one image
+
+
+def transform(image: Image.Image, options: PrepareOptions) -> Image.Image:
+    """Apply the geometry of ``options`` to a decoded image (see :class:`PrepareOptions`)."""
+    if options.resize == "none":
+        return image
+    width, height = image.size
+    if options.resize == "shorter":
+        scale = options.size / min(width, height)
+        target = (max(options.size, round(width * scale)), max(options.size, round(height * scale)))
+    else:
+        target = (options.resize_to[1], options.resize_to[0])
+    if target != image.size:
+        shrinking = target[0] * target[1] < width * height
+        method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
+        image = image.resize(target, method)
+    if options.size is not None:
+        left = (image.width - options.size) // 2
+        top = (image.height - options.size) // 2
+        image = image.crop((left, top, left + options.size, top + options.size))
+    return image
+
+
+@dataclass
+class Decoded:
+    """A worker's answer for one source: either ``error`` or the data to store."""
+
+    key: str
+    source: str
+    error: str | None = None
+    sha256: str = ""
+    original_size: tuple[int, int] = (0, 0)
+    size: tuple[int, int] = (0, 0)
+    pixels: np.ndarray | None = None
+    encoded: bytes | None = None
+
+
+def decode_one(source: Source, options: PrepareOptions) -> Decoded:
+    """Read, hash, transform and (for ``store="encoded"``) encode one image; never raises."""
+    result = Decoded(key=source.key, source=str(source.path))
+    try:
+        data = source.path.read_bytes()
+    except OSError as err:
+        result.error = f"cannot read ({err.strerror or err})"
+        return result
+    result.sha256 = hashlib.sha256(data).hexdigest()
+    draft = (
+        None if options.resize == "none" else max(options.size or 0, *(options.resize_to or (0,)))
+    )
+    try:
+        image = io.open_image(source.path, options.max_pixels, draft_size=draft or None)
+        # The size before any draft-mode reduction, with EXIF orientation applied.
+        original = _original_size(data)
+        pixels = (
+            io.to_rgb8(transform(image, options)) if options.resize != "none" else io.to_rgb8(image)
+        )
+    except io.ImageReadError as err:
+        result.error = str(err)
+        return result
+    except (OSError, ValueError) as err:  # anything Pillow raises late, e.g. in resize
+        result.error = f"not a readable image ({err})"
+        return result
+    result.original_size = original
+    result.size = (int(pixels.shape[0]), int(pixels.shape[1]))
+    if options.store == "raw":
+        result.pixels = pixels
+    elif options.resize == "none" and data[:8].startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")):
+        # Unchanged geometry and a format the loader decodes the same way: keep the original.
+        result.encoded = data
+    else:
+        result.encoded = _encode(pixels, options)
+    return result
+
+
+def _original_size(data: bytes) -> tuple[int, int]:
+    """``(H, W)`` of an image file as displayed (after EXIF orientation), read from its header."""
+    with Image.open(_bytes_io.BytesIO(data)) as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def _encode(pixels: np.ndarray, options: PrepareOptions) -> bytes:
+    buffer = _bytes_io.BytesIO()
+    if options.encode_format == "png":
+        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=6)
+    else:
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=options.quality, subsampling=0)
+    return buffer.getvalue()
+
+
+def _decode_task(task: tuple[Source, PrepareOptions]) -> Decoded:
+    return decode_one(*task)
+
+
+def decoded_stream(
+    sources: list[Source], options: PrepareOptions, workers: int
+) -> Iterator[Decoded]:
+    """Decode ``sources`` on ``workers`` processes, yielding results in input order."""
+    tasks = [(s, options) for s in sources]
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_decode_task, tasks)
+        return
+    # Ordered imap keeps the writer deterministic; small chunks keep all workers busy.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_decode_task, tasks, chunksize=4)
+
+
+# --------------------------------------------------------------------------- the HDF5 file
+
+
+def partial_path(out: str | os.PathLike) -> Path:
+    """Where a run builds ``out`` before publishing it: ``.OUT.h5.partial`` beside it."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.partial")
+
+
+_STR = h5py.string_dtype("utf-8")
+_BYTES = h5py.vlen_dtype(np.uint8)
+
+
+def _create_datasets(f: h5py.File, options: PrepareOptions) -> None:
+    # track_times=False: HDF5 otherwise stamps each object with its creation time, and two runs
+    # on the same input would differ in those bytes.
+    common = {"track_times": False, "maxshape": (None,), "chunks": (256,)}
+    f.create_dataset("keys", (0,), dtype=_STR, **common)
+    f.create_dataset("sources", (0,), dtype=_STR, **common)
+    f.create_dataset("sha256", (0,), dtype="S64", **common)
+    f.create_dataset("original_sizes", (0, 2), dtype=np.int32, track_times=False,
+                     maxshape=(None, 2), chunks=(256, 2))  # fmt: skip
+    f.create_dataset("sizes", (0, 2), dtype=np.int32, track_times=False,
+                     maxshape=(None, 2), chunks=(256, 2))  # fmt: skip
+    shape = options.output_shape
+    if options.store == "raw" and shape is not None:
+        f.create_dataset("images", (0, *shape, 3), dtype=np.uint8, track_times=False,
+                         maxshape=(None, *shape, 3), chunks=(1, *shape, 3))  # fmt: skip
+    else:
+        # Variable-size raw pixels (flattened, shape in "sizes") or encoded file bytes.
+        f.create_dataset(
+            "images", (0,), dtype=_BYTES, track_times=False, maxshape=(None,), chunks=(64,)
+        )
+
+
+_OPTION_ATTRS = ("size", "resize", "resize_to", "store", "encode_format", "quality", "max_pixels")
+
+
+def _option_attrs(options: PrepareOptions) -> dict[str, str]:
+    """The options that decide what is stored, as JSON strings (None-safe, comparable)."""
+    values = asdict(options)
+    return {f"option_{k}": json.dumps(values[k]) for k in _OPTION_ATTRS}
+
+
+def _stored_count(f: h5py.File) -> int:
+    """Images fully written: the shortest per-image dataset (a kill can land between resizes)."""
+    return min(
+        len(f[name]) for name in ("keys", "sources", "sha256", "original_sizes", "sizes", "images")
+    )
+
+
+def _append(f: h5py.File, batch: list[Decoded], layout_fixed: bool) -> None:
+    start = _stored_count(f)
+    end = start + len(batch)
+    for name in ("keys", "sources", "sha256", "original_sizes", "sizes", "images"):
+        f[name].resize(end, axis=0)
+    f["keys"][start:end] = [d.key for d in batch]
+    f["sources"][start:end] = [d.source for d in batch]
+    f["sha256"][start:end] = np.array([d.sha256.encode() for d in batch], dtype="S64")
+    f["original_sizes"][start:end] = np.array([d.original_size for d in batch], dtype=np.int32)
+    f["sizes"][start:end] = np.array([d.size for d in batch], dtype=np.int32)
+    if layout_fixed:
+        f["images"][start:end] = np.stack([d.pixels for d in batch])
+    else:
+        for i, d in enumerate(batch):
+            payload = (
+                d.pixels.reshape(-1) if d.pixels is not None else np.frombuffer(d.encoded, np.uint8)
+            )
+            f["images"][start + i] = payload
+    f.flush()
+
+
+def choose_split(
+    keys: list[str], options: PrepareOptions, val_keys: set[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and val row indices (sorted, disjoint, covering every row)."""
+    n = len(keys)
+    if val_keys is not None:
+        is_val = np.array([k in val_keys for k in keys], dtype=bool)
+    else:
+        count = (
+            options.val_count if options.val_count is not None else round(options.val_fraction * n)
+        )
+        if count > n:
+            raise PrepareError(f"--val-count {count} is more than the {n} images stored")
+        is_val = np.zeros(n, dtype=bool)
+        is_val[np.random.default_rng(options.seed).permutation(n)[:count]] = True
+    return np.flatnonzero(~is_val).astype(np.int64), np.flatnonzero(is_val).astype(np.int64)
+
+
+def prepare_dataset(
+    src: str | os.PathLike | None,
+    out: str | os.PathLike,
+    options: PrepareOptions,
+    workers: int | None = None,
+    resume: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> PrepareSummary:
+    """Pack ``src`` (folder or file list, or ``options.train_list``/``val_list``) into ``out``.
+
+    ``on_skip(path, reason)`` is told about every unreadable or duplicate image and
+    ``on_progress(done, total)`` after every image. Raises :class:`PrepareError` when no image
+    could be read. Returns the run's summary.
+    """
+    out = Path(out)
+    sources, val_keys = collect_sources(src, options)
+    summary = PrepareSummary(output=out, inputs=len(sources))
+    partial = partial_path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    f = _open_partial(partial, options, resume)
+    try:
+        done_keys = set(f["keys"].asstr()[: _stored_count(f)])
+        hashes = {
+            h.decode(): k
+            for h, k in zip(
+                f["sha256"][: len(done_keys)], f["keys"].asstr()[: len(done_keys)], strict=True
+            )
+        }
+        summary.resumed = len(done_keys)
+        todo = [s for s in sources if s.key not in done_keys]
+        fixed = f["images"].ndim == 4
+        done = len(sources) - len(todo)
+        if on_progress:
+            on_progress(done, len(sources))
+        batch: list[Decoded] = []
+        for decoded in decoded_stream(todo, options, workers or os.cpu_count() or 1):
+            done += 1
+            if decoded.error is not None:
+                summary.unreadable.append((decoded.source, decoded.error))
+                if on_skip:
+                    on_skip(decoded.source, decoded.error)
+            elif decoded.sha256 in hashes:
+                reason = f"duplicate of {hashes[decoded.sha256]} (same sha256), skipped"
+                summary.duplicates.append((decoded.source, hashes[decoded.sha256]))
+                if on_skip:
+                    on_skip(decoded.source, reason)
+            else:
+                hashes[decoded.sha256] = decoded.key
+                batch.append(decoded)
+                if len(batch) == WRITE_BATCH:
+                    _append(f, batch, fixed)
+                    batch = []
+            if on_progress:
+                on_progress(done, len(sources))
+        if batch:
+            _append(f, batch, fixed)
+        summary.written = _stored_count(f)
+        if summary.written == 0:
+            raise PrepareError(f"no readable image among {len(sources)} inputs; nothing written")
+        keys = list(f["keys"].asstr()[:])
+        train, val = choose_split(keys, options, val_keys)
+        summary.train, summary.val = len(train), len(val)
+        _finish(f, options, summary, train, val)
+    except BaseException as err:
+        # Closing flushes, which fails again on a full disk; the first error is the one to report.
+        with contextlib.suppress(OSError, RuntimeError):
+            f.close()
+        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, PrepareError):
+            # HDF5 reports a failed write (e.g. a full disk) as either, in a multi-line message.
+            raise PrepareError(f"cannot write {partial}: {_write_failure(err)}") from None
+        raise
+    f.close()
+    # Publish through atomic_write like every other output: the finished partial is moved to
+    # atomic_write's temporary name, which is renamed onto OUT.h5 in one step.
+    with io.atomic_write(out) as tmp:
+        os.replace(partial, tmp)
+    for name, rows in (("train.txt", train), ("val.txt", val)):
+        with io.atomic_write(out.parent / name) as tmp:
+            tmp.write_text("".join(f"{keys[i]}\n" for i in rows))
+    return summary
+
+
+def _write_failure(err: BaseException) -> str:
+    """One line saying why HDF5 could not write (its messages embed the OS error text)."""
+    text = str(err)
+    found = re.search(r"error message = '([^']*)'", text)
+    return found.group(1) if found else (text.splitlines() or [type(err).__name__])[0]
+
+
+def _open_partial(partial: Path, options: PrepareOptions, resume: bool) -> h5py.File:
+    if resume and partial.exists():
+        try:
+            f = h5py.File(partial, "r+")
+            stored = {k: f.attrs.get(k) for k in _option_attrs(options)}
+        except (OSError, KeyError):  # killed while HDF5 metadata was half-written
+            partial.unlink()
+        else:
+            if stored != _option_attrs(options):
+                f.close()
+                raise PrepareError(
+                    f"{partial}: was started with other options; rerun without --resume"
+                )
+            return f
+    elif partial.exists():
+        partial.unlink()
+    f = h5py.File(partial, "w", libver="latest", track_order=False)
+    for name, value in _option_attrs(options).items():
+        f.attrs[name] = value
+    _create_datasets(f, options)
+    return f
+
+
+def _finish(
+    f: h5py.File,
+    options: PrepareOptions,
+    summary: PrepareSummary,
+    train: np.ndarray,
+    val: np.ndarray,
+) -> None:
+    n = summary.written
+    for name in ("keys", "sources", "sha256", "original_sizes", "sizes", "images"):
+        f[name].resize(n, axis=0)  # drop rows a kill left half-written
+    for name, rows in (("train_index", train), ("val_index", val)):
+        if name in f:
+            del f[name]
+        f.create_dataset(name, data=rows, track_times=False)
+    f.attrs["inpaintkit_version"] = __version__
+    f.attrs["layout"] = (
+        "fixed" if f["images"].ndim == 4 else ("variable" if options.store == "raw" else "encoded")
+    )
+    f.attrs["options"] = json.dumps(asdict(options), sort_keys=True)
+    f.attrs["num_images"] = n
+    f.attrs["num_train"] = len(train)
+    f.attrs["num_val"] = len(val)
+    f.attrs["num_inputs"] = summary.inputs
+    f.attrs["num_unreadable"] = len(summary.unreadable)
+    f.attrs["num_duplicates"] = len(summary.duplicates)
+
+
+def describe_dataset(path: str | os.PathLike) -> dict[str, object]:
+    """What a prepared file holds: counts, layout, sizes, options, version (for ``--info``)."""
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise PrepareError(f"{path}: not an HDF5 file ({err})") from None
+    with f:
+        if "images" not in f or "num_images" not in f.attrs:
+            raise PrepareError(f"{path}: not a file written by inpaintkit prepare")
+        sizes = f["sizes"][:]
+        info: dict[str, object] = {
+            "file": str(path),
+            "file size (MB)": round(path.stat().st_size / 1e6, 2),
+            "inpaintkit version": f.attrs["inpaintkit_version"],
+            "layout": f.attrs["layout"],
+            "images": int(f.attrs["num_images"]),
+            "train": int(f.attrs["num_train"]),
+            "val": int(f.attrs["num_val"]),
+            "inputs": int(f.attrs["num_inputs"]),
+            "unreadable (skipped)": int(f.attrs["num_unreadable"]),
+            "duplicates (skipped)": int(f.attrs["num_duplicates"]),
+            "image sizes (HxW)": _size_range(sizes),
+        }
+        info.update({f"option {k}": v for k, v in json.loads(f.attrs["options"]).items()})
+    return info
+
+
+def _size_range(sizes: np.ndarray) -> str:
+    low, high = sizes.min(axis=0), sizes.max(axis=0)
+    if (low == high).all():
+        return f"{low[0]}x{low[1]}"
+    return f"{low[0]}x{low[1]} .. {high[0]}x{high[1]}"

@@ -1,0 +1,627 @@
+"""Training workflow: Algorithm 1 of the paper, resumable, logged, single- or multi-process.
+
+For every generator step, ``optimizer.critic_steps`` (5) updates of the local and global
+WGAN-GP critics on fresh batches and masks, then one generator update with the spatially
+discounted ℓ1 losses on the coarse and refined outputs plus the two adversarial losses
+(paper section 4, Algorithm 1; loss bookkeeping as the authors' released ``inpaint_model.py``).
+
+Determinism: every random choice is a function of the recipe seed and the run's position.
+Sample ``p`` of rank ``r`` has its image index from a :class:`DistributedSampler` permutation
+of epoch ``p // len``, its crop/flip from a generator seeded with ``(seed, p, r)`` and its mask
+``(seed, p * world + r)``; the remaining global generators (gradient-penalty interpolation)
+are saved with the state. So ``--resume`` continues bit for bit on CPU.
+
+Multi-process (torchrun): each rank computes gradients on its own batch and they are averaged
+with one ``all_reduce`` per network before each optimiser step, as StyleGAN2-ADA does, instead
+of wrapping in ``DistributedDataParallel``: DDP's reducer does not support the
+``torch.autograd.grad`` double backward of the gradient penalty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from inpaintkit import checkpoint, losses, metrics
+from inpaintkit.config import Recipe, recipe_to_yaml, save_recipe, to_dict
+from inpaintkit.data import InpaintingDataset
+from inpaintkit.masks import MaskSampler
+from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
+from inpaintkit.model.generator import Generator
+from inpaintkit.tensors import composite, tensor_to_image
+from inpaintkit.training_state import (
+    has_training_state,
+    load_training_state,
+    module_tensors,
+    optimizer_tensors,
+    restore_module,
+    restore_optimizer,
+    restore_rng,
+    rng_tensors,
+    save_training_state,
+)
+
+GENERATOR_FILE = "generator.safetensors"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (bad output folder, diverged loss, ...)."""
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` ended with."""
+
+    step: int  # generator steps completed
+    interrupted: bool  # stopped by SIGINT/SIGTERM (state saved) rather than reaching schedule.steps
+    generator_path: Path
+    signal_number: int | None = None
+
+
+# --------------------------------------------------------------------------- data stream
+
+
+class SampleStream(Sampler):
+    """Endless ``(image index, position)`` pairs of one rank, starting at ``start``.
+
+    Position ``p`` lies in epoch ``p // per_rank`` where the order is that epoch's
+    :class:`DistributedSampler` permutation, so the stream can restart at any position.
+    """
+
+    def __init__(self, length: int, seed: int, rank: int, world: int, start: int = 0) -> None:
+        self.epochs = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.per_rank = len(self.epochs)
+        self.start = start
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        position = self.start
+        while True:
+            epoch, offset = divmod(position, self.per_rank)
+            self.epochs.set_epoch(epoch)
+            for index in list(self.epochs)[offset:]:
+                yield index, position
+                position += 1
+
+
+class TrainingSamples(Dataset):
+    """``(index, position)`` -> ``(image (3, S, S) in [-1, 1], mask (1, S, S) in {0, 1})``.
+
+    The image's random crop and flip draw from torch's generator, reseeded from
+    ``(seed, position, rank)`` inside a fork: they do not depend on which worker loads the
+    sample (nor on epochs), and the caller's generator is left untouched.
+    """
+
+    def __init__(self, images: Dataset, masks: MaskSampler, seed: int, rank: int, world: int) -> None:
+        self.images = images
+        self.masks = masks
+        self.seed = seed
+        self.rank = rank
+        self.world = world
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, position = item
+        sample_seed = int(np.random.SeedSequence([self.seed, position, self.rank]).generate_state(1)[0])
+        # InpaintingDataset (seed=None) draws its crop and flip from torch's generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed)
+            image = self.images[index]
+        mask = self.masks.batch([position * self.world + self.rank])[0]
+        return image, mask
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> tuple[Distributed, torch.device]:
+    """Join the torchrun process group when ``WORLD_SIZE > 1``; pick this rank's device.
+
+    ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``. NCCL on CUDA, gloo on CPU.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise TrainingError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda: no CUDA device is available")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(), torch.device("cuda" if use_cuda else "cpu")
+    info = Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if use_cuda:
+        torch.cuda.set_device(info.local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info, torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
+
+
+def average_gradients(module: torch.nn.Module, world: int) -> None:
+    """Replace every gradient of ``module`` by its mean over the ``world`` ranks (one all_reduce)."""
+    if world <= 1:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def broadcast_parameters(module: torch.nn.Module, world: int) -> None:
+    """Make every rank start from rank 0's weights."""
+    if world > 1:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, 0)
+
+
+# --------------------------------------------------------------------------- the models
+
+
+class Trainer:
+    """Networks, optimisers and the two update rules of Algorithm 1 for one recipe."""
+
+    def __init__(self, recipe: Recipe, device: torch.device, world: int = 1) -> None:
+        self.recipe = recipe
+        self.device = device
+        self.world = world
+        size, channels = recipe.data.image_size, recipe.critics.channels
+        self.generator = Generator(recipe.model).to(device)
+        self.local_critic = LocalCritic(recipe.critics.local_size, channels).to(device)
+        self.global_critic = GlobalCritic(size, channels).to(device)
+        perf = recipe.performance
+        self.channels_last = perf.channels_last
+        if self.channels_last:
+            for net in (self.generator, self.local_critic, self.global_critic):
+                net.to(memory_format=torch.channels_last)
+        for net in (self.generator, self.local_critic, self.global_critic):
+            broadcast_parameters(net, world)
+        opt = recipe.optimizer
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=opt.lr, betas=opt.betas)
+        # One optimiser over both critics, as the released code's single d_vars trainer.
+        critic_params = [*self.local_critic.parameters(), *self.global_critic.parameters()]
+        self.d_optimizer = torch.optim.Adam(critic_params, lr=opt.lr, betas=opt.betas)
+        # bf16 autocast only on CUDA; on CPU it would be slow and is never what a smoke run wants.
+        self.autocast_dtype = torch.bfloat16 if perf.bf16 and device.type == "cuda" else None
+        use_compile = perf.compile and device.type == "cuda"
+        self.g_forward = torch.compile(self.generator) if use_compile else self.generator
+        # The gradient penalty always runs the eager critics: compiled graphs do not double-backward.
+        self.local_forward = torch.compile(self.local_critic) if use_compile else self.local_critic
+        self.global_forward = torch.compile(self.global_critic) if use_compile else self.global_critic
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def prepare(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move a batch to the device (non-blocking from pinned memory) in the chosen layout."""
+        image = image.to(self.device, non_blocking=True)
+        mask = mask.to(self.device, non_blocking=True)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+            mask = mask.contiguous(memory_format=torch.channels_last)
+        return image, mask
+
+    def critic_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Algorithm 1 lines 3-8: one update of both critics. Returns detached device scalars."""
+        loss_cfg = self.recipe.loss
+        with torch.no_grad(), self.autocast():
+            refined = self.g_forward(real, mask).refined
+        fake = composite(real, refined.float(), mask)
+        local_size = self.recipe.critics.local_size
+        real_local = crop_hole_boxes(real, mask, local_size)
+        fake_local = crop_hole_boxes(fake, mask, local_size)
+        mask_local = crop_hole_boxes(mask, mask, local_size)
+        with self.autocast():
+            real_scores_g = self.global_forward(real).float()
+            fake_scores_g = self.global_forward(fake).float()
+            real_scores_l = self.local_forward(real_local).float()
+            fake_scores_l = self.local_forward(fake_local).float()
+        d_global = losses.critic_wgan_loss(real_scores_g, fake_scores_g)
+        d_local = losses.critic_wgan_loss(real_scores_l, fake_scores_l)
+        # Gradient penalty in fp32 (outside autocast): (‖∇‖ - 1)² is a small difference of
+        # numbers near 1, which bf16's 8-bit mantissa would turn into noise.
+        gp_global = losses.gradient_penalty(self.global_critic, real, fake, mask, loss_cfg.wgan_gp_lambda)
+        gp_local = losses.gradient_penalty(self.local_critic, real_local, fake_local, mask_local, loss_cfg.wgan_gp_lambda)
+        d_loss = d_global + d_local + gp_global + gp_local
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        average_gradients(self.local_critic, self.world)
+        average_gradients(self.global_critic, self.world)
+        self.d_optimizer.step()
+        return {
+            "critic/loss": d_loss.detach(),
+            "critic/global_wgan": d_global.detach(),
+            "critic/local_wgan": d_local.detach(),
+            "critic/global_gradient_penalty": gp_global.detach(),
+            "critic/local_gradient_penalty": gp_local.detach(),
+            # Wasserstein estimates E[D(x)] - E[D(G(z))]: the critics' view of the gap.
+            "wasserstein/global": (real_scores_g.mean() - fake_scores_g.mean()).detach(),
+            "wasserstein/local": (real_scores_l.mean() - fake_scores_l.mean()).detach(),
+        }
+
+    def generator_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Algorithm 1 lines 10-13: one generator update. Returns detached device scalars."""
+        cfg = self.recipe.loss
+        for critic in (self.local_critic, self.global_critic):
+            critic.requires_grad_(False)
+        try:
+            with self.autocast():
+                out = self.g_forward(real, mask)
+            coarse, refined = out.coarse.float(), out.refined.float()
+            fake = composite(real, refined, mask)
+            local_size = self.recipe.critics.local_size
+            with self.autocast():
+                g_global = losses.generator_wgan_loss(self.global_forward(fake).float())
+                g_local = losses.generator_wgan_loss(self.local_forward(crop_hole_boxes(fake, mask, local_size)).float())
+            rec = losses.reconstruction_loss(
+                real, (coarse, refined), mask,
+                gamma=cfg.spatial_discount_gamma, mode=cfg.spatial_discount_mode,
+                coarse_weight=cfg.coarse_l1_alpha, hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha,
+            )  # fmt: skip
+            adversarial = cfg.global_wgan_loss_alpha * g_global + g_local
+            g_loss = cfg.gan_loss_alpha * adversarial + rec.total
+            self.g_optimizer.zero_grad(set_to_none=True)
+            g_loss.backward()
+        finally:
+            for critic in (self.local_critic, self.global_critic):
+                critic.requires_grad_(True)
+        average_gradients(self.generator, self.world)
+        self.g_optimizer.step()
+        return {
+            "generator/loss": g_loss.detach(),
+            "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
+            "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
+            "generator/global_wgan": g_global.detach(),
+            "generator/local_wgan": g_local.detach(),
+        }
+
+    # ---- state
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {
+            **module_tensors("generator", self.generator),
+            **module_tensors("local_critic", self.local_critic),
+            **module_tensors("global_critic", self.global_critic),
+        }
+        g_tensors, g_meta = optimizer_tensors("g_optimizer", self.g_optimizer)
+        d_tensors, d_meta = optimizer_tensors("d_optimizer", self.d_optimizer)
+        return {**tensors, **g_tensors, **d_tensors}, {"g_optimizer": g_meta, "d_optimizer": d_meta}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        restore_module("generator", self.generator, tensors)
+        restore_module("local_critic", self.local_critic, tensors)
+        restore_module("global_critic", self.global_critic, tensors)
+        restore_optimizer("g_optimizer", self.g_optimizer, tensors, meta["g_optimizer"])
+        restore_optimizer("d_optimizer", self.d_optimizer, tensors, meta["d_optimizer"])
+
+
+# --------------------------------------------------------------------------- validation and images
+
+
+def _to_unit(x: torch.Tensor) -> torch.Tensor:
+    return (x.double().clamp(-1.0, 1.0) + 1.0) / 2.0
+
+
+@torch.no_grad()
+def validate(
+    generator: Generator, images: torch.Tensor, masks: torch.Tensor, batch_size: int, grid_rows: int = 4
+) -> tuple[dict[str, float], np.ndarray]:
+    """Fill the fixed validation set; return mean metrics and an image grid.
+
+    ``images (N, 3, S, S)`` in [-1, 1] and ``masks (N, 1, S, S)`` on the generator's device.
+    Metrics are :func:`metrics.image_metrics` on the composited fill, averaged with
+    :class:`metrics.RunningStats`. The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes
+    white) | coarse | refined (composited) | attention map (flow colours, grey without
+    attention) | ground truth.
+    """
+    stats: dict[str, metrics.RunningStats] = {}
+    columns = []
+    for start in range(0, images.shape[0], batch_size):
+        x, m = images[start : start + batch_size], masks[start : start + batch_size]
+        out = generator(x, m, return_offsets=generator.config.contextual_attention)
+        completed = composite(x, out.refined.float(), m)
+        for key, values in metrics.image_metrics(_to_unit(completed), _to_unit(x), m.double()).items():
+            for value in values.tolist():
+                stats.setdefault(key, metrics.RunningStats()).add(value)
+        if len(columns) < grid_rows:
+            size = x.shape[-1]
+            if out.offsets is not None:
+                from inpaintkit.model.visualize import flow_to_color  # only needed for image grids
+
+                flow = torch.from_numpy(flow_to_color(out.offsets.cpu()))
+                scale = size // flow.shape[1]
+                attention = flow.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+            else:
+                attention = torch.full((x.shape[0], size, size, 3), 128, dtype=torch.uint8)
+            parts = [
+                tensor_to_image(composite(x, torch.ones_like(x), m)),
+                tensor_to_image(out.coarse.float()),
+                tensor_to_image(completed),
+                attention.numpy(),
+                tensor_to_image(x),
+            ]
+            rows = np.concatenate(parts, axis=2)  # (n, S, 5S, 3)
+            columns.extend(rows[: grid_rows - len(columns)])
+    means = {key: s.mean for key, s in stats.items()}
+    return means, np.concatenate(columns, axis=0)
+
+
+def _fixed_validation_set(recipe: Recipe, data: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The first ``schedule.val_images`` of the val split, centre-cropped, with fixed masks."""
+    size = recipe.data.image_size
+    try:
+        split = InpaintingDataset(data, split=recipe.data.val_split, crop_size=size, random_crop=False, random_flip=False)
+    except (KeyError, ValueError) as err:
+        print(f"note: no validation ({err})")
+        return None
+    count = min(recipe.schedule.val_images, len(split))
+    if count == 0:
+        return None
+    images = torch.stack([split[i] for i in range(count)]).to(device)
+    # A mask set of its own (seed + 1) so the validation holes never coincide with training ones.
+    masks = MaskSampler(recipe.masks, size, size, seed=recipe.schedule.seed + 1).batch(range(count)).to(device)
+    return images, masks
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _StopOnSignal:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps (main thread only)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+
+    def __enter__(self) -> _StopOnSignal:
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _gather_rng(info: Distributed, device: torch.device) -> dict[str, torch.Tensor]:
+    """Every rank's generator states as ``rng.rankR.KEY`` tensors (collective when world > 1)."""
+    own = rng_tensors(device)
+    if info.world == 1:
+        return {f"rng.rank0.{k}": v for k, v in own.items()}
+    comm = device if device.type == "cuda" else torch.device("cpu")  # NCCL needs CUDA tensors
+    gathered: dict[str, torch.Tensor] = {}
+    for key, value in own.items():
+        parts = [torch.empty_like(value, device=comm) for _ in range(info.world)]
+        dist.all_gather(parts, value.to(comm))
+        for rank, part in enumerate(parts):
+            gathered[f"rng.rank{rank}.{key}"] = part.cpu()
+    return gathered
+
+
+def train(
+    recipe: Recipe,
+    data: str | Path,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> TrainResult:
+    """Train DeepFill v1 on the HDF5 dataset ``data`` into the run folder ``out``.
+
+    Writes ``out/config.yaml`` (the resolved recipe), ``out/generator.safetensors`` (what
+    ``fill`` and ``evaluate`` load; recipe and step in its metadata), the full training state
+    (``training_state.json`` + ``state-STEP.safetensors``) and TensorBoard logs in
+    ``out/logs``. Stops after ``schedule.steps`` generator steps, or after the current step on
+    SIGINT/SIGTERM (state saved; ``interrupted=True``). Raises :class:`TrainingError` when a
+    loss becomes NaN/inf (the last good checkpoint is kept) or when ``out`` holds a run and
+    ``resume`` is false.
+    """
+    data, out = Path(data), Path(out)
+    info, dev = init_distributed(device)
+    if not data.is_file():
+        raise TrainingError(f"{data}: no such dataset file (make one with `inpaintkit prepare`)")
+    if resume and not has_training_state(out):
+        raise TrainingError(f"{out}: no training state to resume from (drop --resume to start a new run)")
+    if not resume and has_training_state(out):
+        raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    seed = recipe.schedule.seed
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    trainer = Trainer(recipe, dev, info.world)
+    step, position = 0, 0
+    if resume:
+        tensors, meta = load_training_state(out)
+        saved = meta.get("recipe", {})
+        for section in ("model", "critics"):
+            if saved.get(section) != to_dict(getattr(recipe, section)):
+                raise TrainingError(f"{out}: recipe section '{section}' differs from the run's; weights would not fit")
+        trainer.load_state(tensors, meta)
+        step, position = meta["step"], meta["samples_per_rank"]
+        own = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.rank{info.rank}.")}
+        if own and meta.get("world") == info.world:
+            restore_rng(own, dev)
+        else:
+            print(f"note: run saved with {meta.get('world')} processes, now {info.world}; data order and noise differ")
+            torch.manual_seed(seed + 1000 * step + info.rank)
+    else:
+        # Ranks share the initial weights (same seed, then broadcast) but not their noise.
+        torch.manual_seed(seed + info.rank)
+    if info.main:
+        save_recipe(recipe, out / "config.yaml")
+
+    size, batch = recipe.data.image_size, recipe.data.batch_size
+    images = InpaintingDataset(
+        data, split="train", crop_size=size, random_crop=recipe.data.random_crop, random_flip=recipe.data.random_flip
+    )
+    if len(images) == 0:
+        raise TrainingError(f"{data}: the train split is empty")
+    samples = TrainingSamples(images, MaskSampler(recipe.masks, size, size, seed), seed, info.rank, info.world)
+    workers = recipe.data.num_workers
+    loader = DataLoader(
+        samples,
+        batch_size=batch,
+        sampler=SampleStream(len(images), seed, info.rank, info.world, start=position),
+        num_workers=workers,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        # Its own generator, so creating the iterator does not draw from the global one.
+        generator=torch.Generator().manual_seed(seed),
+    )
+    batches = iter(loader)
+    validation = None
+    if info.main:
+        with torch.random.fork_rng(devices=[]):  # reading images draws from torch's generator
+            validation = _fixed_validation_set(recipe, data, dev)
+    writer = None
+    if info.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(out / "logs"), purge_step=step + 1 if resume else None)
+
+    sched = recipe.schedule
+    draws_per_step = recipe.optimizer.critic_steps + 1
+    finite = torch.ones((), dtype=torch.bool, device=dev)
+    sums: dict[str, torch.Tensor] = {}
+    sum_count = 0
+    last_good = checked = step
+    clock, clock_step = time.perf_counter(), step
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = next(batches)
+        return trainer.prepare(image, mask)
+
+    def check_finite() -> None:
+        nonlocal checked
+        flag = finite.to(torch.int32)
+        if info.world > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if not bool(flag.item()):
+            raise TrainingError(
+                f"a loss became NaN or inf between steps {checked} and {step}; stopped. "
+                f"The last good checkpoint (step {last_good}) is kept in {out}; resume it with "
+                "--resume, perhaps with a lower optimizer.lr"
+            )
+        checked = step
+
+    def save() -> None:
+        nonlocal last_good
+        check_finite()
+        tensors, meta = trainer.state_tensors()
+        tensors.update(_gather_rng(info, dev))
+        if info.main:
+            meta.update(samples_per_rank=position, world=info.world, recipe=to_dict(recipe))
+            save_training_state(out, step, tensors, meta)
+            metadata = {"recipe": recipe_to_yaml(recipe), "step": str(step)}
+            checkpoint.save_generator(out / GENERATOR_FILE, trainer.generator, metadata=metadata)
+            if sched.keep_every and step % sched.keep_every == 0:
+                checkpoint.save_generator(out / f"generator-{step:08d}.safetensors", trainer.generator, metadata=metadata)
+        if info.world > 1:
+            dist.barrier()
+        last_good = step
+
+    bar = None
+    if progress and info.main:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(TextColumn(f"[bold]{recipe.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                       TextColumn("{task.fields[info]}"))  # fmt: skip
+        task = bar.add_task("train", total=sched.steps, completed=step, info="")
+        bar.start()
+    stop = _StopOnSignal()
+    try:
+        with stop:
+            while step < sched.steps:
+                scalars: dict[str, torch.Tensor] = {}
+                for _ in range(recipe.optimizer.critic_steps):
+                    for key, value in trainer.critic_step(*next_batch()).items():
+                        scalars[key] = scalars.get(key, 0) + value / recipe.optimizer.critic_steps
+                scalars.update(trainer.generator_step(*next_batch()))
+                step += 1
+                position += draws_per_step * batch
+                finite &= torch.isfinite(scalars["generator/loss"]) & torch.isfinite(scalars["critic/loss"])
+                for key, value in scalars.items():
+                    sums[key] = sums.get(key, 0) + value
+                sum_count += 1
+
+                if step % sched.log_every == 0 or step == sched.steps:
+                    check_finite()  # the one host sync of a log interval
+                    now = time.perf_counter()
+                    rate = (step - clock_step) / max(now - clock, 1e-9)
+                    clock, clock_step = now, step
+                    values = torch.stack([v.float() for v in sums.values()]).cpu().tolist()
+                    if writer is not None:
+                        for key, value in zip(sums, values, strict=False):
+                            writer.add_scalar(key, value / sum_count, step)
+                        writer.add_scalar("speed/iterations_per_second", rate, step)
+                    if bar is not None:
+                        loss = values[list(sums).index("generator/loss")] / sum_count
+                        bar.update(task, info=f"G {loss:.4f}  {rate:.2f} it/s")
+                    sums, sum_count = {}, 0
+                if info.main and validation is not None and (step % sched.val_every == 0 or step % sched.image_every == 0):
+                    means, grid = validate(trainer.generator, *validation, batch)
+                    if step % sched.val_every == 0:
+                        for key, value in means.items():
+                            writer.add_scalar(f"validation/{key}", value, step)
+                    if step % sched.image_every == 0:
+                        writer.add_image("input|coarse|refined|attention|truth", grid, step, dataformats="HWC")
+                if bar is not None:
+                    bar.update(task, completed=step)
+                signum = stop.signum
+                if info.world > 1:  # every rank must stop at the same step
+                    flag = torch.tensor([signum or 0], device=dev)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    signum = int(flag.item()) or None
+                if signum is not None:
+                    save()
+                    return TrainResult(step, True, out / GENERATOR_FILE, signum)
+                if step % sched.checkpoint_every == 0 or step == sched.steps:
+                    save()
+        if step != last_good:  # resumed at or past schedule.steps: make sure the files exist
+            save()
+        return TrainResult(step, False, out / GENERATOR_FILE)
+    finally:
+        if bar is not None:
+            bar.stop()
+        if writer is not None:
+            writer.close()

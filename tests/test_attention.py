@@ -1,0 +1,428 @@
+"""ContextualAttention against a plain loop-based reference written here from the definition."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from inpaintkit.model.attention import (
+    ContextualAttention,
+    _cosine_scores,
+    _flush_subnormal,
+    _reconstruct,
+    _valid_background,
+    propagate,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Naive reference: one sample at a time, explicit loops over positions and patches.
+# ---------------------------------------------------------------------------------------------
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def ref_patch(small: torch.Tensor, y: int, x: int, k: int) -> torch.Tensor:
+    """The k×k patch of ``small (C, h, w)`` centred at (y, x), zeros outside."""
+    c, h, w = small.shape
+    patch = torch.zeros(c, k, k, dtype=small.dtype)
+    for a in range(k):
+        for b in range(k):
+            yy, xx = y + a - k // 2, x + b - k // 2
+            if 0 <= yy < h and 0 <= xx < w:
+                patch[:, a, b] = small[:, yy, xx]
+    return patch
+
+
+def ref_grids(height: int, width: int, rate: int, stride: int):
+    h, w = ceil_div(height, rate), ceil_div(width, rate)
+    fg_positions = [(y, x) for y in range(h) for x in range(w)]
+    bh, bw = ceil_div(h, stride), ceil_div(w, stride)
+    bg_positions = [(stride * ty, stride * tx) for ty in range(bh) for tx in range(bw)]
+    return (h, w), (bh, bw), fg_positions, bg_positions
+
+
+def ref_scores(fg: torch.Tensor, bg: torch.Tensor, rate: int, stride: int, k: int) -> torch.Tensor:
+    """(Lf, Lb) scores of one sample: <fg patch, bg patch / max(|bg patch|, 1e-4)>."""
+    _, height, width = fg.shape
+    fg_small, bg_small = fg[:, ::rate, ::rate], bg[:, ::rate, ::rate]
+    _, _, fg_pos, bg_pos = ref_grids(height, width, rate, stride)
+    fg_patches = [ref_patch(fg_small, py, px, k) for py, px in fg_pos]
+    bg_patches = [ref_patch(bg_small, qy, qx, k) for qy, qx in bg_pos]
+    scores = torch.zeros(len(fg_pos), len(bg_pos), dtype=fg.dtype)
+    for i, fp in enumerate(fg_patches):
+        for j, bp in enumerate(bg_patches):
+            norm = max(math.sqrt(float((bp * bp).sum())), 1e-4)
+            scores[i, j] = (fp * bp).sum() / norm
+    return scores
+
+
+def ref_diagonal_sum(scores: torch.Tensor, kernel: int) -> torch.Tensor:
+    lf, lb = scores.shape
+    out = torch.zeros_like(scores)
+    for i in range(lf):
+        for j in range(lb):
+            for d in range(-(kernel // 2), kernel // 2 + 1):
+                if 0 <= i + d < lf and 0 <= j + d < lb:
+                    out[i, j] += scores[i + d, j + d]
+    return out
+
+
+def ref_propagate(scores, fg_size, bg_size, kernel):
+    """Released code's fusion: identity-kernel sums over row-major, then column-major indices."""
+    (h, w), (bh, bw) = fg_size, bg_size
+    lr = ref_diagonal_sum(scores, kernel)
+    # Re-index to column-major: i' = x*h + y, j' = tx*bh + ty.
+    colmajor = torch.zeros_like(lr)
+    for y in range(h):
+        for x in range(w):
+            for ty in range(bh):
+                for tx in range(bw):
+                    colmajor[x * h + y, tx * bh + ty] = lr[y * w + x, ty * bw + tx]
+    td = ref_diagonal_sum(colmajor, kernel)
+    out = torch.zeros_like(td)
+    for y in range(h):
+        for x in range(w):
+            for ty in range(bh):
+                for tx in range(bw):
+                    out[y * w + x, ty * bw + tx] = td[x * h + y, tx * bh + ty]
+    return out
+
+
+def ref_valid(hole: torch.Tensor, rate: int, stride: int, k: int) -> torch.Tensor:
+    """(Lb,) 1 where the patch's feature-pixel footprint holds no hole pixel (hole (H, W))."""
+    height, width = hole.shape
+    _, _, _, bg_pos = ref_grids(height, width, rate, stride)
+    valid = torch.ones(len(bg_pos), dtype=torch.float64)
+    for j, (qy, qx) in enumerate(bg_pos):
+        y0, x0 = rate * (qy - k // 2), rate * (qx - k // 2)
+        y1, x1 = rate * (qy + k // 2 + 1), rate * (qx + k // 2 + 1)
+        for y in range(max(y0, 0), min(y1, height)):
+            for x in range(max(x0, 0), min(x1, width)):
+                if hole[y, x] > 0.5:
+                    valid[j] = 0.0
+    return valid
+
+
+def ref_softmax(scores: torch.Tensor, valid: torch.Tensor, scale: float) -> torch.Tensor:
+    lf, lb = scores.shape
+    masked = scores * valid
+    out = torch.zeros_like(scores)
+    for i in range(lf):
+        exps = [math.exp(scale * float(masked[i, j])) for j in range(lb)]
+        total = sum(exps)
+        for j in range(lb):
+            out[i, j] = exps[j] / total * valid[j]
+    return out
+
+
+def ref_reconstruct(attention, bg, rate, stride):
+    """Sum 2r×2r raw patches (edge-replicated) weighted by attention; average the overlaps."""
+    c, height, width = bg.shape
+    _, _, fg_pos, bg_pos = ref_grids(height, width, rate, stride)
+    kernel, lead = 2 * rate, rate // 2
+    out = torch.zeros(c, height, width, dtype=attention.dtype)
+    count = torch.zeros(height, width, dtype=attention.dtype)
+    for i, (py, px) in enumerate(fg_pos):
+        for a in range(kernel):
+            for b in range(kernel):
+                y, x = rate * py - lead + a, rate * px - lead + b
+                if not (0 <= y < height and 0 <= x < width):
+                    continue
+                count[y, x] += 1
+                for j, (qy, qx) in enumerate(bg_pos):
+                    sy = min(max(rate * qy - lead + a, 0), height - 1)
+                    sx = min(max(rate * qx - lead + b, 0), width - 1)
+                    out[:, y, x] += attention[i, j] * bg[:, sy, sx]
+    return out / count
+
+
+def ref_forward(fg, bg, hole, *, rate, stride, k=3, fuse=True, kernel=3, scale=10.0):
+    """Whole layer for one sample; hole (H, W) at feature resolution."""
+    _, height, width = fg.shape
+    fg_size, bg_size, _, _ = ref_grids(height, width, rate, stride)
+    scores = ref_scores(fg, bg, rate, stride, k)
+    if fuse:
+        scores = ref_propagate(scores, fg_size, bg_size, kernel)
+    valid = ref_valid(hole, rate, stride, k)
+    attention = ref_softmax(scores, valid, scale)
+    return ref_reconstruct(attention, bg, rate, stride), attention
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the tests
+# ---------------------------------------------------------------------------------------------
+
+
+def random_case(n=2, c=3, height=9, width=10, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    fg = torch.randn(n, c, height, width, generator=gen, dtype=torch.float64)
+    bg = torch.randn(n, c, height, width, generator=gen, dtype=torch.float64)
+    mask = torch.zeros(n, 1, height, width, dtype=torch.float64)
+    mask[0, :, 2:5, 3:7] = 1  # a rectangle
+    mask[-1, :, 5:, 1:3] = 1  # touching the border
+    mask[-1, :, 1, width - 2] = 1  # a single pixel (thin holes must not slip through the downscale)
+    return fg, bg, mask
+
+
+OPTIONS = [
+    pytest.param(dict(rate=r, stride=s, fuse=f), id=f"rate{r}-stride{s}-fuse{int(f)}")
+    for r in (1, 2)
+    for s in (1, 2)
+    for f in (True, False)
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate,stride,k", [(1, 1, 3), (2, 1, 3), (2, 2, 3), (3, 2, 3), (1, 1, 5)])
+def test_cosine_scores_match_reference(rate, stride, k):
+    fg, bg, _ = random_case(height=9, width=11)
+    bg[1, :, :3, :3] = 0  # an all-zero background patch: the norm's epsilon must apply
+    got = _cosine_scores(fg[:, :, ::rate, ::rate], bg[:, :, ::rate, ::rate], k, stride)
+    for n in range(fg.shape[0]):
+        want = ref_scores(fg[n], bg[n], rate, stride, k)
+        torch.testing.assert_close(got[n], want)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_propagation_matches_reference(kernel):
+    gen = torch.Generator().manual_seed(1)
+    fg_size, bg_size = (3, 4), (2, 5)  # non-square, different grids: catches transposition slips
+    scores = torch.randn(2, 12, 10, generator=gen, dtype=torch.float64)
+    got = propagate(scores, fg_size, bg_size, kernel)
+    for n in range(2):
+        torch.testing.assert_close(got[n], ref_propagate(scores[n], fg_size, bg_size, kernel))
+
+
+def test_propagation_equals_identity_kernel_convolution():
+    """The released code's literal form: conv2d with an identity kernel, transpose, again."""
+    gen = torch.Generator().manual_seed(2)
+    (h, w), (bh, bw) = (2, 3), (3, 2)
+    scores = torch.randn(1, h * w, bh * bw, generator=gen, dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64).view(1, 1, 3, 3)
+
+    def conv(x):
+        return torch.nn.functional.conv2d(x.reshape(1, 1, h * w, bh * bw), eye, padding=1)
+
+    y = conv(scores).reshape(1, h, w, bh, bw).permute(0, 2, 1, 4, 3)
+    y = conv(y).reshape(1, w, h, bw, bh).permute(0, 2, 1, 4, 3).reshape(1, h * w, bh * bw)
+    torch.testing.assert_close(propagate(scores, (h, w), (bh, bw), 3), y)
+
+
+@pytest.mark.parametrize("rate,stride", [(1, 1), (2, 1), (2, 2), (3, 1)])
+def test_valid_background_matches_reference(rate, stride):
+    _, _, mask = random_case(height=11, width=10)
+    got = _valid_background(mask.float(), rate, 3, stride)
+    for n in range(mask.shape[0]):
+        want = ref_valid(mask[n, 0], rate, stride, 3)
+        torch.testing.assert_close(got[n, 0].double(), want)
+    assert got.min() == 0 and got.max() == 1  # the case exercises both outcomes
+
+
+@pytest.mark.parametrize("rate,stride", [(1, 1), (2, 1), (2, 2), (3, 1)])
+def test_reconstruction_matches_reference(rate, stride):
+    fg, bg, _ = random_case(height=9, width=8)
+    _, _, fg_pos, bg_pos = ref_grids(9, 8, rate, stride)
+    gen = torch.Generator().manual_seed(3)
+    attention = torch.rand(2, len(fg_pos), len(bg_pos), generator=gen, dtype=torch.float64)
+    got = _reconstruct(attention, bg, (9, 8), rate, stride)
+    for n in range(2):
+        torch.testing.assert_close(got[n], ref_reconstruct(attention[n], bg[n], rate, stride))
+
+
+def test_reconstruction_of_a_constant_background_is_that_constant_everywhere():
+    """Overlap averaging must use the real coverage count: borders are not darkened."""
+    bg = torch.full((1, 2, 10, 12), 0.7, dtype=torch.float64)
+    _, _, fg_pos, bg_pos = ref_grids(10, 12, 2, 1)
+    attention = torch.full((1, len(fg_pos), len(bg_pos)), 1.0 / len(bg_pos), dtype=torch.float64)
+    out = _reconstruct(attention, bg, (10, 12), 2, 1)
+    torch.testing.assert_close(out, bg)
+
+
+def test_flush_subnormal_zeroes_only_subnormal_weights():
+    weights = torch.tensor([0.5, 1e-30, 1e-39, 1e-45, 0.0, 1e-4, 1e-6])
+    torch.testing.assert_close(
+        _flush_subnormal(weights, torch.float32),
+        torch.tensor([0.5, 1e-30, 0.0, 0.0, 0.0, 1e-4, 1e-6]),
+    )
+    half = _flush_subnormal(weights, torch.float16)
+    assert half.dtype == torch.float16
+    assert half.tolist()[:2] == [0.5, 0.0] and half[5] > 0 and half[6] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole layer
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_forward_matches_reference(options):
+    fg, bg, mask = random_case(height=9, width=10)
+    layer = ContextualAttention(**options)
+    got = layer(fg, bg, mask)
+    assert got.dtype == torch.float64 and got.shape == fg.shape
+    for n in range(fg.shape[0]):
+        want, _ = ref_forward(fg[n], bg[n], mask[n, 0], **options)
+        torch.testing.assert_close(got[n], want)
+
+
+def test_forward_with_the_generator_call_pattern():
+    """Foreground and background are the same tensor in the generator; 8×12, rate 2."""
+    fg, _, mask = random_case(height=8, width=12, seed=4)
+    got = ContextualAttention()(fg, fg, mask)
+    for n in range(fg.shape[0]):
+        want, _ = ref_forward(fg[n], fg[n], mask[n, 0], rate=2, stride=1)
+        torch.testing.assert_close(got[n], want)
+
+
+def test_attention_never_lands_on_a_patch_touching_the_hole():
+    fg, bg, mask = random_case(height=10, width=10, seed=5)
+    _, out_attention = ref_forward(fg[0], bg[0], mask[0, 0], rate=2, stride=1)
+    valid = ref_valid(mask[0, 0], 2, 1, 3)
+    # The reference itself: all weight of invalid patches is exactly zero.
+    assert (out_attention[:, valid == 0] == 0).all()
+    # The layer: a huge value in the hole must not leak into any output pixel, because no
+    # patch touching the hole is pasted (valid patches exclude every hole pixel).
+    poisoned = bg.clone()
+    poisoned[mask.expand_as(bg) > 0.5] = 1e6
+    layer = ContextualAttention(rate=2, stride=1)
+    clean_fg = fg.clone()
+    out = layer(clean_fg, poisoned, mask)
+    assert out.abs().max() < 100
+
+
+def test_mask_at_image_resolution_is_resized_by_nearest():
+    fg, bg, mask = random_case(height=8, width=10, seed=6)
+    big = mask.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3)  # 32×40 image mask
+    layer = ContextualAttention()
+    torch.testing.assert_close(layer(fg, bg, big), layer(fg, bg, mask))
+
+
+def test_no_hole_and_all_hole():
+    fg, bg, _ = random_case(height=8, width=9, seed=7)
+    layer = ContextualAttention()
+    no_hole = torch.zeros(2, 1, 8, 9, dtype=torch.float64)
+    out, offsets = layer(fg, bg, no_hole, return_offsets=True)
+    for n in range(2):
+        want, _ = ref_forward(fg[n], bg[n], no_hole[n, 0], rate=2, stride=1)
+        torch.testing.assert_close(out[n], want)
+    assert (offsets == 0).all()
+    # Sample 1 has no valid background patch: documented fallback is zeros, not NaN.
+    mask = no_hole.clone()
+    mask[1] = 1
+    out, offsets = layer(fg, bg, mask, return_offsets=True)
+    assert torch.isfinite(out).all()
+    assert (out[1] == 0).all() and (offsets[1] == 0).all()
+    torch.testing.assert_close(out[0], layer(fg[:1], bg[:1], mask[:1])[0])
+
+
+def test_batch_independence():
+    fg, bg, mask = random_case(n=3, height=8, width=8, seed=8)
+    layer = ContextualAttention()
+    before = layer(fg, bg, mask)
+    fg2, bg2, mask2 = fg.clone(), bg.clone(), mask.clone()
+    fg2[1:] = torch.randn_like(fg2[1:])
+    bg2[1:] = torch.randn_like(bg2[1:]) * 5
+    mask2[1:] = 1 - mask2[1:]
+    after = layer(fg2, bg2, mask2)
+    torch.testing.assert_close(after[0], before[0], rtol=0, atol=1e-12)
+    assert not torch.allclose(after[1:], before[1:])
+    # And sample 0 alone gives the same answer as inside the batch.
+    torch.testing.assert_close(layer(fg[:1], bg[:1], mask[:1])[0], before[0])
+
+
+def test_broadcast_mask_equals_repeated_mask():
+    fg, bg, mask = random_case(n=2, height=8, width=8, seed=9)
+    layer = ContextualAttention()
+    torch.testing.assert_close(
+        layer(fg, bg, mask[:1]), layer(fg, bg, mask[:1].expand(2, -1, -1, -1))
+    )
+
+
+@pytest.mark.parametrize(
+    "options", [dict(rate=2, stride=1, fuse=True), dict(rate=1, stride=2, fuse=False)]
+)
+def test_gradcheck(options):
+    fg, bg, mask = random_case(n=1, c=2, height=6, width=5, seed=10)
+    layer = ContextualAttention(softmax_scale=2.0, **options)  # milder scale: better-conditioned
+    fg.requires_grad_(True)
+    bg.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f, b: layer(f, b, mask), (fg, bg))
+
+
+def test_bfloat16_close_to_float32():
+    fg, bg, mask = random_case(n=2, c=4, height=12, width=12, seed=11)
+    layer = ContextualAttention()
+    want = layer(fg.float(), bg.float(), mask)
+    got = layer(fg.bfloat16(), bg.bfloat16(), mask)
+    assert got.dtype == torch.bfloat16
+    assert torch.isfinite(got.float()).all()
+    # bf16 has an 8-bit mantissa; λ=10 sharpens score noise, so compare loosely on average.
+    assert (got.float() - want).abs().mean() < 0.1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    fg, bg, mask = random_case(n=2, c=4, height=12, width=12, seed=12)
+    layer = ContextualAttention()
+    want = layer(fg, bg, mask)
+    got = layer(fg.cuda(), bg.cuda(), mask.cuda())
+    torch.testing.assert_close(got.cpu(), want)
+
+
+def test_bad_inputs_raise_clear_errors():
+    layer = ContextualAttention()
+    x = torch.zeros(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="background shape"):
+        layer(x, torch.zeros(2, 3, 8, 9), torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="mask must be"):
+        layer(x, x, torch.zeros(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="patch_size"):
+        ContextualAttention(patch_size=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Offsets
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [1, 2])
+def test_offsets_point_at_the_unique_matching_patch(rate):
+    """A hole whose content is an exact copy of one distinctive background region."""
+    height, width, c = 12 * rate, 12 * rate, 4
+    gen = torch.Generator().manual_seed(13)
+    small = torch.randn(1, c, 12, 12, generator=gen) * 0.05  # bland background
+    source = torch.randn(1, c, 3, 3, generator=gen) * 3.0  # a distinctive 3×3 pattern
+    small[:, :, 1:4, 7:10] = source  # background copy, block centre (2, 8)
+    small[:, :, 7:10, 2:5] = source  # hole copy, block centre (8, 3)
+    features = small.repeat_interleave(rate, dim=2).repeat_interleave(rate, dim=3)
+    mask = torch.zeros(1, 1, height, width)
+    mask[:, :, 6 * rate : 11 * rate, 1 * rate : 6 * rate] = 1
+    layer = ContextualAttention(rate=rate, fuse=False, softmax_scale=10.0)
+    _, offsets = layer(features, features, mask, return_offsets=True)
+    assert offsets.dtype == torch.int64 and offsets.shape == (1, 2, height, width)
+    centre = offsets[0, :, 8 * rate, 3 * rate]
+    assert centre.tolist() == [(2 - 8) * rate, (8 - 3) * rate]
+    assert (offsets[0][:, mask[0, 0] < 0.5] == 0).all()  # zero at known positions
+
+
+def test_offsets_follow_the_argmax_of_the_reference_attention():
+    fg, bg, mask = random_case(n=2, height=10, width=10, seed=14)
+    layer = ContextualAttention(rate=2, stride=2)
+    _, offsets = layer(fg, bg, mask, return_offsets=True)
+    _, _, fg_pos, bg_pos = ref_grids(10, 10, 2, 2)
+    for n in range(2):
+        _, attention = ref_forward(fg[n], bg[n], mask[n, 0], rate=2, stride=2)
+        for y in range(10):
+            for x in range(10):
+                i = fg_pos.index((y // 2, x // 2))
+                qy, qx = bg_pos[int(attention[i].argmax())]
+                want = [2 * (qy - y // 2), 2 * (qx - x // 2)] if mask[n, 0, y, x] else [0, 0]
+                assert offsets[n, :, y, x].tolist() == want

@@ -1,0 +1,234 @@
+"""evaluate on tiny folders and HDF5 files of scikit-image photos: numbers, resume, masks, sheet."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from inpaintkit import io
+from inpaintkit.cli import main
+from inpaintkit.evaluate import EvaluateConfig, EvaluateError, build_methods, evaluate
+from inpaintkit.methods import MeanColorMethod
+from inpaintkit.metrics import METRICS, image_metrics, uint8_to_unit
+from inpaintkit.prepare import PrepareOptions, prepare_dataset, transform
+from inpaintkit.report import LABEL_HEIGHT
+from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tensor_to_image
+
+SIZE = 32
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Four photos at 48 px on the shorter side (so evaluate really resizes and crops)."""
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:
+        image = Image.fromarray(getattr(skimage.data, name)())
+        scale = 48 / min(image.size)
+        image.resize((round(image.width * scale), round(image.height * scale))).save(folder / f"{name}.png")
+    return folder
+
+
+class Identity:
+    """Returns its input: the hole stays as erased (0), known pixels stay exact."""
+
+    name = "identity"
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return images.clone()
+
+
+def floors() -> dict:
+    return build_methods(floors=True, device="cpu")
+
+
+def config(photos: Path, out: Path, **kw) -> EvaluateConfig:
+    return EvaluateConfig(data=photos, output=out, size=SIZE, samples=2, warmup=False, **kw)
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_results_agree_with_metrics_computed_directly(photos, tmp_path) -> None:
+    out = tmp_path / "report"
+    result = evaluate(config(photos, out), floors(), progress=False)
+    assert result.images == 4 and result.computed == 8 and not result.skipped
+    data = json.loads((out / "metrics.json").read_text())
+    assert len(data["images"]) == 8
+    ground_truth = {p.name: p for p in io.list_images(photos)}
+    for row in data["images"]:
+        if row["method"] != "mean-color":
+            continue
+        picture = Image.open(ground_truth[row["image"]]).convert("RGB")
+        # The geometry evaluate documents: prepare's shorter-side resize and centre crop.
+        image = np.array(transform(picture, PrepareOptions(size=SIZE)))
+        hole = io.read_mask(out / "masks" / Path(row["image"]).with_suffix(".png"))
+        assert hole.shape == (SIZE, SIZE) and 0 < hole.mean() < 1
+        x, m = image_to_tensor(image), mask_to_tensor(hole)
+        filled = MeanColorMethod()(composite(x, torch.zeros_like(x), m), m)
+        expected = image_metrics(uint8_to_unit(tensor_to_image(filled)), uint8_to_unit(image), m.double())
+        for spec in METRICS:
+            assert row[spec.key] == pytest.approx(expected[spec.key].item(), rel=1e-9), spec.key
+    # Summary = mean and population std of the per-image rows; the CSV says the same.
+    for method in ("mean-color", "biharmonic"):
+        values = [r["hole_psnr"] for r in data["images"] if r["method"] == method]
+        assert data["summary"][method]["hole_psnr"]["mean"] == pytest.approx(np.mean(values))
+        assert data["summary"][method]["hole_psnr"]["std"] == pytest.approx(np.std(values))
+    with open(out / "metrics.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    means = {line["method"]: line for line in lines if line["row"] == "mean"}
+    assert float(means["biharmonic"]["l1"]) == pytest.approx(data["summary"]["biharmonic"]["l1"]["mean"])
+    assert sum(line["row"] == "image" for line in lines) == 8
+    # Floors are floors: diffusion beats a flat colour on this smooth-ish content on average.
+    assert data["summary"]["biharmonic"]["hole_l2"]["mean"] < data["summary"]["mean-color"]["hole_l2"]["mean"]
+
+
+def test_sheet_has_one_tile_per_sample_and_column(photos, tmp_path) -> None:
+    out = tmp_path / "report"
+    evaluate(config(photos, out), floors(), progress=False)
+    sheet = io.read_rgb(out / "comparison.png")
+    columns = 1 + 2 + 1  # input | mean-color | biharmonic | ground truth
+    assert sheet.shape == (LABEL_HEIGHT + 2 * SIZE, columns * SIZE, 3)
+    # The last column of the first row is that image's ground truth.
+    truth = io.read_rgb(out / "samples" / "ground_truth" / "astronaut.png")
+    assert np.array_equal(sheet[LABEL_HEIGHT : LABEL_HEIGHT + SIZE, 3 * SIZE :], truth)
+    page = (out / "comparison.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 * columns
+    assert not [p for p in out.rglob("*") if io.is_temporary(p)]
+
+
+def test_resume_skips_finished_work_and_recovers_a_cut_line(photos, tmp_path) -> None:
+    out = tmp_path / "report"
+    first = evaluate(config(photos, out, limit=2), floors(), progress=False)
+    assert first.computed == 4
+    log = out / "results.jsonl"
+    before = read_log(out)
+    with open(log, "a") as f:
+        f.write('{"image": "coffee.png", "index": 2, "meth')  # an interrupted write
+    second = evaluate(config(photos, out), floors(), progress=False)
+    assert second.computed == 4  # only the two new images, for both methods
+    rows = read_log(out)
+    assert rows[:4] == before
+    assert sorted((r["image"], r["method"]) for r in rows) == sorted(
+        {(r["image"], r["method"]) for r in rows}
+    )  # no pair twice
+    assert len(rows) == 8
+    third = evaluate(config(photos, out), floors(), progress=False)
+    assert third.computed == 0
+    assert len(json.loads((out / "metrics.json").read_text())["images"]) == 8
+    # A shorter --limit reports only its images, without forgetting the others.
+    evaluate(config(photos, out, limit=1), floors(), progress=False)
+    assert len(json.loads((out / "metrics.json").read_text())["images"]) == 2
+    assert len(read_log(out)) == 8
+
+
+def test_masks_are_written_and_reused_by_another_run(photos, tmp_path) -> None:
+    first = tmp_path / "first"
+    evaluate(config(photos, first, mask_kind="freeform", seed=3), {"mean-color": MeanColorMethod()}, progress=False)
+    masks = sorted(p.name for p in (first / "masks").iterdir())
+    assert masks == sorted(f"{name}.png" for name in PHOTOS)
+    second = tmp_path / "second"
+    evaluate(config(photos, second, masks=first / "masks"), {"mean-color": MeanColorMethod()}, progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(read_log(first)) == strip(read_log(second))
+    # A different mask set must not be mixed into the first report folder.
+    with pytest.raises(EvaluateError, match="seed"):
+        evaluate(config(photos, first, mask_kind="freeform", seed=4), {"mean-color": MeanColorMethod()}, progress=False)
+
+
+def test_identity_on_empty_masks_has_zero_error(photos, tmp_path) -> None:
+    masks = tmp_path / "empty"
+    masks.mkdir()
+    for name in PHOTOS:
+        Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(masks / f"{name}.png")
+    out = tmp_path / "report"
+    result = evaluate(config(photos, out, masks=masks), {"identity": Identity()}, progress=False)
+    stats = result.summary["identity"].metrics
+    assert stats["l1"].mean == 0.0 and stats["l1"].count == 4
+    assert stats["psnr"].count == 0 and stats["psnr"].infinite == 4
+    assert stats["hole_l1"].undefined == 4
+    assert stats["ssim"].mean == pytest.approx(1.0)
+    row = read_log(out)[0]
+    assert row["psnr"] == "inf" and row["hole_l1"] is None
+
+
+def test_identity_is_penalised_in_the_hole(photos, tmp_path) -> None:
+    # The method sees erased holes (0 in [-1, 1] = mid-grey), never the ground truth.
+    result = evaluate(config(photos, tmp_path / "r", limit=1), {"identity": Identity()}, progress=False)
+    assert result.summary["identity"].metrics["hole_l1"].mean > 5.0
+
+
+def test_missing_mask_is_skipped_with_its_name(photos, tmp_path) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((SIZE, SIZE), 255, np.uint8)).save(masks / "astronaut.png")
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(masks / "chelsea_mask.png")  # wrong size
+    result = evaluate(config(photos, tmp_path / "r", masks=masks), {"mean-color": MeanColorMethod()}, progress=False)
+    reasons = dict(result.skipped)
+    assert set(reasons) == {"chelsea.png", "coffee.png", "rocket.png"}
+    assert "5x5" in reasons["chelsea.png"] and "no mask found" in reasons["coffee.png"]
+    assert result.summary["mean-color"].metrics["hole_l1"].count == 1
+
+
+def test_hdf5_split(photos, tmp_path) -> None:
+    h5 = tmp_path / "set.h5"
+    prepare_dataset(photos, h5, PrepareOptions(size=SIZE, val_count=2, seed=0), workers=1)
+    result = evaluate(
+        EvaluateConfig(data=h5, output=tmp_path / "r", size=SIZE, samples=1, warmup=False),
+        {"mean-color": MeanColorMethod()},
+        progress=False,
+    )
+    rows = read_log(tmp_path / "r")
+    val = (tmp_path / "val.txt").read_text().split()
+    assert result.images == 2 and sorted(r["image"] for r in rows) == sorted(val)
+    assert all(math.isfinite(r["hole_l1"]) for r in rows)
+
+
+def test_cli(photos, tmp_path) -> None:
+    out = tmp_path / "report"
+    args = ["evaluate", str(photos), "-o", str(out), "--size", str(SIZE), "--limit", "2", "--samples", "1", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "mean-color" in result.output and "biharmonic" in result.output
+    for name in ("metrics.json", "metrics.csv", "comparison.png", "comparison.html", "results.jsonl"):
+        assert (out / name).is_file()
+    nothing = CliRunner().invoke(main, ["evaluate", str(photos), "-o", str(out), "--no-floors"])
+    assert nothing.exit_code != 0 and "nothing to evaluate" in nothing.output
+
+
+def test_patchmatch_runs_on_the_same_masks(photos, tmp_path) -> None:
+    methods = build_methods(patchmatch=True, floors=True, device="cpu")
+    result = evaluate(config(photos, tmp_path / "r", limit=2), methods, progress=False)
+    assert list(result.summary) == ["mean-color", "biharmonic", "patchmatch"]
+    rows = read_log(tmp_path / "r")
+    assert {r["method"] for r in rows} == {"mean-color", "biharmonic", "patchmatch"}
+    assert all(r["seconds"] > 0 for r in rows)
+
+
+def test_checkpoints_are_named_by_file_stem(photos, tmp_path) -> None:
+    from inpaintkit import checkpoint
+    from inpaintkit.model.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny-model.safetensors"
+    checkpoint.save_generator(path, Generator(GeneratorConfig(channels=4)))
+    methods = build_methods([path], floors=False, device="cpu")
+    assert list(methods) == ["tiny-model"]
+    evaluate(config(photos, tmp_path / "r", limit=1), methods, progress=False)
+    row = read_log(tmp_path / "r")[0]
+    assert row["method"] == "tiny-model" and math.isfinite(row["hole_l1"])
+    (tmp_path / "other").mkdir()
+    twin = tmp_path / "other" / "tiny-model.safetensors"
+    twin.write_bytes(path.read_bytes())
+    with pytest.raises(EvaluateError, match="tiny-model"):
+        build_methods([path, twin], floors=False, device="cpu")

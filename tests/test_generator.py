@@ -1,0 +1,255 @@
+"""Generator: architecture vs appendix D, parameter count, shapes, ranges, input handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inpaintkit.model.generator import Generator, GeneratorConfig, GeneratorOutput
+from inpaintkit.model.layers import GenConv, GenDeconv, mirror_pad
+
+# Appendix D, verbatim (one encoder-decoder; "resize" is a nearest 2x resize before the next conv).
+APPENDIX_ENCODER_DECODER = (
+    "K5S1C32 - K3S2C64 - K3S1C64 - K3S2C128 - K3S1C128 - K3S1C128 - K3D2S1C128 - K3D4S1C128 - "
+    "K3D8S1C128 - K3D16S1C128 - K3S1C128 - K3S1C128 - resize - K3S1C64 - K3S1C64 - resize - "
+    "K3S1C32 - K3S1C16 - K3S1C3"
+)
+APPENDIX_ATTENTION_BRANCH = (
+    "K5S1C32 - K3S2C64 - K3S1C64 - K3S2C128 - K3S1C128 - K3S1C128 - attention - K3S1C128 - K3S1C128"
+)
+DILATED_BRANCH = " - ".join(APPENDIX_ENCODER_DECODER.split(" - ")[:10])
+DECODER = " - ".join(APPENDIX_ENCODER_DECODER.split(" - ")[10:])
+
+
+def parse(spec: str) -> list[tuple[int, int, int, int] | str]:
+    """'K3D2S1C128' -> (kernel 3, dilation 2, stride 1, channels 128); other tokens kept as words."""
+    layers: list[tuple[int, int, int, int] | str] = []
+    for token in spec.split(" - "):
+        if not token.startswith("K"):
+            layers.append(token)
+            continue
+        kernel = int(token[1 : token.index("D") if "D" in token else token.index("S")])
+        dilation = int(token[token.index("D") + 1 : token.index("S")]) if "D" in token else 1
+        stride = int(token[token.index("S") + 1 : token.index("C")])
+        layers.append((kernel, dilation, stride, int(token[token.index("C") + 1 :])))
+    return layers
+
+
+def described(*modules: torch.nn.Module) -> list[tuple[int, int, int, int] | str]:
+    """Our layers in order in the same notation ('resize' for GenDeconv's upsampling)."""
+    layers: list[tuple[int, int, int, int] | str] = []
+    for module in modules:
+        for sub in module.modules():
+            if isinstance(sub, GenDeconv):
+                layers.append("resize")
+            elif isinstance(sub, GenConv):
+                conv = sub.conv
+                layers.append(
+                    (conv.kernel_size[0], conv.dilation[0], conv.stride[0], conv.out_channels)
+                )
+            elif type(sub).__name__ == "ContextualAttention":
+                layers.append("attention")
+    return layers
+
+
+def conv_params(kernel: int, cin: int, cout: int) -> int:
+    return kernel * kernel * cin * cout + cout
+
+
+def count_from_appendix(spec: str, cin: int) -> int:
+    total = 0
+    for layer in parse(spec):
+        if isinstance(layer, tuple):
+            kernel, _, _, cout = layer
+            total += conv_params(kernel, cin, cout)
+            cin = cout
+    return total
+
+
+def random_inputs(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(n, 3, size, size, generator=g) * 2 - 1
+    mask = torch.zeros(n, 1, size, size)
+    mask[0, :, 8:30, 10:40] = 1
+    mask[-1, :, 40:60, 4:20] = 1
+    mask[-1, :, 2:12, 50:62] = 1
+    return image, mask
+
+
+def test_architecture_matches_appendix_d():
+    g = Generator()
+    assert described(g.coarse) == parse(APPENDIX_ENCODER_DECODER)
+    assert described(g.refine.dilated) == parse(DILATED_BRANCH)
+    assert described(g.refine.attention) == parse(APPENDIX_ATTENTION_BRANCH)
+    assert described(g.refine.decoder) == parse(DECODER)
+    # The attention branch's last conv before the layer uses ReLU (authors' code); the final
+    # convs of both stages have no activation; everything else is ELU.
+    assert g.refine.attention.encoder[-1].activation == "relu"
+    assert g.coarse.decoder[-1].activation == "none" and g.refine.decoder[-1].activation == "none"
+    elu = [m for m in g.modules() if isinstance(m, GenConv) and m.activation == "elu"]
+    assert len(elu) == len([m for m in g.modules() if isinstance(m, GenConv)]) - 3
+    # Input: masked image, ones, mask (5 channels) for both stages; decoder reads both branches.
+    assert g.coarse.encoder[0].conv.in_channels == 5
+    assert (
+        g.refine.dilated[0].conv.in_channels == 5
+        and g.refine.attention.encoder[0].conv.in_channels == 5
+    )
+    assert g.refine.decoder[0].conv.in_channels == 256
+    # "Same" mirror padding: dilation * (k - 1) / 2; no normalisation layers anywhere.
+    for m in g.modules():
+        if isinstance(m, GenConv):
+            assert m.pad == m.conv.dilation[0] * (m.conv.kernel_size[0] - 1) // 2
+        assert not isinstance(
+            m, (torch.nn.BatchNorm2d, torch.nn.InstanceNorm2d, torch.nn.GroupNorm)
+        )
+
+
+def test_parameter_count_exact():
+    coarse = count_from_appendix(APPENDIX_ENCODER_DECODER, 5)
+    dilated = count_from_appendix(DILATED_BRANCH, 5)
+    attention = count_from_appendix(APPENDIX_ATTENTION_BRANCH, 5)
+    full_decoder = count_from_appendix(DECODER, 256)
+    baseline_decoder = count_from_appendix(DECODER, 128)
+    full = Generator(GeneratorConfig())
+    baseline = Generator(GeneratorConfig(contextual_attention=False))
+    assert sum(p.numel() for p in full.parameters()) == coarse + dilated + attention + full_decoder
+    assert sum(p.numel() for p in baseline.parameters()) == coarse + dilated + baseline_decoder
+    # The figures quoted in docs/model.md.
+    assert sum(p.numel() for p in full.parameters()) == 3_767_558
+    assert sum(p.numel() for p in baseline.parameters()) == 2_896_454
+    assert sum(p.numel() for p in full.coarse.parameters()) == 1_448_227
+
+
+def test_forward_shapes_ranges_offsets():
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(channels=8))
+    image, mask = random_inputs(2, 64)
+    out = g(image, mask, return_offsets=True)
+    assert isinstance(out, GeneratorOutput)
+    assert out.coarse.shape == out.refined.shape == (2, 3, 64, 64)
+    for x in (out.coarse, out.refined):
+        assert torch.isfinite(x).all() and x.min() >= -1 and x.max() <= 1
+    assert (
+        out.offsets is not None
+        and out.offsets.shape == (2, 2, 16, 16)
+        and out.offsets.dtype == torch.int64
+    )
+    assert g(image, mask).offsets is None
+
+
+def test_non_square_and_clipping():
+    torch.manual_seed(1)
+    g = Generator(GeneratorConfig(channels=8))
+    with torch.no_grad():  # blow up the final convs so the raw outputs leave [-1, 1]
+        g.coarse.decoder[-1].conv.weight.mul_(1000)
+        g.refine.decoder[-1].conv.weight.mul_(1000)
+    image = torch.rand(1, 3, 72, 96) * 2 - 1
+    mask = torch.zeros(1, 1, 72, 96)
+    mask[..., 20:50, 30:70] = 1
+    out = g(image, mask)
+    assert out.refined.shape == (1, 3, 72, 96)
+    assert out.refined.abs().max() == 1.0 and out.coarse.abs().max() == 1.0  # clipped, not squashed
+
+
+def test_hole_content_is_ignored():
+    torch.manual_seed(2)
+    g = Generator(GeneratorConfig(channels=8))
+    image, mask = random_inputs(2, 64)
+    other = torch.where(mask > 0.5, torch.rand_like(image) * 2 - 1, image)
+    other[0, :, 8:30, 10:40] = float("nan")  # even NaN in the hole never reaches the network
+    a, b = g(image, mask), g(other, mask)
+    assert torch.equal(a.refined, b.refined) and torch.equal(a.coarse, b.coarse)
+
+
+def test_mask_changes_output():
+    torch.manual_seed(3)
+    g = Generator(GeneratorConfig(channels=8))
+    image, mask = random_inputs(1, 64)
+    moved = torch.roll(mask, shifts=8, dims=3)
+    assert not torch.allclose(g(image, mask).refined, g(image, moved).refined)
+
+
+def test_baseline_switch():
+    g = Generator(GeneratorConfig(channels=8, contextual_attention=False))
+    assert g.refine.attention is None
+    assert g.refine.decoder[0].conv.in_channels == 32  # 4c: the dilated branch alone
+    assert not any(type(m).__name__ == "ContextualAttention" for m in g.modules())
+    image, mask = random_inputs(2, 64)
+    out = g(image, mask, return_offsets=True)
+    assert out.refined.shape == (2, 3, 64, 64) and out.offsets is None
+
+
+def test_no_stop_gradient_between_stages():
+    torch.manual_seed(4)
+    g = Generator(GeneratorConfig(channels=8, contextual_attention=False))
+    image, mask = random_inputs(1, 64)
+    g(image, mask).refined.sum().backward()
+    grad = g.coarse.encoder[0].conv.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"channels": 7},
+        {"channels": 0},
+        {"attention_rate": 0},
+        {"attention_stride": 0},
+        {"attention_softmax_scale": 0.0},
+        {"attention_propagate_size": 2},
+    ],
+)
+def test_config_validation(kwargs):
+    with pytest.raises(ValueError):
+        GeneratorConfig(**kwargs)
+
+
+def test_input_validation():
+    g = Generator(GeneratorConfig(channels=8, contextual_attention=False))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        g(torch.zeros(1, 3, 60, 64), torch.zeros(1, 1, 60, 64))
+    with pytest.raises(ValueError, match="mask must be"):
+        g(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="image must be"):
+        g(torch.zeros(1, 4, 64, 64), torch.zeros(1, 1, 64, 64))
+
+
+def test_gen_conv_matches_reference():
+    """GenConv == numpy reflect padding + unpadded conv + ELU (and replicate when too small)."""
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64)
+    for kernel, stride, dilation in [(5, 1, 1), (3, 2, 1), (3, 1, 2), (3, 1, 4)]:
+        layer = GenConv(3, 4, kernel, stride=stride, dilation=dilation).double()
+        pad = dilation * (kernel - 1) // 2
+        np_mode = "reflect" if pad < 9 else "edge"
+        padded = torch.from_numpy(
+            np.pad(x.numpy(), ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode=np_mode)
+        )
+        expected = F.elu(
+            F.conv2d(padded, layer.conv.weight, layer.conv.bias, stride=stride, dilation=dilation)
+        )
+        torch.testing.assert_close(layer(x), expected)
+        assert layer(x).shape[-2:] == (-(-9 // stride), -(-11 // stride))
+
+
+def test_mirror_pad_falls_back_to_replicate():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    torch.testing.assert_close(mirror_pad(x, 2), F.pad(x, (2, 2, 2, 2), mode="reflect"))
+    torch.testing.assert_close(mirror_pad(x, 4), F.pad(x, (4, 4, 4, 4), mode="replicate"))
+    assert mirror_pad(x, 0) is x
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 3), (5, 6), (8, 8)])
+def test_gen_deconv_is_nearest_resize_then_mirror_padded_conv(size):
+    """The sub-pixel computation == upsample by repetition, reflect pad 1, 3x3 conv, ELU."""
+    torch.manual_seed(6)
+    layer = GenDeconv(4, 3).double()
+    x = torch.randn(2, 4, *size, dtype=torch.float64)
+    up = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    padded = torch.from_numpy(np.pad(up.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect"))
+    conv = layer.conv.conv
+    expected = F.elu(F.conv2d(padded, conv.weight, conv.bias))
+    torch.testing.assert_close(layer(x), expected)
+    assert torch.autograd.gradcheck(layer, (x.requires_grad_(True),))

@@ -1,0 +1,259 @@
+"""Losses: discount weights vs brute force, reconstruction vs loops, masked gradient penalty."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from inpaintkit import losses
+from inpaintkit.losses import (
+    critic_wgan_loss,
+    distance_to_box_edge,
+    distance_to_known,
+    generator_wgan_loss,
+    gradient_penalty,
+    reconstruction_loss,
+    spatial_discount,
+)
+from inpaintkit.model.generator import GeneratorOutput
+
+
+def random_masks(n: int, height: int, width: int, seed: int) -> torch.Tensor:
+    """Random blobs and boxes; sample 0 has no known pixel, sample 1 no hole."""
+    rng = np.random.default_rng(seed)
+    masks = (rng.random((n, 1, height, width)) < 0.15).astype(np.float32)
+    for i in range(2, n):
+        top, left = rng.integers(0, height - 3), rng.integers(0, width - 3)
+        masks[i, 0, top : top + rng.integers(3, height), left : left + rng.integers(3, width)] = 1
+    masks[0] = 1
+    masks[1] = 0
+    return torch.from_numpy(masks)
+
+
+def brute_force_distance(mask: np.ndarray) -> np.ndarray:
+    """For every pixel, min over all known pixels of the Euclidean distance (loops)."""
+    n, _, height, width = mask.shape
+    out = np.zeros(mask.shape, dtype=np.float64)
+    for s in range(n):
+        known = [(y, x) for y in range(height) for x in range(width) if mask[s, 0, y, x] < 0.5]
+        for y in range(height):
+            for x in range(width):
+                if not known:
+                    out[s, 0, y, x] = height + width
+                else:
+                    out[s, 0, y, x] = min(math.hypot(y - ky, x - kx) for ky, kx in known)
+    return out
+
+
+def brute_force_box_distance(mask: np.ndarray) -> np.ndarray:
+    n, _, height, width = mask.shape
+    out = np.zeros(mask.shape, dtype=np.float64)
+    for s in range(n):
+        ys, xs = np.nonzero(mask[s, 0] > 0.5)
+        top, bottom, left, right = (
+            (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else (0, height, 0, width)
+        )
+        for y in range(top, bottom):
+            for x in range(left, right):
+                out[s, 0, y, x] = min(y - top + 1, bottom - y, x - left + 1, right - x)
+    return out
+
+
+@pytest.mark.parametrize("block", [1 << 24, 50])  # 50 forces many small row blocks
+def test_distance_to_known_vs_brute_force(monkeypatch, block):
+    monkeypatch.setattr(losses, "_BLOCK_ELEMENTS", block)
+    masks = random_masks(5, 13, 17, seed=0)
+    expected = brute_force_distance(masks.numpy())
+    got = distance_to_known(masks)
+    assert got.shape == masks.shape and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_distance_to_box_edge_vs_brute_force():
+    masks = random_masks(5, 12, 9, seed=1)
+    np.testing.assert_allclose(
+        distance_to_box_edge(masks).numpy(), brute_force_box_distance(masks.numpy())
+    )
+
+
+def test_box_distance_equals_known_distance_for_interior_rectangle():
+    mask = torch.zeros(1, 1, 20, 24)
+    mask[..., 3:15, 5:20] = 1
+    torch.testing.assert_close(distance_to_box_edge(mask), distance_to_known(mask))
+
+
+def test_spatial_discount_values():
+    masks = random_masks(4, 10, 11, seed=2)
+    for mode, distance in (
+        ("distance", distance_to_known(masks)),
+        ("bbox", distance_to_box_edge(masks)),
+    ):
+        weights = spatial_discount(masks, gamma=0.9, mode=mode)
+        expected = np.where(masks.numpy() > 0.5, 0.9 ** distance.double().numpy(), 0.0)
+        np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-5)
+        assert weights[1].abs().sum() == 0  # no hole, no weight
+
+
+def test_bbox_mode_vs_authors_released_scheme():
+    """Authors: max(γ^min(i, H−i), γ^min(j, W−j)) over a box H×W; ours is one pixel further from the top/left."""
+    gamma, height, width = 0.9, 7, 10
+    mask = torch.zeros(1, 1, 12, 14)
+    mask[..., 2 : 2 + height, 3 : 3 + width] = 1
+    ours = spatial_discount(mask, gamma, "bbox")[0, 0, 2 : 2 + height, 3 : 3 + width].double()
+    authors = torch.tensor(
+        [
+            [max(gamma ** min(i, height - i), gamma ** min(j, width - j)) for j in range(width)]
+            for i in range(height)
+        ],
+        dtype=torch.float64,
+    )
+    exponent_gap = torch.log(ours / authors) / math.log(gamma)
+    assert torch.allclose(exponent_gap.round(), exponent_gap, atol=1e-4)
+    assert set(exponent_gap.round().unique().tolist()) <= {0.0, 1.0}
+
+
+def test_spatial_discount_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        spatial_discount(torch.zeros(1, 1, 4, 4), 0.9, "nearest")
+    with pytest.raises(ValueError, match="gamma"):
+        spatial_discount(torch.zeros(1, 1, 4, 4), 1.5, "bbox")
+
+
+def reference_reconstruction(target, coarse, refined, mask, weights, coarse_w, hole_w, known_w):
+    """Loops over every element: weighted means of |x − target| on hole and known pixels."""
+    n, c, height, width = target.shape
+
+    def term(x, hole):
+        total, count = 0.0, 0
+        for s in range(n):
+            for y in range(height):
+                for xx in range(width):
+                    if (mask[s, 0, y, xx] > 0.5) != hole:
+                        continue
+                    for ch in range(c):
+                        w = weights[s, 0, y, xx] if hole else 1.0
+                        total += w * abs(x[s, ch, y, xx] - target[s, ch, y, xx])
+                        count += 1
+        return total / max(count, 1)
+
+    hole = coarse_w * term(coarse, True) + term(refined, True)
+    known = coarse_w * term(coarse, False) + term(refined, False)
+    return hole_w * hole + known_w * known, hole, known
+
+
+@pytest.mark.parametrize("mode", ["distance", "bbox"])
+def test_reconstruction_loss_vs_loops(mode):
+    torch.manual_seed(3)
+    masks = random_masks(3, 6, 7, seed=3)
+    target, coarse, refined = (
+        torch.rand(3, 3, 6, 7, dtype=torch.float64) * 2 - 1 for _ in range(3)
+    )
+    weights = spatial_discount(masks, 0.8, mode).double().numpy()
+    expected = reference_reconstruction(
+        target.numpy(), coarse.numpy(), refined.numpy(), masks.numpy(), weights, 1.5, 0.7, 2.0
+    )
+    options = dict(gamma=0.8, mode=mode, coarse_weight=1.5, hole_weight=0.7, known_weight=2.0)
+    got = reconstruction_loss(target, (coarse, refined), masks, **options)
+    for value, ref in zip((got.total, got.hole, got.known), expected, strict=True):
+        assert value.item() == pytest.approx(ref, rel=1e-6)
+    via_output = reconstruction_loss(target, GeneratorOutput(coarse, refined), masks, **options)
+    assert torch.equal(via_output.total, got.total)
+
+
+def test_reconstruction_loss_perfect_prediction_is_zero_and_differentiable():
+    target = torch.rand(2, 3, 8, 8)
+    masks = random_masks(2, 8, 8, seed=4)
+    refined = target.clone().requires_grad_(True)
+    loss = reconstruction_loss(target, (target, refined), masks)
+    assert loss.total.item() == 0
+    loss.total.backward()
+    assert torch.isfinite(refined.grad).all()
+
+
+def test_wgan_losses():
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-2.0, 0.0])
+    assert critic_wgan_loss(real, fake).item() == pytest.approx(-1.0 - 2.0)
+    assert generator_wgan_loss(fake).item() == pytest.approx(1.0)
+
+
+class TinyCritic(nn.Module):
+    """Non-linear, so the penalty depends on the interpolation point."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 6 * 5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.tanh(self.conv(x)).flatten(1)).squeeze(1)
+
+
+def test_gradient_penalty_vs_direct_autograd():
+    torch.manual_seed(5)
+    critic = TinyCritic().double()
+    real, fake = (
+        torch.randn(3, 3, 6, 5, dtype=torch.float64),
+        torch.randn(3, 3, 6, 5, dtype=torch.float64),
+    )
+    masks = random_masks(3, 6, 5, seed=5).double()
+    t = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+
+    # Plain reference: one sample at a time, the paper's formula with our hole mask.
+    terms = []
+    for s in range(3):
+        x_hat = ((1 - t[s]) * real[s : s + 1] + t[s] * fake[s : s + 1]).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat)
+        terms.append((torch.sqrt(((grad * masks[s : s + 1]) ** 2).sum()) - 1) ** 2)
+    expected = 10.0 * torch.stack(terms).mean()
+
+    got = gradient_penalty(critic, real, fake, masks, weight=10.0, t=t)
+    torch.testing.assert_close(got, expected)
+    unmasked = gradient_penalty(critic, real, fake, None, weight=10.0, t=t)
+    assert not torch.allclose(unmasked, got)
+    # Reproducible random t from a generator; double backprop reaches the critic's parameters.
+    a = gradient_penalty(critic, real, fake, masks, generator=torch.Generator().manual_seed(0))
+    b = gradient_penalty(critic, real, fake, masks, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    a.backward()
+    assert critic.conv.weight.grad is not None and torch.isfinite(critic.conv.weight.grad).all()
+    assert critic.conv.weight.grad.abs().sum() > 0
+
+
+def test_gradient_penalty_ignores_everything_outside_the_hole():
+    """For D(x) = Σ w·x the penalty is (‖w ⊙ mask‖ − 1)²: w outside the hole has no effect."""
+    torch.manual_seed(6)
+    mask = torch.zeros(2, 1, 6, 5, dtype=torch.float64)
+    mask[:, :, 1:4, 2:5] = 1
+    mask[1] = 0  # a sample without a hole: zero slope, finite gradient
+
+    class Linear(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(1, 3, 6, 5, dtype=torch.float64))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x * self.w).flatten(1).sum(1)
+
+    critic = Linear()
+    real, fake = (
+        torch.randn(2, 3, 6, 5, dtype=torch.float64),
+        torch.randn(2, 3, 6, 5, dtype=torch.float64),
+    )
+    penalty = gradient_penalty(critic, real, fake, mask, weight=10.0)
+    slope0 = torch.linalg.vector_norm(critic.w * mask[0])
+    expected = 10.0 * ((slope0 - 1) ** 2 + 1.0) / 2
+    torch.testing.assert_close(penalty, expected)
+    penalty.backward()
+    grad = critic.w.grad[0]
+    assert torch.isfinite(grad).all()
+    assert grad[:, mask[0, 0] < 0.5].abs().max() == 0
+    assert grad[:, mask[0, 0] > 0.5].abs().min() > 0
+    with torch.no_grad():
+        critic.w[:, :, mask[0, 0] < 0.5] += 100.0
+    torch.testing.assert_close(
+        gradient_penalty(critic, real, fake, mask, weight=10.0), penalty.detach()
+    )

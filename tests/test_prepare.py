@@ -1,0 +1,205 @@
+"""inpaintkit prepare: layout, splits, determinism, robustness, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from skimage import data as skdata
+
+from inpaintkit.cli import main
+from inpaintkit.prepare import PrepareError, PrepareOptions, partial_path, prepare_dataset
+
+
+def _photos(folder, count=6, size=(90, 70)):
+    """Distinct RGB PNGs cut from scikit-image's astronaut; returns their arrays by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = skdata.astronaut()
+    arrays = {}
+    for i in range(count):
+        crop = np.ascontiguousarray(base[i * 7 : i * 7 + size[0], i * 11 : i * 11 + size[1]])
+        name = f"img{i:03d}.png"
+        Image.fromarray(crop).save(folder / name)
+        arrays[name] = crop
+    return arrays
+
+
+def _content(path):
+    with h5py.File(path, "r") as f:
+        return {name: f[name][:] if f[name].dtype.kind != "O" else [bytes(x) for x in f[name][:]]
+                for name in f}  # fmt: skip
+
+
+def test_shorter_side_matches_plain_pillow(tmp_path):
+    _photos(tmp_path / "src", count=3, size=(90, 70))
+    out = tmp_path / "out" / "d.h5"
+    prepare_dataset(tmp_path / "src", out, PrepareOptions(size=32), workers=1)
+    with h5py.File(out, "r") as f:
+        images, keys = f["images"][:], list(f["keys"].asstr()[:])
+        assert f["original_sizes"][0].tolist() == [90, 70] and f["sizes"][0].tolist() == [32, 32]
+    for key, stored in zip(keys, images, strict=True):
+        src = Image.open(tmp_path / "src" / key)
+        resized = src.resize((32, round(90 * 32 / 70)), Image.Resampling.LANCZOS)
+        top = (resized.height - 32) // 2
+        np.testing.assert_array_equal(stored, np.asarray(resized)[top : top + 32])
+
+
+def test_splits_deterministic_disjoint_and_byte_identical(tmp_path):
+    _photos(tmp_path / "src", count=10)
+    opts = PrepareOptions(size=16, val_fraction=0.3, seed=7)
+    prepare_dataset(tmp_path / "src", tmp_path / "a" / "d.h5", opts, workers=2)
+    prepare_dataset(tmp_path / "src", tmp_path / "b" / "d.h5", opts, workers=1)
+    assert (tmp_path / "a" / "d.h5").read_bytes() == (tmp_path / "b" / "d.h5").read_bytes()
+    train = (tmp_path / "a" / "train.txt").read_text().split()
+    val = (tmp_path / "a" / "val.txt").read_text().split()
+    assert len(val) == 3 and len(train) == 7 and not set(train) & set(val)
+    assert sorted(train + val) == [f"img{i:03d}.png" for i in range(10)]
+    with h5py.File(tmp_path / "a" / "d.h5", "r") as f:
+        keys = f["keys"].asstr()[:]
+        assert [keys[i] for i in f["val_index"][:]] == val
+    prepare_dataset(tmp_path / "src", tmp_path / "c" / "d.h5",
+                    PrepareOptions(size=16, val_fraction=0.3, seed=8), workers=1)  # fmt: skip
+    assert (tmp_path / "c" / "val.txt").read_text().split() != val
+
+
+def test_given_lists_and_flist(tmp_path):
+    _photos(tmp_path / "src", count=4)
+    paths = sorted((tmp_path / "src").glob("*.png"))
+    (tmp_path / "train.flist").write_text("".join(f"{p}\n" for p in paths[:3]))
+    (tmp_path / "val.flist").write_text(f"{paths[3]}\n")
+    opts = PrepareOptions(
+        size=16, train_list=str(tmp_path / "train.flist"), val_list=str(tmp_path / "val.flist")
+    )
+    summary = prepare_dataset(None, tmp_path / "out" / "d.h5", opts, workers=1)
+    assert (summary.train, summary.val) == (3, 1)
+    assert (tmp_path / "out" / "val.txt").read_text() == "img003.png\n"
+    summary = prepare_dataset(
+        tmp_path / "train.flist", tmp_path / "o2" / "d.h5", PrepareOptions(size=16), workers=1
+    )
+    assert summary.written == 3
+
+
+def test_corrupt_duplicate_and_formats_via_cli(tmp_path):
+    src = tmp_path / "src"
+    arrays = _photos(src, count=2)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    truncated = (src / "img000.png").read_bytes()
+    (src / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
+    (src / "zcopy.png").write_bytes((src / "img001.png").read_bytes())
+    rgb = arrays["img000.png"]
+    Image.fromarray(rgb[..., 0]).save(src / "gray.bmp")
+    Image.fromarray(rgb).convert("P").save(src / "palette.tif")
+    Image.fromarray(rgb).convert("CMYK").save(src / "cmyk.jpg")
+    Image.fromarray(rgb).save(src / "lossless.webp", lossless=True)
+    Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(src / "deep.png")
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(src / "alpha.png")
+    out = tmp_path / "out" / "d.h5"
+    result = CliRunner().invoke(
+        main, ["prepare", str(src), str(out), "--size", "16", "--workers", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg" in result.output and "truncated.png" in result.output
+    assert "duplicate" in result.output and "2 unreadable" in result.output
+    with h5py.File(out, "r") as f:
+        keys = set(f["keys"].asstr()[:])
+        assert f.attrs["num_unreadable"] == 2 and f.attrs["num_duplicates"] == 1
+        assert f.attrs["inpaintkit_version"] and f["images"].shape[1:] == (16, 16, 3)
+    assert keys == {"img000.png", "img001.png", "gray.bmp", "palette.tif", "cmyk.jpg",
+                    "lossless.webp", "deep.png", "alpha.png"}  # fmt: skip
+    info = CliRunner().invoke(main, ["prepare", "--info", str(out)])
+    assert info.exit_code == 0 and "unreadable" in info.output and "16x16" in info.output
+
+
+def test_nothing_readable_fails_and_bombs_refused(tmp_path):
+    src = tmp_path / "src"
+    _photos(src, count=1, size=(60, 60))
+    result = CliRunner().invoke(main, ["prepare", str(src), str(tmp_path / "d.h5"), "--size", "8",
+                                       "--max-pixels", "1000", "--workers", "1"])  # fmt: skip
+    assert (
+        result.exit_code == 1
+        and "pixel limit" in result.output
+        and "no readable image" in result.output
+    )
+    assert not (tmp_path / "d.h5").exists()
+
+
+def test_option_errors():
+    with pytest.raises(PrepareError, match="drop --size"):
+        PrepareOptions(size=64, resize="none")
+    with pytest.raises(PrepareError, match="--resize-to"):
+        PrepareOptions(size=None, resize="fixed")
+    result = CliRunner().invoke(
+        main, ["prepare", "a", "b", "--resize", "fixed", "--resize-to", "big"]
+    )
+    assert result.exit_code != 0 and "HxW" in result.output
+
+
+def test_celeba_geometry_and_variable_sizes(tmp_path):
+    _photos(tmp_path / "src", count=2, size=(109, 89))
+    out = tmp_path / "celeba" / "d.h5"
+    result = CliRunner().invoke(
+        main, ["prepare", str(tmp_path / "src"), str(out), "--resize", "celeba", "--workers", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    with h5py.File(out, "r") as f:
+        assert f["images"].shape == (2, 315, 256, 3)
+    Image.fromarray(skdata.camera()[:50, :80]).save(tmp_path / "src" / "small.png")
+    out = tmp_path / "none" / "d.h5"
+    prepare_dataset(tmp_path / "src", out, PrepareOptions(size=None, resize="none"), workers=1)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["layout"] == "variable"
+        assert sorted(map(tuple, f["sizes"][:].tolist())) == [(50, 80), (109, 89), (109, 89)]
+
+
+@pytest.mark.parametrize("store", ["raw", pytest.param("encoded", marks=pytest.mark.slow)])
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, store):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(
+            src / f"n{i:04d}.png", compress_level=0
+        )
+    args = [str(src), "--size", "64", "--store", store, "--val-count", "40", "--workers", "1"]
+    out = tmp_path / "killed" / "d.h5"
+    partial = partial_path(out)
+    cmd = [
+        sys.executable,
+        "-c",
+        "from inpaintkit.cli import main; main()",
+        "prepare",
+        *args[:1],
+        str(out),
+        *args[1:],
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 200_000):
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "the run finished before it could be killed; make the input larger"
+    assert partial.exists()
+    result = CliRunner().invoke(main, ["prepare", *args[:1], str(out), *args[1:], "--resume"])
+    assert result.exit_code == 0, result.output
+    assert not partial.exists()
+    reference = tmp_path / "clean" / "d.h5"
+    assert (
+        CliRunner().invoke(main, ["prepare", *args[:1], str(reference), *args[1:]]).exit_code == 0
+    )
+    resumed, clean = _content(out), _content(reference)
+    assert resumed.keys() == clean.keys()
+    for name in clean:
+        if isinstance(clean[name], list):
+            assert resumed[name] == clean[name], name
+        else:
+            np.testing.assert_array_equal(resumed[name], clean[name], err_msg=name)
+    assert (out.parent / "val.txt").read_text() == (reference.parent / "val.txt").read_text()
