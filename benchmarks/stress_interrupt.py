@@ -190,7 +190,10 @@ def _evaluate_snapshot(out: Path) -> dict[str, str]:
     for path in _images_in(out):
         snap[str(path.relative_to(out))] = _pixels(path)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    snap["metrics images"] = json.dumps(metrics.get("run", metrics).get("images"))
+    for method, stats in metrics["summary"].items():
+        snap[f"summary {method}"] = json.dumps({k: v for k, v in stats.items() if "seconds" not in k}, sort_keys=True)
+    rows = [{k: v for k, v in row.items() if k != "seconds"} for row in metrics["images"]]
+    snap["metrics.json rows"] = json.dumps(rows, sort_keys=True)
     return snap
 
 

@@ -21,6 +21,7 @@ from inpaintkit import io
 from inpaintkit.tensors import image_to_tensor
 
 SMALL_IMAGE_MODES = ("upscale", "reflect")
+OUTPUT_DTYPES = ("float32", "uint8")
 
 
 class InpaintingDataset(Dataset):
@@ -34,6 +35,10 @@ class InpaintingDataset(Dataset):
     * ``seed=None`` draws augmentation from torch's generator (distinct per DataLoader worker);
       with a ``seed``, sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``, so a
       resumed run sees exactly the crops it would have seen. Call :meth:`set_epoch` per epoch.
+    * ``dtype="uint8"`` yields the same pixels as uint8 ``(3, S, S)`` in ``[0, 255]`` instead;
+      convert batches with :func:`to_unit_range` (on the GPU, after the copy). A float32 sample
+      is 4x the bytes, and moving bytes between DataLoader workers and the trainer through
+      shared memory is what limits float32 loading (docs/prepare.md, "Loading speed").
     """
 
     def __init__(
@@ -45,11 +50,14 @@ class InpaintingDataset(Dataset):
         random_flip: bool = True,
         small: str = "upscale",
         seed: int | None = None,
+        dtype: str = "float32",
     ) -> None:
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
         if small not in SMALL_IMAGE_MODES:
             raise ValueError(f"small must be one of {', '.join(SMALL_IMAGE_MODES)}, got {small!r}")
+        if dtype not in OUTPUT_DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(OUTPUT_DTYPES)}, got {dtype!r}")
         self.h5_path = Path(h5_path)
         self.split = split
         self.crop_size = crop_size
@@ -57,6 +65,7 @@ class InpaintingDataset(Dataset):
         self.random_flip = random_flip and split == "train"
         self.small = small
         self.seed = seed
+        self.dtype = dtype
         self.epoch = 0
         try:
             with h5py.File(self.h5_path, "r") as f:
@@ -104,20 +113,35 @@ class InpaintingDataset(Dataset):
             return io.to_rgb8(ImageOps.exif_transpose(image))
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        """Sample ``index`` of the split -> float ``(3, S, S)`` in ``[-1, 1]``."""
-        image = self._fit(self.read_image(int(self.rows[index])))
-        rng = self._rng(index)
+        """Sample ``index`` of the split -> float ``(3, S, S)`` in ``[-1, 1]`` (or uint8, see ``dtype``)."""
+        crop = self._read_crop(int(self.rows[index]), self._rng(index))
+        if self.dtype == "uint8":
+            # Channels first while still uint8: a contiguous sample, copied once.
+            return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+        return image_to_tensor(crop)[0]
+
+    def _read_crop(self, row: int, rng: np.random.Generator) -> np.ndarray:
+        """The ``S x S`` window of image ``row`` this sample uses, flipped if drawn, uint8."""
         size = self.crop_size
-        height, width = image.shape[:2]
-        if self.random_crop:
-            top = int(rng.integers(0, height - size + 1))
-            left = int(rng.integers(0, width - size + 1))
+        images = self._images()
+        if self.layout == "fixed" and min(images.shape[1:3]) >= size:
+            # Read only the window: HDF5 copies S*S pixels instead of the whole image.
+            top, left = self._corner(rng, *images.shape[1:3])
+            crop = images[row, top : top + size, left : left + size]
         else:
-            top, left = (height - size) // 2, (width - size) // 2
-        crop = image[top : top + size, left : left + size]
+            image = self._fit(self.read_image(row))
+            top, left = self._corner(rng, *image.shape[:2])
+            crop = image[top : top + size, left : left + size]
         if self.random_flip and rng.uniform() < 0.5:
             crop = crop[:, ::-1]
-        return image_to_tensor(crop)[0]
+        return crop
+
+    def _corner(self, rng: np.random.Generator, height: int, width: int) -> tuple[int, int]:
+        """Top-left corner of the crop in a ``height x width`` image (both >= ``crop_size``)."""
+        size = self.crop_size
+        if self.random_crop:
+            return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
+        return (height - size) // 2, (width - size) // 2
 
     def _rng(self, index: int) -> np.random.Generator:
         if self.seed is None:
@@ -138,3 +162,16 @@ class InpaintingDataset(Dataset):
         pad = ((0, max(0, size - height)), (0, max(0, size - width)), (0, 0))
         # numpy mirrors repeatedly when the pad is larger than the side; a 1-pixel side repeats.
         return np.pad(image, pad, mode="reflect" if min(height, width) > 1 else "edge")
+
+
+def to_unit_range(batch: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 ``(N, 3, H, W)`` from ``InpaintingDataset(dtype="uint8")`` -> float32 in ``[-1, 1]``.
+
+    Moves the batch to ``device`` first (asynchronously from pinned memory), so the 4x larger
+    float tensor is only ever made there. Values equal :func:`inpaintkit.tensors.image_to_tensor`'s.
+    """
+    if batch.dtype != torch.uint8:
+        raise TypeError(f"expected a uint8 batch, got {batch.dtype}")
+    if device is not None:
+        batch = batch.to(device, non_blocking=True)
+    return batch.float().div_(127.5).sub_(1.0)

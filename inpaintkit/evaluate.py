@@ -463,7 +463,7 @@ def evaluate(
                 bar.advance(task)
                 if sample.problem is not None:
                     skipped.append((sample.key, sample.problem))
-                    console.print(f"skipped {sample.problem}", markup=False, highlight=False)
+                    console.print(f"skipped {sample.problem}", markup=False, highlight=False, soft_wrap=True)
                     continue
                 is_sample = sample.index < config.samples
                 tiles = _sample_paths(config.output, sample.key, names) if is_sample else {}

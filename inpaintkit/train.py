@@ -480,15 +480,19 @@ def train(
     else:
         # Ranks share the initial weights (same seed, then broadcast) but not their noise.
         torch.manual_seed(seed + info.rank)
-    if info.main:
-        save_recipe(recipe, out / "config.yaml")
-
     size, batch = recipe.data.image_size, recipe.data.batch_size
-    images = InpaintingDataset(
-        data, split="train", crop_size=size, random_crop=recipe.data.random_crop, random_flip=recipe.data.random_flip
-    )
+    # Open the data before writing anything into the run folder, so a bad --data leaves no trace.
+    try:
+        images = InpaintingDataset(
+            data, split="train", crop_size=size, random_crop=recipe.data.random_crop, random_flip=recipe.data.random_flip
+        )
+    except (ValueError, OSError) as err:
+        message = str(err)
+        raise TrainingError(message if str(data) in message else f"{data}: {message}") from None
     if len(images) == 0:
         raise TrainingError(f"{data}: the train split is empty")
+    if info.main:
+        save_recipe(recipe, out / "config.yaml")
     samples = TrainingSamples(images, MaskSampler(recipe.masks, size, size, seed), seed, info.rank, info.world)
     workers = recipe.data.num_workers
     loader = DataLoader(

@@ -10,7 +10,7 @@ import torch
 from inpaintkit.model.attention import (
     ContextualAttention,
     _cosine_scores,
-    _flush_subnormal,
+    _flush_subnormal_,
     _reconstruct,
     _valid_background,
     propagate,
@@ -191,11 +191,19 @@ def test_cosine_scores_match_reference(rate, stride, k):
         torch.testing.assert_close(got[n], want)
 
 
-@pytest.mark.parametrize("kernel", [3, 5])
-def test_propagation_matches_reference(kernel):
+@pytest.mark.parametrize(
+    "kernel,fg_size,bg_size",
+    [
+        (3, (3, 4), (2, 5)),  # non-square, different grids: catches transposition slips
+        (5, (3, 4), (2, 5)),
+        (5, (1, 6), (4, 1)),  # shifts wrap across two columns, or have no column to wrap into
+        (7, (2, 3), (3, 3)),
+    ],
+)
+def test_propagation_matches_reference(kernel, fg_size, bg_size):
     gen = torch.Generator().manual_seed(1)
-    fg_size, bg_size = (3, 4), (2, 5)  # non-square, different grids: catches transposition slips
-    scores = torch.randn(2, 12, 10, generator=gen, dtype=torch.float64)
+    lf, lb = fg_size[0] * fg_size[1], bg_size[0] * bg_size[1]
+    scores = torch.randn(2, lf, lb, generator=gen, dtype=torch.float64)
     got = propagate(scores, fg_size, bg_size, kernel)
     for n in range(2):
         torch.testing.assert_close(got[n], ref_propagate(scores[n], fg_size, bg_size, kernel))
@@ -248,11 +256,10 @@ def test_reconstruction_of_a_constant_background_is_that_constant_everywhere():
 
 def test_flush_subnormal_zeroes_only_subnormal_weights():
     weights = torch.tensor([0.5, 1e-30, 1e-39, 1e-45, 0.0, 1e-4, 1e-6])
-    torch.testing.assert_close(
-        _flush_subnormal(weights, torch.float32),
-        torch.tensor([0.5, 1e-30, 0.0, 0.0, 0.0, 1e-4, 1e-6]),
-    )
-    half = _flush_subnormal(weights, torch.float16)
+    flushed = _flush_subnormal_(weights.clone())
+    torch.testing.assert_close(flushed, torch.tensor([0.5, 1e-30, 0.0, 0.0, 0.0, 1e-4, 1e-6]))
+    half = weights.half()
+    assert _flush_subnormal_(half) is half  # in place
     assert half.dtype == torch.float16
     assert half.tolist()[:2] == [0.5, 0.0] and half[5] > 0 and half[6] == 0
 
@@ -355,6 +362,19 @@ def test_gradcheck(options):
     fg.requires_grad_(True)
     bg.requires_grad_(True)
     assert torch.autograd.gradcheck(lambda f, b: layer(f, b, mask), (fg, bg))
+
+
+@pytest.mark.parametrize("options", [dict(rate=2, stride=1), dict(rate=2, stride=2, fuse=False)])
+def test_autograd_path_equals_inference_path(options):
+    """Without autograd the layer works in place; with it, out of place: same numbers."""
+    fg, bg, mask = random_case(n=2, c=3, height=10, width=8, seed=15)
+    layer = ContextualAttention(**options)
+    with torch.no_grad():
+        want, want_offsets = layer(fg, bg, mask, return_offsets=True)
+    got, offsets = layer(fg.requires_grad_(True), bg, mask, return_offsets=True)
+    assert got.requires_grad
+    torch.testing.assert_close(got.detach(), want, rtol=0, atol=0)
+    assert torch.equal(offsets, want_offsets)
 
 
 def test_bfloat16_close_to_float32():

@@ -9,9 +9,9 @@ from PIL import Image
 from skimage import data as skdata
 from torch.utils.data import DataLoader
 
-from inpaintkit.data import InpaintingDataset
+from inpaintkit.data import InpaintingDataset, to_unit_range
 from inpaintkit.prepare import PrepareOptions, prepare_dataset
-from inpaintkit.tensors import tensor_to_image
+from inpaintkit.tensors import image_to_tensor, tensor_to_image
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +149,54 @@ def test_val_split_and_dataloader_workers(tmp_path, sources):
     assert torch.equal(single, batched)
     with pytest.raises(ValueError, match="not a file written by inpaintkit prepare"):
         InpaintingDataset(tmp_path / "missing.h5")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        PrepareOptions(size=None, resize="fixed", resize_to=(40, 48)),  # window read from HDF5
+        PrepareOptions(size=None, resize="none"),
+        PrepareOptions(size=None, resize="none", store="encoded"),
+    ],
+    ids=["fixed", "variable", "encoded"],
+)
+def test_samples_match_plain_crop_reference(tmp_path, sources, options):
+    folder, _ = sources
+    out = tmp_path / "d.h5"
+    prepare_dataset(folder, out, options, workers=1)
+    seed, size = 5, 32
+    dataset = InpaintingDataset(out, split="train", crop_size=size, seed=seed)
+    as_bytes = InpaintingDataset(out, split="train", crop_size=size, seed=seed, dtype="uint8")
+    flips = 0
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
+        as_bytes.set_epoch(epoch)
+        for index in range(len(dataset)):
+            # The plain way: whole image, the seeded draws in order (top, left, flip), slice.
+            image = dataset.read_image(int(dataset.rows[index]))
+            rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, index]))
+            top = rng.integers(0, image.shape[0] - size + 1)
+            left = rng.integers(0, image.shape[1] - size + 1)
+            expected = image[top : top + size, left : left + size]
+            if rng.uniform() < 0.5:
+                expected = expected[:, ::-1]
+                flips += 1
+            np.testing.assert_array_equal(tensor_to_image(dataset[index][None])[0], expected)
+            raw = as_bytes[index]
+            assert raw.dtype == torch.uint8 and raw.shape == (3, size, size)
+            assert raw.is_contiguous()
+            np.testing.assert_array_equal(raw.permute(1, 2, 0).numpy(), expected)
+    assert 0 < flips < 18
+
+
+def test_to_unit_range_equals_image_to_tensor():
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    converted = to_unit_range(batch, "cpu")
+    assert converted.dtype == torch.float32
+    assert torch.equal(converted, image_to_tensor(pixels))
+    assert converted.min() >= -1 and converted.max() <= 1
+    with pytest.raises(TypeError, match="uint8"):
+        to_unit_range(converted)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        InpaintingDataset("unused.h5", dtype="float16")

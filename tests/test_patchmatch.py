@@ -351,3 +351,45 @@ def test_torch_path_agrees_in_quality_with_numba():
         errors[backend] = np.abs(out.astype(float) - image)[mask].mean()
     assert errors["torch"] <= 1.5 * errors["numba"] + 3.0, errors
     assert errors["numba"] <= 1.5 * errors["torch"] + 3.0, errors
+
+
+def test_parallel_search_does_not_depend_on_thread_count():
+    # Bands of the search are seeded by (seed, pass, band) and scheduled even/odd, so the
+    # field and the fill are the same on one thread as on several.
+    import numba
+
+    image = textured(40, 44, seed=5)
+    mask = np.zeros((40, 44), dtype=bool)
+    mask[6:30, 9:33] = True  # spans several bands of cpu.BAND_ROWS rows
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = patchmatch_inpaint(image, mask, patch_size=3, iterations=2)
+        field_single = nearest_neighbor_field(image[:20], image, patch_size=3, iterations=2, seed=3)
+        numba.set_num_threads(max(2, threads) if numba.config.NUMBA_NUM_THREADS >= 2 else 1)
+        np.testing.assert_array_equal(single, patchmatch_inpaint(image, mask, patch_size=3, iterations=2))
+        field = nearest_neighbor_field(image[:20], image, patch_size=3, iterations=2, seed=3)
+        np.testing.assert_array_equal(field_single[0], field[0])
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_em_stops_early_once_nothing_changes(monkeypatch):
+    # On a flat image every patch matches perfectly from the start: after one step the field
+    # and the fill are fixed, so each level ends after its second search instead of running
+    # all `iterations` steps.
+    calls = []
+    search = cpu.patchmatch
+
+    def counting(*args):
+        improved = search(*args)
+        calls.append(improved)
+        return improved
+
+    monkeypatch.setattr(cpu, "patchmatch", counting)
+    image = np.full((24, 24, 3), 90, dtype=np.uint8)
+    mask = np.zeros((24, 24), dtype=bool)
+    mask[8:16, 8:16] = True
+    out = patchmatch_inpaint(image, mask, patch_size=3, iterations=20, levels=1)
+    np.testing.assert_array_equal(out, image)
+    assert len(calls) == 2 and calls[-1] == 0, calls

@@ -59,7 +59,7 @@ def bomb_png(side: int = 20000, pixels: bool = True) -> bytes:
 
 #: file name -> what fill must say about it (a regex), for the files that must fail.
 FILL_FAILS = {
-    "text.png": r"not a readable image",
+    "text [b].png": r"not a readable image",
     "zero.png": r"not a readable image",
     "truncated.png": r"not a readable image \(image file is truncated\)",
     "bomb.png": r"decompression bomb",
@@ -68,7 +68,7 @@ FILL_FAILS = {
     "all_hole.png": r"whole image",  # PatchMatch has nothing to copy from; DeepFill would fill it
 }
 #: files prepare skips (the others it stores).
-PREPARE_SKIPS = ("text.png", "zero.png", "truncated.png", "bomb.png", "bomb_header.png")
+PREPARE_SKIPS = ("text [b].png", "zero.png", "truncated.png", "bomb.png", "bomb_header.png")
 
 
 def _awkward_folder(root: Path) -> tuple[Path, Path]:
@@ -90,7 +90,7 @@ def _awkward_folder(root: Path) -> tuple[Path, Path]:
     Image.fromarray(_noise(32, 32, 1)).save(png, "PNG")
     put("good.png", Image.fromarray(_noise(32, 32, 0)))
     put("png_named.jpg", png.getvalue())  # a PNG with a .jpg name: decoded by content
-    put("text.png", b"hello, I am not an image\n")
+    put("text [b].png", b"hello, I am not an image\n")
     put("zero.png", b"")
     put("truncated.png", png.getvalue()[: len(png.getvalue()) // 2])
     put("one.png", Image.fromarray(_noise(1, 1, 2)), np.zeros((1, 1), np.uint8))
@@ -269,6 +269,8 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True)
 
 
+# HDF5 also fails to flush the file object it drops after the error; that is reported, not raised.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_full_disk(tiny_disk, tmp_path, invoke):
     folder = tmp_path / "img"
     folder.mkdir()

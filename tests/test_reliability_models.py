@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -143,8 +144,6 @@ def test_hostile_checkpoint_is_refused_in_one_line(kind, command, picture, tmp_p
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert str(model) in lines[0] and lines[0].startswith("Error:")
-    import re
-
     assert re.search(reason, lines[0]), lines[0]
     assert not marker.exists(), "unpickling ran code"
     # Nothing was written: the checkpoint is checked before any image is read.

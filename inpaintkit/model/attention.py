@@ -127,11 +127,15 @@ class ContextualAttention(nn.Module):
             scores = propagate(scores, (h_small, w_small), (bg_h, bg_w), self.propagate_size)
         valid = _valid_background(hole, r, k, s).to(scores.dtype)  # (N, 1, Lb)
         # Released order: invalid scores set to 0, softmax of λ·scores, invalid weights set to 0.
-        attention = torch.softmax(scores * (valid * self.softmax_scale), dim=2) * valid
+        # ``scores`` is a fresh tensor no backward formula saved, so it is scaled in place; the
+        # softmax output is saved by its backward, so it is masked in place only without autograd.
+        attention = torch.softmax(scores.mul_(valid * self.softmax_scale), dim=2)
+        attention = attention * valid if attention.requires_grad else attention.mul_(valid)
 
-        out = _reconstruct(
-            _flush_subnormal(attention, background.dtype), background, (height, width), r, s
-        )
+        # A copy when the features are bf16/fp16; otherwise flushed in place, which leaves the
+        # argmax (the offsets) unchanged: a row's largest weight is at least 1 / Lb.
+        weights = _flush_subnormal_(attention.to(background.dtype))
+        out = _reconstruct(weights, background, (height, width), r, s)
         if not return_offsets:
             return out
         offsets = _offsets(attention, valid, hole, (h_small, w_small), bg_w, r, s)
@@ -174,8 +178,10 @@ def _cosine_scores(
     squares = bg_small.to(products.dtype).square().sum(dim=1, keepdim=True)
     box = F.avg_pool2d(squares, patch_size, stride=stride, padding=pad, count_include_pad=True)
     # clamp before sqrt: equals max(‖·‖, ε) and keeps the gradient finite at zero patches.
-    norms = (box * patch_size**2).clamp_min(_NORM_EPS**2).sqrt()
-    return products / norms.flatten(1)[:, None, :]
+    norms = (box * patch_size**2).clamp_min(_NORM_EPS**2).sqrt().flatten(1)[:, None, :]
+    # In place saves a pass and an allocation over the (Lf, Lb) volume; with autograd the
+    # caller's later in-place scaling would overwrite the quotient saved for norms' gradient.
+    return products / norms if products.requires_grad else products.div_(norms)
 
 
 def propagate(
@@ -195,10 +201,41 @@ def propagate(
     (hf, wf), (hb, wb) = fg_size, bg_size
     shifts = range(-(kernel // 2), kernel // 2 + 1)
     scores = _diagonal_shift_sum(scores, (1, 2), shifts, (lf, lb))
-    # Column-major flattening turns the top-down shift into a shift of the flattened index.
-    scores = scores.view(n, hf, wf, hb, wb).permute(0, 2, 1, 4, 3).reshape(n, lf, lb)
-    scores = _diagonal_shift_sum(scores, (1, 2), shifts, (lf, lb))
-    return scores.view(n, wf, hf, wb, hb).permute(0, 2, 1, 4, 3).reshape(n, lf, lb)
+    # Top-down: the shift runs along column-major indices. Rather than transposing the volume
+    # twice (two full, strided copies), each shift is added to the row-major volume as up to
+    # four slices: a column's end wraps into the next column's start, for foreground and
+    # background independently.
+    volume = scores.view(n, hf, wf, hb, wb)
+    out = volume.clone()
+    for d in shifts:
+        if d == 0:
+            continue
+        for fy, fy_to, fy_len, fx_carry in _column_major_shift(d, hf):
+            for by, by_to, by_len, bx_carry in _column_major_shift(d, hb):
+                target, source = out, volume
+                for dim, start, source_start, length in (
+                    (1, fy, fy_to, fy_len),
+                    (2, max(0, -fx_carry), max(0, fx_carry), wf - abs(fx_carry)),
+                    (3, by, by_to, by_len),
+                    (4, max(0, -bx_carry), max(0, bx_carry), wb - abs(bx_carry)),
+                ):
+                    if length <= 0:
+                        break
+                    target = target.narrow(dim, start, length)
+                    source = source.narrow(dim, source_start, length)
+                else:
+                    target.add_(source)
+    return out.view(n, lf, lb)
+
+
+def _column_major_shift(shift: int, height: int) -> list[tuple[int, int, int, int]]:
+    """How a shift of column-major index ``x·height + y`` by ``shift`` splits into slices.
+
+    Returns ``(y, source_y, length, carry)`` runs: rows ``y … y + length − 1`` take rows
+    ``source_y …`` of column ``x + carry`` (the carry is where the shift wraps into another column).
+    """
+    carry, rest = divmod(shift, height)
+    return [(0, rest, height - rest, carry), (height - rest, 0, rest, carry + 1)]
 
 
 def _diagonal_shift_sum(
@@ -213,13 +250,12 @@ def _diagonal_shift_sum(
     shape = list(volume.shape)
     for dim, size in zip(dims, out_sizes, strict=True):
         shape[dim] = size
-    # The unshifted term, when it fills the output, initialises it (saves a fill and an add).
-    same_size = shape == list(volume.shape) and 0 in shifts
-    out = volume.clone() if same_size else volume.new_zeros(shape)
-    for d in shifts:
-        if same_size and d == 0:
-            continue
-        target, source = out, volume
+    out = volume.new_empty(shape)
+    initialised = False
+    # The unshifted term, which covers the most, is copied in rather than added to zeros:
+    # every pass over a volume of hundreds of megabytes counts.
+    for d in sorted(shifts, key=abs):
+        target, source, bounds = out, volume, []
         for dim, size in zip(dims, out_sizes, strict=True):
             start = max(0, -d)
             stop = min(size, volume.shape[dim] - d)
@@ -227,9 +263,17 @@ def _diagonal_shift_sum(
                 break
             target = target.narrow(dim, start, stop - start)
             source = source.narrow(dim, start + d, stop - start)
+            bounds.append((dim, start, stop, size))
         else:
-            target.add_(source)
-    return out
+            if initialised:
+                target.add_(source)
+                continue
+            target.copy_(source)
+            for dim, start, stop, size in bounds:  # zero what the copied term does not cover
+                out.narrow(dim, 0, start).zero_()
+                out.narrow(dim, stop, size - stop).zero_()
+            initialised = True
+    return out if initialised else out.zero_()
 
 
 def _reconstruct(
@@ -355,16 +399,15 @@ def _offsets(
     return torch.where(keep, offsets, torch.zeros_like(offsets))
 
 
-def _flush_subnormal(weights: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``weights`` cast to ``dtype`` with values below its smallest normal number set to 0.
+def _flush_subnormal_(weights: torch.Tensor) -> torch.Tensor:
+    """Set ``weights`` below their dtype's smallest normal number to 0, in place; returns them.
 
     The λ-sharpened softmax underflows into subnormal numbers for a few percent of the
     weights, and CPU matrix products on subnormal operands run tens of times slower (measured
     35× for the reconstruction product at 64×64 features). A weight below ~1e-38 (fp32/bf16)
     or ~6e-5 (fp16) changes the weighted sum by less than its rounding error.
     """
-    weights = weights.to(dtype)
-    return weights.masked_fill(weights < torch.finfo(dtype).tiny, 0.0)
+    return F.threshold_(weights, torch.finfo(weights.dtype).tiny, 0.0)
 
 
 def _mask_at(mask: torch.Tensor, n: int, height: int, width: int) -> torch.Tensor:

@@ -38,6 +38,9 @@ DEFAULT_PATCH_SIZE = 7
 DEFAULT_ITERATIONS = 4
 #: PatchMatch passes per EM step; the field carries over between steps, so few are needed.
 SEARCH_PASSES = 2
+#: An EM level ends early once a search improves no match and the previous vote moved no
+#: pixel by this much (grey levels, below uint8 rounding): more steps would change nothing.
+CONVERGED = 0.5
 
 Vote = Literal["weighted", "best"]
 
@@ -59,18 +62,37 @@ def similarity_weights(dist: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.maximum(np.exp(-dist / (2.0 * sigma2)), 1e-30).astype(np.float32)
 
 
+def bounding_box(region: np.ndarray) -> tuple[int, int, int, int]:
+    """Half-open ``(y0, y1, x0, x1)`` around the True pixels of a non-empty bool ``(H, W)`` mask."""
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def _em_level_numba(image, hole, nnf, radius, iterations, seed, best_last):
+    # Per-step work is confined to the box around the patches that overlap the hole; source
+    # patches still come from the whole known region (``valid`` spans the image).
     targets = dilate(hole, radius)
     valid = valid_centres(hole, radius)
+    valid_ys, valid_xs = (v.astype(np.int32) for v in np.nonzero(valid))
+    box = bounding_box(targets)
+    inside = np.s_[box[0]:box[1], box[2]:box[3]]
     dist = np.zeros(hole.shape, dtype=np.float32)
+    weight = np.ones(hole.shape, dtype=np.float32)
+    image = image.copy()
+    moved = np.inf
     for step in range(iterations):
-        cpu.patchmatch(image, image, targets, valid, nnf, dist, radius, SEARCH_PASSES,
-                       _level_seed(seed, step))
-        weight = similarity_weights(dist, targets)
-        out = image.copy()
-        cpu.vote(image, hole, targets, nnf, dist, weight, radius,
-                 best_last and step == iterations - 1, out)
-        image = out
+        improved = cpu.patchmatch(image, image, targets, valid, valid_ys, valid_xs, nnf, dist, radius,
+                                  SEARCH_PASSES, _level_seed(seed, step), box)
+        # Converged (same field, image moved by less than uint8 rounding): this vote is the last.
+        last = step == iterations - 1 or (improved == 0 and moved < CONVERGED)
+        weight[inside] = similarity_weights(dist[inside], targets[inside])
+        before = None if last else image[inside].copy()
+        # In place: votes read only source pixels, which all lie outside the hole.
+        cpu.vote(image, hole, targets, nnf, dist, weight, radius, best_last and last, image)
+        if last:
+            break
+        moved = float(np.abs(image[inside] - before).max())
     return image, nnf
 
 
@@ -226,7 +248,9 @@ def nearest_neighbor_field(
            else np.array(initial, dtype=np.int32))
     if backend == "numba":
         dist = np.zeros(target.shape[:2], dtype=np.float32)
-        cpu.patchmatch(target, source, targets, valid, nnf, dist, radius, iterations, seed)
+        valid_ys, valid_xs = (v.astype(np.int32) for v in np.nonzero(valid))
+        cpu.patchmatch(target, source, targets, valid, valid_ys, valid_xs, nnf, dist, radius, iterations, seed,
+                       (0, target.shape[0], 0, target.shape[1]))
         return nnf, dist
     return batched.nearest_neighbor_field(target, source, targets, valid, nnf, radius, iterations,
                                           seed, torch.device(device))

@@ -1,0 +1,5 @@
+"""``python -m inpaintkit`` — the same as the ``inpaintkit`` command."""
+
+from inpaintkit.cli import main
+
+main()
