@@ -11,8 +11,9 @@ Quality: hole-region PSNR and l1 (inpaintkit.metrics) averaged over the rect256 
 with their given masks; pypatchmatch at its default (15) and at 3, our path at several patch
 sizes (which chose ``DEFAULT_PATCH_SIZE``), Telea (radius 3) and biharmonic.
 
-    python benchmarks/bench_patchmatch.py            # everything (tens of minutes on 2 cores)
+    python benchmarks/bench_patchmatch.py            # ~8 min on a quiet 2-core machine
     python benchmarks/bench_patchmatch.py --quick    # 1 photo per size, 5 eval images
+    python benchmarks/bench_patchmatch.py --photos 6 --repeats 3 --images 49   # everything
     python benchmarks/bench_patchmatch.py --figure docs/images/patchmatch_comparison.png
 """
 
@@ -31,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numba
 import numpy as np
 import torch
 from patchmatch import patch_match
@@ -82,8 +84,7 @@ def centred_hole(size: int, hole: int) -> np.ndarray:
 
 
 def timed(method: Method, image: np.ndarray, mask: np.ndarray, repeats: int) -> float:
-    """Median wall time (s) of ``repeats`` calls after one warm-up call."""
-    method(image, mask)
+    """Median wall time (s) of ``repeats`` calls (JIT warm-up is done once, in ``speed_section``)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -111,12 +112,12 @@ def compile_times() -> tuple[float, float, float]:
     return cold_first, cached_first, run
 
 
-def speed_inputs(quick: bool) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    photos = [("astronaut", data.astronaut()), ("coffee", data.coffee()), ("chelsea", data.chelsea())]
+def speed_inputs(count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The first ``count`` photos, alternating bundled and eval ones, at every size/hole pair."""
+    bundled = [("astronaut", data.astronaut()), ("coffee", data.coffee()), ("chelsea", data.chelsea())]
     eval_photos = list_images(EVAL / "photos")[:3] if (EVAL / "photos").is_dir() else []
-    photos += [(p.stem, read_rgb(p)) for p in eval_photos]
-    if quick:
-        photos = photos[:1]
+    loaded = [(p.stem, read_rgb(p)) for p in eval_photos]
+    photos = [pair for i in range(3) for pair in (bundled[i:i + 1] + loaded[i:i + 1])][:count]
     cases = []
     for size, hole in ((256, 128), (512, 128), (512, 256)):
         for name, photo in photos:
@@ -136,10 +137,16 @@ def eval_set(limit: int | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 
 def speed_section(args, devices: list[str]) -> None:
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else args.repeats
     sizes = (3,) if args.quick else (3, 5, 7)
-    print(f"### Speed (s per image, median of {repeats} after a warm-up)\n")
+    photos = 1 if args.quick else args.photos
+    print(f"### Speed (s per image, median of {repeats} after one warm-up fill per method; "
+          f"{photos} photo(s) per size; numba threads {numba.get_num_threads()})\n")
     cold, cached, run = compile_times()
+    warm_image, warm_mask = square(data.astronaut(), 64), centred_hole(64, 16)
+    for k in sizes:
+        for method in (pypatchmatch(k), ours(2 * k + 1), ours(k)):
+            method(warm_image, warm_mask)
     print(f"numba JIT: first call in a fresh interpreter {cold:.2f} s with an empty cache (compile), "
           f"{cached:.2f} s with the on-disk cache (`cache=True`), then {run:.3f} s per 256² fill.\n")
     header = "| input | pypatchmatch k | pypatchmatch (s) | ours side 2k+1, numba (s) | ratio | ours side k, numba (s) |"
@@ -147,7 +154,7 @@ def speed_section(args, devices: list[str]) -> None:
     print(header + "".join(f" {e} |" for e in extra))
     print("|---" * (6 + len(extra)) + "|")
     ratios = []
-    for label, image, mask in speed_inputs(args.quick):
+    for label, image, mask in speed_inputs(photos):
         for k in sizes:
             theirs = timed(pypatchmatch(k), image, mask, repeats)
             same = timed(ours(2 * k + 1), image, mask, repeats)
@@ -166,7 +173,7 @@ def speed_section(args, devices: list[str]) -> None:
 
 
 def quality_section(args) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    images = eval_set(5 if args.quick else None)
+    images = eval_set(5 if args.quick else args.images)
     ours_sizes = (DEFAULT_PATCH_SIZE,) if args.quick else (5, 7, 9, 11)
     methods: dict[str, Method] = {}
     methods["pypatchmatch, default k=15 (31² patches)"] = pypatchmatch(15)
@@ -177,7 +184,8 @@ def quality_section(args) -> list[tuple[str, np.ndarray, np.ndarray]]:
     methods[f"ours numba, patch {DEFAULT_PATCH_SIZE}, vote=best"] = ours(DEFAULT_PATCH_SIZE, vote="best")
     methods["OpenCV Telea (radius 3)"] = telea
     methods["scikit-image inpaint_biharmonic"] = biharmonic
-    print(f"### Quality on rect256 ({len(images)} images, 128² hole), hole region\n")
+    total = len(list_images(EVAL / "rect256" / "images"))
+    print(f"### Quality on rect256 (first {len(images)} of {total} images, 128² hole), hole region\n")
     print("| method | hole PSNR (dB) | hole ℓ1 (%) | s/image |")
     print("|---|---|---|---|")
     for name, method in methods.items():
@@ -215,12 +223,16 @@ def figure(path: Path, images: list[tuple[str, np.ndarray, np.ndarray]]) -> None
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one photo per size, 5 eval images")
+    parser.add_argument("--photos", type=int, default=2, help="photos per size in the speed table (max 6)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls per speed case (median)")
+    parser.add_argument("--images", type=int, default=30, help="rect256 images in the quality table (max 49)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--torch-cpu-all", action="store_true",
                         help="time the batched torch path on CPU for every case (slow)")
     parser.add_argument("--figure", type=Path, help="write the comparison picture here")
     args = parser.parse_args()
+    began = time.perf_counter()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     print("## PatchMatch inpainting benchmark\n")
@@ -236,6 +248,7 @@ def main() -> None:
     if args.figure:
         picks = (images or eval_set(None))
         figure(args.figure, [picks[i] for i in (0, 1, 3, 4) if i < len(picks)])
+    print(f"Benchmark wall time: {time.perf_counter() - began:.0f} s.\n")
 
 
 if __name__ == "__main__":

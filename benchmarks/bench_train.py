@@ -30,20 +30,22 @@ def iteration(trainer: Trainer, batches: list) -> None:
     trainer.generator_step(*batches[-1])
 
 
-def make_batches(recipe, device, batch):
+def make_batches(recipe, batch):
+    """Loader-like batches: uint8 images (N, 3, S, S) and bool masks (N, 1, S, S), on the CPU."""
     size = recipe.data.image_size
     masks = MaskSampler(recipe.masks, size, size, 0)
     out = []
     for i in range(recipe.optimizer.critic_steps + 1):
-        x = torch.rand(batch, 3, size, size, device=device) * 2 - 1
-        out.append((x, masks.batch(range(i * batch, (i + 1) * batch)).to(device)))
+        x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+        m = torch.stack([torch.from_numpy(masks(j))[None] for j in range(i * batch, (i + 1) * batch)])
+        out.append((x, m))
     return out
 
 
 def measure(recipe, device, batch, iters, warmup) -> float:
     torch.manual_seed(0)
     trainer = Trainer(recipe, device)
-    batches = [trainer.prepare(x, m) for x, m in make_batches(recipe, device, batch)]
+    batches = [trainer.prepare(x, m) for x, m in make_batches(recipe, batch)]
     for _ in range(warmup):
         iteration(trainer, batches)
     sync(device)
@@ -108,7 +110,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     trainer = Trainer(base if cuda else load_recipe(RECIPES / f"{name}.yaml"), device)
-    batches = [trainer.prepare(x, m) for x, m in make_batches(trainer.recipe, device, batch)]
+    batches = [trainer.prepare(x, m) for x, m in make_batches(trainer.recipe, batch)]
     # flop_counter cannot trace the gradient penalty's autograd.grad, so count the generator
     # step (generator fwd+bwd, critic fwd+bwd) plus the critic steps' generator forwards;
     # the critic steps' own critic work and the penalty's double backward are left out.

@@ -37,7 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from inpaintkit import io
 from inpaintkit.data import InpaintingDataset
-from inpaintkit.fill import MASK_SUFFIX, pair_files
+from inpaintkit.fill import MaskFolder, pair_files
 from inpaintkit.masks import MaskConfig, generate_mask
 from inpaintkit.methods import (
     BiharmonicMethod,
@@ -278,28 +278,15 @@ class Holes:
         if not config.masks.is_dir():
             raise EvaluateError(f"{config.masks}: not a folder of mask files")
         if truth.hdf5 is None:
-            # Exactly fill's pairing (stem or stem_mask, same sub-folder).
-            jobs = pair_files(config.data, config.masks, config.output)
-            for job in jobs:
-                key = job.relative.as_posix()
-                self.paired[key] = job.mask if job.mask is not None else (job.problem or "no mask")
+            # Exactly fill's pairing; it also keeps images inside the report folder out.
+            for job in pair_files(config.data, config.masks, config.output):
+                self.paired[job.relative.as_posix()] = job.mask if job.mask is not None else (job.problem or "no mask")
         else:
-            # HDF5 keys are not files, so fill's pair_files cannot see them; same rule here.
-            by_stem: dict[str, list[Path]] = {}
-            for path in io.list_images(config.masks):
-                by_stem.setdefault(path.relative_to(config.masks).with_suffix("").as_posix(), []).append(path)
+            # HDF5 keys are not files, but the naming rule is fill's.
+            mask_folder = MaskFolder(config.masks)
             for key in truth.keys:
-                stem = Path(key).with_suffix("").as_posix()
-                found = by_stem.get(stem, []) + by_stem.get(stem + MASK_SUFFIX, [])
-                if len(found) == 1:
-                    self.paired[key] = found[0]
-                else:
-                    where = config.masks / stem
-                    self.paired[key] = (
-                        f"no mask found (looked for {where}.* and {where}{MASK_SUFFIX}.*)"
-                        if not found
-                        else f"several masks match: {', '.join(map(str, found))}"
-                    )
+                found, problem = mask_folder.find(key)
+                self.paired[key] = found if found is not None else problem
 
     def hole(self, index: int, key: str, original: tuple[int, int]) -> np.ndarray:
         """bool ``(S, S)`` hole of image ``index``; writes a generated one to ``masks/`` first time."""

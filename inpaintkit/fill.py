@@ -146,6 +146,39 @@ def output_path(relative: Path, output: Path, format: str | None, single_file: b
     return target.with_suffix(f".{format.lower()}") if format else target
 
 
+class MaskFolder:
+    """The mask files below a folder, found by an image's relative path.
+
+    The mask of ``sub/a.jpg`` is ``sub/a.<any image suffix>`` or ``sub/a_mask.<suffix>`` (the
+    LaMa / IOPaint naming). One rule, used by ``fill`` for files and ``evaluate`` for HDF5 keys.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._by_stem: dict[Path, list[Path]] = {}
+        for path in list_images(self.folder):
+            self._by_stem.setdefault(path.relative_to(self.folder).with_suffix(""), []).append(path)
+
+    def find(self, relative: str | os.PathLike, exclude: Path | None = None) -> tuple[Path | None, str | None]:
+        """``(mask, None)`` when exactly one mask matches, else ``(None, one-line problem)``.
+
+        ``exclude`` is the image itself, for images and masks sharing one folder.
+        """
+        stem = Path(relative).with_suffix("")
+        candidates = [
+            p
+            for key in (stem, stem.with_name(stem.name + MASK_SUFFIX))
+            for p in self._by_stem.get(key, [])
+            if exclude is None or p.resolve() != exclude.resolve()
+        ]
+        if len(candidates) == 1:
+            return candidates[0], None
+        if not candidates:
+            where = self.folder / stem
+            return None, f"no mask found (looked for {where}.* and {where}{MASK_SUFFIX}.*)"
+        return None, f"several masks match: {', '.join(str(p) for p in candidates)}"
+
+
 def pair_files(
     images: str | os.PathLike,
     masks: str | os.PathLike,
@@ -177,31 +210,14 @@ def pair_files(
     if not masks.exists():
         raise FillError(f"{masks}: no such file or folder")
 
-    by_key: dict[Path, list[Path]] = {}
-    if masks.is_dir():
-        for path in list_images(masks):
-            by_key.setdefault(path.relative_to(masks).with_suffix(""), []).append(path)
-
+    mask_folder = MaskFolder(masks) if masks.is_dir() else None
     jobs = []
     for image, relative in sources:
         job = FillJob(image, None, output_path(relative, output, format, single), relative)
-        if masks.is_file():
+        if mask_folder is None:
             job.mask = masks
         else:
-            stem = relative.with_suffix("")
-            candidates = [
-                p
-                for key in (stem, stem.with_name(stem.name + MASK_SUFFIX))
-                for p in by_key.get(key, [])
-                if p.resolve() != image.resolve()
-            ]
-            if len(candidates) == 1:
-                job.mask = candidates[0]
-            elif not candidates:
-                where = masks / stem
-                job.problem = f"no mask found (looked for {where}.* and {where}{MASK_SUFFIX}.*)"
-            else:
-                job.problem = f"several masks match: {', '.join(str(p) for p in candidates)}"
+            job.mask, job.problem = mask_folder.find(relative, exclude=image)
         jobs.append(job)
 
     used_as_masks = {job.mask.resolve() for job in jobs if job.mask is not None}

@@ -8,6 +8,7 @@ bool ``(H, W)`` arrays with ``True = hole``. Every file inpaintkit writes goes t
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +39,13 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A SIGKILL between mkstemp and the rename leaves a temporary behind; the next write of the
+    # same target sweeps it away (one writer per target is assumed, as everywhere here). The
+    # eight '?' are mkstemp's random part: exact length, so ".a.b.png"'s temporaries never
+    # match those of "a.png".
+    pattern = f".{glob.escape(path.stem)}.????????.tmp{glob.escape(path.suffix)}"
+    for stale in path.parent.glob(pattern):
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)

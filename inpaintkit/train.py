@@ -34,8 +34,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from inpaintkit import checkpoint, losses, metrics
-from inpaintkit.config import Recipe, recipe_to_yaml, save_recipe, to_dict
-from inpaintkit.data import InpaintingDataset
+from inpaintkit.config import ConfigError, Recipe, build, recipe_to_yaml, save_recipe, to_dict
+from inpaintkit.data import InpaintingDataset, to_unit_range
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
 from inpaintkit.model.generator import Generator
@@ -67,6 +67,7 @@ class TrainResult:
     interrupted: bool  # stopped by SIGINT/SIGTERM (state saved) rather than reaching schedule.steps
     generator_path: Path
     signal_number: int | None = None
+    main: bool = True  # this process is rank 0, the one that wrote the files (always true without torchrun)
 
 
 # --------------------------------------------------------------------------- data stream
@@ -95,7 +96,12 @@ class SampleStream(Sampler):
 
 
 class TrainingSamples(Dataset):
-    """``(index, position)`` -> ``(image (3, S, S) in [-1, 1], mask (1, S, S) in {0, 1})``.
+    """``(index, position)`` -> ``(image uint8 (3, S, S) in [0, 255], mask bool (1, S, S), True = hole)``.
+
+    Samples stay uint8/bool until :meth:`Trainer.prepare` has moved them to the device:
+    they cross the DataLoader's process boundary through shared memory, where float32 is 4x
+    the bytes and was measured to cap loading on a small machine (docs/prepare.md, "Loading speed").
+    ``images`` is an ``InpaintingDataset(..., dtype="uint8")``.
 
     The image's random crop and flip draw from torch's generator, reseeded from
     ``(seed, position, rank)`` inside a fork: they do not depend on which worker loads the
@@ -119,7 +125,7 @@ class TrainingSamples(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed)
             image = self.images[index]
-        mask = self.masks.batch([position * self.world + self.rank])[0]
+        mask = torch.from_numpy(self.masks(position * self.world + self.rank))[None]
         return image, mask
 
 
@@ -133,6 +139,7 @@ class Distributed:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # init_distributed created the process group (and train destroys it)
 
     @property
     def main(self) -> bool:
@@ -157,6 +164,7 @@ def init_distributed(device: str) -> tuple[Distributed, torch.device]:
         torch.cuda.set_device(info.local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
+        info.owns_group = True
     return info, torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
 
 
@@ -221,16 +229,29 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def prepare(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Move a batch to the device (non-blocking from pinned memory) in the chosen layout."""
-        image = image.to(self.device, non_blocking=True)
-        mask = mask.to(self.device, non_blocking=True)
+        """A loader batch on the device, in the chosen layout, ready for the steps.
+
+        ``image`` uint8 ``(N, 3, S, S)`` and ``mask`` bool or uint8 ``(N, 1, S, S)`` (1 = hole),
+        as :class:`TrainingSamples` yields them -> float32 image in ``[-1, 1]`` (the values of
+        :func:`inpaintkit.tensors.image_to_tensor`) and float32 mask in {0, 1}. The copies are
+        non-blocking (from pinned memory on CUDA) and the float tensors are made on the device.
+        """
+        image = to_unit_range(image, self.device)
+        mask = mask.to(self.device, non_blocking=True).to(torch.float32)
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
             mask = mask.contiguous(memory_format=torch.channels_last)
         return image, mask
 
-    def critic_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Algorithm 1 lines 3-8: one update of both critics. Returns detached device scalars."""
+    def critic_losses(self, real: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Algorithm 1 lines 3-7: the critics' loss on one batch, ready for ``backward``.
+
+        ``real (N, 3, S, S)`` in [-1, 1], ``mask (N, 1, S, S)`` in {0, 1} (from :meth:`prepare`).
+        Loss = global + local WGAN loss (``mean D(fake) - mean D(real)``, fake = the generator's
+        refined output composited into the hole, local = each hole's box resampled to
+        ``critics.local_size``) + both hole-masked gradient penalties (their interpolation
+        weights drawn from torch's global generator). Returns ``(loss, detached scalars)``.
+        """
         loss_cfg = self.recipe.loss
         with torch.no_grad(), self.autocast():
             refined = self.g_forward(real, mask).refined
@@ -251,12 +272,7 @@ class Trainer:
         gp_global = losses.gradient_penalty(self.global_critic, real, fake, mask, loss_cfg.wgan_gp_lambda)
         gp_local = losses.gradient_penalty(self.local_critic, real_local, fake_local, mask_local, loss_cfg.wgan_gp_lambda)
         d_loss = d_global + d_local + gp_global + gp_local
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        average_gradients(self.local_critic, self.world)
-        average_gradients(self.global_critic, self.world)
-        self.d_optimizer.step()
-        return {
+        return d_loss, {
             "critic/loss": d_loss.detach(),
             "critic/global_wgan": d_global.detach(),
             "critic/local_wgan": d_local.detach(),
@@ -267,41 +283,64 @@ class Trainer:
             "wasserstein/local": (real_scores_l.mean() - fake_scores_l.mean()).detach(),
         }
 
-    def generator_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Algorithm 1 lines 10-13: one generator update. Returns detached device scalars."""
+    def critic_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Algorithm 1 lines 3-8: one update of both critics. Returns detached device scalars."""
+        d_loss, scalars = self.critic_losses(real, mask)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        average_gradients(self.local_critic, self.world)
+        average_gradients(self.global_critic, self.world)
+        self.d_optimizer.step()
+        return scalars
+
+    def generator_losses(self, real: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Algorithm 1 lines 10-12: the generator's loss on one batch, ready for ``backward``.
+
+        ``real``, ``mask`` as in :meth:`critic_losses`. Loss = ``reconstruction_loss`` of the
+        coarse and refined outputs (``l1_loss_alpha`` · discounted hole ℓ1 + ``ae_loss_alpha``
+        · known ℓ1, coarse weighted ``coarse_l1_alpha``) + ``gan_loss_alpha`` ·
+        (``global_wgan_loss_alpha`` · ``-mean D_global(fake)`` + ``-mean D_local(fake box)``).
+        The critics' parameters are left out of the graph: ``backward`` reaches only the
+        generator. Returns ``(loss, detached scalars)``.
+        """
         cfg = self.recipe.loss
+        with self.autocast():
+            out = self.g_forward(real, mask)
+        coarse, refined = out.coarse.float(), out.refined.float()
+        fake = composite(real, refined, mask)
+        local_size = self.recipe.critics.local_size
         for critic in (self.local_critic, self.global_critic):
             critic.requires_grad_(False)
         try:
             with self.autocast():
-                out = self.g_forward(real, mask)
-            coarse, refined = out.coarse.float(), out.refined.float()
-            fake = composite(real, refined, mask)
-            local_size = self.recipe.critics.local_size
-            with self.autocast():
                 g_global = losses.generator_wgan_loss(self.global_forward(fake).float())
                 g_local = losses.generator_wgan_loss(self.local_forward(crop_hole_boxes(fake, mask, local_size)).float())
-            rec = losses.reconstruction_loss(
-                real, (coarse, refined), mask,
-                gamma=cfg.spatial_discount_gamma, mode=cfg.spatial_discount_mode,
-                coarse_weight=cfg.coarse_l1_alpha, hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha,
-            )  # fmt: skip
-            adversarial = cfg.global_wgan_loss_alpha * g_global + g_local
-            g_loss = cfg.gan_loss_alpha * adversarial + rec.total
-            self.g_optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
         finally:
             for critic in (self.local_critic, self.global_critic):
                 critic.requires_grad_(True)
-        average_gradients(self.generator, self.world)
-        self.g_optimizer.step()
-        return {
+        rec = losses.reconstruction_loss(
+            real, (coarse, refined), mask,
+            gamma=cfg.spatial_discount_gamma, mode=cfg.spatial_discount_mode,
+            coarse_weight=cfg.coarse_l1_alpha, hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha,
+        )  # fmt: skip
+        adversarial = cfg.global_wgan_loss_alpha * g_global + g_local
+        g_loss = cfg.gan_loss_alpha * adversarial + rec.total
+        return g_loss, {
             "generator/loss": g_loss.detach(),
             "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
             "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
             "generator/global_wgan": g_global.detach(),
             "generator/local_wgan": g_local.detach(),
         }
+
+    def generator_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Algorithm 1 lines 10-13: one generator update. Returns detached device scalars."""
+        g_loss, scalars = self.generator_losses(real, mask)
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        average_gradients(self.generator, self.world)
+        self.g_optimizer.step()
+        return scalars
 
     # ---- state
 
@@ -415,6 +454,18 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT/SIGTERM: the main process stops the run.
+
+    Ctrl-C in a terminal (and schedulers such as SLURM) signal the whole process group. A
+    worker killed that way takes the batches the current step still needs with it, and the
+    run would crash instead of finishing the step and saving. The main process shuts the
+    workers down itself when it returns.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _gather_rng(info: Distributed, device: torch.device) -> dict[str, torch.Tensor]:
     """Every rank's generator states as ``rng.rankR.KEY`` tensors (collective when world > 1)."""
     own = rng_tensors(device)
@@ -449,8 +500,18 @@ def train(
     loss becomes NaN/inf (the last good checkpoint is kept) or when ``out`` holds a run and
     ``resume`` is false.
     """
-    data, out = Path(data), Path(out)
     info, dev = init_distributed(device)
+    try:
+        return _train(recipe, Path(data), Path(out), resume, info, dev, progress)
+    finally:
+        if info.owns_group:  # NCCL warns about (and may leak) a group left for interpreter exit
+            dist.destroy_process_group()
+
+
+def _train(
+    recipe: Recipe, data: Path, out: Path, resume: bool, info: Distributed, dev: torch.device, progress: bool
+) -> TrainResult:
+    """:func:`train` inside the process group (if any): ``info`` and ``dev`` from :func:`init_distributed`."""
     if not data.is_file():
         raise TrainingError(f"{data}: no such dataset file (make one with `inpaintkit prepare`)")
     if resume and not has_training_state(out):
@@ -467,7 +528,14 @@ def train(
         tensors, meta = load_training_state(out)
         saved = meta.get("recipe", {})
         for section in ("model", "critics"):
-            if saved.get(section) != to_dict(getattr(recipe, section)):
+            current = getattr(recipe, section)
+            # Rebuilt through the dataclass, so a field added since the run was saved takes its
+            # default instead of making every older run unresumable.
+            try:
+                same = build(type(current), saved.get(section, {}), section) == current
+            except ConfigError:  # a field the run has is gone from this version
+                same = False
+            if not same:
                 raise TrainingError(f"{out}: recipe section '{section}' differs from the run's; weights would not fit")
         trainer.load_state(tensors, meta)
         step, position = meta["step"], meta["samples_per_rank"]
@@ -484,8 +552,9 @@ def train(
     # Open the data before writing anything into the run folder, so a bad --data leaves no trace.
     try:
         images = InpaintingDataset(
-            data, split="train", crop_size=size, random_crop=recipe.data.random_crop, random_flip=recipe.data.random_flip
-        )
+            data, split="train", crop_size=size, random_crop=recipe.data.random_crop, random_flip=recipe.data.random_flip,
+            dtype="uint8",
+        )  # fmt: skip
     except (ValueError, OSError) as err:
         message = str(err)
         raise TrainingError(message if str(data) in message else f"{data}: {message}") from None
@@ -505,6 +574,7 @@ def train(
         prefetch_factor=4 if workers > 0 else None,
         # Its own generator, so creating the iterator does not draw from the global one.
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=_ignore_stop_signals,
     )
     batches = iter(loader)
     validation = None
@@ -618,12 +688,12 @@ def train(
                     signum = int(flag.item()) or None
                 if signum is not None:
                     save()
-                    return TrainResult(step, True, out / GENERATOR_FILE, signum)
+                    return TrainResult(step, True, out / GENERATOR_FILE, signum, info.main)
                 if step % sched.checkpoint_every == 0 or step == sched.steps:
                     save()
         if step != last_good:  # resumed at or past schedule.steps: make sure the files exist
             save()
-        return TrainResult(step, False, out / GENERATOR_FILE)
+        return TrainResult(step, False, out / GENERATOR_FILE, main=info.main)
     finally:
         if bar is not None:
             bar.stop()

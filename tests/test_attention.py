@@ -7,13 +7,18 @@ import math
 import pytest
 import torch
 
+from inpaintkit.model import attention as attention_module
 from inpaintkit.model.attention import (
     ContextualAttention,
+    Window,
     _cosine_scores,
     _flush_subnormal_,
+    _hole_window,
     _reconstruct,
+    _score_window,
     _valid_background,
     propagate,
+    propagate_window,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -269,10 +274,16 @@ def test_flush_subnormal_zeroes_only_subnormal_weights():
 # ---------------------------------------------------------------------------------------------
 
 
+def ref_hole_forward(fg, bg, hole, **options):
+    """``foreground="hole"`` by definition: the reference reconstruction in the hole, fg elsewhere."""
+    full, _ = ref_forward(fg, bg, hole, **options)
+    return torch.where(hole > 0.5, full, fg)
+
+
 @pytest.mark.parametrize("options", OPTIONS)
 def test_forward_matches_reference(options):
     fg, bg, mask = random_case(height=9, width=10)
-    layer = ContextualAttention(**options)
+    layer = ContextualAttention(**options, foreground="all")
     got = layer(fg, bg, mask)
     assert got.dtype == torch.float64 and got.shape == fg.shape
     for n in range(fg.shape[0]):
@@ -280,13 +291,125 @@ def test_forward_matches_reference(options):
         torch.testing.assert_close(got[n], want)
 
 
-def test_forward_with_the_generator_call_pattern():
+def small_interior_holes(n, height, width):
+    """Two small holes away from the border: the hole window is smaller than the grid."""
+    mask = torch.zeros(n, 1, height, width, dtype=torch.float64)
+    mask[0, :, 3:5, 4:6] = 1
+    mask[-1, :, 5:7, 3:5] = 1
+    return mask
+
+
+@pytest.mark.parametrize(
+    "options,holes",
+    [(option.values[0], "interior") for option in OPTIONS]
+    + [(dict(rate=r, stride=1, fuse=True), "border") for r in (1, 2)],
+)
+def test_hole_mode_matches_restricted_reference(options, holes):
+    fg, bg, mask = random_case(height=9, width=10, seed=16)
+    if holes == "interior":
+        mask = small_interior_holes(2, 9, 10)
+        grid = (ceil_div(9, options["rate"]), ceil_div(10, options["rate"]))
+        if options["rate"] == 1:  # the case really exercises a partial window
+            assert _hole_window(mask.float(), 1, grid).size < grid
+    layer = ContextualAttention(**options)  # foreground="hole" is the default
+    got = layer(fg, bg, mask)
+    assert got.dtype == torch.float64 and got.shape == fg.shape
+    for n in range(fg.shape[0]):
+        want = ref_hole_forward(fg[n], bg[n], mask[n, 0], **options)
+        torch.testing.assert_close(got[n], want)
+        known = mask[n].expand_as(fg[n]) < 0.5
+        assert torch.equal(got[n][known], fg[n][known])  # a selection: bit-exact copies
+
+
+@pytest.mark.parametrize("mode", ["all", "hole"])
+def test_forward_with_the_generator_call_pattern(mode):
     """Foreground and background are the same tensor in the generator; 8×12, rate 2."""
     fg, _, mask = random_case(height=8, width=12, seed=4)
-    got = ContextualAttention()(fg, fg, mask)
+    got = ContextualAttention(foreground=mode)(fg, fg, mask)
+    reference = ref_forward if mode == "all" else ref_hole_forward
     for n in range(fg.shape[0]):
-        want, _ = ref_forward(fg[n], fg[n], mask[n, 0], rate=2, stride=1)
+        want = reference(fg[n], fg[n], mask[n, 0], rate=2, stride=1)
+        want = want[0] if mode == "all" else want
         torch.testing.assert_close(got[n], want)
+
+
+EDGE_BOXES = [
+    (0, 3, 0, 4),  # top-left corner: both wrap-arounds of propagation
+    (6, 10, 9, 14),  # interior
+    (17, 20, 21, 26),  # bottom-right corner
+    (0, 20, 3, 6),  # a full-height stripe
+    (7, 12, 0, 3),  # left edge: left-right steps wrap into the previous row's end
+    (3, 8, 24, 26),  # right edge
+    (1, 2, 12, 13),  # one pixel next to the top: top-down steps wrap into the previous column
+]
+
+
+@pytest.mark.parametrize("box", EDGE_BOXES)
+@pytest.mark.parametrize("rate,kernel,stride", [(1, 3, 1), (2, 3, 1), (1, 5, 1), (2, 5, 2)])
+def test_hole_mode_equals_all_mode_inside_the_hole(box, rate, kernel, stride):
+    """Every hole position gets the same sums as in "all" mode, wherever the hole lies.
+
+    The windows are computed from the sources propagation really reads (wrap-around
+    included), so no hole position is near a window edge it could feel. The two modes run
+    the same additions in the same order; only the matrix products' internal summation may
+    differ with the matrix shape (not observed at these sizes in float64).
+    """
+    fg, bg, _ = random_case(n=2, c=3, height=20, width=26, seed=17)
+    mask = torch.zeros(2, 1, 20, 26, dtype=torch.float64)
+    top, bottom, left, right = box
+    mask[0, :, top:bottom, left:right] = 1
+    options = dict(rate=rate, stride=stride, propagate_size=kernel)
+    want, want_offsets = ContextualAttention(**options, foreground="all")(
+        fg, bg, mask, return_offsets=True
+    )
+    got, offsets = ContextualAttention(**options)(fg, bg, mask, return_offsets=True)
+    hole = mask.expand_as(fg) > 0.5
+    torch.testing.assert_close(got[hole], want[hole], rtol=0, atol=1e-12)
+    assert torch.equal(got[~hole], fg[~hole])
+    assert torch.equal(offsets, want_offsets)
+    assert (got[1] == fg[1]).all()  # sample 1 has no hole at all
+
+
+@pytest.mark.parametrize(
+    "fg_size,bg_size,kernel",
+    [((7, 9), (7, 9), 3), ((7, 9), (4, 5), 3), ((8, 6), (8, 6), 5), ((6, 7), (3, 3), 7)],
+)
+@pytest.mark.parametrize(
+    "target", [Window(2, 4, 3, 6), Window(0, 2, 0, 3), Window(5, 6, 4, 6), Window(1, 5, 0, 1)]
+)
+def test_propagate_window_matches_reference_rows(fg_size, bg_size, kernel, target):
+    """Windowed propagation == the reference's rows for the target, from the score window only."""
+    gen = torch.Generator().manual_seed(18)
+    hf, wf = fg_size
+    lb = bg_size[0] * bg_size[1]
+    scores = torch.randn(2, hf * wf, lb, generator=gen, dtype=torch.float64)
+    score_window = _score_window(target, fg_size, kernel)
+    rows = score_window.flat(wf)
+    # Only the score window's rows are passed: anything else it read would be out of range.
+    got = propagate_window(scores[:, rows], score_window, target, fg_size, bg_size, kernel)
+    for n in range(2):
+        want = ref_propagate(scores[n], fg_size, bg_size, kernel)[target.flat(wf)]
+        torch.testing.assert_close(got[n], want)
+
+
+def test_score_window_is_the_dilated_target_away_from_edges_and_grows_at_edges():
+    assert _score_window(Window(4, 7, 5, 9), (20, 20), 3) == Window(3, 8, 4, 10)
+    assert _score_window(Window(4, 7, 5, 9), (20, 20), 5) == Window(2, 9, 3, 11)
+    assert _score_window(Window(4, 7, 5, 9), (20, 20), 1) == Window(4, 7, 5, 9)
+    # Top row: top-down steps wrap into the previous column's bottom.
+    assert _score_window(Window(0, 3, 5, 9), (20, 20), 3) == Window(0, 20, 3, 10)
+    # Left column: left-right steps wrap into the previous row's end.
+    assert _score_window(Window(4, 7, 0, 3), (20, 20), 3) == Window(2, 8, 0, 20)
+
+
+def test_hole_window_is_the_batch_union_of_hole_boxes_dilated_by_one_block():
+    hole = torch.zeros(3, 1, 32, 40)
+    hole[0, :, 10:12, 8:9] = 1  # blocks (5, 4) at rate 2
+    hole[2, :, 14:15, 20:26] = 1  # blocks (7, 10 … 12)
+    assert _hole_window(hole, 2, (16, 20)) == Window(4, 9, 3, 14)
+    hole[1, :, 31, 39] = 1  # last block: clipped to the grid
+    assert _hole_window(hole, 2, (16, 20)) == Window(4, 16, 3, 20)
+    assert _hole_window(torch.zeros(2, 1, 8, 8), 2, (4, 4)) is None
 
 
 def test_attention_never_lands_on_a_patch_touching_the_hole():
@@ -314,7 +437,7 @@ def test_mask_at_image_resolution_is_resized_by_nearest():
 
 def test_no_hole_and_all_hole():
     fg, bg, _ = random_case(height=8, width=9, seed=7)
-    layer = ContextualAttention()
+    layer = ContextualAttention(foreground="all")
     no_hole = torch.zeros(2, 1, 8, 9, dtype=torch.float64)
     out, offsets = layer(fg, bg, no_hole, return_offsets=True)
     for n in range(2):
@@ -330,9 +453,39 @@ def test_no_hole_and_all_hole():
     torch.testing.assert_close(out[0], layer(fg[:1], bg[:1], mask[:1])[0])
 
 
-def test_batch_independence():
+def test_hole_mode_without_a_hole_returns_the_foreground_and_does_no_work(monkeypatch):
+    fg, bg, _ = random_case(height=8, width=9, seed=7)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("scores computed although there is no hole")
+
+    monkeypatch.setattr(attention_module, "_cosine_scores", fail)
+    out, offsets = ContextualAttention()(fg, bg, torch.zeros(2, 1, 8, 9), return_offsets=True)
+    assert torch.equal(out, fg)
+    assert offsets.dtype == torch.int64 and offsets.shape == (2, 2, 8, 9)
+    assert (offsets == 0).all()
+
+
+def test_hole_mode_all_hole_equals_all_mode():
+    """An all-hole sample makes the window the whole grid; its output is the fallback zeros."""
+    fg, bg, mask = random_case(height=8, width=9, seed=7)
+    mask[1] = 1
+    want, want_offsets = ContextualAttention(foreground="all")(fg, bg, mask, return_offsets=True)
+    got, offsets = ContextualAttention()(fg, bg, mask, return_offsets=True)
+    assert (got[1] == 0).all() and (offsets[1] == 0).all()
+    hole = mask.expand_as(fg) > 0.5
+    torch.testing.assert_close(got[hole], want[hole], rtol=0, atol=1e-12)
+    assert torch.equal(got[~hole], fg[~hole])
+    assert torch.equal(offsets, want_offsets)
+
+
+@pytest.mark.parametrize("mode", ["all", "hole"])
+def test_batch_independence(mode):
     fg, bg, mask = random_case(n=3, height=8, width=8, seed=8)
-    layer = ContextualAttention()
+    if mode == "hole":  # sample 0's small hole; the others' holes set the union window
+        mask[0] = 0
+        mask[0, :, 3:5, 2:4] = 1
+    layer = ContextualAttention(foreground=mode)
     before = layer(fg, bg, mask)
     fg2, bg2, mask2 = fg.clone(), bg.clone(), mask.clone()
     fg2[1:] = torch.randn_like(fg2[1:])
@@ -341,8 +494,8 @@ def test_batch_independence():
     after = layer(fg2, bg2, mask2)
     torch.testing.assert_close(after[0], before[0], rtol=0, atol=1e-12)
     assert not torch.allclose(after[1:], before[1:])
-    # And sample 0 alone gives the same answer as inside the batch.
-    torch.testing.assert_close(layer(fg[:1], bg[:1], mask[:1])[0], before[0])
+    # And sample 0 alone (a smaller window in "hole" mode) gives the same answer as in the batch.
+    torch.testing.assert_close(layer(fg[:1], bg[:1], mask[:1])[0], before[0], rtol=0, atol=1e-12)
 
 
 def test_broadcast_mask_equals_repeated_mask():
@@ -354,10 +507,19 @@ def test_broadcast_mask_equals_repeated_mask():
 
 
 @pytest.mark.parametrize(
-    "options", [dict(rate=2, stride=1, fuse=True), dict(rate=1, stride=2, fuse=False)]
+    "options",
+    [
+        dict(rate=2, stride=1, fuse=True, foreground="all"),
+        dict(rate=1, stride=2, fuse=False, foreground="all"),
+        dict(rate=1, stride=1, fuse=True, foreground="hole"),
+        dict(rate=1, stride=2, fuse=False, foreground="hole"),
+    ],
 )
 def test_gradcheck(options):
     fg, bg, mask = random_case(n=1, c=2, height=6, width=5, seed=10)
+    if options["rate"] == 1 and options["foreground"] == "hole":
+        mask = torch.zeros_like(mask)
+        mask[..., 2:4, 2:3] = 1  # a window smaller than the grid
     layer = ContextualAttention(softmax_scale=2.0, **options)  # milder scale: better-conditioned
     fg.requires_grad_(True)
     bg.requires_grad_(True)
@@ -406,6 +568,8 @@ def test_bad_inputs_raise_clear_errors():
         layer(x, x, torch.zeros(3, 1, 8, 8))
     with pytest.raises(ValueError, match="patch_size"):
         ContextualAttention(patch_size=4)
+    with pytest.raises(ValueError, match="foreground must be one of"):
+        ContextualAttention(foreground="known")
 
 
 # ---------------------------------------------------------------------------------------------

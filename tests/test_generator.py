@@ -199,6 +199,7 @@ def test_no_stop_gradient_between_stages():
         {"attention_stride": 0},
         {"attention_softmax_scale": 0.0},
         {"attention_propagate_size": 2},
+        {"attention_foreground": "known"},
     ],
 )
 def test_config_validation(kwargs):
@@ -259,3 +260,40 @@ def test_gen_deconv_gradcheck():
     layer = GenDeconv(2, 2).double()
     x = torch.randn(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,))
+
+
+def test_attention_foreground_option_reaches_the_layer_and_keeps_known_features():
+    """Modes "hole" (default) and "all" share every weight; they differ only off the hole."""
+    torch.manual_seed(0)
+    hole_model = Generator(GeneratorConfig(channels=8)).eval()
+    all_model = Generator(GeneratorConfig(channels=8, attention_foreground="all")).eval()
+    assert hole_model.refine.attention.attention.foreground == "hole"
+    assert all_model.refine.attention.attention.foreground == "all"
+    assert sum(p.numel() for p in hole_model.parameters()) == sum(
+        p.numel() for p in all_model.parameters()
+    )
+    all_model.load_state_dict(hole_model.state_dict())
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            seen[name] = (inputs[0], output)
+
+        return hook
+
+    hole_model.refine.attention.attention.register_forward_hook(record("hole"))
+    all_model.refine.attention.attention.register_forward_hook(record("all"))
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[0, :, 16:40, 20:36] = 1
+    mask[1, :, 40:56, 8:24] = 1
+    with torch.no_grad():
+        hole_out = hole_model(image, mask)
+        all_out = all_model(image, mask)
+    features, hole_attended = seen["hole"]
+    _, all_attended = seen["all"]
+    hole = torch.nn.functional.interpolate(mask, size=features.shape[-2:]).expand_as(features) > 0.5
+    assert torch.equal(hole_attended[~hole], features[~hole])
+    torch.testing.assert_close(hole_attended[hole], all_attended[hole])
+    assert not torch.allclose(hole_attended[~hole], all_attended[~hole])
+    torch.testing.assert_close(hole_out.coarse, all_out.coarse)  # stage one has no attention

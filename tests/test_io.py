@@ -96,3 +96,16 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_atomic_write_sweeps_a_killed_writers_temporary(tmp_path):
+    target = tmp_path / "a.png"
+    stale = tmp_path / ".a.k1ll3dxx.tmp.png"  # what mkstemp leaves when the writer is SIGKILLed
+    stale.write_bytes(b"half")
+    # Other targets' temporaries (of "ab.png" and "a.b.png") are not touched.
+    others = [".ab.k1ll3dxx.tmp.png", ".a.b.k1ll3dx.tmp.png"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"x")
+    with atomic_write(target) as tmp:
+        tmp.write_bytes(b"done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "a.png"])

@@ -1,7 +1,10 @@
-"""The training workflow: Algorithm 1 on a tiny recipe, exact resume, signals, NaN stop, fill."""
+"""The training workflow: Algorithm 1 on a tiny recipe, exact resume, signals, NaN stop, fill,
+the loss combination against a hand computation, and a 2-process (torchrun, gloo) run against
+a 1-process reference."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +21,12 @@ from skimage import data as skdata
 
 from inpaintkit import losses
 from inpaintkit.config import load_recipe
+from inpaintkit.data import InpaintingDataset
+from inpaintkit.masks import MaskSampler
+from inpaintkit.model.critics import crop_hole_boxes
 from inpaintkit.prepare import PrepareOptions, prepare_dataset
-from inpaintkit.train import SampleStream, TrainingError, train
+from inpaintkit.tensors import image_to_tensor
+from inpaintkit.train import SampleStream, Trainer, TrainingError, TrainingSamples, train
 from inpaintkit.training_state import load_training_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +34,17 @@ TINY = ROOT / "recipes" / "tiny.yaml"
 # The machine running CI is small: 32x32 crops and one critic step per generator step keep
 # every code path (both critics, gradient penalties, both stages) at a fraction of the cost.
 FAST = ["data.image_size=32", "critics.local_size=16", "optimizer.critic_steps=1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread, as torchrun gives each rank: the networks are tiny, and on a loaded
+    2-core machine OpenMP's spinning threads made these runs ~30x slower than one thread.
+    It also makes CPU results independent of the thread count, for the bitwise comparisons."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -42,37 +60,252 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
+STRAIGHT = [*FAST, "schedule.steps=4", "schedule.checkpoint_every=2", "schedule.keep_every=2"]
+
+
+@pytest.fixture(scope="module")
+def straight_run(dataset, tmp_path_factory) -> Path:
+    """One 4-step run (generator kept at steps 2 and 4), shared by the tests that compare to it."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    result = train(load_recipe(TINY, STRAIGHT), dataset, out, device="cpu", progress=False)
+    assert result.step == 4 and not result.interrupted and result.main
+    return out
+
+
 def _tensors(run: Path) -> dict[str, torch.Tensor]:
     tensors, _ = load_training_state(run)
     return {k: v for k, v in tensors.items() if not k.startswith("rng.")}
 
 
-def test_two_plus_two_steps_equal_four_bitwise(dataset, tmp_path):
-    recipe = load_recipe(TINY, [*FAST, "schedule.steps=4", "schedule.checkpoint_every=4"])
-    straight = train(recipe, dataset, tmp_path / "straight", device="cpu", progress=False)
-    assert straight.step == 4 and not straight.interrupted
-
-    half = load_recipe(TINY, [*FAST, "schedule.steps=2", "schedule.checkpoint_every=4"])
-    assert train(half, dataset, tmp_path / "split", device="cpu", progress=False).step == 2
-    resumed = train(recipe, dataset, tmp_path / "split", resume=True, device="cpu", progress=False)
-    assert resumed.step == 4
-
-    a, b = _tensors(tmp_path / "straight"), _tensors(tmp_path / "split")
-    assert a.keys() == b.keys() and any(k.startswith("d_optimizer.state") for k in a)
+def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    ga = load_file(tmp_path / "straight" / "generator.safetensors")
-    gb = load_file(tmp_path / "split" / "generator.safetensors")
-    assert all(torch.equal(ga[k], gb[k]) for k in ga)
+
+
+def test_two_plus_two_steps_equal_four_bitwise(dataset, straight_run, tmp_path):
+    half = load_recipe(TINY, [*STRAIGHT, "schedule.steps=2"])
+    assert train(half, dataset, tmp_path / "split", device="cpu", progress=False).step == 2
+    resumed = train(load_recipe(TINY, STRAIGHT), dataset, tmp_path / "split", resume=True, device="cpu", progress=False)
+    assert resumed.step == 4
+
+    a, b = _tensors(straight_run), _tensors(tmp_path / "split")
+    assert any(k.startswith("d_optimizer.state") for k in a)
+    _assert_equal(a, b)
+    for name in ("generator.safetensors", "generator-00000002.safetensors", "generator-00000004.safetensors"):
+        _assert_equal(load_file(straight_run / name), load_file(tmp_path / "split" / name))
     # Training moved the weights away from their initialisation.
     fresh = load_recipe(TINY, [*FAST, "schedule.steps=0"])
     from inpaintkit.model.generator import Generator
 
     torch.manual_seed(fresh.schedule.seed)
     init = Generator(fresh.model).state_dict()
+    ga = load_file(straight_run / "generator.safetensors")
     assert any(not torch.equal(init[k], ga[k]) for k in init)
-    assert (tmp_path / "straight" / "config.yaml").read_text().startswith("name: tiny")
-    assert list((tmp_path / "straight" / "logs").iterdir())
+    assert (straight_run / "config.yaml").read_text().startswith("name: tiny")
+    assert list((straight_run / "logs").iterdir())
+
+
+def test_samples_cross_processes_as_uint8_and_prepare_restores_the_float_values(dataset):
+    """The loader ships uint8 images and bool masks; on the device they equal the float path's."""
+    recipe = load_recipe(TINY, FAST)
+    masks = MaskSampler(recipe.masks, 32, 32, seed=3)
+    as_uint8 = TrainingSamples(InpaintingDataset(dataset, crop_size=32, dtype="uint8"), masks, 3, rank=1, world=2)
+    as_float = TrainingSamples(InpaintingDataset(dataset, crop_size=32), masks, 3, rank=1, world=2)
+    items = [(i % 6, p) for i, p in zip(range(4), range(10, 14), strict=True)]
+    images, holes = zip(*(as_uint8[item] for item in items), strict=True)
+    assert images[0].dtype == torch.uint8 and images[0].shape == (3, 32, 32)
+    assert holes[0].dtype == torch.bool and holes[0].shape == (1, 32, 32)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    image, mask = trainer.prepare(torch.stack(images), torch.stack(holes))
+    expected = torch.stack([as_float[item][0] for item in items])
+    assert image.dtype == torch.float32 and torch.equal(image, expected)  # bit for bit
+    # Same crops as image_to_tensor of the uint8 pixels, and the masks of (seed, position*world + rank).
+    assert torch.equal(image, image_to_tensor(torch.stack(images).permute(0, 2, 3, 1).numpy()))
+    assert mask.dtype == torch.float32 and torch.equal(mask, masks.batch([p * 2 + 1 for _, p in items]))
+
+
+def test_losses_match_a_hand_computation():
+    """Trainer's generator and critic losses, recomputed from the pieces with distinct weights."""
+    weights = ["loss.l1_loss_alpha=1.5", "loss.ae_loss_alpha=0.7", "loss.coarse_l1_alpha=1.3",
+               "loss.gan_loss_alpha=0.25", "loss.global_wgan_loss_alpha=2.0", "loss.wgan_gp_lambda=3.0",
+               "loss.spatial_discount_gamma=0.8"]  # fmt: skip
+    recipe = load_recipe(TINY, [*FAST, *weights])
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    generator, global_critic, local_critic = trainer.generator, trainer.global_critic, trainer.local_critic
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = MaskSampler(recipe.masks, 32, 32, seed=5).batch([0, 1])
+    assert 0 < mask.mean() < 1
+
+    g_loss, g_scalars = trainer.generator_losses(real, mask)
+    with torch.no_grad():
+        out = generator(real, mask)
+        fake = real * (1 - mask) + out.refined * mask
+        fake_box = crop_hole_boxes(fake, mask, 16)
+        g_global, g_local = -global_critic(fake).mean(), -local_critic(fake_box).mean()
+        discount = losses.spatial_discount(mask, 0.8, "bbox")
+        hole_values, known_values = 3 * mask.sum(), 3 * (1 - mask).sum()
+
+        def l1(x: torch.Tensor, weight: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+            return ((x - real).abs() * weight).sum() / count
+
+        hole = 1.3 * l1(out.coarse, discount, hole_values) + l1(out.refined, discount, hole_values)
+        known = 1.3 * l1(out.coarse, 1 - mask, known_values) + l1(out.refined, 1 - mask, known_values)
+        expected = 1.5 * hole + 0.7 * known + 0.25 * (2.0 * g_global + g_local)
+    torch.testing.assert_close(g_loss, expected, rtol=1e-5, atol=1e-7)
+    for key, value in (("l1_loss", hole), ("ae_loss", known), ("global_wgan", g_global), ("local_wgan", g_local)):
+        torch.testing.assert_close(g_scalars[f"generator/{key}"], value, rtol=1e-5, atol=1e-7)
+    g_loss.backward()  # reaches the generator only
+    assert all(p.grad is not None for p in generator.parameters())
+    assert all(p.grad is None for net in (global_critic, local_critic) for p in net.parameters())
+    generator.zero_grad(set_to_none=True)
+
+    torch.manual_seed(7)
+    d_loss, d_scalars = trainer.critic_losses(real, mask)
+    torch.manual_seed(7)
+    t_global, t_local = torch.rand(2), torch.rand(2)  # the penalties' draws, global first
+
+    def penalty(critic: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x = (a + t.view(-1, 1, 1, 1) * (b - a)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(x).sum(), x)
+        norms = torch.stack([(grad[i] * m[i]).pow(2).sum().sqrt() for i in range(len(x))])
+        return 3.0 * ((norms - 1) ** 2).mean()
+
+    real_box, mask_box = crop_hole_boxes(real, mask, 16), crop_hole_boxes(mask, mask, 16)
+    gp_global = penalty(global_critic, real, fake, mask, t_global)
+    gp_local = penalty(local_critic, real_box, fake_box, mask_box, t_local)
+    with torch.no_grad():
+        wgan_global = global_critic(fake).mean() - global_critic(real).mean()
+        wgan_local = local_critic(fake_box).mean() - local_critic(real_box).mean()
+    torch.testing.assert_close(d_loss.detach(), wgan_global + wgan_local + gp_global + gp_local, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(d_scalars["critic/global_gradient_penalty"], gp_global, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(d_scalars["wasserstein/local"], -wgan_local, rtol=1e-5, atol=1e-7)
+    d_loss.backward()  # reaches both critics, not the generator
+    assert all(p.grad is not None for net in (global_critic, local_critic) for p in net.parameters())
+    assert all(p.grad is None for p in generator.parameters())
+
+
+# --------------------------------------------------------------------------- two processes
+
+
+# Run by torchrun in each rank: the CLI's own entry point, plus a record of what this rank
+# wrote and of its final weights (rank 1's are in no file otherwise).
+RANK_SCRIPT = """
+import json, os, sys
+from safetensors.torch import save_file
+import inpaintkit.train as T
+from inpaintkit import checkpoint
+
+report, rank = sys.argv[1], os.environ["RANK"]
+writes, trainers = [], []
+
+def recorded(name, write):
+    def wrapper(*args, **kwargs):
+        writes.append(name)
+        return write(*args, **kwargs)
+    return wrapper
+
+T.save_training_state = recorded("training_state", T.save_training_state)
+T.save_recipe = recorded("recipe", T.save_recipe)
+checkpoint.save_generator = recorded("generator", checkpoint.save_generator)
+trainer_init = T.Trainer.__init__
+def init(self, *args, **kwargs):
+    trainer_init(self, *args, **kwargs)
+    trainers.append(self)
+T.Trainer.__init__ = init
+
+from inpaintkit.cli import main
+try:
+    main(sys.argv[2:])
+finally:
+    save_file(trainers[0].state_tensors()[0], f"{report}/rank{rank}.safetensors")
+    with open(f"{report}/rank{rank}.json", "w") as f:
+        json.dump(writes, f)
+"""
+
+
+def _reference_run(recipe, data: Path, world: int) -> tuple[Trainer, list[torch.Tensor]]:
+    """What ``world`` ranks compute, done plainly by one process without torch.distributed.
+
+    Each rank has its own sample stream and its own torch generator (seed + rank, as train
+    seeds them); gradients of every update are the mean over the ranks' batches. Returns the
+    trainer and each rank's final generator state.
+    """
+    seed, size, batch = recipe.schedule.seed, recipe.data.image_size, recipe.data.batch_size
+    torch.manual_seed(seed)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    rng, streams = [], []
+    for rank in range(world):
+        torch.manual_seed(seed + rank)
+        rng.append(torch.get_rng_state())
+        images = InpaintingDataset(data, crop_size=size, random_crop=recipe.data.random_crop,
+                                   random_flip=recipe.data.random_flip, dtype="uint8")  # fmt: skip
+        samples = TrainingSamples(images, MaskSampler(recipe.masks, size, size, seed), seed, rank, world)
+        streams.append(map(samples.__getitem__, SampleStream(len(images), seed, rank, world)))
+
+    def update(loss_of, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        params = list(module.parameters())
+        grads = []
+        for rank in range(world):
+            items = [next(streams[rank]) for _ in range(batch)]
+            image, mask = trainer.prepare(torch.stack([i for i, _ in items]), torch.stack([m for _, m in items]))
+            torch.set_rng_state(rng[rank])
+            loss, _ = loss_of(image, mask)
+            grads.append(torch.autograd.grad(loss, params))
+            rng[rank] = torch.get_rng_state()
+        for param, *per_rank in zip(params, *grads, strict=True):
+            param.grad = sum(per_rank[1:], per_rank[0]) / world
+        optimizer.step()
+
+    critics = torch.nn.ModuleList([trainer.local_critic, trainer.global_critic])  # the d_optimizer's order
+    for _ in range(recipe.schedule.steps):
+        for _ in range(recipe.optimizer.critic_steps):
+            update(trainer.critic_losses, critics, trainer.d_optimizer)
+        update(trainer.generator_losses, trainer.generator, trainer.g_optimizer)
+    return trainer, rng
+
+
+def test_two_processes_keep_identical_weights_and_match_the_reference(dataset, straight_run, tmp_path):
+    """torchrun, 2 ranks on gloo, 1 step then --resume to 2: same weights on both ranks, rank 0
+    alone writes, and the result is exactly the reference's for 2 ranks, as the 1-process run
+    is the reference's for 1 rank."""
+    run = tmp_path / "run"
+    (tmp_path / "rank.py").write_text(RANK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for steps, extra in ((1, []), (2, ["--resume"])):
+        report = tmp_path / f"report{steps}"
+        report.mkdir()
+        done = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             str(tmp_path / "rank.py"), str(report), "train", str(TINY), "--data", str(dataset), "--out", str(run),
+             "--device", "cpu", "--quiet", *extra, *FAST, f"schedule.steps={steps}"],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count(f"done: {steps} steps") == 1  # one rank reports
+        assert json.loads((report / "rank0.json").read_text()) == ["recipe", "training_state", "generator"]
+        assert json.loads((report / "rank1.json").read_text()) == []
+        assert len(list((run / "logs").iterdir())) == steps  # one TensorBoard writer per launch
+
+    rank0, rank1 = load_file(report / "rank0.safetensors"), load_file(report / "rank1.safetensors")
+    _assert_equal(rank0, rank1)  # gradients were averaged, every update, for every network
+    _assert_equal(_tensors(run), rank0)
+    tensors, meta = load_training_state(run)
+    assert meta["world"] == 2 and meta["samples_per_rank"] == 2 * 2 * 2  # steps x draws x batch
+    assert not torch.equal(tensors["rng.rank0.torch_cpu"], tensors["rng.rank1.torch_cpu"])
+
+    recipe = load_recipe(TINY, [*FAST, "schedule.steps=2"])
+    reference, rng = _reference_run(recipe, dataset, world=2)
+    _assert_equal(reference.state_tensors()[0], rank0)  # so the resume, too, was exact
+    for rank in (0, 1):
+        assert torch.equal(tensors[f"rng.rank{rank}.torch_cpu"], rng[rank])
+    # The same reference with one rank is the 1-process run: the only differences between the
+    # two are each rank's data and noise and the averaging.
+    single, _ = _reference_run(recipe, dataset, world=1)
+    one_process = load_file(straight_run / "generator-00000002.safetensors")
+    _assert_equal(single.generator.state_dict(), one_process)
+    assert any(not torch.equal(one_process[k], rank0[f"generator.{k}"]) for k in one_process)
 
 
 def test_existing_run_needs_resume_and_resume_needs_a_run(dataset, tmp_path):
@@ -85,6 +318,18 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(dataset, tmp_path):
     other = load_recipe(TINY, [*FAST, "schedule.steps=2", "model.channels=4"])
     with pytest.raises(TrainingError, match="'model' differs"):
         train(other, dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+    # A run saved before a model field existed resumes with that field's default.
+    state = tmp_path / "run" / "training_state.json"
+    meta = json.loads(state.read_text())
+    meta["recipe"]["model"].pop("contextual_attention")
+    state.write_text(json.dumps(meta))
+    longer = load_recipe(TINY, [*FAST, "schedule.steps=2"])
+    assert train(longer, dataset, tmp_path / "run", resume=True, device="cpu", progress=False).step == 2
+    meta = json.loads(state.read_text())
+    meta["recipe"]["critics"]["retired_option"] = 1
+    state.write_text(json.dumps(meta))
+    with pytest.raises(TrainingError, match="'critics' differs"):
+        train(longer, dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataset, tmp_path, monkeypatch):
@@ -125,11 +370,13 @@ def _cli(*args: str) -> list[str]:
 def test_cli_interrupt_resume_then_fill(dataset, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # With a DataLoader worker, and the signal sent to the whole process group as Ctrl-C in a
+    # terminal does: the worker must not die before the step it feeds is done and saved.
     proc = subprocess.Popen(
         _cli("train", str(TINY), "--data", str(dataset), "--out", str(run), "--device", "cpu", "--quiet",
              *FAST, "schedule.steps=1000", "schedule.checkpoint_every=1", "schedule.image_every=1000",
-             "schedule.val_every=1000"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+             "schedule.val_every=1000", "data.num_workers=1"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while (
@@ -138,7 +385,8 @@ def test_cli_interrupt_resume_then_fill(dataset, tmp_path):
         and time.monotonic() < deadline
     ):
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # into a step, with batches in flight
+    os.killpg(proc.pid, signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGINT, output
     assert "SIGINT: stopped after step" in output

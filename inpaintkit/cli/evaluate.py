@@ -81,7 +81,9 @@ def evaluate_command(
         result = evaluate(config, methods, console=console, progress=not no_progress)
     except (EvaluateError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
-    Console().print(summary_table(result.summary, title=f"{data.name}: {result.images} images"))
+    # Piped or redirected output has no terminal width; do not let rich squeeze the table to 80.
+    out = Console() if Console().is_terminal else Console(width=200)
+    out.print(summary_table(result.summary, title=f"{data.name}: {result.images} images"))
     console.print(
         f"{result.images} images, {result.computed} new results, {len(result.skipped)} skipped; "
         f"report in {output}",

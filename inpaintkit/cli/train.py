@@ -33,7 +33,9 @@ def train_command(recipe: Path, overrides: tuple[str, ...], data: Path, out: Pat
     except (ConfigError, TrainingError, TrainingStateError) as err:
         raise click.ClickException(str(err)) from None
     if result.interrupted:
-        name = signal.Signals(result.signal_number).name if result.signal_number else "signal"
-        click.echo(f"{name}: stopped after step {result.step}; state saved in {out} (continue with --resume)")
+        if result.main:  # under torchrun every rank returns; one line is enough
+            name = signal.Signals(result.signal_number).name if result.signal_number else "signal"
+            click.echo(f"{name}: stopped after step {result.step}; state saved in {out} (continue with --resume)")
         sys.exit(128 + (result.signal_number or 0))
-    click.echo(f"done: {result.step} steps; generator in {result.generator_path}")
+    if result.main:
+        click.echo(f"done: {result.step} steps; generator in {result.generator_path}")

@@ -1,6 +1,7 @@
 """Contextual attention (§4.1 of Yu et al., CVPR 2018), batched, following the authors' released code.
 
-For every foreground position the layer scores all *background* patches that contain no hole
+For every foreground position (by default: every position that rebuilds the hole; see
+``foreground`` below) the layer scores all *background* patches that contain no hole
 pixel, turns the scores into attention weights with a scaled softmax, and rebuilds the
 foreground from the raw background patches weighted by that attention::
 
@@ -14,6 +15,26 @@ Matching runs on the rate-downscaled grid (the memory option of §4.1; rate=1 di
 reconstruction pastes full-resolution ``2·rate × 2·rate`` background patches at stride
 ``rate`` (a transposed convolution), so the output has the input's full resolution. The
 background can additionally be sampled with ``stride`` (the other memory option).
+
+Which foreground positions are matched (``foreground``):
+
+* ``"hole"`` (default): only the *foreground patches* of §4.1, the missing region. Scores,
+  propagation, softmax and reconstruction run over a window of the matching grid: the
+  union over the batch of the hole's bounding box, dilated by one block so that every
+  ``2r × 2r`` patch pasted onto a hole pixel is rebuilt; the scores additionally cover every
+  position propagation reads for that window (its ``k // 2`` neighbours along the released
+  row-major then column-major order, wrap-around included; for a hole within ``k // 2``
+  blocks of the map's edge the wrap reads the far end, so that window spans the map's height
+  or width). Background patches still come from the whole map. Reading the window's bounds
+  costs one host-device synchronisation per call. The output is the reconstruction at hole positions and the input
+  ``foreground`` elsewhere (a selection, as ``tensors.composite``; each sample by its own
+  mask). Work and memory scale with (window × map) instead of map², and a batch without any
+  hole costs nothing. Inside the hole the values are those of ``"all"``: the same additions
+  in the same order, the only possible difference being how the matrix-product kernels
+  split their sums for a different matrix shape (a few float32 ulps, measured; bit-equal in
+  the float64 tests).
+* ``"all"``: every position, the authors' released layer, whose output is the reconstruction
+  everywhere (known positions included). Kept for fidelity with the released code.
 
 Everything runs as batched matrix products (``bmm``): each sample attends only to its own
 background, and no Python loop over the batch is involved. With background stride 1 (the
@@ -38,12 +59,38 @@ Deliberate choices, where the released code leaves room:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inpaintkit.tensors import composite
+
 # Released code: ``tf.maximum(norm, 1e-4)`` keeps all-zero background patches finite.
 _NORM_EPS = 1e-4
+
+#: ``ContextualAttention(foreground=...)``: match the hole's window only, or every position.
+FOREGROUND_MODES = ("hole", "all")
+
+
+class Window(NamedTuple):
+    """Rows ``top … bottom − 1`` and columns ``left … right − 1`` of the matching grid."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.bottom - self.top, self.right - self.left
+
+    def flat(self, grid_width: int) -> torch.Tensor:
+        """Row-major indices ``y·grid_width + x`` of the window's positions, in row-major order."""
+        ys = torch.arange(self.top, self.bottom).repeat_interleave(self.right - self.left)
+        xs = torch.arange(self.left, self.right).repeat(self.bottom - self.top)
+        return ys * grid_width + xs
 
 
 class ContextualAttention(nn.Module):
@@ -56,6 +103,10 @@ class ContextualAttention(nn.Module):
         rate: foreground/background downscale before matching (1 = match at full resolution).
         stride: background patch stride on the downscaled grid (1 = every position).
         fuse: whether to apply attention propagation.
+        foreground: ``"hole"`` (default) matches only the foreground positions that rebuild the
+            hole (§4.1's foreground patches: a window around the batch's hole) and returns the
+            input ``foreground`` outside the hole; ``"all"`` matches every position and returns
+            the reconstruction everywhere, as the released code.
     """
 
     def __init__(
@@ -66,8 +117,11 @@ class ContextualAttention(nn.Module):
         rate: int = 2,
         stride: int = 1,
         fuse: bool = True,
+        foreground: str = "hole",
     ) -> None:
         super().__init__()
+        if foreground not in FOREGROUND_MODES:
+            raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}")
         if patch_size < 1 or patch_size % 2 == 0:
             raise ValueError(f"patch_size must be a positive odd integer, got {patch_size}")
         if propagate_size < 1 or propagate_size % 2 == 0:
@@ -80,12 +134,13 @@ class ContextualAttention(nn.Module):
         self.rate = rate
         self.stride = stride
         self.fuse = fuse
+        self.foreground = foreground
 
     def extra_repr(self) -> str:
         return (
             f"patch_size={self.patch_size}, propagate_size={self.propagate_size}, "
             f"softmax_scale={self.softmax_scale}, rate={self.rate}, stride={self.stride}, "
-            f"fuse={self.fuse}"
+            f"fuse={self.fuse}, foreground={self.foreground!r}"
         )
 
     def forward(
@@ -106,10 +161,13 @@ class ContextualAttention(nn.Module):
             return_offsets: also return the attention offsets.
 
         Returns:
-            ``out (N, C, H, W)`` in ``background``'s dtype, and with ``return_offsets``
-            ``offsets (N, 2, H, W)`` int64: ``(dy, dx)`` in feature pixels from each hole
-            position to the block at the centre of its most-attended background patch
-            (a multiple of ``rate``); 0 at known positions and where nothing is attended.
+            ``out (N, C, H, W)`` in ``background``'s dtype: with ``foreground="all"`` the
+            reconstruction everywhere; with ``"hole"`` the reconstruction at hole positions
+            (the mask resized to ``(H, W)``) and ``foreground`` elsewhere. With
+            ``return_offsets`` also ``offsets (N, 2, H, W)`` int64: ``(dy, dx)`` in feature
+            pixels from each hole position to the block at the centre of its most-attended
+            background patch (a multiple of ``rate``); 0 at known positions and where nothing
+            is attended.
         """
         _check_inputs(foreground, background, mask)
         n, c, height, width = foreground.shape
@@ -119,12 +177,26 @@ class ContextualAttention(nn.Module):
         # Matching grid: nearest downscale by rate (pixel r·p represents block p).
         fg_small = foreground[:, :, ::r, ::r]
         bg_small = background[:, :, ::r, ::r]
-        h_small, w_small = fg_small.shape[-2:]
+        grid = fg_small.shape[-2:]
+        propagate_size = self.propagate_size if self.fuse else 1
+        if self.foreground == "all":
+            window = score_window = Window(0, grid[0], 0, grid[1])
+        else:
+            window = _hole_window(hole, r, grid)
+            if window is None:  # no hole anywhere: nothing to rebuild
+                out = foreground.to(background.dtype)
+                return (out, _zero_offsets(hole)) if return_offsets else out
+            score_window = _score_window(window, grid, propagate_size)
 
-        bg_h, bg_w = _strided_size(h_small, s), _strided_size(w_small, s)
-        scores = _cosine_scores(fg_small, bg_small, k, s)  # (N, Lf, Lb), fp32 or fp64
-        if self.fuse and self.propagate_size > 1:
-            scores = propagate(scores, (h_small, w_small), (bg_h, bg_w), self.propagate_size)
+        bg_h, bg_w = _strided_size(grid[0], s), _strided_size(grid[1], s)
+        # (N, |score window|, Lb), ≥ fp32; without propagation the score window is the window.
+        scores = _cosine_scores(fg_small, bg_small, k, s, score_window)
+        if propagate_size > 1 and self.foreground == "all":
+            scores = propagate(scores, grid, (bg_h, bg_w), propagate_size)
+        elif propagate_size > 1:
+            scores = propagate_window(
+                scores, score_window, window, grid, (bg_h, bg_w), propagate_size
+            )
         valid = _valid_background(hole, r, k, s).to(scores.dtype)  # (N, 1, Lb)
         # Released order: invalid scores set to 0, softmax of λ·scores, invalid weights set to 0.
         # ``scores`` is a fresh tensor no backward formula saved, so it is scaled in place; the
@@ -135,22 +207,32 @@ class ContextualAttention(nn.Module):
         # A copy when the features are bf16/fp16; otherwise flushed in place, which leaves the
         # argmax (the offsets) unchanged: a row's largest weight is at least 1 / Lb.
         weights = _flush_subnormal_(attention.to(background.dtype))
-        out = _reconstruct(weights, background, (height, width), r, s)
+        out = _reconstruct(weights, background, (height, width), r, s, window)
+        if self.foreground == "hole":
+            # A selection (tensors.composite): each sample keeps its own known features,
+            # whatever the window other samples' holes made the layer compute.
+            out = composite(foreground.to(out.dtype), out, hole)
         if not return_offsets:
             return out
-        offsets = _offsets(attention, valid, hole, (h_small, w_small), bg_w, r, s)
+        offsets = _offsets(attention, valid, hole, grid, bg_w, r, s, window)
         return out, offsets
 
 
 def _cosine_scores(
-    fg_small: torch.Tensor, bg_small: torch.Tensor, patch_size: int, stride: int
+    fg_small: torch.Tensor,
+    bg_small: torch.Tensor,
+    patch_size: int,
+    stride: int,
+    window: Window | None = None,
 ) -> torch.Tensor:
     """Matching scores ``(N, Lf, Lb)`` on the downscaled grid, as batched matrix products.
 
     ``scores[n, p, q] = <foreground patch p, background patch q> / max(‖background patch q‖, ε)``
     with zero-padded ``patch_size²`` patches around every foreground position ``p`` and every
     ``stride``-th background position ``q`` (both row-major): the released code's convolution
-    of the foreground with the normalised background patches as filters.
+    of the foreground with the normalised background patches as filters. With ``window``
+    only its foreground positions are scored (``Lf = |window|``, row-major inside it),
+    against every background patch.
 
     With ``stride == 1`` a patch product is the sum of ``patch_size²`` pixel products along a
     diagonal of the pixel-correlation volume, so the volume is computed once (``patch_size²``
@@ -161,16 +243,28 @@ def _cosine_scores(
     """
     n, _, h, w = fg_small.shape
     pad = patch_size // 2
+    if window is None:
+        window = Window(0, h, 0, w)
     if stride == 1:
-        pixels = torch.bmm(fg_small.flatten(2).transpose(1, 2), bg_small.flatten(2))
+        # The window's foreground with the ring its patches reach (zeros beyond the image,
+        # as the padding of the full-grid computation).
+        top, left = max(window.top - pad, 0), max(window.left - pad, 0)
+        ring = fg_small[:, :, top : min(window.bottom + pad, h), left : min(window.right + pad, w)]
+        ring_h, ring_w = ring.shape[-2:]
+        pixels = torch.bmm(ring.flatten(2).transpose(1, 2), bg_small.flatten(2))
         pixels = pixels.to(torch.promote_types(pixels.dtype, torch.float32))
         shifts = range(-pad, pad + 1)
-        volume = pixels.view(n, h, w, h, w)
-        volume = _diagonal_shift_sum(volume, (2, 4), shifts, (w, w))  # along x
-        volume = _diagonal_shift_sum(volume, (1, 3), shifts, (h, h))  # along y
-        products = volume.reshape(n, h * w, h * w)
+        volume = pixels.view(n, ring_h, ring_w, h, w)
+        volume = _diagonal_shift_sum(volume, (2, 4), shifts, (ring_w, w))  # along x
+        volume = _diagonal_shift_sum(volume, (1, 3), shifts, (ring_h, h))  # along y
+        # The ring's own sums miss their outer neighbours; only the window's are kept.
+        (win_h, win_w), y0, x0 = window.size, window.top - top, window.left - left
+        volume = volume[:, y0 : y0 + win_h, x0 : x0 + win_w]
+        products = volume.reshape(n, win_h * win_w, h * w)
     else:
         fg_patches = F.unfold(fg_small, patch_size, padding=pad)  # (N, C·k², Lf)
+        if window.size != (h, w):
+            fg_patches = fg_patches[:, :, window.flat(w).to(fg_patches.device)]
         bg_patches = F.unfold(bg_small, patch_size, padding=pad, stride=stride)  # (N, C·k², Lb)
         products = torch.bmm(fg_patches.transpose(1, 2), bg_patches)
         products = products.to(torch.promote_types(products.dtype, torch.float32))
@@ -210,21 +304,9 @@ def propagate(
     for d in shifts:
         if d == 0:
             continue
-        for fy, fy_to, fy_len, fx_carry in _column_major_shift(d, hf):
-            for by, by_to, by_len, bx_carry in _column_major_shift(d, hb):
-                target, source = out, volume
-                for dim, start, source_start, length in (
-                    (1, fy, fy_to, fy_len),
-                    (2, max(0, -fx_carry), max(0, fx_carry), wf - abs(fx_carry)),
-                    (3, by, by_to, by_len),
-                    (4, max(0, -bx_carry), max(0, bx_carry), wb - abs(bx_carry)),
-                ):
-                    if length <= 0:
-                        break
-                    target = target.narrow(dim, start, length)
-                    source = source.narrow(dim, source_start, length)
-                else:
-                    target.add_(source)
+        for fg_target, fg_source in _column_major_views(out, volume, (1, 2), d, hf, wf):
+            for target, source in _column_major_views(fg_target, fg_source, (3, 4), d, hb, wb):
+                target.add_(source)
     return out.view(n, lf, lb)
 
 
@@ -236,6 +318,115 @@ def _column_major_shift(shift: int, height: int) -> list[tuple[int, int, int, in
     """
     carry, rest = divmod(shift, height)
     return [(0, rest, height - rest, carry), (height - rest, 0, rest, carry + 1)]
+
+
+def _column_major_views(
+    target: torch.Tensor,
+    source: torch.Tensor,
+    dims: tuple[int, int],
+    shift: int,
+    height: int,
+    width: int,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(target view, source view)`` pairs for a column-major shift of a ``height × width`` grid.
+
+    The grid spans axes ``dims = (y, x)`` of both tensors; adding each source view into its
+    target view adds ``source[column-major index + shift]`` at every index, zeros beyond the
+    grid's ends (a column's end wraps into the next column's start).
+    """
+    y_dim, x_dim = dims
+    views = []
+    for y, source_y, y_len, carry in _column_major_shift(shift, height):
+        x_len = width - abs(carry)
+        if y_len <= 0 or x_len <= 0:
+            continue
+        views.append(
+            (
+                target.narrow(y_dim, y, y_len).narrow(x_dim, max(0, -carry), x_len),
+                source.narrow(y_dim, source_y, y_len).narrow(x_dim, max(0, carry), x_len),
+            )
+        )
+    return views
+
+
+def _propagation_sources(flat: torch.Tensor, grid: tuple[int, int], kernel: int) -> torch.Tensor:
+    """Row-major indices of every foreground position whose score propagation reads at ``flat``.
+
+    Propagation (:func:`propagate`) sums scores ``kernel // 2`` steps away along the
+    column-major order (top-down), then along the row-major order (left-right), wrapping
+    between columns and rows as released; out-of-grid steps read nothing.
+    """
+    height, width = grid
+    total = height * width
+    shifts = torch.arange(-(kernel // 2), kernel // 2 + 1)
+    y, x = flat // width, flat % width
+    column_major = (x * height + y)[:, None] + shifts  # top-down steps
+    column_major = column_major[(column_major >= 0) & (column_major < total)]
+    row_major = (column_major % height * width + column_major // height)[:, None] + shifts
+    return row_major[(row_major >= 0) & (row_major < total)]
+
+
+def propagate_window(
+    scores: torch.Tensor,
+    score_window: Window,
+    target: Window,
+    fg_size: tuple[int, int],
+    bg_size: tuple[int, int],
+    kernel: int,
+) -> torch.Tensor:
+    """:func:`propagate` for the foreground positions of ``target`` only.
+
+    ``scores (N, |score_window|, Lb)`` hold the foreground positions of ``score_window``
+    (row-major inside it) against every background position of the ``bg_size`` grid;
+    ``fg_size`` is the full foreground grid. Returns ``(N, |target|, Lb)``, equal term by
+    term (same additions in the same order) to the rows of ``propagate`` on the full volume
+    for every target position whose propagation sources (:func:`_propagation_sources`, two
+    steps deep) lie in ``score_window``. Foreground steps are gathered by full-grid index, so
+    the row and column wrap-around is the released one; background steps are shifted slices.
+    """
+    n, _, lb = scores.shape
+    (hf, wf), (hb, wb) = fg_size, bg_size
+    lf = hf * wf
+    shifts = sorted(range(-(kernel // 2), kernel // 2 + 1), key=abs)  # as _diagonal_shift_sum
+    device = scores.device
+    # Full-grid index -> row in the score window; out of the window (or grid) -> a zero row.
+    zero_row = score_window.size[0] * score_window.size[1]
+    local = torch.full((lf + 1,), zero_row, dtype=torch.long)
+    window_flat = score_window.flat(wf)
+    local[window_flat] = torch.arange(zero_row)
+
+    def gather(padded: torch.Tensor, sources: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        rows = local[torch.where(valid, sources, lf)].to(device)
+        return padded.index_select(1, rows)
+
+    # Left-right over the whole score window: row-major steps of foreground and background.
+    padded = torch.cat([scores, scores.new_zeros(n, 1, lb)], dim=1)
+    left_right = None
+    for d in shifts:
+        sources = window_flat + d
+        rows = gather(padded, sources, (sources >= 0) & (sources < lf))
+        if left_right is None:  # d == 0: every background position
+            left_right = rows
+            continue
+        start, stop = max(0, -d), min(lb, lb - d)
+        if stop > start:
+            left_right[:, :, start:stop].add_(rows[:, :, start + d : stop + d])
+    # Top-down for the targets: column-major steps, the background's as slices.
+    target_flat = target.flat(wf)
+    y, x = target_flat // wf, target_flat % wf
+    padded = torch.cat([left_right, left_right.new_zeros(n, 1, lb)], dim=1)
+    out = None
+    for d in [0, *(d for d in range(-(kernel // 2), kernel // 2 + 1) if d)]:  # as propagate
+        carry, rest = torch.div(y + d, hf, rounding_mode="floor"), (y + d) % hf
+        column = x + carry
+        rows = gather(padded, rest * wf + column, (column >= 0) & (column < wf))
+        if out is None:
+            out = rows
+            continue
+        volume, grid = out.view(n, -1, hb, wb), rows.view(n, -1, hb, wb)
+        for target_view, source_view in _column_major_views(volume, grid, (2, 3), d, hb, wb):
+            target_view.add_(source_view)
+    return out
 
 
 def _diagonal_shift_sum(
@@ -277,7 +468,12 @@ def _diagonal_shift_sum(
 
 
 def _reconstruct(
-    attention: torch.Tensor, background: torch.Tensor, size: tuple[int, int], rate: int, stride: int
+    attention: torch.Tensor,
+    background: torch.Tensor,
+    size: tuple[int, int],
+    rate: int,
+    stride: int,
+    window: Window | None = None,
 ) -> torch.Tensor:
     """Paste raw background patches weighted by ``attention (N, Lf, Lb)``: ``(N, C, H, W)``.
 
@@ -286,53 +482,69 @@ def _reconstruct(
     ``r·Q − r//2 … r·Q − r//2 + 2r − 1``, edge pixels replicated beyond the image. It is
     pasted at the same offset around each foreground block ``P``: a transposed convolution
     with stride ``r``. Each pixel is divided by the number of patches covering it.
+
+    With ``window`` the attention rows are that window's foreground blocks only; the result
+    is exact on the pixels whose covering blocks all lie in the window (or beyond the grid)
+    and zero outside the window's patches.
     """
     n, c, height, width = background.shape
     h_small, w_small = _strided_size(height, rate), _strided_size(width, rate)
-    kernel, lead = 2 * rate, rate // 2
-    canvas_size = (rate * (h_small + 1), rate * (w_small + 1))
+    if window is None:
+        window = Window(0, h_small, 0, w_small)
+    (win_h, win_w), kernel, lead = window.size, 2 * rate, rate // 2
     if stride == 1:
-        canvas = _paste_dense(attention, background, (h_small, w_small), rate, lead)
+        canvas = _paste_dense(attention, background, window.size, rate, lead)
     else:
         raw = _raw_patches(background, rate, stride, kernel, lead)  # (N, C·kernel², Lb)
         columns = torch.bmm(raw, attention.transpose(1, 2))  # (N, C·kernel², Lf)
-        canvas = F.fold(columns, canvas_size, kernel, stride=rate)
-    # How many pasted patches cover each pixel (4 inside, fewer on the border).
+        canvas = F.fold(columns, (rate * (win_h + 1), rate * (win_w + 1)), kernel, stride=rate)
+    # How many pasted patches of the whole grid cover each pixel (4 inside, fewer on the border).
     ones = attention.new_ones(1, kernel * kernel, h_small * w_small)
-    coverage = F.fold(ones, canvas_size, kernel, stride=rate)
-    out = canvas / coverage
-    return out[:, :, lead : lead + height, lead : lead + width]
+    coverage = F.fold(ones, (rate * (h_small + 1), rate * (w_small + 1)), kernel, stride=rate)
+    top, left = rate * window.top, rate * window.left  # the window canvas's first canvas pixel
+    out = canvas / coverage[:, :, top : top + canvas.shape[2], left : left + canvas.shape[3]]
+    # Canvas pixel ``t`` is image pixel ``t − lead``: crop what lies beyond the image, then
+    # place the window's pixels in the full (N, C, H, W) frame (zeros around them).
+    top, left = top - lead, left - lead
+    out = out[:, :, max(0, -top) : height - top, max(0, -left) : width - left]
+    top, left = max(top, 0), max(left, 0)
+    bottom, right = height - top - out.shape[2], width - left - out.shape[3]
+    return F.pad(out, (left, right, top, bottom)) if top or left or bottom or right else out
 
 
 def _paste_dense(
     attention: torch.Tensor,
     background: torch.Tensor,
-    small_size: tuple[int, int],
+    fg_size: tuple[int, int],
     rate: int,
     lead: int,
 ) -> torch.Tensor:
     """The transposed convolution of :func:`_reconstruct` for background stride 1.
 
+    ``attention (N, hf·wf, h·w)``: ``fg_size = (hf, wf)`` foreground blocks (the whole
+    grid or a window of it) against the background's ``h × w`` blocks.
     Canvas pixel ``r·Y + u`` (``0 ≤ u < r``) is covered by foreground blocks ``Y`` and
     ``Y − 1`` only, and receives from patch ``Q`` of block ``P = Y − e`` the padded
     background pixel ``r·(Q + e) + u``. Summing the attention along the diagonal first,
     ``A[Y, T] = Σ_{e ∈ {0, 1}²} attention[Y − e, T − e]``, leaves one matrix product per
     phase ``u`` with the background's space-to-depth rearrangement: ``r²·C`` instead of
     ``4r²·C`` multiply-adds per (position, patch) pair. Returns the
-    ``(N, C, r·(h + 1), r·(w + 1))`` canvas, starting ``lead`` pixels before the image.
+    ``(N, C, r·(hf + 1), r·(wf + 1))`` canvas, starting ``lead`` pixels before the foreground
+    blocks' first pixel.
     """
     n, c, height, width = background.shape
-    h, w = small_size
-    volume = attention.view(n, h, w, h, w)
-    volume = _diagonal_shift_sum(volume, (2, 4), range(-1, 1), (w + 1, w + 1))
-    volume = _diagonal_shift_sum(volume, (1, 3), range(-1, 1), (h + 1, h + 1))
-    summed = volume.reshape(n, (h + 1) * (w + 1), (h + 1) * (w + 1))
+    hf, wf = fg_size
+    h, w = _strided_size(height, rate), _strided_size(width, rate)
+    volume = attention.view(n, hf, wf, h, w)
+    volume = _diagonal_shift_sum(volume, (2, 4), range(-1, 1), (wf + 1, w + 1))
+    volume = _diagonal_shift_sum(volume, (1, 3), range(-1, 1), (hf + 1, h + 1))
+    summed = volume.reshape(n, (hf + 1) * (wf + 1), (h + 1) * (w + 1))
     pad_bottom = rate * (h + 1) - lead - height
     pad_right = rate * (w + 1) - lead - width
     padded = F.pad(background, (lead, pad_right, lead, pad_bottom), mode="replicate")
     phases = F.pixel_unshuffle(padded, rate).flatten(2)  # (N, C·r², (h+1)(w+1))
-    columns = torch.bmm(phases, summed.transpose(1, 2))  # (N, C·r², (h+1)(w+1))
-    return F.pixel_shuffle(columns.view(n, c * rate * rate, h + 1, w + 1), rate)
+    columns = torch.bmm(phases, summed.transpose(1, 2))  # (N, C·r², (hf+1)(wf+1))
+    return F.pixel_shuffle(columns.view(n, c * rate * rate, hf + 1, wf + 1), rate)
 
 
 def _raw_patches(
@@ -380,23 +592,76 @@ def _offsets(
     bg_w: int,
     rate: int,
     stride: int,
+    window: Window | None = None,
 ) -> torch.Tensor:
-    """``(N, 2, H, W)`` int64 (dy, dx) from each hole pixel to its most-attended patch's centre block."""
+    """``(N, 2, H, W)`` int64 (dy, dx) from each hole pixel to its most-attended patch's centre block.
+
+    ``attention (N, Lf, Lb)`` rows are the foreground blocks of ``window`` (default: the
+    whole ``fg_size`` grid); blocks outside the window get offset 0.
+    """
     n, _, height, width = hole.shape
     h_small, w_small = fg_size
+    if window is None:
+        window = Window(0, h_small, 0, w_small)
     best = attention.argmax(dim=2)  # (N, Lf)
     target_y = torch.div(best, bg_w, rounding_mode="floor") * stride
     target_x = (best % bg_w) * stride
-    grid_y = torch.arange(h_small, device=best.device).repeat_interleave(w_small)
-    grid_x = torch.arange(w_small, device=best.device).repeat(h_small)
+    flat = window.flat(w_small).to(best.device)
+    grid_y, grid_x = flat // w_small, flat % w_small
     offsets = torch.stack([target_y - grid_y, target_x - grid_x], dim=1) * rate  # (N, 2, Lf)
-    offsets = offsets.view(n, 2, h_small, w_small)
+    win_h, win_w = window.size
+    offsets = offsets.view(n, 2, win_h, win_w)
+    offsets = F.pad(
+        offsets,
+        (window.left, w_small - window.right, window.top, h_small - window.bottom),
+    )
     offsets = offsets.repeat_interleave(rate, dim=2).repeat_interleave(rate, dim=3)
     offsets = offsets[:, :, :height, :width]
     # Zero where nothing was attended (no valid patch) and at known positions.
     attended = (valid.amax(dim=2) > 0).view(n, 1, 1, 1)
     keep = (hole > 0.5) & attended
     return torch.where(keep, offsets, torch.zeros_like(offsets))
+
+
+def _hole_window(hole: torch.Tensor, rate: int, grid: tuple[int, int]) -> Window | None:
+    """Foreground blocks whose reconstruction reaches a hole pixel of any sample, or ``None``.
+
+    The hole's bounding box over the batch on the matching grid, dilated by one block: a
+    pasted ``2r × 2r`` patch at stride ``r`` reaches one block beyond its own, so a hole pixel
+    of block ``b`` is rebuilt from blocks ``b − 1 … b + 1`` only. Reading the box costs one
+    device synchronisation.
+    """
+    occupied = hole.amax(dim=(0, 1)) > 0.5  # (H, W): hole in any sample
+    rows_cols = torch.cat([occupied.any(dim=1), occupied.any(dim=0)]).cpu()  # the one sync
+    rows = rows_cols[: hole.shape[2]].nonzero()
+    cols = rows_cols[hole.shape[2] :].nonzero()
+    if rows.numel() == 0:
+        return None
+    top, bottom = int(rows[0]) // rate, int(rows[-1]) // rate
+    left, right = int(cols[0]) // rate, int(cols[-1]) // rate
+    height, width = grid
+    return Window(max(top - 1, 0), min(bottom + 2, height), max(left - 1, 0), min(right + 2, width))
+
+
+def _score_window(target: Window, grid: tuple[int, int], kernel: int) -> Window:
+    """The bounding box of every foreground position propagation reads for ``target``.
+
+    Away from the grid's edges that is ``target`` dilated by ``kernel // 2`` rows (top-down
+    steps) and ``kernel // 2`` columns (left-right steps). Within ``kernel // 2`` of an edge
+    the released wrap-around reads the previous or next column's far end (top-down) or row's
+    far end (left-right), and the box grows to include it: then it spans the grid's height
+    or width, which costs time but keeps the sums exact.
+    """
+    if kernel <= 1:
+        return target
+    sources = _propagation_sources(target.flat(grid[1]), grid, kernel)
+    ys, xs = sources // grid[1], sources % grid[1]
+    return Window(int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+
+
+def _zero_offsets(hole: torch.Tensor) -> torch.Tensor:
+    n, _, height, width = hole.shape
+    return torch.zeros(n, 2, height, width, dtype=torch.int64, device=hole.device)
 
 
 def _flush_subnormal_(weights: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from inpaintkit.model.attention import FOREGROUND_MODES, ContextualAttention
 from inpaintkit.model.layers import GenConv, GenDeconv
 from inpaintkit.tensors import composite
 
@@ -34,6 +35,10 @@ class GeneratorConfig:
     The ``attention_*`` fields are the :class:`~inpaintkit.model.attention.ContextualAttention`
     options of section 4.1 (the authors' values: rate 2, stride 1, λ = 10, propagation k = 3;
     ``attention_propagate_size = 1`` turns attention propagation off).
+    ``attention_foreground = "hole"`` (default) computes attention only for the hole's window
+    and keeps the features outside the hole; ``"all"`` is the released code's layer, which
+    also rebuilds the known positions (docs/model.md, "Contextual attention: which foreground
+    positions").
     """
 
     channels: int = 32
@@ -42,6 +47,7 @@ class GeneratorConfig:
     attention_stride: int = 1
     attention_softmax_scale: float = 10.0
     attention_propagate_size: int = 3
+    attention_foreground: str = "hole"
 
     def __post_init__(self) -> None:
         if self.channels < 2 or self.channels % 2:
@@ -57,6 +63,11 @@ class GeneratorConfig:
         if self.attention_propagate_size < 1 or self.attention_propagate_size % 2 == 0:
             raise ValueError(
                 f"attention_propagate_size must be a positive odd number, got {self.attention_propagate_size}"
+            )
+        if self.attention_foreground not in FOREGROUND_MODES:
+            raise ValueError(
+                f"attention_foreground must be one of {FOREGROUND_MODES}, "
+                f"got {self.attention_foreground!r}"
             )
 
 
@@ -144,8 +155,6 @@ class AttentionBranch(nn.Module):
 
     def __init__(self, c: int, config: GeneratorConfig) -> None:
         super().__init__()
-        from inpaintkit.model.attention import ContextualAttention
-
         self.encoder = nn.Sequential(
             GenConv(INPUT_CHANNELS, c, 5),
             GenConv(c, 2 * c, 3, stride=2),
@@ -161,6 +170,7 @@ class AttentionBranch(nn.Module):
             rate=config.attention_rate,
             stride=config.attention_stride,
             fuse=config.attention_propagate_size > 1,
+            foreground=config.attention_foreground,
         )
         self.decoder = nn.Sequential(GenConv(4 * c, 4 * c, 3), GenConv(4 * c, 4 * c, 3))
 
