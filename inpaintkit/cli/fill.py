@@ -27,8 +27,9 @@ from inpaintkit.methods import PRECISIONS, DeepFillMethod, PatchMatchMethod
               help="auto = CUDA when available.")
 @click.option("--precision", type=click.Choice(sorted(PRECISIONS)), default="fp32", show_default=True,
               help="DeepFill autocast precision (bf16/fp16 are for GPUs).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Images of the same size inpainted together.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images of the same size inpainted together. Default: 16 on CUDA, 1 on CPU "
+                   "(where batching measured slower; docs/benchmarks.md).")
 @click.option("--attention", "attention_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write each image's attention map and attended-region overlay here (deepfill only).")
 @click.option("--invert-masks", is_flag=True, help="Black = hole instead of white = hole.")
@@ -51,7 +52,7 @@ def fill(
     checkpoint: Path | None,
     device: str,
     precision: str,
-    batch_size: int,
+    batch_size: int | None,
     attention_dir: Path | None,
     invert_masks: bool,
     dilate: int,
@@ -71,17 +72,6 @@ def fill(
         raise click.UsageError("--attention needs --method deepfill (PatchMatch computes no attention map)")
     console = Console(stderr=True)
     try:
-        options = FillOptions(
-            invert_masks=invert_masks,
-            dilate=dilate,
-            resize_masks=resize_masks,
-            max_size=max_size,
-            format=format_,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            workers=workers,
-            attention_dir=attention_dir,
-        )
         jobs = pair_files(images, masks, output, format_, attention_dir)
         if not jobs:
             raise FillError(f"{images}: no images found")
@@ -89,6 +79,17 @@ def fill(
             inpainter = DeepFillMethod(checkpoint, device=device, precision=precision)
         else:
             inpainter = PatchMatchMethod(device=device)
+        options = FillOptions(
+            invert_masks=invert_masks,
+            dilate=dilate,
+            resize_masks=resize_masks,
+            max_size=max_size,
+            format=format_,
+            overwrite=overwrite,
+            batch_size=batch_size or (16 if inpainter.device.type == "cuda" else 1),
+            workers=workers,
+            attention_dir=attention_dir,
+        )
         summary = fill_files(jobs, inpainter, options, console=console)
     except (FillError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None

@@ -34,7 +34,7 @@ from inpaintkit.patchmatch.pyramid import (
 
 #: Default side of the square patches (odd); chosen by benchmarks/bench_patchmatch.py, see
 #: docs/patchmatch.md.
-DEFAULT_PATCH_SIZE = 7
+DEFAULT_PATCH_SIZE = 9
 #: Default EM steps (PatchMatch + vote) per pyramid level.
 DEFAULT_ITERATIONS = 4
 #: PatchMatch passes per EM step; the field carries over between steps, so few are needed.
