@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -353,7 +354,27 @@ def _stored_count(f: h5py.File) -> int:
     )
 
 
+#: Room kept free beyond a batch's pixel bytes, for HDF5's metadata and the final flush.
+WRITE_HEADROOM = 1 << 20
+
+
+def _check_room(path: Path, batch: list[Decoded]) -> None:
+    """Refuse a write the disk has no room for, before HDF5 attempts it.
+
+    HDF5 handles a failed write badly: the datasets it could not flush stay open in the
+    library, which crashes the interpreter at exit. So the free space is checked first.
+    """
+    needed = sum(d.pixels.nbytes if d.pixels is not None else len(d.encoded or b"") for d in batch)
+    needed += needed // 20 + WRITE_HEADROOM
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise PrepareError(f"cannot write {path}: No space left on device ({free // 1024} KiB free, "
+                           f"the next {len(batch)} images need about {needed // 1024} KiB); "
+                           "free some and re-run with --resume")
+
+
 def _append(f: h5py.File, batch: list[Decoded], layout_fixed: bool) -> None:
+    _check_room(Path(f.filename), batch)
     start = _stored_count(f)
     end = start + len(batch)
     for name in ("keys", "sources", "sha256", "original_sizes", "sizes", "images"):
@@ -457,11 +478,22 @@ def prepare_dataset(
         summary.train, summary.val = len(train), len(val)
         _finish(f, options, summary, train, val)
     except BaseException as err:
-        # Closing flushes, which fails again on a full disk; the first error is the one to report.
-        with contextlib.suppress(OSError, RuntimeError):
+        # HDF5 reports a failed write (e.g. a full disk) as either, in a multi-line message.
+        write_failed = isinstance(err, (OSError, RuntimeError)) and not isinstance(err, PrepareError)
+        if write_failed:
+            # Closing flushes, which would fail again; HDF5 then keeps the file open and crashes
+            # the interpreter at exit. A partial file whose write failed is not consistent
+            # anyway, so empty it (the flush then has room), close it and drop it.
+            os.truncate(partial, 0)
+        try:
             f.close()
-        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, PrepareError):
-            # HDF5 reports a failed write (e.g. a full disk) as either, in a multi-line message.
+        except (OSError, RuntimeError):  # no room even for the final flush: the same remedy
+            os.truncate(partial, 0)
+            with contextlib.suppress(OSError, RuntimeError):
+                f.close()
+            write_failed = True
+        if write_failed:
+            partial.unlink(missing_ok=True)
             raise PrepareError(f"cannot write {partial}: {_write_failure(err)}") from None
         raise
     f.close()

@@ -297,3 +297,28 @@ def test_full_disk(tiny_disk, tmp_path, invoke):
     assert f"cannot write {tiny_disk / '.d.h5.partial'}: No space left on device" in line
     assert not (tiny_disk / "d.h5").exists()  # only the documented .d.h5.partial may remain
     assert {p.name for p in files_below(tiny_disk)} <= {".d.h5.partial"}
+
+
+def test_prepare_refuses_a_write_the_disk_has_no_room_for(tmp_path, invoke, monkeypatch):
+    """Free space is checked before HDF5 writes (a failed HDF5 write can crash the interpreter
+    at exit); the partial file stays for --resume once space is freed. Runs without a tmpfs."""
+    import shutil
+
+    import inpaintkit.prepare as prepare
+
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(_noise(16, 16, i)).save(folder / f"{i}.png")
+    real = shutil.disk_usage
+    monkeypatch.setattr(prepare.shutil, "disk_usage", lambda p: real(p)._replace(free=4096))
+    out = tmp_path / "d.h5"
+    result = invoke("prepare", folder, out, "--size", "16", "--workers", "1")
+    assert result.exit_code == 1
+    (line,) = error_lines(result.stderr)
+    assert f"cannot write {tmp_path / '.d.h5.partial'}: No space left on device (4 KiB free" in line
+    assert not out.exists()
+    monkeypatch.setattr(prepare.shutil, "disk_usage", real)
+    assert invoke("prepare", folder, out, "--size", "16", "--workers", "1", "--resume").exit_code == 0
+    with h5py.File(out) as f:
+        assert len(f["keys"]) == 3
