@@ -454,13 +454,13 @@ def evaluate(
                     continue
                 is_sample = sample.index < config.samples
                 tiles = _sample_paths(config.output, sample.key, names) if is_sample else {}
-                if is_sample:
-                    sample_keys.append(sample.key)
                 pending = [
                     name for name in names
                     if (sample.key, name) not in log.done or (is_sample and not tiles[name].exists())
                 ]  # fmt: skip
                 if not pending:
+                    if is_sample:
+                        sample_keys.append(sample.key)
                     continue
                 image = image_to_tensor(sample.image)
                 mask = mask_to_tensor(sample.hole)
@@ -468,16 +468,26 @@ def evaluate(
                 erased = composite(image, torch.zeros_like(image), mask)
                 target = uint8_to_unit(sample.image)
                 tv_truth = float(tv_loss(target)[0])
+                scored = {}
+                try:
+                    for name in pending:
+                        if config.warmup and name not in warmed:
+                            methods[name](erased, mask)
+                            warmed.add(name)
+                        scored[name] = _score(methods[name], image, erased, mask, target)
+                except Exception as err:  # noqa: BLE001 - e.g. PatchMatch on an all-hole mask
+                    # Skip the whole image, so every method is compared on the same images.
+                    problem = f"{sample.key}: {name} failed ({type(err).__name__}: {' '.join(str(err).split())})"
+                    skipped.append((sample.key, problem))
+                    console.print(f"skipped {problem}", markup=False, highlight=False, soft_wrap=True)
+                    continue
                 if is_sample:
+                    sample_keys.append(sample.key)
                     for what, picture in (("input", masked_input(sample.image, sample.hole)),
                                           ("ground truth", sample.image)):  # fmt: skip
                         if not tiles[what].exists():
                             write_png(tiles[what], picture)
-                for name in pending:
-                    if config.warmup and name not in warmed:
-                        methods[name](erased, mask)
-                        warmed.add(name)
-                    filled, seconds, values = _score(methods[name], image, erased, mask, target)
+                for name, (filled, seconds, values) in scored.items():
                     if is_sample:
                         write_png(tiles[name], filled)
                     if (sample.key, name) in log.done:

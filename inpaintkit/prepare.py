@@ -421,14 +421,21 @@ def prepare_dataset(
     resume: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> PrepareSummary:
     """Pack ``src`` (folder or file list, or ``options.train_list``/``val_list``) into ``out``.
 
     ``on_skip(path, reason)`` is told about every unreadable or duplicate image and
     ``on_progress(done, total)`` after every image. Raises :class:`PrepareError` when no image
-    could be read. Returns the run's summary.
+    could be read, or when ``out`` exists and neither ``overwrite`` nor ``resume`` is set (with
+    ``resume`` a finished ``out`` is left as it is: there is nothing to resume). Returns the
+    run's summary.
     """
     out = Path(out)
+    if out.exists() and not overwrite:
+        if resume:
+            return _finished_summary(out)
+        raise PrepareError(f"{out} already exists; pass --overwrite to replace it")
     sources, val_keys = collect_sources(src, options)
     summary = PrepareSummary(output=out, inputs=len(sources))
     partial = partial_path(out)
@@ -535,6 +542,19 @@ def _open_partial(partial: Path, options: PrepareOptions, resume: bool) -> h5py.
         f.attrs[name] = value
     _create_datasets(f, options)
     return f
+
+
+def _finished_summary(out: Path) -> PrepareSummary:
+    """The summary of an ``out`` a previous run finished (read from its attributes)."""
+    try:
+        with h5py.File(out, "r") as f:
+            a = f.attrs
+            return PrepareSummary(output=out, inputs=int(a["num_inputs"]), written=int(a["num_images"]),
+                                  train=int(a["num_train"]), val=int(a["num_val"]),
+                                  resumed=int(a["num_images"]))  # fmt: skip
+    except (OSError, KeyError) as err:
+        raise PrepareError(f"{out}: exists but is not a finished prepare output ({err}); "
+                           "pass --overwrite to replace it") from None
 
 
 def _finish(

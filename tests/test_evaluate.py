@@ -232,3 +232,22 @@ def test_checkpoints_are_named_by_file_stem(photos, tmp_path) -> None:
     twin.write_bytes(path.read_bytes())
     with pytest.raises(EvaluateError, match="tiny-model"):
         build_methods([path, twin], floors=False, device="cpu")
+
+
+def test_a_method_failing_on_one_image_skips_that_image_not_the_run(photos, tmp_path) -> None:
+    # PatchMatch cannot fill a hole covering the whole crop: that image is skipped (for every
+    # method, so all are compared on the same images) and the others are still evaluated.
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    hole = np.zeros((SIZE, SIZE), np.uint8)
+    hole[8:20, 8:20] = 255
+    for name in PHOTOS:
+        Image.fromarray(np.full_like(hole, 255) if name == "astronaut" else hole).save(masks / f"{name}.png")
+    out = tmp_path / "r"
+    methods = build_methods(patchmatch=True, floors=True, device="cpu")
+    result = evaluate(config(photos, out, masks=masks, limit=2), methods, progress=False)
+    reasons = dict(result.skipped)
+    assert set(reasons) == {"astronaut.png"} and "patchmatch failed" in reasons["astronaut.png"]
+    assert {r["image"] for r in read_log(out)} == {"chelsea.png"}
+    assert all(result.summary[m].metrics["hole_l1"].count == 1 for m in methods)
+    assert (out / "comparison.png").is_file()

@@ -203,3 +203,24 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, store):
         else:
             np.testing.assert_array_equal(resumed[name], clean[name], err_msg=name)
     assert (out.parent / "val.txt").read_text() == (reference.parent / "val.txt").read_text()
+
+
+def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, image in enumerate([skdata.astronaut(), skdata.coffee()]):
+        Image.fromarray(image[:64, :64]).save(src / f"{i}.png")
+    out = tmp_path / "d.h5"
+    args = ["prepare", str(src), str(out), "--size", "16", "--workers", "1"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = out.read_bytes()
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "already exists; pass --overwrite" in refused.output
+    assert out.read_bytes() == before
+    finished = CliRunner().invoke(main, [*args, "--resume"])  # nothing left to resume
+    assert finished.exit_code == 0 and "is complete: 2 images" in finished.output
+    assert out.read_bytes() == before
+    replaced = CliRunner().invoke(main, [*args[:3], "--size", "8", "--workers", "1", "--overwrite"])
+    assert replaced.exit_code == 0
+    with h5py.File(out) as f:
+        assert f["images"].shape[1:3] == (8, 8)

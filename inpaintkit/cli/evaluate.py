@@ -36,7 +36,8 @@ from inpaintkit.report import summary_table
               help="Also run the two floors every method must beat: mean colour and biharmonic diffusion.")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images.")
 @click.option("--size", type=click.IntRange(min=11), default=256, show_default=True,
-              help="Images are centre-cropped (a folder's first resized, shorter side) to SIZE x SIZE.")
+              help="Ground truth at SIZE x SIZE: a folder's images are resized (shorter side) and "
+                   "centre-cropped; an HDF5's are centre-cropped, and upscaled first if smaller.")
 @click.option("--samples", type=click.IntRange(min=0), default=8, show_default=True,
               help="Images shown in the comparison sheet.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,

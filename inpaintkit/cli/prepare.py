@@ -62,7 +62,8 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     default="shorter",
     show_default=True,
     help="shorter: shorter side to S, then centre crop; celeba: to 315x256 (HxW, appendix A), "
-    "no crop (training crops); fixed: to --resize-to, then crop to --size if given; none: keep sizes.",
+    "then a centre crop only if --size is given (leave it out: training takes random 256x256 crops, "
+    "as the paper); fixed: to --resize-to, then crop to --size if given; none: keep sizes.",
 )
 @click.option("--resize-to", help="HxW for --resize fixed, e.g. 315x256.")
 @click.option(
@@ -123,8 +124,10 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     help="Decoding processes.",
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue an interrupted run from its .OUT.h5.partial file."
+    "--resume", is_flag=True,
+    help="Continue an interrupted run from its .OUT.h5.partial file (a finished OUT.h5 is kept as is).",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.h5 (refused otherwise).")
 @click.option(
     "--info",
     is_flag=True,
@@ -146,6 +149,7 @@ def prepare(
     max_pixels: int,
     workers: int,
     resume: bool,
+    overwrite: bool,
     info: bool,
 ) -> None:
     """Pack images into one HDF5 file for training: inpaintkit prepare SRC OUT.h5
@@ -194,7 +198,7 @@ def prepare(
     try:
         with progress:
             summary = prepare_dataset(
-                src, out, options, workers=workers, resume=resume,
+                src, out, options, workers=workers, resume=resume, overwrite=overwrite,
                 # escape(): a file name with [brackets] is not markup; soft_wrap: one line each.
                 on_skip=lambda path, reason: progress.console.print(
                     f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", soft_wrap=True
@@ -210,11 +214,16 @@ def prepare(
     seconds = time.perf_counter() - start
     new = summary.written - summary.resumed
     warnings = len(summary.unreadable) + len(summary.duplicates)
-    console.print(
-        f"wrote {summary.output}: {summary.written} images ({summary.train} train, {summary.val} val)"
-        + (f", {summary.resumed} from the interrupted run" if summary.resumed else "")
-        + f"; {new / max(seconds, 1e-9):.1f} images/s over {seconds:.1f} s"
-    )
+    if resume and new == 0:
+        console.print(f"{summary.output} is complete: {summary.written} images ({summary.train} train, "
+                      f"{summary.val} val); nothing left to resume", soft_wrap=True)  # fmt: skip
+    else:
+        console.print(
+            f"wrote {summary.output}: {summary.written} images ({summary.train} train, {summary.val} val)"
+            + (f", {summary.resumed} from the interrupted run" if summary.resumed else "")
+            + f"; {new / max(seconds, 1e-9):.1f} images/s over {seconds:.1f} s",
+            soft_wrap=True,
+        )
     if warnings:
         console.print(
             f"[yellow]{warnings} warning(s):[/] {len(summary.unreadable)} unreadable, "
