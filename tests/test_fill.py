@@ -395,3 +395,21 @@ def test_no_default_model_and_attention_without_deepfill_are_clear_errors(
     )
     assert result.exit_code == 2 and "--attention needs --method deepfill" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_attention_with_a_baseline_checkpoint_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from inpaintkit.checkpoint import save_generator
+    from inpaintkit.cli import main
+    from inpaintkit.model.generator import Generator, GeneratorConfig
+
+    checkpoint = tmp_path / "baseline.safetensors"
+    save_generator(checkpoint, Generator(GeneratorConfig(channels=4, contextual_attention=False)))
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    Image.new("L", (16, 16), 255).save(tmp_path / "m.png")
+    result = CliRunner().invoke(main, ["fill", str(tmp_path / "a.png"), "--masks", str(tmp_path / "m.png"),
+                                       "-o", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                                       "--attention", str(tmp_path / "att")])  # fmt: skip
+    assert result.exit_code == 2 and "without contextual attention" in result.output
+    assert not (tmp_path / "out").exists()

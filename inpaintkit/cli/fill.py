@@ -77,6 +77,9 @@ def fill(
             raise FillError(f"{images}: no images found")
         if method == "deepfill":
             inpainter = DeepFillMethod(checkpoint, device=device, precision=precision)
+            if attention_dir is not None and not inpainter.generator.config.contextual_attention:
+                raise click.UsageError(f"{inpainter.checkpoint}: a baseline model without contextual "
+                                       "attention; --attention has no attention map to draw")  # fmt: skip
         else:
             inpainter = PatchMatchMethod(device=device)
         options = FillOptions(
