@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from inpaintkit.io import atomic_write
+from inpaintkit.io import write_text
 from inpaintkit.masks import MaskConfig
 from inpaintkit.model.generator import GeneratorConfig
 
@@ -326,5 +326,4 @@ def recipe_to_yaml(recipe: Recipe) -> str:
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write the resolved recipe atomically (``runs/NAME/config.yaml``)."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    write_text(path, recipe_to_yaml(recipe))

@@ -58,7 +58,6 @@ from inpaintkit.report import (
     write_metrics_csv,
     write_metrics_json,
     write_png,
-    write_text,
 )
 from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tensor_to_image
 
@@ -396,7 +395,7 @@ def _check_identity(config: EvaluateConfig) -> None:
                     f"not {identity.get(key)!r}; use another output folder"
                 )
         return
-    write_text(path, json.dumps(identity, indent=1) + "\n")
+    io.write_text(path, json.dumps(identity, indent=1) + "\n")
 
 
 def _sample_paths(output: Path, key: str, names: Sequence[str]) -> dict[str, Path]:
@@ -512,7 +511,7 @@ def evaluate(
             for key in sample_keys
         ]
         write_png(config.output / "comparison.png", comparison_sheet(tiles, labels))
-        write_text(config.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary))
+        io.write_text(config.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary))
     return EvaluateResult(summary=summary, images=len(truth), computed=computed, skipped=skipped)
 
 

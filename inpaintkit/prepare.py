@@ -509,8 +509,7 @@ def prepare_dataset(
     with io.atomic_write(out) as tmp:
         os.replace(partial, tmp)
     for name, rows in (("train.txt", train), ("val.txt", val)):
-        with io.atomic_write(out.parent / name) as tmp:
-            tmp.write_text("".join(f"{keys[i]}\n" for i in rows))
+        io.write_text(out.parent / name, "".join(f"{keys[i]}\n" for i in rows))
     return summary
 
 

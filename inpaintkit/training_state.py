@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from inpaintkit.io import atomic_write
+from inpaintkit.io import atomic_write, write_text
 
 STATE_JSON = "training_state.json"
 _STATE_FILE = re.compile(r"^state-(\d+)\.safetensors$")
@@ -140,8 +140,7 @@ def save_training_state(folder: str | Path, step: int, tensors: Mapping[str, tor
     with atomic_write(folder / name) as tmp:
         save_file(flat, str(tmp), metadata={"step": str(step)})
     record = {"step": step, "tensors": name, **meta}
-    with atomic_write(folder / STATE_JSON) as tmp:
-        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    write_text(folder / STATE_JSON, json.dumps(record, indent=1))
     for old in folder.glob("state-*.safetensors"):
         if _STATE_FILE.match(old.name) and old.name != name:
             old.unlink(missing_ok=True)

@@ -109,3 +109,12 @@ def test_atomic_write_sweeps_a_killed_writers_temporary(tmp_path):
     with atomic_write(target) as tmp:
         tmp.write_bytes(b"done")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "a.png"])
+
+
+def test_write_text_is_utf8_and_atomic(tmp_path):
+    from inpaintkit.io import write_text
+
+    target = tmp_path / "sub" / "t.txt"
+    write_text(target, "naïve ✓\n")
+    assert target.read_bytes() == "naïve ✓\n".encode()
+    assert list(target.parent.iterdir()) == [target]
