@@ -269,9 +269,3 @@ td img {{ display: block; image-rendering: pixelated; }}
 <table><tr>{sheet_head}</tr>{sheet_rows}</table>
 </body></html>
 """
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` as UTF-8, atomically."""
-    with atomic_write(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
