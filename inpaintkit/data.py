@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from inpaintkit import io
-from inpaintkit.tensors import image_to_tensor
+from inpaintkit.tensors import from_uint8, image_to_tensor
 
 SMALL_IMAGE_MODES = ("upscale", "reflect")
 OUTPUT_DTYPES = ("float32", "uint8")
@@ -168,10 +168,10 @@ def to_unit_range(batch: torch.Tensor, device: torch.device | str | None = None)
     """uint8 ``(N, 3, H, W)`` from ``InpaintingDataset(dtype="uint8")`` -> float32 in ``[-1, 1]``.
 
     Moves the batch to ``device`` first (asynchronously from pinned memory), so the 4x larger
-    float tensor is only ever made there. Values equal :func:`inpaintkit.tensors.image_to_tensor`'s.
+    float tensor is only ever made there. Values equal :func:`inpaintkit.tensors.image_to_tensor`'s (both use ``from_uint8``).
     """
     if batch.dtype != torch.uint8:
         raise TypeError(f"expected a uint8 batch, got {batch.dtype}")
     if device is not None:
         batch = batch.to(device, non_blocking=True)
-    return batch.float().div_(127.5).sub_(1.0)
+    return from_uint8(batch)

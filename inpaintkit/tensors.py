@@ -14,6 +14,11 @@ import torch
 import torch.nn.functional as F
 
 
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor ``(N, 3, H, W)`` -> float32 in ``[-1, 1]`` (``v / 127.5 - 1``), on its device."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` or ``(N, H, W, 3)`` RGB -> float32 ``(N, 3, H, W)`` in ``[-1, 1]``."""
     if image.dtype != np.uint8:
@@ -25,7 +30,7 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     # Channels-first while still uint8 (4x less memory to move than float32); the copy also
     # makes read-only arrays from np.asarray(PIL image) acceptable to torch.
     channels_first = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
-    return torch.from_numpy(channels_first).float().div_(127.5).sub_(1.0)
+    return from_uint8(torch.from_numpy(channels_first))
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
