@@ -30,10 +30,11 @@ from PIL import Image
 from skimage import data
 
 from inpaintkit.checkpoint import save_generator
+from inpaintkit.devices import resolve_device
 from inpaintkit.fill import FillOptions, fill_files, pair_files, save_image
 from inpaintkit.inpaint import inpaint
 from inpaintkit.io import read_mask, read_rgb
-from inpaintkit.methods import DeepFillMethod, resolve_device
+from inpaintkit.methods import DeepFillMethod
 from inpaintkit.metrics import psnr
 from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor, tensor_to_image

@@ -37,6 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from inpaintkit import io
 from inpaintkit.data import InpaintingDataset
+from inpaintkit.devices import resolve_device
 from inpaintkit.fill import MaskFolder, pair_files
 from inpaintkit.masks import MaskConfig, generate_mask
 from inpaintkit.methods import (
@@ -45,7 +46,6 @@ from inpaintkit.methods import (
     InpaintMethod,
     MeanColorMethod,
     PatchMatchMethod,
-    resolve_device,
 )
 from inpaintkit.metrics import METRICS, image_metrics, tv_loss, uint8_to_unit
 from inpaintkit.prepare import PrepareOptions, transform

@@ -19,6 +19,7 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 
 from inpaintkit.checkpoint import CheckpointError, default_checkpoint, load_generator
+from inpaintkit.devices import resolve_device
 from inpaintkit.inpaint import inpaint
 from inpaintkit.patchmatch import patchmatch_inpaint
 from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
@@ -39,20 +40,6 @@ class InpaintMethod(Protocol):
     name: str
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor: ...
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``.
-
-    Asking for CUDA on a machine without it is an error here rather than deep inside a
-    forward pass.
-    """
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return resolved
 
 
 def _check_inputs(images: torch.Tensor, masks: torch.Tensor) -> None:

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from inpaintkit import checkpoint, losses, metrics
 from inpaintkit.config import ConfigError, Recipe, build, recipe_to_yaml, save_recipe, to_dict
 from inpaintkit.data import InpaintingDataset, to_unit_range
+from inpaintkit.devices import resolve_device
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
 from inpaintkit.model.generator import Generator
@@ -153,9 +154,10 @@ def init_distributed(device: str) -> tuple[Distributed, torch.device]:
     """
     if device not in ("auto", "cpu", "cuda"):
         raise TrainingError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda: no CUDA device is available")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    try:
+        use_cuda = resolve_device(device).type == "cuda"
+    except ValueError as err:
+        raise TrainingError(f"--device cuda: {err}") from None
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Distributed(), torch.device("cuda" if use_cuda else "cpu")

@@ -7,13 +7,13 @@ import torch
 
 import inpaintkit.methods
 from inpaintkit.checkpoint import CheckpointError, save_generator
+from inpaintkit.devices import resolve_device
 from inpaintkit.methods import (
     NO_DEFAULT_MODEL,
     BiharmonicMethod,
     DeepFillMethod,
     MeanColorMethod,
     PatchMatchMethod,
-    resolve_device,
 )
 from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.patchmatch import patchmatch_inpaint
