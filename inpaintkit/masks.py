@@ -27,7 +27,7 @@ from inpaintkit import io
 from inpaintkit.tensors import mask_to_tensor
 
 MASK_KINDS = ("rect", "freeform", "mixed", "file")
-STROKE_STYLES = ("deepfill", "thin", "medium", "thick")
+STROKE_STYLES = ("deepfill", "thin", "medium", "thick", "varied")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,9 @@ class MaskConfig:
       released values (128, 128, 32, 32, margins 0) holes are 96..128 px per side, mean area
       112^2 / 256^2 = 19.1 %.
     * ``"freeform"`` — brush strokes, ``stroke_style`` ``"deepfill"`` (the authors' later
-      DeepFill v2 ``brush_stroke_mask``) or LaMa's ``"thin"``/``"medium"``/``"thick"`` sets.
+      DeepFill v2 ``brush_stroke_mask``) or LaMa's ``"thin"``/``"medium"``/``"thick"`` sets,
+      or ``"varied"``: each mask one of those four, uniformly (thin scratches to large blobs,
+      as users paint and as the NVIDIA irregular-mask test set has).
     * ``"mixed"`` — ``"rect"`` with probability ``rect_probability``, else ``"freeform"``.
     * ``"file"`` — mask ``index`` is ``mask_files[index % n]`` (files, or folders searched
       recursively, in sorted order), white = hole (``invert_mask_files`` for black),
@@ -279,10 +281,13 @@ def freeform_mask(
     config: MaskConfig, height: int, width: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Brush strokes of ``config.stroke_style`` -> bool ``(H, W)``."""
-    if config.stroke_style == "deepfill":
+    style = config.stroke_style
+    if style == "varied":
+        style = STROKE_STYLES[int(rng.integers(4))]  # one of the four concrete styles
+    if style == "deepfill":
         return deepfill_stroke_mask(height, width, rng, config.reference_size)
     return lama_stroke_mask(
-        LAMA_PRESETS[config.stroke_style], height, width, rng, config.reference_size
+        LAMA_PRESETS[style], height, width, rng, config.reference_size
     )
 
 

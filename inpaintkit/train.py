@@ -20,6 +20,7 @@ of wrapping in ``DistributedDataParallel``: DDP's reducer does not support the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from inpaintkit import checkpoint, losses, metrics
 from inpaintkit.config import ConfigError, Recipe, build, recipe_to_yaml, save_recipe, to_dict
 from inpaintkit.data import InpaintingDataset, to_unit_range
-from inpaintkit.devices import resolve_device
+from inpaintkit.devices import has_native_bf16, resolve_device
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
 from inpaintkit.model.generator import Generator
@@ -54,6 +55,7 @@ from inpaintkit.training_state import (
 )
 
 GENERATOR_FILE = "generator.safetensors"
+VALIDATION_LOG = "validation.jsonl"  # one JSON object per validation: step, samples, train_seconds, metrics
 
 
 class TrainingError(RuntimeError):
@@ -217,8 +219,8 @@ class Trainer:
         # One optimiser over both critics, as the released code's single d_vars trainer.
         critic_params = [*self.local_critic.parameters(), *self.global_critic.parameters()]
         self.d_optimizer = torch.optim.Adam(critic_params, lr=opt.lr, betas=opt.betas)
-        # bf16 autocast only on CUDA; on CPU it would be slow and is never what a smoke run wants.
-        self.autocast_dtype = torch.bfloat16 if perf.bf16 and device.type == "cuda" else None
+        # bf16 autocast where the hardware computes it; emulated bf16 on an older CPU is slower than fp32.
+        self.autocast_dtype = torch.bfloat16 if perf.bf16 and has_native_bf16(device) else None
         use_compile = perf.compile and device.type == "cuda"
         self.g_forward = torch.compile(self.generator) if use_compile else self.generator
         # The gradient penalty always runs the eager critics: compiled graphs do not double-backward.
@@ -295,7 +297,9 @@ class Trainer:
         self.d_optimizer.step()
         return scalars
 
-    def generator_losses(self, real: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def generator_losses(
+        self, real: torch.Tensor, mask: torch.Tensor, adversarial: bool = True
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Algorithm 1 lines 10-12: the generator's loss on one batch, ready for ``backward``.
 
         ``real``, ``mask`` as in :meth:`critic_losses`. Loss = ``reconstruction_loss`` of the
@@ -303,12 +307,24 @@ class Trainer:
         · known ℓ1, coarse weighted ``coarse_l1_alpha``) + ``gan_loss_alpha`` ·
         (``global_wgan_loss_alpha`` · ``-mean D_global(fake)`` + ``-mean D_local(fake box)``).
         The critics' parameters are left out of the graph: ``backward`` reaches only the
-        generator. Returns ``(loss, detached scalars)``.
+        generator. ``adversarial=False`` (the warm-up phase) leaves out the second term and
+        never runs the critics. Returns ``(loss, detached scalars)``.
         """
         cfg = self.recipe.loss
         with self.autocast():
             out = self.g_forward(real, mask)
         coarse, refined = out.coarse.float(), out.refined.float()
+        rec = losses.reconstruction_loss(
+            real, (coarse, refined), mask,
+            gamma=cfg.spatial_discount_gamma, mode=cfg.spatial_discount_mode,
+            coarse_weight=cfg.coarse_l1_alpha, hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha,
+        )  # fmt: skip
+        scalars = {
+            "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
+            "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
+        }
+        if not adversarial:
+            return rec.total, {"generator/loss": rec.total.detach(), **scalars}
         fake = composite(real, refined, mask)
         local_size = self.recipe.critics.local_size
         for critic in (self.local_critic, self.global_critic):
@@ -320,24 +336,20 @@ class Trainer:
         finally:
             for critic in (self.local_critic, self.global_critic):
                 critic.requires_grad_(True)
-        rec = losses.reconstruction_loss(
-            real, (coarse, refined), mask,
-            gamma=cfg.spatial_discount_gamma, mode=cfg.spatial_discount_mode,
-            coarse_weight=cfg.coarse_l1_alpha, hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha,
-        )  # fmt: skip
-        adversarial = cfg.global_wgan_loss_alpha * g_global + g_local
-        g_loss = cfg.gan_loss_alpha * adversarial + rec.total
+        g_loss = cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local) + rec.total
         return g_loss, {
             "generator/loss": g_loss.detach(),
-            "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
-            "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
+            **scalars,
             "generator/global_wgan": g_global.detach(),
             "generator/local_wgan": g_local.detach(),
         }
 
-    def generator_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Algorithm 1 lines 10-13: one generator update. Returns detached device scalars."""
-        g_loss, scalars = self.generator_losses(real, mask)
+    def generator_step(self, real: torch.Tensor, mask: torch.Tensor, adversarial: bool = True) -> dict[str, torch.Tensor]:
+        """Algorithm 1 lines 10-13: one generator update (``adversarial`` as in :meth:`generator_losses`).
+
+        Returns detached device scalars.
+        """
+        g_loss, scalars = self.generator_losses(real, mask, adversarial)
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         average_gradients(self.generator, self.world)
@@ -356,12 +368,26 @@ class Trainer:
         d_tensors, d_meta = optimizer_tensors("d_optimizer", self.d_optimizer)
         return {**tensors, **g_tensors, **d_tensors}, {"g_optimizer": g_meta, "d_optimizer": d_meta}
 
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict, critics: bool = True) -> None:
+        """Restore a saved state; ``critics=False`` keeps this trainer's fresh critics and their optimiser."""
         restore_module("generator", self.generator, tensors)
-        restore_module("local_critic", self.local_critic, tensors)
-        restore_module("global_critic", self.global_critic, tensors)
         restore_optimizer("g_optimizer", self.g_optimizer, tensors, meta["g_optimizer"])
-        restore_optimizer("d_optimizer", self.d_optimizer, tensors, meta["d_optimizer"])
+        if critics:
+            restore_module("local_critic", self.local_critic, tensors)
+            restore_module("global_critic", self.global_critic, tensors)
+            restore_optimizer("d_optimizer", self.d_optimizer, tensors, meta["d_optimizer"])
+
+    def init_generator(self, path: Path) -> None:
+        """Start from the weights of the generator checkpoint ``path`` (same ``model`` section)."""
+        try:
+            source = checkpoint.load_generator(path)
+        except checkpoint.CheckpointError as err:
+            raise TrainingError(f"--init-from: {err}") from None
+        if source.config != self.recipe.model:
+            raise TrainingError(f"--init-from {path}: its model config differs from the recipe's model section")
+        with torch.no_grad():
+            for mine, theirs in zip(self.generator.parameters(), source.parameters(), strict=True):
+                mine.copy_(theirs)
 
 
 # --------------------------------------------------------------------------- validation and images
@@ -456,6 +482,14 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
+def _append_line(path: Path, line: str) -> None:
+    """Append one line to a log and flush it to disk (a kill can cut at most the line being written)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _ignore_stop_signals(worker_id: int) -> None:
     """DataLoader workers ignore SIGINT/SIGTERM: the main process stops the run.
 
@@ -489,6 +523,7 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    init_from: str | Path | None = None,
     device: str = "auto",
     progress: bool = True,
 ) -> TrainResult:
@@ -501,17 +536,31 @@ def train(
     SIGINT/SIGTERM (state saved; ``interrupted=True``). Raises :class:`TrainingError` when a
     loss becomes NaN/inf (the last good checkpoint is kept) or when ``out`` holds a run and
     ``resume`` is false.
+
+    ``init_from``: a new run (not ``resume``) starts its generator from this checkpoint, with
+    fresh critics and optimisers, e.g. the shipped model on a machine that lost the full state.
+    On ``resume`` the recipe's ``data``, ``masks``, ``loss``, ``optimizer`` and ``schedule``
+    may change (progressive sizes, a longer schedule); ``model`` and ``critics`` may not, and
+    ``data.image_size`` only while the critics have not trained yet (all steps so far warm-up):
+    the global critic's last layer is sized by it.
     """
     info, dev = init_distributed(device)
     try:
-        return _train(recipe, Path(data), Path(out), resume, info, dev, progress)
+        return _train(recipe, Path(data), Path(out), resume, None if init_from is None else Path(init_from), info, dev, progress)
     finally:
         if info.owns_group:  # NCCL warns about (and may leak) a group left for interpreter exit
             dist.destroy_process_group()
 
 
 def _train(
-    recipe: Recipe, data: Path, out: Path, resume: bool, info: Distributed, dev: torch.device, progress: bool
+    recipe: Recipe,
+    data: Path,
+    out: Path,
+    resume: bool,
+    init_from: Path | None,
+    info: Distributed,
+    dev: torch.device,
+    progress: bool,
 ) -> TrainResult:
     """:func:`train` inside the process group (if any): ``info`` and ``dev`` from :func:`init_distributed`."""
     if not data.is_file():
@@ -520,12 +569,19 @@ def _train(
         raise TrainingError(f"{out}: no training state to resume from (drop --resume to start a new run)")
     if not resume and has_training_state(out):
         raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    if resume and init_from is not None:
+        raise TrainingError("--init-from starts a new run; it cannot be combined with --resume")
     seed = recipe.schedule.seed
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
     trainer = Trainer(recipe, dev, info.world)
     step, position = 0, 0
+    lineage: list[str] = []  # generator checkpoints this run (and the runs it resumed) started from
+    seconds_before = 0.0  # training wall time of the earlier stints of this run
+    if init_from is not None:
+        trainer.init_generator(init_from)
+        lineage.append(f"{init_from} (step {checkpoint.read_metadata(init_from).get('step', '?')})")
     if resume:
         tensors, meta = load_training_state(out)
         saved = meta.get("recipe", {})
@@ -539,8 +595,18 @@ def _train(
                 same = False
             if not same:
                 raise TrainingError(f"{out}: recipe section '{section}' differs from the run's; weights would not fit")
-        trainer.load_state(tensors, meta)
+        saved_size = saved.get("data", {}).get("image_size", recipe.data.image_size)
+        critics_trained = meta["step"] > saved.get("schedule", {}).get("warmup_steps", 0)
+        if saved_size != recipe.data.image_size and critics_trained:
+            raise TrainingError(
+                f"{out}: data.image_size changed from {saved_size} to {recipe.data.image_size} after the "
+                "critics started training; the global critic's weights would not fit"
+            )
+        # Critics still at their initial weights (warm-up only so far) are rebuilt for the current size.
+        trainer.load_state(tensors, meta, critics=critics_trained)
         step, position = meta["step"], meta["samples_per_rank"]
+        lineage = list(meta.get("init_from", []))
+        seconds_before = float(meta.get("train_seconds", 0.0))
         own = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.rank{info.rank}.")}
         if own and meta.get("world") == info.world:
             restore_rng(own, dev)
@@ -593,9 +659,10 @@ def _train(
     draws_per_step = recipe.optimizer.critic_steps + 1
     finite = torch.ones((), dtype=torch.bool, device=dev)
     sums: dict[str, torch.Tensor] = {}
-    sum_count = 0
+    counts: dict[str, int] = {}
     last_good = checked = step
-    clock, clock_step = time.perf_counter(), step
+    started = clock = time.perf_counter()
+    clock_step = step
 
     def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = next(batches)
@@ -620,9 +687,13 @@ def _train(
         tensors, meta = trainer.state_tensors()
         tensors.update(_gather_rng(info, dev))
         if info.main:
-            meta.update(samples_per_rank=position, world=info.world, recipe=to_dict(recipe))
+            meta.update(
+                samples_per_rank=position, world=info.world, recipe=to_dict(recipe), init_from=lineage,
+                train_seconds=seconds_before + time.perf_counter() - started,
+            )
             save_training_state(out, step, tensors, meta)
-            metadata = {"recipe": recipe_to_yaml(recipe), "step": str(step)}
+            metadata = {"recipe": recipe_to_yaml(recipe), "step": str(step), "samples": str(position * info.world),
+                        "train_seconds": f"{meta['train_seconds']:.0f}"}
             checkpoint.save_generator(out / GENERATOR_FILE, trainer.generator, metadata=metadata)
             if sched.keep_every and step % sched.keep_every == 0:
                 checkpoint.save_generator(out / f"generator-{step:08d}.safetensors", trainer.generator, metadata=metadata)
@@ -648,37 +719,45 @@ def _train(
     try:
         with stop:
             while step < sched.steps:
+                # Warm-up (schedule.warmup_steps): reconstruction only, the critics neither run nor change.
+                adversarial = step >= sched.warmup_steps
                 scalars: dict[str, torch.Tensor] = {}
-                for _ in range(recipe.optimizer.critic_steps):
-                    for key, value in trainer.critic_step(*next_batch()).items():
-                        scalars[key] = scalars.get(key, 0) + value / recipe.optimizer.critic_steps
-                scalars.update(trainer.generator_step(*next_batch()))
+                if adversarial:
+                    for _ in range(recipe.optimizer.critic_steps):
+                        for key, value in trainer.critic_step(*next_batch()).items():
+                            scalars[key] = scalars.get(key, 0) + value / recipe.optimizer.critic_steps
+                scalars.update(trainer.generator_step(*next_batch(), adversarial=adversarial))
                 step += 1
-                position += draws_per_step * batch
-                finite &= torch.isfinite(scalars["generator/loss"]) & torch.isfinite(scalars["critic/loss"])
+                position += (draws_per_step if adversarial else 1) * batch
                 for key, value in scalars.items():
+                    finite &= torch.isfinite(value)
                     sums[key] = sums.get(key, 0) + value
-                sum_count += 1
+                    counts[key] = counts.get(key, 0) + 1
 
                 if step % sched.log_every == 0 or step == sched.steps:
                     check_finite()  # the one host sync of a log interval
                     now = time.perf_counter()
                     rate = (step - clock_step) / max(now - clock, 1e-9)
                     clock, clock_step = now, step
+                    # Means over the interval; a phase change inside it gives keys fewer counts.
                     values = torch.stack([v.float() for v in sums.values()]).cpu().tolist()
+                    means = {key: value / counts[key] for key, value in zip(sums, values, strict=True)}
                     if writer is not None:
-                        for key, value in zip(sums, values, strict=False):
-                            writer.add_scalar(key, value / sum_count, step)
+                        for key, value in means.items():
+                            writer.add_scalar(key, value, step)
                         writer.add_scalar("speed/iterations_per_second", rate, step)
                     if bar is not None:
-                        loss = values[list(sums).index("generator/loss")] / sum_count
-                        bar.update(task, info=f"G {loss:.4f}  {rate:.2f} it/s")
-                    sums, sum_count = {}, 0
+                        phase = "" if adversarial else "warm-up  "
+                        bar.update(task, info=f"{phase}G {means['generator/loss']:.4f}  {rate:.2f} it/s")
+                    sums, counts = {}, {}
                 if info.main and validation is not None and (step % sched.val_every == 0 or step % sched.image_every == 0):
-                    means, grid = validate(trainer.generator, *validation, batch)
+                    val_means, grid = validate(trainer.generator, *validation, batch)
                     if step % sched.val_every == 0:
-                        for key, value in means.items():
+                        for key, value in val_means.items():
                             writer.add_scalar(f"validation/{key}", value, step)
+                        record = {"step": step, "samples": position * info.world,
+                                  "train_seconds": round(seconds_before + time.perf_counter() - started, 1), **val_means}
+                        _append_line(out / VALIDATION_LOG, json.dumps(record))
                     if step % sched.image_every == 0:
                         writer.add_image("input|coarse|refined|attention|truth", grid, step, dataformats="HWC")
                 if bar is not None:

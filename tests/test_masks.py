@@ -8,9 +8,11 @@ from PIL import Image, ImageDraw
 
 from inpaintkit.masks import (
     LAMA_PRESETS,
+    STROKE_STYLES,
     MaskConfig,
     MaskSampler,
     _draw_polyline,
+    freeform_mask,
     generate_mask,
 )
 
@@ -18,6 +20,7 @@ ALL_CONFIGS = [
     MaskConfig(kind="rect"),
     MaskConfig(kind="freeform", stroke_style="deepfill"),
     *[MaskConfig(kind="freeform", stroke_style=s) for s in LAMA_PRESETS],
+    MaskConfig(kind="freeform", stroke_style="varied"),
     MaskConfig(kind="mixed"),
 ]
 
@@ -118,6 +121,19 @@ def test_freeform_hole_statistics(style):
     )
     if style != "deepfill":
         assert fractions.max() <= 0.5  # LaMa's max_tamper_area
+
+
+def test_varied_strokes_are_each_of_the_four_styles():
+    """``varied``: one uniform draw of the style, then that style's mask from the same generator."""
+    varied = MaskConfig(kind="freeform", stroke_style="varied")
+    drawn = set()
+    for index in range(40):
+        rng = np.random.default_rng(np.random.SeedSequence([2, index]))
+        style = STROKE_STYLES[int(rng.integers(4))]
+        drawn.add(style)
+        expected = freeform_mask(MaskConfig(kind="freeform", stroke_style=style), 96, 96, rng)
+        assert np.array_equal(generate_mask(varied, 96, 96, 2, index), expected)
+    assert drawn == {"deepfill", "thin", "medium", "thick"}
 
 
 def test_mixed_extremes():

@@ -418,3 +418,115 @@ def test_cli_interrupt_resume_then_fill(dataset, tmp_path):
     original = np.asarray(Image.open(image))
     assert result.shape == original.shape
     assert np.array_equal(result[hole == 0], original[hole == 0])  # known pixels untouched
+
+
+# --------------------------------------------------------------------------- warm-up, init, progressive size
+
+
+def _fresh_critics(recipe) -> dict[str, torch.Tensor]:
+    """The critics' initial weights, as train builds them (seeded Trainer, CPU)."""
+    torch.manual_seed(recipe.schedule.seed)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    return {k: v for k, v in trainer.state_tensors()[0].items() if "critic." in k}
+
+
+def test_warmup_trains_the_generator_alone_then_algorithm_1_starts(dataset, tmp_path):
+    warm = [*FAST, "schedule.warmup_steps=2", "schedule.checkpoint_every=1"]
+    recipe = load_recipe(TINY, [*warm, "schedule.steps=2"])
+    train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
+    tensors, meta = load_training_state(tmp_path / "run")
+    # The critics neither ran an update nor changed, and only one batch was drawn per step.
+    for key, value in _fresh_critics(recipe).items():
+        assert torch.equal(tensors[key], value), key
+    assert not any(k.startswith("d_optimizer.state") for k in tensors)
+    assert meta["samples_per_rank"] == 2 * recipe.data.batch_size
+    assert meta["train_seconds"] > 0
+    # Step 3 is an Algorithm 1 step: critic_steps + 1 batches, and the critics move.
+    train(load_recipe(TINY, [*warm, "schedule.steps=3"]), dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+    tensors, meta = load_training_state(tmp_path / "run")
+    assert meta["samples_per_rank"] == (2 + recipe.optimizer.critic_steps + 1) * recipe.data.batch_size
+    assert any(k.startswith("d_optimizer.state") for k in tensors)
+    fresh = _fresh_critics(recipe)
+    assert any(not torch.equal(tensors[k], fresh[k]) for k in fresh)
+
+
+def test_warmup_loss_is_the_reconstruction_loss_and_never_runs_a_critic():
+    recipe = load_recipe(TINY, FAST)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = MaskSampler(recipe.masks, 32, 32).batch([0, 1])
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a critic ran during warm-up")
+
+    trainer.local_forward = trainer.global_forward = forbidden
+    torch.manual_seed(0)
+    loss, scalars = trainer.generator_losses(real, mask, adversarial=False)
+    torch.manual_seed(0)
+    out = trainer.generator(real, mask)
+    cfg = recipe.loss
+    rec = losses.reconstruction_loss(real, (out.coarse, out.refined), mask, gamma=cfg.spatial_discount_gamma,
+                                     mode=cfg.spatial_discount_mode, coarse_weight=cfg.coarse_l1_alpha,
+                                     hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha)  # fmt: skip
+    torch.testing.assert_close(loss, rec.total)
+    assert set(scalars) == {"generator/loss", "generator/l1_loss", "generator/ae_loss"}
+
+
+def test_image_size_may_change_on_resume_only_while_the_critics_are_untrained(dataset, tmp_path):
+    warm = [*FAST, "schedule.warmup_steps=2", "schedule.checkpoint_every=1"]
+    train(load_recipe(TINY, [*warm, "schedule.steps=1"]), dataset, tmp_path / "run", device="cpu", progress=False)
+    bigger = [*warm, "data.image_size=48", "critics.local_size=16"]
+    # Still warming up: the critics are rebuilt for 48x48 and training goes on at the new size.
+    result = train(load_recipe(TINY, [*bigger, "schedule.steps=3"]), dataset, tmp_path / "run", resume=True,
+                   device="cpu", progress=False)  # fmt: skip
+    assert result.step == 3
+    tensors, meta = load_training_state(tmp_path / "run")
+    assert meta["recipe"]["data"]["image_size"] == 48
+    # Step 3 trained the critics at 48: back to 32 would not fit the global critic any more.
+    with pytest.raises(TrainingError, match="image_size changed from 48 to 32 after the critics started"):
+        train(load_recipe(TINY, [*warm, "schedule.steps=4"]), dataset, tmp_path / "run", resume=True,
+              device="cpu", progress=False)  # fmt: skip
+
+
+def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_path):
+    source = straight_run / "generator.safetensors"
+    # lr 0: the one step leaves the weights where --init-from put them.
+    recipe = load_recipe(TINY, [*FAST, "schedule.steps=1", "optimizer.lr=0"])
+    train(recipe, dataset, tmp_path / "run", init_from=source, device="cpu", progress=False)
+    _assert_equal(load_file(tmp_path / "run" / "generator.safetensors"), load_file(source))
+    _, meta = load_training_state(tmp_path / "run")
+    assert meta["init_from"] == [f"{source} (step 4)"]
+    # The lineage survives a resume; the critics and optimisers were fresh.
+    train(load_recipe(TINY, [*FAST, "schedule.steps=2"]), dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+    assert load_training_state(tmp_path / "run")[1]["init_from"] == meta["init_from"]
+    with pytest.raises(TrainingError, match="cannot be combined with --resume"):
+        train(recipe, dataset, tmp_path / "run", resume=True, init_from=source, device="cpu", progress=False)
+    narrow = load_recipe(TINY, [*FAST, "schedule.steps=1", "model.channels=4"])
+    with pytest.raises(TrainingError, match="model config differs"):
+        train(narrow, dataset, tmp_path / "other", init_from=source, device="cpu", progress=False)
+    with pytest.raises(TrainingError, match="--init-from"):
+        train(recipe, dataset, tmp_path / "third", init_from=dataset, device="cpu", progress=False)
+
+
+def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
+    recipe = load_recipe(TINY, [*FAST, "schedule.steps=4", "schedule.val_every=2"])
+    train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 4]
+    assert lines[1]["samples"] == 4 * (recipe.optimizer.critic_steps + 1) * recipe.data.batch_size
+    assert lines[1]["train_seconds"] >= lines[0]["train_seconds"] > 0
+    assert 0 < lines[1]["hole_psnr"] < 100 and lines[1]["hole_l1"] > 0
+
+
+def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch):
+    import inpaintkit.train as train_module
+    from inpaintkit.devices import has_native_bf16
+
+    assert has_native_bf16(torch.device("cuda"))
+    assert not has_native_bf16(torch.device("meta"))
+    recipe = load_recipe(TINY, [*FAST, "performance.bf16=true"])
+    monkeypatch.setattr(train_module, "has_native_bf16", lambda device: False)
+    assert Trainer(recipe, torch.device("cpu")).autocast_dtype is None
+    monkeypatch.setattr(train_module, "has_native_bf16", lambda device: True)
+    assert Trainer(recipe, torch.device("cpu")).autocast_dtype == torch.bfloat16
+    assert Trainer(load_recipe(TINY, FAST), torch.device("cpu")).autocast_dtype is None  # tiny: bf16 off

@@ -21,15 +21,17 @@ from inpaintkit.training_state import TrainingStateError
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Run folder: config.yaml, generator.safetensors, training state, logs/.")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out exactly where it stopped.")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Start a new run's generator from this checkpoint (fresh critics and optimisers).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = CUDA when available. Under torchrun each rank uses cuda:LOCAL_RANK.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(recipe: Path, overrides: tuple[str, ...], data: Path, out: Path, resume: bool,
-                  device: str, quiet: bool) -> None:  # fmt: skip
+                  init_from: Path | None, device: str, quiet: bool) -> None:  # fmt: skip
     """Train DeepFill v1 (Algorithm 1) with RECIPE.yaml, e.g. `loss.gan_loss_alpha=0.002` overrides."""
     try:
         config = load_recipe(recipe, overrides)
-        result = train(config, data, out, resume=resume, device=device, progress=not quiet)
+        result = train(config, data, out, resume=resume, init_from=init_from, device=device, progress=not quiet)
     except (ConfigError, TrainingError, TrainingStateError) as err:
         raise click.ClickException(str(err)) from None
     if result.interrupted:
