@@ -4,6 +4,13 @@ Prints a Markdown section. On CUDA: batch 16 at 256x256, fp32 vs bf16 vs bf16 + 
 FLOPs of one iteration (torch.utils.flop_counter), the fraction of a measured bf16 conv
 throughput, peak memory and the largest batch that fits. On CPU it runs a reduced
 configuration (tiny recipe) and says so. ``--quick`` shortens every measurement.
+
+``--cpu-levers`` instead measures, side by side on this CPU, what the default model's recipe
+(recipes/default.yaml, full-width generator) can pull: fp32 against bf16 autocast, NCHW
+against channels_last, a reconstruction-only warm-up step against a full Algorithm 1
+iteration, and 128² against 256² crops, as seconds per generator step and samples/s.
+``--bf16-quality STEPS --data TRAIN.h5`` trains the same warm-up twice from the same seed,
+fp32 and bf16, and compares their validation hole PSNR after STEPS steps.
 """
 
 from __future__ import annotations
@@ -77,10 +84,91 @@ def conv_throughput(device, dtype, quick: bool) -> float:
     return flops * n / (time.perf_counter() - start) / 1e12
 
 
+def warmup_rate(recipe, batch: int, steps: int) -> float:
+    """Seconds per reconstruction-only generator step (the warm-up phase), after one untimed step."""
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    x, m = trainer.prepare(*make_batches(recipe, batch)[0])
+    trainer.generator_step(x, m, adversarial=False)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.generator_step(x, m, adversarial=False)
+    return (time.perf_counter() - start) / steps
+
+
+def cpu_levers(quick: bool) -> None:
+    """The CPU training levers of the default recipe, each measured in this one run."""
+    from inpaintkit.devices import has_native_bf16
+
+    default = RECIPES / "default.yaml"
+    steps = 2 if quick else 6
+    print("## CPU training levers (benchmarks/bench_train.py --cpu-levers)\n")
+    print(f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"native bf16: {has_native_bf16(torch.device('cpu'))}; torch {torch.__version__}")
+    print(f"- command: `python benchmarks/bench_train.py --cpu-levers{' --quick' if quick else ''}`")
+    print(f"- recipe `default` (full-width generator, both critics); synthetic batches; mean of {steps} steps after one untimed\n")
+    print("| phase | size | batch | precision | layout | s / generator step | samples/s | vs fp32 NCHW same phase+size |")
+    print("|---|---|---:|---|---|---:|---:|---:|")
+    cases = [("warm-up", 128, 8), ("warm-up", 256, 2), ("Algorithm 1", 128, 8), ("Algorithm 1", 256, 2)]
+    for phase, size, batch in cases:
+        base_rate = None
+        for bf16, layout in ((False, False), (False, True), (True, True)):
+            if phase == "Algorithm 1" and not layout:
+                continue  # NCHW vs channels_last is the same question in both phases
+            overrides = [f"data.image_size={size}", f"data.batch_size={batch}", f"performance.bf16={bf16}",
+                         f"performance.channels_last={layout}", f"critics.local_size={min(128, size)}"]  # fmt: skip
+            recipe = load_recipe(default, overrides)
+            if phase == "warm-up":
+                seconds = warmup_rate(recipe, batch, steps)
+            else:
+                seconds = 1.0 / measure(recipe, torch.device("cpu"), batch, max(1, steps // 3), 1)
+            draws = 1 if phase == "warm-up" else recipe.optimizer.critic_steps + 1
+            base_rate = base_rate or seconds
+            print(f"| {phase} | {size}² | {batch} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if layout else 'NCHW'} "
+                  f"| {seconds:.2f} | {batch * draws / seconds:.1f} | {base_rate / seconds:.2f}x |", flush=True)  # fmt: skip
+
+
+def bf16_quality(data: Path, steps: int) -> None:
+    """Validation hole PSNR after ``steps`` warm-up steps, fp32 vs bf16, same seed and data."""
+    import json
+    import tempfile
+
+    from inpaintkit.train import VALIDATION_LOG, train
+
+    print(f"## bf16 against fp32 after {steps} warm-up steps (benchmarks/bench_train.py --bf16-quality {steps})\n")
+    print(f"- data: {data} (val split: validation set of the run); recipe `default`, 128², batch 8, seed 0\n")
+    print("| precision | wall s | validation hole PSNR (dB) | hole ℓ1 (%) |")
+    print("|---|---:|---:|---:|")
+    results = {}
+    for bf16 in (False, True):
+        overrides = [f"schedule.steps={steps}", f"schedule.warmup_steps={steps}", f"schedule.val_every={steps}",
+                     f"schedule.image_every={steps}", f"schedule.checkpoint_every={steps}", "schedule.keep_every=0",
+                     f"performance.bf16={bf16}"]  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            train(load_recipe(RECIPES / "default.yaml", overrides), data, Path(tmp) / "run", device="cpu", progress=False)
+            wall = time.perf_counter() - start
+            last = json.loads((Path(tmp) / "run" / VALIDATION_LOG).read_text().splitlines()[-1])
+        results[bf16] = last["hole_psnr"]
+        print(f"| {'bf16' if bf16 else 'fp32'} | {wall:.0f} | {last['hole_psnr']:.3f} | {last['hole_l1']:.3f} |", flush=True)
+    print(f"\n- bf16 - fp32: {results[True] - results[False]:+.3f} dB hole PSNR")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--cpu-levers", action="store_true", help="the default recipe's CPU levers (see above)")
+    parser.add_argument("--bf16-quality", type=int, metavar="STEPS", help="fp32 vs bf16 validation after STEPS warm-up steps")
+    parser.add_argument("--data", type=Path, help="HDF5 with train and val splits, for --bf16-quality")
     args = parser.parse_args()
+    if args.cpu_levers:
+        cpu_levers(args.quick)
+        return
+    if args.bf16_quality:
+        if args.data is None:
+            parser.error("--bf16-quality needs --data TRAIN.h5")
+        bf16_quality(args.data, args.bf16_quality)
+        return
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     name = "places2" if cuda else "tiny"

@@ -30,8 +30,15 @@ FORMAT = "inpaintkit.generator"
 FORMAT_VERSION = "1"
 _RESERVED = ("format", "format_version", "config")
 
-#: Where a packaged default model would live (shipped by a later release; absent for now).
+#: The packaged default model (docs/model-card.md): fp16 weights, trained with recipes/default.yaml.
 DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "deepfill_v1.safetensors"
+
+#: Why there is no model to load when none is given and the package has none (a source tree
+#: without the weights file, e.g. a sparse checkout).
+NO_DEFAULT_MODEL = (
+    f"no default model at {DEFAULT_CHECKPOINT} (this copy of inpaintkit lacks its weights file); "
+    "pass --checkpoint FILE (trained with `inpaintkit train`) or use --method patchmatch"
+)
 
 
 class CheckpointError(ValueError):
@@ -44,12 +51,17 @@ def default_checkpoint() -> Path | None:
 
 
 def save_generator(
-    path: str | os.PathLike, generator: Generator, metadata: dict[str, str] | None = None
+    path: str | os.PathLike,
+    generator: Generator,
+    metadata: dict[str, str] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> None:
     """Write ``generator``'s weights and config to ``path`` (safetensors, atomically).
 
     ``metadata``: extra ``str -> str`` entries stored beside the reserved ``format``,
-    ``format_version`` and ``config`` keys (which it may not contain).
+    ``format_version`` and ``config`` keys (which it may not contain). ``dtype``: how the
+    weights are stored (``torch.float16`` halves the file; :func:`load_generator` casts back
+    to float32).
     """
     extra = dict(metadata or {})
     for key, value in extra.items():
@@ -64,7 +76,7 @@ def save_generator(
         "config": json.dumps(dataclasses.asdict(generator.config), sort_keys=True),
     }
     tensors = {
-        name: t.detach().to("cpu").contiguous() for name, t in generator.state_dict().items()
+        name: t.detach().to("cpu", dtype).contiguous() for name, t in generator.state_dict().items()
     }
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
@@ -125,13 +137,18 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return metadata
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+def load_generator(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Generator:
     """Build the :class:`Generator` described by ``path`` and load its weights (eval mode).
 
+    ``path=None`` loads the packaged default model (:data:`DEFAULT_CHECKPOINT`).
     fp16/bf16 weights are cast to fp32. Refuses, with :class:`CheckpointError`, pickles and
     ``.pt`` archives (detected, never unpickled), truncated or corrupt files, foreign or
     future formats, missing or unknown config keys, and missing, unexpected or misshapen tensors.
     """
+    if path is None:
+        path = default_checkpoint()
+        if path is None:
+            raise CheckpointError(NO_DEFAULT_MODEL)
     path = Path(path)
     config = _parse_config(path, read_metadata(path).get("config"))
     generator = Generator(config)

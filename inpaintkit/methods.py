@@ -18,17 +18,11 @@ import numpy as np
 import torch
 from skimage.restoration import inpaint_biharmonic
 
-from inpaintkit.checkpoint import CheckpointError, default_checkpoint, load_generator
+from inpaintkit.checkpoint import NO_DEFAULT_MODEL, CheckpointError, default_checkpoint, load_generator
 from inpaintkit.devices import resolve_device
 from inpaintkit.inpaint import inpaint
 from inpaintkit.patchmatch import patchmatch_inpaint
 from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
-
-#: Printed when DeepFill is asked for without a checkpoint and the package ships no weights.
-NO_DEFAULT_MODEL = (
-    "no default model is bundled yet; pass --checkpoint FILE "
-    "(trained with `inpaintkit train`) or use --method patchmatch"
-)
 
 #: Autocast precisions accepted by :class:`DeepFillMethod`.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

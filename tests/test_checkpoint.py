@@ -196,3 +196,26 @@ def test_default_checkpoint(tmp_path, monkeypatch):
     assert default_checkpoint() is None
     save_generator(tmp_path / "weights" / "deepfill_v1.safetensors", Generator(CONFIG))
     assert default_checkpoint() == tmp_path / "weights" / "deepfill_v1.safetensors"
+    # load_generator() with no path is the packaged model.
+    loaded = load_generator()
+    assert loaded.config == CONFIG
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "absent.safetensors")
+    with pytest.raises(CheckpointError, match="no default model at .*--checkpoint FILE"):
+        load_generator()
+
+
+def test_save_in_half_precision(generator, tmp_path):
+    path = tmp_path / "half.safetensors"
+    save_generator(path, generator, metadata={"step": "7"}, dtype=torch.float16)
+    full = tmp_path / "full.safetensors"
+    save_generator(full, generator)
+    assert path.stat().st_size < 0.55 * full.stat().st_size
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    loaded = load_generator(path)
+    for name, value in generator.state_dict().items():
+        # fp16 keeps 11 significant bits: relative error at most 2^-11 (weights are far from fp16's range limits).
+        torch.testing.assert_close(loaded.state_dict()[name], value, rtol=2**-11, atol=1e-7)
+    assert read_metadata(path)["step"] == "7"

@@ -1,0 +1,166 @@
+"""The default model's learning curve and its packaging (docs/model-card.md).
+
+    python benchmarks/default_model.py curve RUN [--eval ../shared/data/eval] [--free-every N]
+    python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
+
+``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
+written every ``schedule.keep_every`` steps) with :func:`inpaintkit.evaluate.evaluate` on the
+rect256 set, and on free256 every ``--free-every`` steps (471 images: minutes per snapshot on
+2 cores); reports are cached under ``RUN/curve/``, so a re-run scores only new snapshots. It draws docs/images/model_curve.png: the run's own validation log
+(``RUN/validation.jsonl``, hole PSNR and hole ℓ1 on 64 held-out training photos) and the
+evaluation sets' scores against generator steps and training hours.
+
+``ship`` writes the generator as fp16 into the package (``inpaintkit/weights/``) after
+measuring, on both evaluation sets, what fp16 storage costs against the fp32 file; it refuses
+when hole PSNR moves by 0.1 dB or more on either set. Needs matplotlib (``pip install -e .[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from inpaintkit.checkpoint import DEFAULT_CHECKPOINT, load_generator, read_metadata, save_generator
+from inpaintkit.evaluate import EvaluateConfig, evaluate
+from inpaintkit.methods import DeepFillMethod
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("rect256", "free256")
+CURVE_IMAGE = ROOT / "docs" / "images" / "model_curve.png"
+# Reference rows from ../shared/data/README.md and docs/results.md (same sets, same metrics).
+REFERENCES = {
+    "rect256": {"target": (13.8, 15.0), "OpenCV Telea": (13.69, 15.31), "pypatchmatch": (12.31, 18.95)},
+    "free256": {"target": (18.6, 8.5), "OpenCV Telea": (18.33, 8.7), "pypatchmatch": (17.27, 10.9)},
+}
+
+
+def score(checkpoint: Path, eval_root: Path, name: str, report: Path) -> dict[str, float]:
+    """Hole PSNR / hole ℓ1 / PSNR / ℓ1 of ``checkpoint`` on one evaluation set (resumable report)."""
+    config = EvaluateConfig(data=eval_root / name / "images", masks=eval_root / name / "masks", output=report,
+                            samples=4, warmup=False)  # fmt: skip
+    result = evaluate(config, {"model": DeepFillMethod(checkpoint, device="cpu")}, progress=False)
+    metrics = result.summary["model"].metrics
+    return {key: metrics[key].mean for key in ("hole_psnr", "hole_l1", "psnr", "l1")} | {"images": result.images}
+
+
+def snapshot_step(path: Path) -> int:
+    return int(re.fullmatch(r"generator-(\d+)\.safetensors", path.name).group(1))
+
+
+def curve(run: Path, eval_root: Path, free_every: int) -> None:
+    cache_path = run / "curve" / "scores.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    snapshots = sorted(run.glob("generator-*.safetensors"), key=snapshot_step)
+    for snapshot in snapshots:
+        step = snapshot_step(snapshot)
+        meta = read_metadata(snapshot)
+        for name in SETS:
+            key = f"{step}/{name}"
+            if key in cache or (name == "free256" and step % free_every):
+                continue
+            cache[key] = score(snapshot, eval_root, name, run / "curve" / f"{step:08d}-{name}")
+            cache[key]["hours"] = float(meta.get("train_seconds", "nan")) / 3600
+            print(f"step {step:6d} {name}: hole PSNR {cache[key]['hole_psnr']:.2f} dB, "
+                  f"hole l1 {cache[key]['hole_l1']:.2f} %", flush=True)  # fmt: skip
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            cache_path.write_text(json.dumps(cache, indent=1))
+    draw(run, cache)
+
+
+def _validation_log(run: Path) -> list[dict]:
+    """The run's validation lines; a line repeated after a resume keeps its last value."""
+    rows: dict[int, dict] = {}
+    path = run / "validation.jsonl"
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        rows[row["step"]] = row
+    return [rows[s] for s in sorted(rows)]
+
+
+def draw(run: Path, cache: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    validation = _validation_log(run)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
+    metrics = (("hole_psnr", "hole PSNR (dB)"), ("hole_l1", "hole ℓ1 (%)"))
+    for col, (xkey, xlabel) in enumerate((("step", "generator steps"), ("hours", "training hours (2 CPU cores)"))):
+        for row, (key, label) in enumerate(metrics):
+            ax = axes[row, col]
+            xs = [r["step"] if xkey == "step" else r["train_seconds"] / 3600 for r in validation]
+            ax.plot(xs, [r[key] for r in validation], color="0.6", lw=1, label="validation (64 held-out photos)")
+            for name, colour in zip(SETS, ("tab:blue", "tab:orange"), strict=True):
+                points = sorted((int(k.split("/")[0]), v) for k, v in cache.items() if k.endswith(name))
+                if not points:
+                    continue
+                x = [s if xkey == "step" else v["hours"] for s, v in points]
+                ax.plot(x, [v[key] for _, v in points], "o-", color=colour, label=name)
+                for ref, value in REFERENCES[name].items():
+                    style = "--" if ref == "target" else ":"
+                    ax.axhline(value[row], color=colour, ls=style, lw=0.8)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Default model: hole metrics while training (dashed: issue targets; dotted: pypatchmatch / Telea)",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    CURVE_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(CURVE_IMAGE, dpi=90)
+    print(f"wrote {CURVE_IMAGE}")
+
+
+def ship(source: Path, eval_root: Path) -> None:
+    generator = load_generator(source)
+    meta = read_metadata(source)
+    metadata = {key: meta[key] for key in ("recipe", "step", "samples", "train_seconds") if key in meta}
+    metadata["source_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
+    with tempfile.TemporaryDirectory() as tmp:
+        half = Path(tmp) / "half.safetensors"
+        save_generator(half, generator, metadata=metadata, dtype=torch.float16)
+        for name in SETS:
+            full = score(source, eval_root, name, Path(tmp) / f"fp32-{name}")
+            packed = score(half, eval_root, name, Path(tmp) / f"fp16-{name}")
+            delta = packed["hole_psnr"] - full["hole_psnr"]
+            print(f"{name}: fp32 {full['hole_psnr']:.3f} dB / {full['hole_l1']:.3f} %, "
+                  f"fp16 {packed['hole_psnr']:.3f} dB / {packed['hole_l1']:.3f} % (delta {delta:+.3f} dB)")  # fmt: skip
+            if abs(delta) >= 0.1:
+                sys.exit(f"fp16 storage moves hole PSNR by {delta:+.3f} dB on {name}; not shipped")
+        DEFAULT_CHECKPOINT.parent.mkdir(parents=True, exist_ok=True)
+        save_generator(DEFAULT_CHECKPOINT, generator, metadata=metadata, dtype=torch.float16)
+    size = DEFAULT_CHECKPOINT.stat().st_size
+    print(f"wrote {DEFAULT_CHECKPOINT} ({size / 1e6:.1f} MB, step {meta.get('step')}, "
+          f"sha256 {hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("curve", help="score a run's snapshots and draw docs/images/model_curve.png")
+    c.add_argument("run", type=Path)
+    c.add_argument("--free-every", type=int, default=5000, help="score free256 at snapshots whose step is a multiple of N")
+    s = sub.add_parser("ship", help="pack a generator into inpaintkit/weights as fp16")
+    s.add_argument("source", type=Path)
+    for p in (c, s):
+        p.add_argument("--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
+    args = parser.parse_args()
+    if args.command == "curve":
+        curve(args.run, args.eval_root, args.free_every)
+    else:
+        ship(args.source, args.eval_root)
+
+
+if __name__ == "__main__":
+    main()
