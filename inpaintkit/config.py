@@ -1,5 +1,9 @@
 """Typed training recipes: dataclasses loaded from ``recipes/*.yaml``, with ``key.sub=value`` overrides.
 
+The recipes ship inside the package (``inpaintkit/recipes/``; the repository's top-level
+``recipes/`` points there), so ``inpaintkit train places2`` works from any folder and from a
+non-editable install: :func:`resolve_recipe` takes a file path or a packaged recipe's name.
+
 A recipe is a tree of dataclasses (:class:`Recipe`). YAML files are read with
 ``yaml.safe_load``; every key must name a field (an unknown key is an error that names its full
 path, e.g. ``loss.gan_los_alpha``) and every value is checked against the field's type. A recipe
@@ -27,6 +31,9 @@ from inpaintkit.masks import MaskConfig
 from inpaintkit.model.generator import GeneratorConfig
 
 T = TypeVar("T")
+
+#: The recipes that ship with inpaintkit.
+RECIPE_DIR = Path(__file__).parent / "recipes"
 
 
 class ConfigError(ValueError):
@@ -314,9 +321,34 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
+def packaged_recipes() -> dict[str, str]:
+    """Name -> one-line description (the file's first comment line) of every packaged recipe."""
+    recipes = {}
+    for path in sorted(RECIPE_DIR.glob("*.yaml")):
+        first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")), "")
+        recipes[path.stem] = first.lstrip("#").strip()
+    return recipes
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: ``name_or_path`` itself when it is a file, else the packaged recipe of that name.
+
+    ``places2``, ``places2.yaml`` and ``path/to/my.yaml`` all work; anything else is a
+    :class:`ConfigError` that lists the packaged names.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    packaged = RECIPE_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if path.parent == Path(".") and packaged.is_file():
+        return packaged
+    names = ", ".join(packaged_recipes())
+    raise ConfigError(f"{name_or_path}: no such recipe file, nor a packaged recipe (packaged: {names})")
+
+
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
-    """Read a recipe file (following ``base:``), apply overrides, and type-check it all."""
-    data = apply_overrides(read_recipe_dict(path), overrides)
+    """Read a recipe (a file, or a packaged recipe's name; following ``base:``), apply overrides, type-check it all."""
+    data = apply_overrides(read_recipe_dict(resolve_recipe(path)), overrides)
     try:
         return build(Recipe, data)
     except ConfigError as err:

@@ -18,7 +18,12 @@ import numpy as np
 import torch
 from skimage.restoration import inpaint_biharmonic
 
-from inpaintkit.checkpoint import NO_DEFAULT_MODEL, CheckpointError, default_checkpoint, load_generator
+from inpaintkit.checkpoint import (
+    NO_DEFAULT_MODEL,
+    CheckpointError,
+    default_checkpoint,
+    load_generator,
+)
 from inpaintkit.devices import resolve_device
 from inpaintkit.inpaint import inpaint
 from inpaintkit.patchmatch import patchmatch_inpaint

@@ -8,11 +8,14 @@ import pytest
 import yaml
 
 from inpaintkit.config import (
+    RECIPE_DIR,
     ConfigError,
     Recipe,
     load_recipe,
+    packaged_recipes,
     recipe_from_dict,
     recipe_to_yaml,
+    resolve_recipe,
     to_dict,
 )
 
@@ -86,3 +89,51 @@ def test_base_include_merges_sections(tmp_path):
     (tmp_path / "top.yaml").write_text("base: base.yaml\nname: top\ndata:\n  batch_size: 8\n")
     recipe = load_recipe(tmp_path / "top.yaml")
     assert (recipe.name, recipe.data.batch_size, recipe.data.image_size) == ("top", 8, 64)
+
+
+def test_recipes_ship_in_the_package_and_resolve_by_name(tmp_path, monkeypatch):
+    # The repository's recipes/ is the packaged folder, so a non-editable install has them all.
+    assert RECIPES.resolve() == RECIPE_DIR.resolve()
+    assert RECIPE_DIR.parent.name == "inpaintkit"
+    monkeypatch.chdir(tmp_path)  # names work from any folder
+    assert resolve_recipe("places2") == RECIPE_DIR / "places2.yaml"
+    assert resolve_recipe("tiny.yaml") == RECIPE_DIR / "tiny.yaml"
+    assert load_recipe("default-baseline").model.contextual_attention is False
+    own = tmp_path / "places2.yaml"  # a file of that name in the working folder wins over the packaged one
+    own.write_text("base: " + str(RECIPE_DIR / "places2.yaml") + "\nname: mine\n")
+    assert load_recipe("places2.yaml").name == "mine"
+    with pytest.raises(ConfigError, match="no such recipe file, nor a packaged recipe .*places2.*tiny"):
+        resolve_recipe("nosuch")
+    with pytest.raises(ConfigError, match="nor a packaged recipe"):
+        resolve_recipe("sub/tiny.yaml")  # a path that does not exist is not looked up by name
+
+
+def test_every_packaged_recipe_has_a_one_line_description():
+    recipes = packaged_recipes()
+    assert set(recipes) == {p.stem for p in RECIPE_DIR.glob("*.yaml")} >= {"places2", "default", "tiny"}
+    for name, description in recipes.items():
+        assert description and description.endswith(".") and "\n" not in description, name
+
+
+def test_train_cli_lists_recipes_and_takes_steps_and_batch_size(monkeypatch):
+    from click.testing import CliRunner
+
+    import inpaintkit.cli.train as cli_train
+    from inpaintkit.cli import main
+
+    listing = CliRunner().invoke(main, ["train", "--list-recipes"])
+    assert listing.exit_code == 0
+    assert [line.split()[0] for line in listing.output.splitlines()] == list(packaged_recipes())
+    assert "KEY.SUB=VALUE" in CliRunner().invoke(main, ["train", "--help"]).output
+    seen = {}
+
+    def fake_train(config, data, out, **kwargs):
+        seen["recipe"] = config
+        raise cli_train.TrainingError("stop here")
+
+    monkeypatch.setattr(cli_train, "train", fake_train)
+    result = CliRunner().invoke(main, ["train", "tiny", "optimizer.lr=0.5", "--data", __file__, "--out", "x",
+                                       "--steps", "17", "--batch-size", "3"])  # fmt: skip
+    assert result.exit_code == 1 and "stop here" in result.output
+    recipe = seen["recipe"]
+    assert (recipe.schedule.steps, recipe.data.batch_size, recipe.optimizer.lr) == (17, 3, 0.5)
