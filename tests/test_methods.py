@@ -163,7 +163,7 @@ def deepfill_reference(
 
 def test_deepfill_matches_the_generator_and_gives_offsets(tiny_checkpoint) -> None:
     path, generator = tiny_checkpoint
-    method = DeepFillMethod(path, device="cpu")
+    method = DeepFillMethod(path, device="cpu", precision="fp32")
     assert method.name == "deepfill"
     images, masks = random_batch(2, 21, 19, seed=1)
     out, offsets = method.fill_with_offsets(images, masks)
@@ -176,10 +176,21 @@ def test_deepfill_matches_the_generator_and_gives_offsets(tiny_checkpoint) -> No
 def test_deepfill_autocast_and_channels_last_keep_known_pixels(tiny_checkpoint) -> None:
     path, _ = tiny_checkpoint
     images, masks = random_batch(1, 16, 24, seed=2)
-    reference = DeepFillMethod(path, device="cpu")(images, masks)
+    reference = DeepFillMethod(path, device="cpu", precision="fp32", channels_last=False)(images, masks)
     fast = DeepFillMethod(path, device="cpu", precision="bf16", channels_last=True)(images, masks)
     assert fast.dtype == torch.float32
     assert torch.equal(known(fast, masks), known(images, masks))
     assert (fast - reference).abs().max() < 0.1  # bf16 keeps about 3 significant digits
     with pytest.raises(ValueError, match="precision must be one of"):
         DeepFillMethod(path, device="cpu", precision="fp8")
+
+
+def test_auto_precision_is_bf16_only_where_the_device_has_it(tiny_checkpoint, monkeypatch) -> None:
+    import inpaintkit.methods
+
+    path, _ = tiny_checkpoint
+    monkeypatch.setattr(inpaintkit.methods, "has_native_bf16", lambda device: True)
+    assert DeepFillMethod(path, device="cpu").precision == "bf16"
+    assert DeepFillMethod(path, device="cpu", precision="fp32").precision == "fp32"
+    monkeypatch.setattr(inpaintkit.methods, "has_native_bf16", lambda device: False)
+    assert DeepFillMethod(path, device="cpu").precision == "fp32"

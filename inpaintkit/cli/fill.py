@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from inpaintkit.fill import OUTPUT_FORMATS, FillError, FillOptions, fill_files, pair_files
-from inpaintkit.methods import PRECISIONS, DeepFillMethod, PatchMatchMethod
+from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 
 
 @click.command("fill")
@@ -25,8 +25,9 @@ from inpaintkit.methods import PRECISIONS, DeepFillMethod, PatchMatchMethod
               help="Generator weights (.safetensors from `inpaintkit train`). Default: the bundled model.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = CUDA when available.")
-@click.option("--precision", type=click.Choice(sorted(PRECISIONS)), default="fp32", show_default=True,
-              help="DeepFill autocast precision (bf16/fp16 are for GPUs).")
+@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+              help="DeepFill autocast precision; auto = bf16 where the device computes it natively "
+                   "(CUDA, CPUs with AVX512-BF16/AMX), else fp32.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Images of the same size inpainted together. Default: 16 on CUDA, 1 on CPU "
                    "(where batching measured slower; docs/benchmarks.md).")
