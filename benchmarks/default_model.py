@@ -2,6 +2,7 @@
 
     python benchmarks/default_model.py curve RUN [--eval ../shared/data/eval] [--free-every N]
     python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
+    python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
 written every ``schedule.keep_every`` steps) with :func:`inpaintkit.evaluate.evaluate` on the
@@ -12,7 +13,13 @@ evaluation sets' scores against generator steps and training hours.
 
 ``ship`` writes the generator as fp16 into the package (``inpaintkit/weights/``) after
 measuring, on both evaluation sets, what fp16 storage costs against the fp32 file; it refuses
-when hole PSNR moves by 0.1 dB or more on either set. Needs matplotlib (``pip install -e .[bench]``).
+when hole PSNR moves by 0.1 dB or more on either set.
+
+``precision`` decides ``fill``'s CPU defaults: the forward time of the default model at 512²
+(a centred 256² hole, batch 1) in fp32 and bf16 autocast, NCHW and channels_last, side by side
+in one run; and the hole PSNR / ℓ1 of fp32 against bf16 on both evaluation sets.
+
+Needs matplotlib for ``curve`` (``pip install -e .[bench]``).
 """
 
 from __future__ import annotations
@@ -145,6 +152,55 @@ def ship(source: Path, eval_root: Path) -> None:
           f"sha256 {hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()})")  # fmt: skip
 
 
+def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> None:
+    import platform
+    import time
+
+    from inpaintkit.inpaint import inpaint
+    from inpaintkit.methods import PRECISIONS
+
+    print("## fill precision on the CPU (benchmarks/default_model.py precision)\n")
+    print(f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+          f"torch {torch.__version__}; model: {checkpoint or 'the packaged default'}")
+    print(f"- forward: 512x512, one centred 256x256 hole, batch 1, median of {repeats} after one untimed\n")
+    print("| precision | layout | forward (s) | vs fp32 NCHW |")
+    print("|---|---|---:|---:|")
+    image = torch.rand(1, 3, 512, 512) * 2 - 1
+    mask = torch.zeros(1, 1, 512, 512)
+    mask[..., 128:384, 128:384] = 1
+    base = None
+    for name, layout in (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)):
+        generator = load_generator(checkpoint)
+        x, m = image, mask
+        if layout:
+            generator = generator.to(memory_format=torch.channels_last)
+            x, m = x.contiguous(memory_format=torch.channels_last), m.contiguous(memory_format=torch.channels_last)
+        inpaint(generator, x, m, autocast_dtype=PRECISIONS[name])
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            inpaint(generator, x, m, autocast_dtype=PRECISIONS[name])
+            times.append(time.perf_counter() - start)
+        seconds = sorted(times)[repeats // 2]
+        base = base or seconds
+        print(f"| {name} | {'channels_last' if layout else 'NCHW'} | {seconds:.3f} | {base / seconds:.2f}x |", flush=True)
+    print("\n| set | fp32 hole PSNR | bf16 hole PSNR | delta | fp32 hole ℓ1 | bf16 hole ℓ1 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    source = checkpoint or DEFAULT_CHECKPOINT
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in SETS:
+            rows = {}
+            for mode in ("fp32", "bf16"):
+                config = EvaluateConfig(data=eval_root / name / "images", masks=eval_root / name / "masks",
+                                        output=Path(tmp) / f"{mode}-{name}", samples=0, warmup=False)  # fmt: skip
+                method = DeepFillMethod(source, device="cpu", precision=mode)
+                rows[mode] = evaluate(config, {mode: method}, progress=False).summary[mode].metrics
+            f, b = rows["fp32"], rows["bf16"]
+            print(f"| {name} | {f['hole_psnr'].mean:.3f} | {b['hole_psnr'].mean:.3f} | "
+                  f"{b['hole_psnr'].mean - f['hole_psnr'].mean:+.3f} | {f['hole_l1'].mean:.3f} | {b['hole_l1'].mean:.3f} |",
+                  flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,13 +209,17 @@ def main() -> None:
     c.add_argument("--free-every", type=int, default=5000, help="score free256 at snapshots whose step is a multiple of N")
     s = sub.add_parser("ship", help="pack a generator into inpaintkit/weights as fp16")
     s.add_argument("source", type=Path)
-    for p in (c, s):
+    q = sub.add_parser("precision", help="fp32 vs bf16, NCHW vs channels_last: speed and hole metrics")
+    q.add_argument("--checkpoint", type=Path, default=None, help="default: the packaged model")
+    for p in (c, s, q):
         p.add_argument("--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
     args = parser.parse_args()
     if args.command == "curve":
         curve(args.run, args.eval_root, args.free_every)
-    else:
+    elif args.command == "ship":
         ship(args.source, args.eval_root)
+    else:
+        precision(args.checkpoint, args.eval_root)
 
 
 if __name__ == "__main__":

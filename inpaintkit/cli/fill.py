@@ -22,7 +22,7 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
 @click.option("--method", type=click.Choice(["deepfill", "patchmatch"]), default="deepfill", show_default=True,
               help="DeepFill generator, or the PatchMatch baseline (no model needed).")
 @click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Generator weights (.safetensors from `inpaintkit train`). Default: the bundled model.")
+              help="Generator weights (.safetensors from `inpaintkit train`). Default: the model that ships with inpaintkit (docs/model-card.md).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = CUDA when available.")
 @click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
