@@ -150,7 +150,7 @@ def _prepare_snapshot(out: Path) -> dict[str, str]:
             snap[f"dataset {name}"] = _digest(repr(data.tolist()).encode() if data.dtype.kind == "O" else data)
         for name in sorted(f.attrs):
             snap[f"attr {name}"] = str(f.attrs[name])
-    for name in ("train.txt", "val.txt"):
+    for name in ("d.train.txt", "d.val.txt"):
         snap[name] = _digest((out / name).read_bytes())
     return snap
 
@@ -235,7 +235,7 @@ SCENARIOS = {
         name="evaluate",
         make_inputs=_evaluate_inputs,
         args=lambda i, o: ["evaluate", str(i / "images"), "-o", str(o / "report"), "--size", "24",
-                           "--samples", "3", "--no-progress", "--device", "cpu"],  # fmt: skip
+                           "--samples", "3", "--quiet", "--device", "cpu"],  # fmt: skip
         resume=[],
         started=lambda o: (o / "report" / "results.jsonl").is_file()
         and (o / "report" / "results.jsonl").stat().st_size > 0,

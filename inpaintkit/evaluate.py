@@ -64,6 +64,9 @@ from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tenso
 #: Generated mask kinds (``masks.MaskConfig.kind`` values that need no files).
 GENERATED_MASK_KINDS = ("rect", "freeform", "mixed")
 
+#: The split of a prepared HDF5 file evaluated when none is asked for (see :func:`choose_split`).
+DEFAULT_SPLIT = "val"
+
 #: Files of a report folder.
 RESULTS_LOG = "results.jsonl"
 RUN_FILE = "evaluation.json"
@@ -88,7 +91,7 @@ class EvaluateConfig:
 
     data: Path
     output: Path
-    split: str = "val"
+    split: str = DEFAULT_SPLIT
     size: int = 256
     masks: Path | None = None
     mask_kind: str = "rect"
@@ -146,8 +149,45 @@ class EvaluateResult:
 # --------------------------------------------------------------------------- methods
 
 
+#: A checkpoint to evaluate: its file, or ``(report name, file)``.
+CheckpointSpec = str | os.PathLike | tuple[str, str | os.PathLike]
+
+#: Report names of the methods that are not checkpoints; no checkpoint is given one of them,
+#: so that results.jsonl never mixes a checkpoint with one of these from an earlier run.
+BUILT_IN_METHODS = ("mean-color", "biharmonic", "patchmatch", "deepfill")
+
+
+def name_checkpoints(checkpoints: Sequence[CheckpointSpec]) -> list[tuple[str, Path]]:
+    """``(report name, file)`` per checkpoint, in order.
+
+    A ``(name, file)`` pair keeps its name. A bare file is named by its stem, or by its run
+    folder when another file given has the same stem or the stem is a built-in method's name:
+    ``runs/a/generator.safetensors`` and ``runs/b/generator.safetensors`` are ``a`` and ``b``.
+    A name that is still taken, or cannot be a folder name, is an error saying to use
+    ``--checkpoint NAME=FILE``.
+    """
+    entries = [(c[0], Path(c[1])) if isinstance(c, tuple) else (None, Path(c)) for c in checkpoints]
+    stems = [path.stem for _, path in entries]
+    named: list[tuple[str, Path]] = []
+    for name, path in entries:
+        if name is None:
+            name = path.stem
+            if stems.count(name) > 1 or name in BUILT_IN_METHODS:
+                name = path.resolve().parent.name
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise EvaluateError(f"{path}: {name!r} cannot be a method name; name it with --checkpoint NAME={path}")
+        if name in BUILT_IN_METHODS:
+            raise EvaluateError(f"{path}: {name!r} is a built-in method's name; name it with --checkpoint NAME={path}")
+        for other_name, other in named:
+            if other_name == name:
+                raise EvaluateError(f"{path}: would be named {name!r} like {other}; "
+                                    "name them with --checkpoint NAME=FILE")  # fmt: skip
+        named.append((name, path))
+    return named
+
+
 def build_methods(
-    checkpoints: Sequence[str | os.PathLike] = (),
+    checkpoints: Sequence[CheckpointSpec] = (),
     patchmatch: bool = False,
     deepfill_default: bool = False,
     floors: bool = True,
@@ -156,7 +196,8 @@ def build_methods(
     """The methods of one evaluation by report name, weakest first.
 
     Floors (``mean-color``, ``biharmonic``), ``patchmatch``, the bundled model (``deepfill``),
-    then each checkpoint named by its file stem. Two checkpoints with one stem are an error.
+    then each checkpoint, named as :func:`name_checkpoints` says (its own name, its file stem,
+    or its run folder when stems collide).
     """
     resolved = resolve_device(device)
     methods: dict[str, InpaintMethod] = {}
@@ -167,10 +208,7 @@ def build_methods(
         methods["patchmatch"] = PatchMatchMethod(device=resolved.type)
     if deepfill_default:
         methods["deepfill"] = DeepFillMethod(None, device=resolved)
-    for checkpoint in checkpoints:
-        name = Path(checkpoint).stem
-        if name in methods:
-            raise EvaluateError(f"{checkpoint}: another method is already named {name!r}; rename the file")
+    for name, checkpoint in name_checkpoints(checkpoints):
         methods[name] = DeepFillMethod(checkpoint, device=resolved)
     if not methods:
         raise EvaluateError("nothing to evaluate: give --checkpoint, --method or keep --floors")
@@ -178,6 +216,43 @@ def build_methods(
 
 
 # --------------------------------------------------------------------------- ground truth and masks
+
+
+def split_sizes(data: str | os.PathLike) -> dict[str, int] | None:
+    """Images per split (``train``, ``val``, ``all``) of a prepared HDF5 file; None otherwise."""
+    try:
+        with h5py.File(data, "r") as f:
+            return {"train": len(f["train_index"]), "val": len(f["val_index"]), "all": int(f.attrs["num_images"])}
+    except (OSError, KeyError):
+        return None
+
+
+def _no_such_images(data: Path, split: str, sizes: dict[str, int]) -> str:
+    listed = ", ".join(f"{name} {count}" for name, count in sizes.items())
+    usable = [name for name, count in sizes.items() if count and name != "all"]
+    hint = f"; choose one with --split {usable[0]}" if usable else ""
+    return f"{data}: split {split!r} is empty (images per split: {listed}){hint}"
+
+
+def choose_split(data: str | os.PathLike, split: str | None) -> tuple[str, str | None]:
+    """The split to evaluate and, when it is not the one asked for, a one-line note saying so.
+
+    ``split=None`` (not given) means ``val``, or ``train`` when the file has no val images
+    (``prepare``'s default ``--val-fraction 0``). A split given and empty is an error naming
+    the splits that exist. Folders have no splits: ``split`` is returned as it is.
+    """
+    sizes = split_sizes(data) if Path(data).is_file() else None
+    if sizes is None:
+        return split or DEFAULT_SPLIT, None
+    if split is None:
+        if sizes[DEFAULT_SPLIT] == 0 and sizes["train"] > 0:
+            return "train", (f"{data} has no val split (prepared without --val-fraction/--val-count); "
+                             f"evaluating its {sizes['train']} train images (--split chooses)")  # fmt: skip
+        split = DEFAULT_SPLIT
+    if sizes[split] == 0:
+        raise EvaluateError(_no_such_images(Path(data), split, sizes))
+    return split, None
+
 
 
 def _mask_file_name(key: str) -> str:
@@ -217,7 +292,7 @@ class GroundTruth:
                 stored = f["keys"][:]
             self.keys = [_text(stored[row]) for row in self.hdf5.rows]
             if not self.keys:
-                raise EvaluateError(f"{data}: split {config.split!r} is empty")
+                raise EvaluateError(_no_such_images(data, config.split, split_sizes(data) or {}))
         else:
             raise EvaluateError(f"{data}: no such file or folder")
         if config.limit is not None:
@@ -443,7 +518,8 @@ def evaluate(
     computed = 0
     columns = (TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=console, disable=not progress) as bar:
+        # No bar in logs: only on a terminal.
+        with Progress(*columns, console=console, disable=not progress or not console.is_terminal) as bar:
             task = bar.add_task("evaluate", total=len(truth))
             for sample in iter_samples(truth, holes):
                 bar.advance(task)

@@ -117,10 +117,16 @@ class FillSummary:
     filled: int = 0
     skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False  # stopped by KeyboardInterrupt (SIGINT); the outputs written are complete
 
     @property
     def failed(self) -> int:
         return len(self.failures)
+
+    @property
+    def done(self) -> int:
+        """Outputs that exist: filled by this run or skipped as already done."""
+        return self.filled + self.skipped
 
     def __str__(self) -> str:
         return f"filled {self.filled}, skipped {self.skipped} (already done), failed {self.failed}"
@@ -432,7 +438,10 @@ def fill_files(
 
     Same-size images (at the working resolution) are batched, up to ``options.batch_size``;
     decoding runs ``options.workers`` threads ahead of the method and encoding runs behind it.
-    Existing outputs are skipped unless ``options.overwrite``. Returns the counts.
+    Existing outputs are skipped unless ``options.overwrite``. Returns the counts. A
+    KeyboardInterrupt (SIGINT, Ctrl-C) stops the run: the images already inpainted are still
+    written (each output atomically), then the summary comes back with ``interrupted=True``;
+    a re-run skips what was done.
     """
     options = options or FillOptions()
     console = console or Console(stderr=True)
@@ -492,6 +501,9 @@ def fill_files(
                 future.result()
             except FileError as err:
                 fail(job, str(err))
+            except KeyboardInterrupt:
+                writes.appendleft((job, future))  # not counted yet: the interrupt handler does
+                raise
             else:
                 summary.filled += 1
                 bar.advance(task)
@@ -539,8 +551,17 @@ def fill_files(
             if batch:
                 run(batch)
             collect(0)
-        except BaseException:
+        except BaseException as err:
+            interrupted = isinstance(err, KeyboardInterrupt)
             reader.shutdown(wait=False, cancel_futures=True)
-            writer.shutdown(wait=True, cancel_futures=True)
-            raise
+            # On Ctrl-C the images already inpainted are still written: that work is done.
+            writer.shutdown(wait=True, cancel_futures=not interrupted)
+            if not interrupted:
+                raise
+            summary.interrupted = True
+            for job, future in writes:
+                if future.exception() is None:
+                    summary.filled += 1
+                elif isinstance(future.exception(), FileError):
+                    summary.failures.append((str(job.image), _one_line(str(future.exception()))))
     return summary

@@ -3,8 +3,9 @@
 The workflow behind ``inpaintkit prepare`` (docs/prepare.md has the layout and options):
 decode in a process pool, write in input order from this process (the only HDF5 writer),
 build under ``.OUT.h5.partial`` so that an interrupted run leaves no ``OUT.h5`` and
-``resume=True`` can continue it, then publish the file and its ``train.txt``/``val.txt``.
-Same inputs and options give byte-identical outputs.
+``resume=True`` can continue it, then publish the file and its split lists
+``OUT.train.txt``/``OUT.val.txt`` (:func:`split_list_path`). Same inputs and options give
+byte-identical outputs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from inpaintkit import __version__, io
 
 RESIZE_MODES = ("shorter", "fixed", "none")
 STORE_MODES = ("raw", "encoded")
-ENCODE_FORMATS = ("png", "jpeg")
+#: ``--encode`` formats: ``png`` and ``webp`` alone are lossless; ``jpeg:Q`` and ``webp:Q`` are
+#: lossy at quality Q (1-100); ``jpeg`` alone is ``jpeg:95``.
+ENCODE_FORMATS = ("png", "jpeg", "webp")
+DEFAULT_JPEG_QUALITY = 95
+#: Source formats whose bytes are stored as they are when no pixel needs to change.
+ORIGINAL_FORMATS = ("JPEG", "PNG", "WEBP")
 LIST_SUFFIXES = (".txt", ".flist", ".lst", ".list")
 #: Results are written in batches of this many; fixed so that file bytes never depend on timing.
 WRITE_BATCH = 64
@@ -50,14 +56,19 @@ class PrepareOptions:
 
     Splits: ``val_count`` images (or ``round(val_fraction * N)``) chosen by ``seed``; or
     ``train_list``/``val_list`` files name the members (then no source folder is given).
+
+    Storage (``store="encoded"``): a JPEG, PNG or WebP source that needs no pixel change (8-bit
+    RGB, no EXIF rotation, geometry unchanged) is stored as its original bytes; any other image
+    is encoded as ``encode`` says: ``"png"`` or ``"webp"`` (lossless), ``"jpeg:Q"`` or
+    ``"webp:Q"`` (lossy, quality Q); ``"jpeg"`` means ``"jpeg:95"``. The value is kept in its
+    canonical spelling (see :func:`parse_encode`).
     """
 
     size: int | None = 256
     resize: str = "shorter"
     resize_to: tuple[int, int] | None = None
     store: str = "raw"
-    encode_format: str = "png"
-    quality: int = 95
+    encode: str = "png"
     val_fraction: float = 0.0
     val_count: int | None = None
     seed: int = 0
@@ -74,8 +85,8 @@ class PrepareOptions:
             raise PrepareError(
                 f"--store must be one of {', '.join(STORE_MODES)}, got {self.store!r}"
             )
-        if self.encode_format not in ENCODE_FORMATS:
-            raise PrepareError(f"--encode must be png or jpeg, got {self.encode_format!r}")
+        fmt, quality = parse_encode(self.encode)
+        object.__setattr__(self, "encode", fmt if quality is None else f"{fmt}:{quality}")
         if self.resize == "shorter" and not self.size:
             raise PrepareError("--resize shorter needs --size")
         if self.resize == "fixed" and self.resize_to is None:
@@ -95,8 +106,6 @@ class PrepareOptions:
             raise PrepareError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if (self.train_list is None) != (self.val_list is None):
             raise PrepareError("give both --train-list and --val-list, or neither")
-        if not 1 <= self.quality <= 100:
-            raise PrepareError(f"--quality must be in 1..100, got {self.quality}")
 
     @property
     def output_shape(self) -> tuple[int, int] | None:
@@ -106,6 +115,32 @@ class PrepareOptions:
         if self.resize == "fixed":
             return (self.size, self.size) if self.size else self.resize_to
         return None
+
+
+def parse_encode(spec: str) -> tuple[str, int | None]:
+    """``"png" | "webp" | "jpeg[:Q]" | "webp:Q"`` -> ``(format, quality or None for lossless)``."""
+    fmt, _, quality = str(spec).strip().lower().partition(":")
+    if fmt == "jpg":
+        fmt = "jpeg"
+    usage = "expected png, webp, jpeg:Q or webp:Q (Q = quality 1-100)"
+    if fmt not in ENCODE_FORMATS:
+        raise PrepareError(f"--encode {spec!r}: unknown format; {usage}")
+    if not quality:
+        return fmt, DEFAULT_JPEG_QUALITY if fmt == "jpeg" else None
+    if fmt == "png":
+        raise PrepareError(f"--encode {spec!r}: png is lossless and takes no quality; {usage}")
+    if not quality.isdigit() or not 1 <= int(quality) <= 100:
+        raise PrepareError(f"--encode {spec!r}: quality must be a whole number in 1..100")
+    return fmt, int(quality)
+
+
+def split_list_path(out: str | os.PathLike, split: str) -> Path:
+    """The key list of ``split`` written beside ``out``: ``photos.h5`` -> ``photos.train.txt``.
+
+    Named after the output, so that several datasets prepared into one folder keep their own.
+    """
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{split}.txt")
 
 
 @dataclass(frozen=True)
@@ -128,6 +163,11 @@ class PrepareSummary:
     train: int = 0
     val: int = 0
     resumed: int = 0
+    # Of the images written by this run (not the resumed ones): their source files' bytes, the
+    # bytes stored for them, and how many were stored as their original file bytes.
+    source_bytes: int = 0
+    stored_bytes: int = 0
+    kept_original: int = 0
 
 
 # --------------------------------------------------------------------------- inputs
@@ -198,7 +238,10 @@ def collect_sources(
 
 
 def transform(image: Image.Image, options: PrepareOptions) -> Image.Image:
-    """Apply the geometry of ``options`` to a decoded image (see :class:`PrepareOptions`)."""
+    """Apply the geometry of ``options`` to a decoded image (see :class:`PrepareOptions`).
+
+    Returns ``image`` itself when the geometry leaves it as it is (no resize, no crop).
+    """
     if options.resize == "none":
         return image
     width, height = image.size
@@ -211,7 +254,7 @@ def transform(image: Image.Image, options: PrepareOptions) -> Image.Image:
         shrinking = target[0] * target[1] < width * height
         method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
         image = image.resize(target, method)
-    if options.size is not None:
+    if options.size is not None and image.size != (options.size, options.size):
         left = (image.width - options.size) // 2
         top = (image.height - options.size) // 2
         image = image.crop((left, top, left + options.size, top + options.size))
@@ -230,6 +273,12 @@ class Decoded:
     size: tuple[int, int] = (0, 0)
     pixels: np.ndarray | None = None
     encoded: bytes | None = None
+    source_bytes: int = 0
+    kept_original: bool = False  # ``encoded`` is the source file's own bytes
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.pixels.nbytes if self.pixels is not None else len(self.encoded or b"")
 
 
 def decode_one(source: Source, options: PrepareOptions) -> Decoded:
@@ -241,48 +290,83 @@ def decode_one(source: Source, options: PrepareOptions) -> Decoded:
         result.error = f"cannot read ({err.strerror or err})"
         return result
     result.sha256 = hashlib.sha256(data).hexdigest()
+    result.source_bytes = len(data)
     draft = (
         None if options.resize == "none" else max(options.size or 0, *(options.resize_to or (0,)))
     )
     try:
         image = io.open_image(source.path, options.max_pixels, draft_size=draft or None)
         # The size before any draft-mode reduction, with EXIF orientation applied.
-        original = _original_size(data)
-        pixels = (
-            io.to_rgb8(transform(image, options)) if options.resize != "none" else io.to_rgb8(image)
-        )
+        header = _header(data)
+        fitted = transform(image, options)
+        pixels = io.to_rgb8(fitted)
     except io.ImageReadError as err:
         result.error = str(err)
         return result
     except (OSError, ValueError) as err:  # anything Pillow raises late, e.g. in resize
         result.error = f"not a readable image ({err})"
         return result
-    result.original_size = original
+    result.original_size = header.size
     result.size = (int(pixels.shape[0]), int(pixels.shape[1]))
     if options.store == "raw":
         result.pixels = pixels
-    elif options.resize == "none" and data[:8].startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")):
-        # Unchanged geometry and a format the loader decodes the same way: keep the original.
+    elif fitted is image and header.keeps_pixels and image.size == (header.size[1], header.size[0]):
+        # Decoding the file gives exactly the stored pixels (not even a draft-mode reduction
+        # happened): its own bytes are smaller than any re-encoding and lose nothing.
         result.encoded = data
+        result.kept_original = True
     else:
-        result.encoded = _encode(pixels, options)
+        result.encoded = _encode(pixels, options.encode)
     return result
 
 
-def _original_size(data: bytes) -> tuple[int, int]:
-    """``(H, W)`` of an image file as displayed (after EXIF orientation), read from its header."""
+@dataclass(frozen=True)
+class _Header:
+    """What an image file's header says: format, mode, EXIF orientation, ``(H, W)`` as displayed."""
+
+    format: str | None
+    mode: str
+    orientation: int
+    animated: bool
+    size: tuple[int, int]
+
+    @property
+    def keeps_pixels(self) -> bool:
+        """Whether decoding the file gives 8-bit RGB pixels as displayed, with no conversion."""
+        return (
+            self.format in ORIGINAL_FORMATS
+            and self.mode == "RGB"
+            and self.orientation == 1
+            and not self.animated
+        )
+
+
+def _header(data: bytes) -> _Header:
     with Image.open(_bytes_io.BytesIO(data)) as image:
         width, height = image.size
         orientation = image.getexif().get(0x0112, 1)
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+        return _Header(
+            format=image.format,
+            mode=image.mode,
+            orientation=orientation,
+            animated=bool(getattr(image, "is_animated", False)),
+            size=(width, height) if orientation in (5, 6, 7, 8) else (height, width),
+        )
 
 
-def _encode(pixels: np.ndarray, options: PrepareOptions) -> bytes:
+def _encode(pixels: np.ndarray, encode: str) -> bytes:
+    """uint8 RGB ``(H, W, 3)`` -> file bytes in the format of ``encode`` (deterministic)."""
+    fmt, quality = parse_encode(encode)
     buffer = _bytes_io.BytesIO()
-    if options.encode_format == "png":
-        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=6)
+    picture = Image.fromarray(pixels)
+    if fmt == "png":
+        picture.save(buffer, format="PNG", compress_level=6)
+    elif fmt == "jpeg":
+        picture.save(buffer, format="JPEG", quality=quality, subsampling=0)
+    elif quality is None:
+        picture.save(buffer, format="WEBP", lossless=True, quality=100, method=4)
     else:
-        Image.fromarray(pixels).save(buffer, format="JPEG", quality=options.quality, subsampling=0)
+        picture.save(buffer, format="WEBP", quality=quality, method=4)
     return buffer.getvalue()
 
 
@@ -338,12 +422,14 @@ def _create_datasets(f: h5py.File, options: PrepareOptions) -> None:
         )
 
 
-_OPTION_ATTRS = ("size", "resize", "resize_to", "store", "encode_format", "quality", "max_pixels")
+_OPTION_ATTRS = ("size", "resize", "resize_to", "store", "encode", "max_pixels")
 
 
 def _option_attrs(options: PrepareOptions) -> dict[str, str]:
     """The options that decide what is stored, as JSON strings (None-safe, comparable)."""
     values = asdict(options)
+    if options.store == "raw":
+        values["encode"] = None  # raw pixels are never encoded: any --encode resumes them
     return {f"option_{k}": json.dumps(values[k]) for k in _OPTION_ATTRS}
 
 
@@ -364,7 +450,7 @@ def _check_room(path: Path, batch: list[Decoded]) -> None:
     HDF5 handles a failed write badly: the datasets it could not flush stay open in the
     library, which crashes the interpreter at exit. So the free space is checked first.
     """
-    needed = sum(d.pixels.nbytes if d.pixels is not None else len(d.encoded or b"") for d in batch)
+    needed = sum(d.stored_bytes for d in batch)
     needed += needed // 20 + WRITE_HEADROOM
     free = shutil.disk_usage(path.parent).free
     if free < needed:
@@ -426,10 +512,12 @@ def prepare_dataset(
     """Pack ``src`` (folder or file list, or ``options.train_list``/``val_list``) into ``out``.
 
     ``on_skip(path, reason)`` is told about every unreadable or duplicate image and
-    ``on_progress(done, total)`` after every image. Raises :class:`PrepareError` when no image
-    could be read, or when ``out`` exists and neither ``overwrite`` nor ``resume`` is set (with
-    ``resume`` a finished ``out`` is left as it is: there is nothing to resume). Returns the
-    run's summary.
+    ``on_progress(done, total)`` once the work is known and after every image (so not before
+    the checks that refuse to start: ``out`` exists, no input). Raises :class:`PrepareError` when there is no input image, when none could be
+    read (then no file is left behind, not even the partial one), or when ``out`` exists and
+    neither ``overwrite`` nor ``resume`` is set (with ``resume`` a finished ``out`` is left as it
+    is: there is nothing to resume). Writes ``out`` and its split lists
+    (:func:`split_list_path`). Returns the run's summary.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -437,6 +525,9 @@ def prepare_dataset(
             return _finished_summary(out)
         raise PrepareError(f"{out} already exists; pass --overwrite to replace it")
     sources, val_keys = collect_sources(src, options)
+    if not sources:
+        where = src if src is not None else f"{options.train_list} and {options.val_list}"
+        raise PrepareError(f"{where}: no images found ({', '.join(io.IMAGE_SUFFIXES)}); nothing written")
     summary = PrepareSummary(output=out, inputs=len(sources))
     partial = partial_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -469,6 +560,9 @@ def prepare_dataset(
                     on_skip(decoded.source, reason)
             else:
                 hashes[decoded.sha256] = decoded.key
+                summary.source_bytes += decoded.source_bytes
+                summary.stored_bytes += decoded.stored_bytes
+                summary.kept_original += decoded.kept_original
                 batch.append(decoded)
                 if len(batch) == WRITE_BATCH:
                     _append(f, batch, fixed)
@@ -479,6 +573,8 @@ def prepare_dataset(
             _append(f, batch, fixed)
         summary.written = _stored_count(f)
         if summary.written == 0:
+            f.close()
+            partial.unlink()  # holds nothing worth resuming
             raise PrepareError(f"no readable image among {len(sources)} inputs; nothing written")
         keys = list(f["keys"].asstr()[:])
         train, val = choose_split(keys, options, val_keys)
@@ -493,7 +589,7 @@ def prepare_dataset(
             # anyway, so empty it (the flush then has room), close it and drop it.
             os.truncate(partial, 0)
         try:
-            f.close()
+            f.close()  # a no-op when already closed
         except (OSError, RuntimeError):  # no room even for the final flush: the same remedy
             os.truncate(partial, 0)
             with contextlib.suppress(OSError, RuntimeError):
@@ -508,8 +604,8 @@ def prepare_dataset(
     # atomic_write's temporary name, which is renamed onto OUT.h5 in one step.
     with io.atomic_write(out) as tmp:
         os.replace(partial, tmp)
-    for name, rows in (("train.txt", train), ("val.txt", val)):
-        io.write_text(out.parent / name, "".join(f"{keys[i]}\n" for i in rows))
+    for split, rows in (("train", train), ("val", val)):
+        io.write_text(split_list_path(out, split), "".join(f"{keys[i]}\n" for i in rows))
     return summary
 
 

@@ -41,8 +41,9 @@ def invoke():
 
 
 def error_lines(text: str) -> list[str]:
-    """The lines of CLI output that report an error."""
-    return [line for line in text.splitlines() if line.startswith("error")]
+    """The lines of CLI output that report an error: a fatal one (``Error: ...``, as Click
+    prints it) or one file that failed (fill's ``error: PATH: reason``)."""
+    return [line for line in text.splitlines() if line.startswith(("Error: ", "error: "))]
 
 
 def files_below(folder: Path) -> list[Path]:

@@ -25,3 +25,14 @@ def test_console_script_runs_as_a_module():
         check=True,
     )
     assert __version__ in out.stdout
+
+
+def test_command_summaries_are_whole_and_quiet_is_spelled_one_way():
+    result = CliRunner().invoke(main, ["--help"], terminal_width=80)
+    commands = result.output.split("Commands:")[1].strip().splitlines()
+    assert len(commands) == len(main.commands), result.output
+    for line in commands:  # Click cuts a long first docstring line with "..." or mid-sentence
+        assert line.endswith(".") and not line.endswith("..."), line
+    for name, command in main.commands.items():
+        visible = {opt for param in command.params if not getattr(param, "hidden", False) for opt in param.opts}
+        assert "--quiet" in visible and "--no-progress" not in visible, name

@@ -16,7 +16,13 @@ from PIL import Image
 
 from inpaintkit import io
 from inpaintkit.cli import main
-from inpaintkit.evaluate import EvaluateConfig, EvaluateError, build_methods, evaluate
+from inpaintkit.evaluate import (
+    EvaluateConfig,
+    EvaluateError,
+    build_methods,
+    evaluate,
+    name_checkpoints,
+)
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.metrics import METRICS, image_metrics, uint8_to_unit
 from inpaintkit.prepare import PrepareOptions, prepare_dataset, transform
@@ -189,14 +195,14 @@ def test_hdf5_split(photos, tmp_path) -> None:
         progress=False,
     )
     rows = read_log(tmp_path / "r")
-    val = (tmp_path / "val.txt").read_text().split()
+    val = (tmp_path / "set.val.txt").read_text().split()
     assert result.images == 2 and sorted(r["image"] for r in rows) == sorted(val)
     assert all(math.isfinite(r["hole_l1"]) for r in rows)
 
 
 def test_cli(photos, tmp_path) -> None:
     out = tmp_path / "report"
-    args = ["evaluate", str(photos), "-o", str(out), "--size", str(SIZE), "--limit", "2", "--samples", "1", "--no-progress"]
+    args = ["evaluate", str(photos), "-o", str(out), "--size", str(SIZE), "--limit", "2", "--samples", "1", "--quiet"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "mean-color" in result.output and "biharmonic" in result.output
@@ -215,7 +221,7 @@ def test_patchmatch_runs_on_the_same_masks(photos, tmp_path) -> None:
     assert all(r["seconds"] > 0 for r in rows)
 
 
-def test_checkpoints_are_named_by_file_stem(photos, tmp_path) -> None:
+def test_checkpoints_are_named_by_stem_run_folder_or_explicitly(photos, tmp_path) -> None:
     from inpaintkit import checkpoint
     from inpaintkit.model.generator import Generator, GeneratorConfig
 
@@ -227,11 +233,49 @@ def test_checkpoints_are_named_by_file_stem(photos, tmp_path) -> None:
     evaluate(config(photos, tmp_path / "r", limit=1), methods, progress=False)
     row = read_log(tmp_path / "r")[0]
     assert row["method"] == "tiny-model" and math.isfinite(row["hole_l1"])
-    (tmp_path / "other").mkdir()
-    twin = tmp_path / "other" / "tiny-model.safetensors"
-    twin.write_bytes(path.read_bytes())
-    with pytest.raises(EvaluateError, match="tiny-model"):
-        build_methods([path, twin], floors=False, device="cpu")
+    # Two runs' generator.safetensors: the stem is ambiguous, the run folders are not.
+    runs = []
+    for run in ("a", "b"):
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        runs.append(tmp_path / "runs" / run / "generator.safetensors")
+        runs[-1].write_bytes(path.read_bytes())
+    a, b = runs
+    assert [name for name, _ in name_checkpoints([a, b, path])] == ["a", "b", "tiny-model"]
+    assert name_checkpoints([("best", a), b]) == [("best", a), ("b", b)]
+    assert name_checkpoints([("best", a), path]) == [("best", a), ("tiny-model", path)]
+    with pytest.raises(EvaluateError, match=r"named 'a' like .*NAME=FILE"):
+        name_checkpoints([a, b, ("a", path)])
+    with pytest.raises(EvaluateError, match="built-in"):
+        name_checkpoints([("patchmatch", a)])
+    (tmp_path / "runs" / "a" / "patchmatch.safetensors").write_bytes(path.read_bytes())
+    assert name_checkpoints([tmp_path / "runs" / "a" / "patchmatch.safetensors"])[0][0] == "a"
+    # The command line: FILE and NAME=FILE.
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(main, ["evaluate", str(photos), "-o", str(out), "--size", str(SIZE), "--limit", "1",
+                                       "--samples", "0", "--no-floors", "--quiet", "--device", "cpu",
+                                       "--checkpoint", str(a), "--checkpoint", f"mine={b}"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["config"]["methods"] == ["a", "mine"]
+    missing = CliRunner().invoke(main, ["evaluate", str(photos), "-o", str(out), "--checkpoint", "x=nope.safetensors"])
+    assert missing.exit_code == 2 and "nope.safetensors: no such file" in missing.output
+
+
+def test_hdf5_without_val_falls_back_to_train_unless_split_is_given(photos, tmp_path) -> None:
+    h5 = tmp_path / "photos.h5"
+    prepare_dataset(photos, h5, PrepareOptions(size=SIZE), workers=1)  # prepare's default: no val
+    args = ["evaluate", str(h5), "--size", str(SIZE), "--limit", "1", "--samples", "0"]
+    fallback = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "r1")])
+    assert fallback.exit_code == 0, fallback.output
+    assert "━" not in fallback.stderr  # no progress bar when stderr is not a terminal
+    (note,) = [line for line in fallback.stderr.splitlines() if "no val split" in line]
+    assert "evaluating its 4 train images" in note
+    assert json.loads((tmp_path / "r1" / "evaluation.json").read_text())["split"] == "train"
+    asked = CliRunner().invoke(main, [*args, "--split", "val", "--no-progress", "-o", str(tmp_path / "r2")])
+    assert asked.exit_code == 1
+    (line,) = [line for line in asked.stderr.splitlines() if line.startswith("Error: ")]
+    assert f"{h5}: split 'val' is empty" in line
+    assert "train 4, val 0, all 4" in line and "--split train" in line
+    assert not (tmp_path / "r2").exists()
 
 
 def test_a_method_failing_on_one_image_skips_that_image_not_the_run(photos, tmp_path) -> None:

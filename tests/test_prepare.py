@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,14 @@ from PIL import Image
 from skimage import data as skdata
 
 from inpaintkit.cli import main
-from inpaintkit.prepare import PrepareError, PrepareOptions, partial_path, prepare_dataset
+from inpaintkit.data import InpaintingDataset
+from inpaintkit.prepare import (
+    PrepareError,
+    PrepareOptions,
+    partial_path,
+    prepare_dataset,
+    split_list_path,
+)
 
 
 def _photos(folder, count=6, size=(90, 70)):
@@ -58,8 +66,8 @@ def test_splits_deterministic_disjoint_and_byte_identical(tmp_path):
     prepare_dataset(tmp_path / "src", tmp_path / "a" / "d.h5", opts, workers=2)
     prepare_dataset(tmp_path / "src", tmp_path / "b" / "d.h5", opts, workers=1)
     assert (tmp_path / "a" / "d.h5").read_bytes() == (tmp_path / "b" / "d.h5").read_bytes()
-    train = (tmp_path / "a" / "train.txt").read_text().split()
-    val = (tmp_path / "a" / "val.txt").read_text().split()
+    train = (tmp_path / "a" / "d.train.txt").read_text().split()
+    val = (tmp_path / "a" / "d.val.txt").read_text().split()
     assert len(val) == 3 and len(train) == 7 and not set(train) & set(val)
     assert sorted(train + val) == [f"img{i:03d}.png" for i in range(10)]
     with h5py.File(tmp_path / "a" / "d.h5", "r") as f:
@@ -67,7 +75,7 @@ def test_splits_deterministic_disjoint_and_byte_identical(tmp_path):
         assert [keys[i] for i in f["val_index"][:]] == val
     prepare_dataset(tmp_path / "src", tmp_path / "c" / "d.h5",
                     PrepareOptions(size=16, val_fraction=0.3, seed=8), workers=1)  # fmt: skip
-    assert (tmp_path / "c" / "val.txt").read_text().split() != val
+    assert (tmp_path / "c" / "d.val.txt").read_text().split() != val
 
 
 def test_given_lists_and_flist(tmp_path):
@@ -80,7 +88,7 @@ def test_given_lists_and_flist(tmp_path):
     )
     summary = prepare_dataset(None, tmp_path / "out" / "d.h5", opts, workers=1)
     assert (summary.train, summary.val) == (3, 1)
-    assert (tmp_path / "out" / "val.txt").read_text() == "img003.png\n"
+    assert (tmp_path / "out" / "d.val.txt").read_text() == "img003.png\n"
     summary = prepare_dataset(
         tmp_path / "train.flist", tmp_path / "o2" / "d.h5", PrepareOptions(size=16), workers=1
     )
@@ -202,7 +210,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, store):
             assert resumed[name] == clean[name], name
         else:
             np.testing.assert_array_equal(resumed[name], clean[name], err_msg=name)
-    assert (out.parent / "val.txt").read_text() == (reference.parent / "val.txt").read_text()
+    assert (out.parent / "d.val.txt").read_text() == (reference.parent / "d.val.txt").read_text()
 
 
 def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
@@ -224,3 +232,83 @@ def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
     assert replaced.exit_code == 0
     with h5py.File(out) as f:
         assert f["images"].shape[1:3] == (8, 8)
+
+
+def test_two_datasets_in_one_folder_keep_their_own_key_lists(tmp_path):
+    _photos(tmp_path / "a", count=4)
+    _photos(tmp_path / "b", count=6)
+    prepare_dataset(tmp_path / "a", tmp_path / "out" / "photos.h5", PrepareOptions(size=16, val_count=1), workers=1)
+    prepare_dataset(tmp_path / "b", tmp_path / "out" / "more.h5", PrepareOptions(size=16, val_count=2), workers=1)
+    assert split_list_path(tmp_path / "out" / "photos.h5", "val") == tmp_path / "out" / "photos.val.txt"
+    lists = {p.name: len(p.read_text().split()) for p in (tmp_path / "out").glob("*.txt")}
+    assert lists == {"photos.train.txt": 3, "photos.val.txt": 1, "more.train.txt": 4, "more.val.txt": 2}
+
+
+def test_empty_input_leaves_nothing_and_refusals_come_before_any_progress(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    _photos(tmp_path / "src", count=2)
+    out = tmp_path / "out" / "d.h5"
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich then draws its bar as on a terminal
+    args = ["prepare", str(tmp_path / "src"), str(out), "--size", "8", "--workers", "1"]
+    drawn = CliRunner().invoke(main, args)
+    assert drawn.exit_code == 0 and "prepare" in drawn.stderr.splitlines()[0]  # the bar, first
+    quiet = CliRunner().invoke(main, [*args[:2], str(tmp_path / "q.h5"), *args[3:], "--quiet"])
+    assert quiet.exit_code == 0 and quiet.stderr.startswith("wrote ")
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1
+    assert refused.stderr == f"Error: {out} already exists; pass --overwrite to replace it\n"
+    empty = CliRunner().invoke(main, ["prepare", str(tmp_path / "empty"), str(tmp_path / "e" / "e.h5")])
+    assert empty.exit_code == 1
+    (line,) = empty.stderr.splitlines()
+    assert line.startswith(f"Error: {tmp_path / 'empty'}: no images found")
+    assert not (tmp_path / "e").exists() or not list((tmp_path / "e").iterdir())
+    # Inputs that are all unreadable: no partial file either.
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_bytes(b"not a png")
+    bad = CliRunner().invoke(main, ["prepare", str(tmp_path / "bad"), str(tmp_path / "b" / "b.h5"), "--workers", "1"])
+    assert bad.exit_code == 1 and "no readable image" in bad.stderr
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+def _jpeg(path, array, **kwargs):
+    Image.fromarray(array).save(path, quality=90, **kwargs)
+    return path.read_bytes()
+
+
+def test_encoded_keeps_unchanged_jpeg_bytes_and_encodes_the_rest_as_asked(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    base = skdata.astronaut()
+    kept = _jpeg(src / "a_kept.jpg", base[:32, :32])
+    _jpeg(src / "b_resized.jpg", base[40:88, 40:80])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees when shown
+    _jpeg(src / "c_rotated.jpg", base[100:132, 100:132], exif=exif.tobytes())
+    _jpeg(src / "d_gray.jpg", base[200:232, 200:232, 0])
+    args = ["prepare", str(src), "--size", "32", "--workers", "1"]
+    assert CliRunner().invoke(main, [*args[:2], str(tmp_path / "raw.h5"), *args[2:]]).exit_code == 0
+    raw = InpaintingDataset(tmp_path / "raw.h5", split="all", crop_size=32)
+    signatures = {"png": b"\x89PNG", "webp": b"RIFF", "jpeg:80": b"\xff\xd8\xff", "webp:80": b"RIFF"}
+    for encode, signature in signatures.items():
+        out = tmp_path / encode.replace(":", "_") / "d.h5"
+        result = CliRunner().invoke(main, [*args[:2], str(out), *args[2:], "--store", "encoded", "--encode", encode])
+        assert result.exit_code == 0, result.output
+        assert f"1 of 4 as their own file bytes, 3 encoded as {encode}" in result.stderr
+        assert re.search(r"stored [\d.]+ kB for [\d.]+ kB of source files \([\d.]+x the source size", result.stderr)
+        with h5py.File(out) as f:
+            stored = {key: bytes(f["images"][i]) for i, key in enumerate(f["keys"].asstr()[:])}
+        assert stored.pop("a_kept.jpg") == kept
+        assert all(data.startswith(signature) for data in stored.values()), encode
+        loaded = InpaintingDataset(out, split="all", crop_size=32)
+        for i in range(4):
+            error = np.abs(loaded.read_image(i).astype(int) - raw.read_image(i).astype(int)).mean()
+            assert error == 0 if ":" not in encode else error < 6, (encode, i, error)
+    # Deterministic, whatever the worker count; the old --encode jpeg --quality Q still works.
+    again = tmp_path / "again" / "d.h5"
+    result = CliRunner().invoke(main, [*args[:2], str(again), "--size", "32", "--workers", "2", "--store", "encoded",
+                                       "--encode", "jpeg", "--quality", "80"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert again.read_bytes() == (tmp_path / "jpeg_80" / "d.h5").read_bytes()
+    for bad in ("gif", "png:50", "jpeg:0", "webp:high"):
+        result = CliRunner().invoke(main, [*args[:2], str(tmp_path / "x.h5"), "--encode", bad])
+        assert result.exit_code == 2 and f"--encode {bad!r}" in result.output, result.output

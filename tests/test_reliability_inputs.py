@@ -214,7 +214,7 @@ def test_prepare_skips_each_bad_file_in_one_line_and_stores_the_rest(awkward, tm
         assert f["images"].shape[1:] == (8, 8, 3)
     assert keys == {p.name for p in images.iterdir()} - set(PREPARE_SKIPS)
     assert UNICODE_NAME in keys
-    assert (tmp_path / "train.txt").read_text(encoding="utf-8").count("\n") == len(keys)
+    assert (tmp_path / "data.train.txt").read_text(encoding="utf-8").count("\n") == len(keys)
 
 
 def test_prepare_pixel_limit_is_checked_from_the_header(tmp_path, invoke):

@@ -138,7 +138,7 @@ def test_hostile_checkpoint_is_refused_in_one_line(kind, command, picture, tmp_p
         args = ["fill", image, "--masks", mask, "-o", out / "a.png", "--checkpoint", model, "--device", "cpu"]
     else:
         args = ["evaluate", image.parent, "--checkpoint", model, "-o", out, "--size", "16",
-                "--no-floors", "--no-progress", "--device", "cpu"]  # fmt: skip
+                "--no-floors", "--quiet", "--device", "cpu"]  # fmt: skip
     result = invoke(*args)
     assert result.exit_code != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -20,6 +20,10 @@ def main() -> None:
 
 
 # Subcommands register themselves below, one import and one add_command each.
+# `inpaintkit --help` shows each command's short_help whole; Click would cut a long first
+# docstring line mid-sentence. train's own module does not set one (yet): give it here.
+if train_command.short_help is None:
+    train_command.short_help = "Train the generator against its critics (Algorithm 1)."
 main.add_command(evaluate_command)
 main.add_command(fill)
 main.add_command(prepare)

@@ -12,24 +12,45 @@ from inpaintkit.evaluate import (
     EvaluateConfig,
     EvaluateError,
     build_methods,
+    choose_split,
     evaluate,
 )
 from inpaintkit.report import summary_table
 
 
-@click.command("evaluate")
+class CheckpointParam(click.ParamType):
+    """``FILE`` or ``NAME=FILE`` -> ``FILE`` or ``(NAME, FILE)``; the file must exist."""
+
+    name = "[NAME=]FILE"
+
+    def convert(self, value: str | tuple[str, Path], param: click.Parameter | None,
+                ctx: click.Context | None) -> Path | tuple[str, Path]:  # fmt: skip
+        if isinstance(value, tuple):
+            return value
+        name, path = None, Path(value)
+        if not path.exists() and "=" in value:
+            name, _, rest = value.partition("=")
+            path = Path(rest)
+        if not path.is_file():
+            self.fail(f"{path}: no such file", param, ctx)
+        return path if name is None else (name, path)
+
+
+@click.command("evaluate", short_help="Score methods on the same images and holes (Table 1).")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Report folder: results.jsonl, metrics.json/.csv, comparison.png/.html, masks/.")
-@click.option("--split", default="val", show_default=True, type=click.Choice(["val", "train", "all"]),
-              help="Split of a prepared HDF5 DATA (ignored for a folder).")
+@click.option("--split", type=click.Choice(["val", "train", "all"]),
+              help="Split of a prepared HDF5 DATA (ignored for a folder). Default: val, or train when "
+                   "the file has no val images.")
 @click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Mask folder paired with the images by name (as fill pairs them). White = hole.")
 @click.option("--mask-kind", type=click.Choice(GENERATED_MASK_KINDS), default="rect", show_default=True,
               help="Without --masks: generate these holes (saved to OUTPUT/masks for reuse).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated masks.")
-@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A generator (.safetensors from `inpaintkit train`); repeat for several, each named by its file stem.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=CheckpointParam(),
+              help="A generator (.safetensors from `inpaintkit train`), repeatable. Named NAME if given as "
+                   "NAME=FILE, else by its file stem, or by its run folder when stems collide.")
 @click.option("--method", "extra_methods", multiple=True, type=click.Choice(["patchmatch", "deepfill"]),
               help="patchmatch: the PatchMatch baseline; deepfill: the bundled model. Repeatable.")
 @click.option("--floors/--no-floors", default=True, show_default=True,
@@ -42,21 +63,23 @@ from inpaintkit.report import summary_table
               help="Images shown in the comparison sheet.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = CUDA when available.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+@click.option("--no-progress", is_flag=True, hidden=True)  # the old spelling of --quiet, kept working
 def evaluate_command(
     data: Path,
     output: Path,
-    split: str,
+    split: str | None,
     masks: Path | None,
     mask_kind: str,
     seed: int,
-    checkpoints: tuple[Path, ...],
+    checkpoints: tuple[Path | tuple[str, Path], ...],
     extra_methods: tuple[str, ...],
     floors: bool,
     limit: int | None,
     size: int,
     samples: int,
     device: str,
+    quiet: bool,
     no_progress: bool,
 ) -> None:
     """Score methods on the same images and masks: a Table 1 of the paper, and a comparison sheet.
@@ -66,10 +89,13 @@ def evaluate_command(
 
     \b
     inpaintkit evaluate val.h5 --method patchmatch --checkpoint full.safetensors -o report
-    inpaintkit evaluate photos/ --masks holes/ --checkpoint a.safetensors --checkpoint b.safetensors -o report
+    inpaintkit evaluate photos/ --masks holes/ --checkpoint runs/a/generator.safetensors --checkpoint b=runs/b/generator.safetensors -o report
     """
     console = Console(stderr=True)
     try:
+        split, note = choose_split(data, split)
+        if note:
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
         config = EvaluateConfig(data=data, output=output, split=split, size=size, masks=masks,
                                 mask_kind=mask_kind, seed=seed, limit=limit, samples=samples)  # fmt: skip
         methods = build_methods(
@@ -79,7 +105,7 @@ def evaluate_command(
             floors=floors,
             device=device,
         )
-        result = evaluate(config, methods, console=console, progress=not no_progress)
+        result = evaluate(config, methods, console=console, progress=not (quiet or no_progress))
     except (EvaluateError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     # Piped or redirected output has no terminal width; do not let rich squeeze the table to 80.

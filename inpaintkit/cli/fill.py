@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from inpaintkit.fill import OUTPUT_FORMATS, FillError, FillOptions, fill_files, 
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 
 
-@click.command("fill")
+@click.command("fill", short_help="Inpaint the holes of images given by mask files.")
 @click.argument("images", type=click.Path(exists=True, path_type=Path))
 @click.option("--masks", "-m", required=True, type=click.Path(exists=True, path_type=Path),
               help="Mask folder (paired by file stem, or STEM_mask) or one mask file for every image. White = hole.")
@@ -44,7 +45,8 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
               help="Output format (default: the input's).")
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them).")
 @click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
-              help="Threads decoding and encoding files.")
+              help="Threads decoding input files (and as many encoding outputs) while the method runs.")
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
 def fill(
     images: Path,
     masks: Path,
@@ -62,8 +64,11 @@ def fill(
     format_: str | None,
     overwrite: bool,
     workers: int,
+    quiet: bool,
 ) -> None:
     """Fill the holes of IMAGES (a file or a folder) given by mask files.
+
+    Outputs that exist are skipped, so a re-run of an interrupted command continues it.
 
     \b
     inpaintkit fill photos --masks masks -o filled
@@ -72,6 +77,7 @@ def fill(
     if attention_dir is not None and method != "deepfill":
         raise click.UsageError("--attention needs --method deepfill (PatchMatch computes no attention map)")
     console = Console(stderr=True)
+    rerun = "re-run the same command" + (" without --overwrite" if overwrite else "") + " to continue"
     try:
         jobs = pair_files(images, masks, output, format_, attention_dir)
         if not jobs:
@@ -94,9 +100,16 @@ def fill(
             workers=workers,
             attention_dir=attention_dir,
         )
-        summary = fill_files(jobs, inpainter, options, console=console)
+        summary = fill_files(jobs, inpainter, options, console=console, progress=not quiet)
     except (FillError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
+    except KeyboardInterrupt:  # before the first image, or a second Ctrl-C while stopping
+        console.print(f"Interrupted; {rerun}", markup=False, highlight=False)
+        sys.exit(128 + signal.SIGINT)
+    if summary.interrupted:
+        console.print(f"Interrupted: {summary.done} of {len(jobs)} done; {rerun}",
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+        sys.exit(128 + signal.SIGINT)
     console.print(str(summary), markup=False, highlight=False)
     if summary.failed:
         sys.exit(1)

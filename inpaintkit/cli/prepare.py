@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -24,10 +23,11 @@ from rich.text import Text
 
 from inpaintkit import io
 from inpaintkit.prepare import (
-    ENCODE_FORMATS,
     PrepareError,
     PrepareOptions,
+    PrepareSummary,
     describe_dataset,
+    parse_encode,
     prepare_dataset,
 )
 
@@ -49,7 +49,7 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
-@click.command("prepare")
+@click.command("prepare", short_help="Pack images into an HDF5 file with train/val splits.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--size",
@@ -71,23 +71,19 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     type=click.Choice(["raw", "encoded"]),
     default="raw",
     show_default=True,
-    help="raw uint8 pixels (fastest to load) or encoded bytes (several times smaller).",
+    help="raw uint8 pixels (fastest to load) or encoded file bytes (several times smaller).",
 )
 @click.option(
     "--encode",
-    "encode_format",
-    type=click.Choice(ENCODE_FORMATS),
     default="png",
     show_default=True,
-    help="Format for --store encoded when an image must be re-encoded (png is lossless).",
+    metavar="png|webp|jpeg:Q|webp:Q",
+    help="With --store encoded, how images whose pixels changed (resized, cropped, rotated, not "
+    "8-bit RGB) are stored: png or webp (lossless), jpeg:Q or webp:Q (lossy, quality Q 1-100; "
+    "jpeg = jpeg:95). JPEG/PNG/WebP files that need no change are stored as their own bytes.",
 )
-@click.option(
-    "--quality",
-    type=click.IntRange(1, 100),
-    default=95,
-    show_default=True,
-    help="JPEG quality for --encode jpeg.",
-)
+# Deprecated spelling of --encode jpeg:Q, kept working.
+@click.option("--quality", type=click.IntRange(1, 100), hidden=True)
 @click.option(
     "--val-fraction",
     type=click.FloatRange(0.0, 1.0, max_open=True),
@@ -121,13 +117,14 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     type=click.IntRange(min=1),
     default=os.cpu_count() or 1,
     show_default=True,
-    help="Decoding processes.",
+    help="Processes decoding and resizing images (default: all CPU cores); one process writes.",
 )
 @click.option(
     "--resume", is_flag=True,
     help="Continue an interrupted run from its .OUT.h5.partial file (a finished OUT.h5 is kept as is).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.h5 (refused otherwise).")
+@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
 @click.option(
     "--info",
     is_flag=True,
@@ -139,8 +136,8 @@ def prepare(
     resize: str,
     resize_to: str | None,
     store: str,
-    encode_format: str,
-    quality: int,
+    encode: str,
+    quality: int | None,
     val_fraction: float,
     val_count: int | None,
     seed: int,
@@ -150,13 +147,15 @@ def prepare(
     workers: int,
     resume: bool,
     overwrite: bool,
+    quiet: bool,
     info: bool,
 ) -> None:
     """Pack images into one HDF5 file for training: inpaintkit prepare SRC OUT.h5
 
     SRC is a folder (searched recursively) or a file list (.txt/.flist, one path per line).
-    Writes OUT.h5 plus train.txt and val.txt beside it. Unreadable images are skipped and
-    named; the exit code is 0 (with a warning count) unless no image could be read.
+    Writes OUT.h5 plus its key lists OUT.train.txt and OUT.val.txt beside it. Unreadable
+    images are skipped and named; the exit code is 0 (with a warning count) unless no image
+    could be read.
     """
     console = Console(stderr=True)
     if info:
@@ -172,13 +171,15 @@ def prepare(
     if resize == "celeba":
         resize, resize_to = "fixed", "315x256"
     try:
+        if quality is not None:
+            encode = _fold_quality(encode, quality)
+            console.print(f"--quality is deprecated: use --encode {encode}", markup=False, highlight=False)
         options = PrepareOptions(
             size=size if size is not None or resize != "shorter" else 256,
             resize=resize,
             resize_to=_parse_hw(resize_to),
             store=store,
-            encode_format=encode_format,
-            quality=quality,
+            encode=encode,
             val_fraction=val_fraction,
             val_count=val_count,
             seed=seed,
@@ -191,26 +192,32 @@ def prepare(
 
     progress = Progress(
         TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
+        console=console, transient=False, disable=quiet or not console.is_terminal,  # no bar in logs
     )  # fmt: skip
     task = progress.add_task("prepare", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        # The bar starts with the first report, so a refusal (OUT exists, no images) comes first.
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total)
+
     start = time.perf_counter()
     try:
-        with progress:
-            summary = prepare_dataset(
-                src, out, options, workers=workers, resume=resume, overwrite=overwrite,
-                # escape(): a file name with [brackets] is not markup; soft_wrap: one line each.
-                on_skip=lambda path, reason: progress.console.print(
-                    f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", soft_wrap=True
-                ),
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )  # fmt: skip
+        summary = prepare_dataset(
+            src, out, options, workers=workers, resume=resume, overwrite=overwrite,
+            # escape(): a file name with [brackets] is not markup; soft_wrap: one line each.
+            on_skip=lambda path, reason: progress.console.print(
+                f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", soft_wrap=True
+            ),
+            on_progress=on_progress,
+        )  # fmt: skip
     except PrepareError as err:
-        console.print(f"[red]error:[/] {escape(str(err))}", soft_wrap=True)
-        sys.exit(1)
+        raise click.ClickException(str(err)) from None
     except OSError as err:  # e.g. OUT's folder cannot be made (a file is in the way), disk full
-        console.print(f"[red]error:[/] cannot write {escape(str(out))}: {escape(str(err))}", soft_wrap=True)
-        sys.exit(1)
+        raise click.ClickException(f"cannot write {out}: {err}") from None
+    finally:
+        progress.stop()
     seconds = time.perf_counter() - start
     new = summary.written - summary.resumed
     warnings = len(summary.unreadable) + len(summary.duplicates)
@@ -224,11 +231,45 @@ def prepare(
             + f"; {new / max(seconds, 1e-9):.1f} images/s over {seconds:.1f} s",
             soft_wrap=True,
         )
+        if new:
+            console.print(_storage_line(summary, options), markup=False, highlight=False, soft_wrap=True)
     if warnings:
         console.print(
             f"[yellow]{warnings} warning(s):[/] {len(summary.unreadable)} unreadable, "
             f"{len(summary.duplicates)} duplicate(s) skipped"
         )
+
+
+def _fold_quality(encode: str, quality: int) -> str:
+    """The deprecated ``--encode jpeg --quality Q`` as ``--encode jpeg:Q``."""
+    try:
+        fmt, _ = parse_encode(encode)
+    except PrepareError as err:
+        raise click.UsageError(str(err)) from None
+    if ":" in encode or fmt == "png":
+        raise click.UsageError(f"--quality {quality} does not apply to --encode {encode}; "
+                               "give the quality in --encode, e.g. --encode jpeg:90")  # fmt: skip
+    return f"{fmt}:{quality}"
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB"
+
+
+def _storage_line(summary: PrepareSummary, options: PrepareOptions) -> str:
+    """How many bytes this run stored for how many source bytes, and how."""
+    ratio = summary.stored_bytes / max(summary.source_bytes, 1)
+    new = summary.written - summary.resumed
+    if options.store == "raw":
+        how = "raw pixels"
+    else:
+        encoded = new - summary.kept_original
+        how = f"{summary.kept_original} of {new} as their own file bytes, {encoded} encoded as {options.encode}"
+    line = (f"stored {_megabytes(summary.stored_bytes)} for {_megabytes(summary.source_bytes)} of source files "
+            f"({ratio:.2f}x the source size; {how})")  # fmt: skip
+    if options.store == "encoded" and ratio > 1 and ":" not in options.encode:
+        line += "; lossy --encode jpeg:95 or webp:90 stores less"
+    return line
 
 
 def _print_info(path: Path) -> None:
