@@ -19,11 +19,8 @@ def main() -> None:
     """Generative image inpainting with contextual attention (DeepFill v1)."""
 
 
-# Subcommands register themselves below, one import and one add_command each.
-# `inpaintkit --help` shows each command's short_help whole; Click would cut a long first
-# docstring line mid-sentence. train's own module does not set one (yet): give it here.
-if train_command.short_help is None:
-    train_command.short_help = "Train the generator against its critics (Algorithm 1)."
+# Subcommands register themselves below, one import and one add_command each. Each sets a
+# short_help, which `inpaintkit --help` shows whole (Click would cut a long docstring line).
 main.add_command(evaluate_command)
 main.add_command(fill)
 main.add_command(prepare)
