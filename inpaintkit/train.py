@@ -12,9 +12,14 @@ of epoch ``p // len``, its crop/flip from a generator seeded with ``(seed, p, r)
 are saved with the state. So ``--resume`` continues bit for bit on CPU.
 
 Multi-process (torchrun): each rank computes gradients on its own batch and they are averaged
-with one ``all_reduce`` per network before each optimiser step, as StyleGAN2-ADA does, instead
-of wrapping in ``DistributedDataParallel``: DDP's reducer does not support the
-``torch.autograd.grad`` double backward of the gradient penalty.
+over the ranks before each optimiser step (:mod:`inpaintkit.distributed`); rank 0 alone
+writes files, logs and prints.
+
+Layout: the data stream, :class:`Trainer` (networks, optimisers and the two update rules),
+validation, then the setup of a run in named steps (:func:`check_run_folder`,
+:func:`start_run` / :func:`resume_run`, :func:`open_images`, :func:`batch_stream`,
+:class:`TrainLog`, :class:`LossGuard`, :func:`save`) and last the loop itself, :func:`_train`,
+which reads top to bottom as Algorithm 1.
 """
 
 from __future__ import annotations
@@ -26,18 +31,24 @@ import random
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from inpaintkit import checkpoint, losses, metrics
 from inpaintkit.config import ConfigError, Recipe, build, recipe_to_yaml, save_recipe, to_dict
 from inpaintkit.data import InpaintingDataset, to_unit_range
 from inpaintkit.devices import has_native_bf16, resolve_device
+from inpaintkit.distributed import (
+    Distributed,
+    average_gradients,
+    broadcast_parameters,
+    gather_rng,
+    init_distributed,
+)
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
 from inpaintkit.model.generator import Generator
@@ -50,7 +61,6 @@ from inpaintkit.training_state import (
     restore_module,
     restore_optimizer,
     restore_rng,
-    rng_tensors,
     save_training_state,
 )
 
@@ -130,68 +140,6 @@ class TrainingSamples(Dataset):
             image = self.images[index]
         mask = torch.from_numpy(self.masks(position * self.world + self.rank))[None]
         return image, mask
-
-
-# --------------------------------------------------------------------------- distributed
-
-
-@dataclass
-class Distributed:
-    """This process's place in a torchrun job (rank 0 of 1 without one)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # init_distributed created the process group (and train destroys it)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> tuple[Distributed, torch.device]:
-    """Join the torchrun process group when ``WORLD_SIZE > 1``; pick this rank's device.
-
-    ``device`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``. NCCL on CUDA, gloo on CPU.
-    """
-    if device not in ("auto", "cpu", "cuda"):
-        raise TrainingError(f"--device must be auto, cpu or cuda, got {device!r}")
-    try:
-        use_cuda = resolve_device(device).type == "cuda"
-    except ValueError as err:
-        raise TrainingError(f"--device cuda: {err}") from None
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed(), torch.device("cuda" if use_cuda else "cpu")
-    info = Distributed(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if use_cuda:
-        torch.cuda.set_device(info.local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-        info.owns_group = True
-    return info, torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
-
-
-def average_gradients(module: torch.nn.Module, world: int) -> None:
-    """Replace every gradient of ``module`` by its mean over the ``world`` ranks (one all_reduce)."""
-    if world <= 1:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-def broadcast_parameters(module: torch.nn.Module, world: int) -> None:
-    """Make every rank start from rank 0's weights."""
-    if world > 1:
-        for tensor in module.state_dict().values():
-            dist.broadcast(tensor, 0)
-
 
 # --------------------------------------------------------------------------- the models
 
@@ -458,7 +406,336 @@ def _fixed_validation_set(recipe: Recipe, data: Path, device: torch.device) -> t
     return images, masks
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- setting a run up
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what :func:`save` records and :func:`resume_run` restores."""
+
+    step: int = 0  # generator steps completed
+    samples_per_rank: int = 0  # samples this rank has drawn: its position in its SampleStream
+    init_from: list[str] = field(default_factory=list)  # checkpoints this run (and the runs it resumed) started from
+    seconds_before: float = 0.0  # training wall time of the earlier stints of this run
+    started: float = 0.0  # time.perf_counter() when this stint's training began
+
+    def train_seconds(self) -> float:
+        """Training wall time of the run so far, earlier stints included."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+
+def check_run_folder(data: Path, out: Path, resume: bool, init_from: Path | None) -> None:
+    """Refuse a missing dataset, a run folder that does not fit ``resume``, and ``--init-from`` with ``--resume``."""
+    if not data.is_file():
+        raise TrainingError(f"{data}: no such dataset file (make one with `inpaintkit prepare`)")
+    if resume and not has_training_state(out):
+        raise TrainingError(f"{out}: no training state to resume from (drop --resume to start a new run)")
+    if not resume and has_training_state(out):
+        raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    if resume and init_from is not None:
+        raise TrainingError("--init-from starts a new run; it cannot be combined with --resume")
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch's, numpy's and Python's global generators (the networks' initial weights)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def critics_trained(meta: dict) -> bool:
+    """Whether the saved run has taken a step past its warm-up, so its critics have trained."""
+    return meta["step"] > meta.get("recipe", {}).get("schedule", {}).get("warmup_steps", 0)
+
+
+def check_resumable(recipe: Recipe, meta: dict, out: Path) -> None:
+    """Refuse to resume the run saved with ``meta`` with a recipe its weights would not fit.
+
+    ``model`` and ``critics`` must be the run's (rebuilt through their dataclasses, so a field
+    added since the run was saved takes its default instead of making every older run
+    unresumable); ``data.image_size`` may change only while the critics have not trained: the
+    global critic's last layer is sized by it.
+    """
+    saved = meta.get("recipe", {})
+    for section in ("model", "critics"):
+        current = getattr(recipe, section)
+        try:
+            same = build(type(current), saved.get(section, {}), section) == current
+        except ConfigError:  # a field the run has is gone from this version
+            same = False
+        if not same:
+            raise TrainingError(f"{out}: recipe section '{section}' differs from the run's; weights would not fit")
+    saved_size = saved.get("data", {}).get("image_size", recipe.data.image_size)
+    if saved_size != recipe.data.image_size and critics_trained(meta):
+        raise TrainingError(
+            f"{out}: data.image_size changed from {saved_size} to {recipe.data.image_size} after the "
+            "critics started training; the global critic's weights would not fit"
+        )
+
+
+def start_run(trainer: Trainer, init_from: Path | None, dist_info: Distributed) -> RunState:
+    """A new run: the generator from ``init_from`` if given, then this rank's own noise."""
+    run = RunState()
+    if init_from is not None:
+        trainer.init_generator(init_from)
+        run.init_from.append(f"{init_from} (step {checkpoint.read_metadata(init_from).get('step', '?')})")
+    # Ranks share the initial weights (same seed, then broadcast) but not their noise.
+    torch.manual_seed(trainer.recipe.schedule.seed + dist_info.rank)
+    return run
+
+
+def resume_run(trainer: Trainer, out: Path, dist_info: Distributed) -> RunState:
+    """Load the state saved in ``out`` into ``trainer`` and this rank's random generators.
+
+    A run saved with another number of processes continues with reseeded generators (its data
+    order and noise then differ from an uninterrupted run's).
+    """
+    recipe = trainer.recipe
+    tensors, meta = load_training_state(out)
+    check_resumable(recipe, meta, out)
+    # Critics still at their initial weights (warm-up only so far) are rebuilt for the current size.
+    trainer.load_state(tensors, meta, critics=critics_trained(meta))
+    run = RunState(
+        step=meta["step"],
+        samples_per_rank=meta["samples_per_rank"],
+        init_from=list(meta.get("init_from", [])),
+        seconds_before=float(meta.get("train_seconds", 0.0)),
+    )
+    own = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.rank{dist_info.rank}.")}
+    if own and meta.get("world") == dist_info.world:
+        restore_rng(own, trainer.device)
+    else:
+        dist_info.print0(
+            f"note: run saved with {meta.get('world')} processes, now {dist_info.world}; data order and noise differ"
+        )
+        torch.manual_seed(recipe.schedule.seed + 1000 * run.step + dist_info.rank)
+    return run
+
+
+def open_images(recipe: Recipe, data: Path) -> InpaintingDataset:
+    """The train split of ``data`` as uint8 crops of ``data.image_size`` (a :class:`TrainingError` if unusable)."""
+    try:
+        images = InpaintingDataset(
+            data, split="train", crop_size=recipe.data.image_size, random_crop=recipe.data.random_crop,
+            random_flip=recipe.data.random_flip, dtype="uint8",
+        )  # fmt: skip
+    except (ValueError, OSError) as err:
+        message = str(err)
+        raise TrainingError(message if str(data) in message else f"{data}: {message}") from None
+    if len(images) == 0:
+        raise TrainingError(f"{data}: the train split is empty")
+    return images
+
+
+def batch_stream(
+    trainer: Trainer, images: InpaintingDataset, dist_info: Distributed, start: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's endless training batches from its sample ``start`` on, on the device.
+
+    Each item is :meth:`Trainer.prepare`'s ``(image, mask)``. The DataLoader's workers start
+    here, before the caller starts any thread of its own (e.g. TensorBoard's writer).
+    """
+    recipe = trainer.recipe
+    seed, size, workers = recipe.schedule.seed, recipe.data.image_size, recipe.data.num_workers
+    samples = TrainingSamples(images, MaskSampler(recipe.masks, size, size, seed), seed, dist_info.rank, dist_info.world)
+    loader = DataLoader(
+        samples,
+        batch_size=recipe.data.batch_size,
+        sampler=SampleStream(len(images), seed, dist_info.rank, dist_info.world, start=start),
+        num_workers=workers,
+        pin_memory=trainer.device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        # Its own generator, so creating the iterator does not draw from the global one.
+        generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=_ignore_stop_signals,
+    )
+    batches = iter(loader)
+    return (trainer.prepare(image, mask) for image, mask in batches)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT/SIGTERM: the main process stops the run.
+
+    Ctrl-C in a terminal (and schedulers such as SLURM) signal the whole process group. A
+    worker killed that way takes the batches the current step still needs with it, and the
+    run would crash instead of finishing the step and saving. The main process shuts the
+    workers down itself when it returns.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------- logging, checks, saving
+
+
+class TrainLog:
+    """What a run reports: TensorBoard scalars and images, the progress bar, ``validation.jsonl``.
+
+    Every rank sums its step scalars on the device (:meth:`add`, no host sync) and averages
+    them at each log interval (:meth:`write_scalars`); only rank 0 has a writer, a progress bar
+    and a validation set, so elsewhere the rest does nothing. A context manager: the bar
+    shows and the writer stays open inside the ``with``.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        data: Path,
+        out: Path,
+        run: RunState,
+        dist_info: Distributed,
+        device: torch.device,
+        resume: bool,
+        progress: bool,
+    ) -> None:
+        self.recipe = recipe
+        self.out = out
+        self.dist_info = dist_info
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.validation: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.writer = None
+        self.bar = None
+        if dist_info.main:
+            with torch.random.fork_rng(devices=[]):  # reading images draws from torch's generator
+                self.validation = _fixed_validation_set(recipe, data, device)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(out / "logs"), purge_step=run.step + 1 if resume else None)
+        self.clock, self.clock_step = time.perf_counter(), run.step  # for the steps per second
+        if progress and dist_info.main:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn(f"[bold]{recipe.name}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"))  # fmt: skip
+            self.task = self.bar.add_task("train", total=recipe.schedule.steps, completed=run.step, info="")
+
+    def __enter__(self) -> TrainLog:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+        if self.writer is not None:
+            self.writer.close()
+
+    def add(self, scalars: dict[str, torch.Tensor]) -> None:
+        """Add one step's detached device scalars to the interval's sums."""
+        for key, value in scalars.items():
+            self.sums[key] = self.sums.get(key, 0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def write_scalars(self, step: int, adversarial: bool) -> None:
+        """The interval's means (a host sync) and steps per second to TensorBoard and the bar; start a new interval."""
+        now = time.perf_counter()
+        rate = (step - self.clock_step) / max(now - self.clock, 1e-9)
+        self.clock, self.clock_step = now, step
+        # Means over the interval; a phase change inside it gives keys fewer counts.
+        values = torch.stack([v.float() for v in self.sums.values()]).cpu().tolist()
+        means = {key: value / self.counts[key] for key, value in zip(self.sums, values, strict=True)}
+        if self.writer is not None:
+            for key, value in means.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.add_scalar("speed/iterations_per_second", rate, step)
+        if self.bar is not None:
+            phase = "" if adversarial else "warm-up  "
+            self.bar.update(self.task, info=f"{phase}G {means['generator/loss']:.4f}  {rate:.2f} it/s")
+        self.sums, self.counts = {}, {}
+
+    def validate(self, run: RunState, generator: Generator) -> None:
+        """On validation and image steps: metrics to TensorBoard and ``validation.jsonl``, the image grid."""
+        schedule, step = self.recipe.schedule, run.step
+        if self.validation is None or (step % schedule.val_every != 0 and step % schedule.image_every != 0):
+            return
+        val_means, grid = validate(generator, *self.validation, self.recipe.data.batch_size)
+        if step % schedule.val_every == 0:
+            for key, value in val_means.items():
+                self.writer.add_scalar(f"validation/{key}", value, step)
+            record = {"step": step, "samples": run.samples_per_rank * self.dist_info.world,
+                      "train_seconds": round(run.train_seconds(), 1), **val_means}  # fmt: skip
+            _append_line(self.out / VALIDATION_LOG, json.dumps(record))
+        if step % schedule.image_every == 0:
+            self.writer.add_image("input|coarse|refined|attention|truth", grid, step, dataformats="HWC")
+
+    def advance(self, step: int) -> None:
+        """Move the progress bar to ``step``."""
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append one line to a log and flush it to disk (a kill can cut at most the line being written)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class LossGuard:
+    """Stops the run when a loss becomes NaN or inf, without a host sync every step.
+
+    :meth:`watch` folds each step's scalars into one device flag; :meth:`check` reads it on
+    every rank (at log intervals and before each save) and raises :class:`TrainingError`.
+    ``last_good`` is the step of the last state saved with finite losses.
+    """
+
+    def __init__(self, out: Path, step: int, dist_info: Distributed, device: torch.device) -> None:
+        self.out = out
+        self.dist_info = dist_info
+        self.finite = torch.ones((), dtype=torch.bool, device=device)
+        self.checked = self.last_good = step
+
+    def watch(self, scalars: dict[str, torch.Tensor]) -> None:
+        for value in scalars.values():
+            self.finite &= torch.isfinite(value)
+
+    def check(self, step: int) -> None:
+        """Raise :class:`TrainingError` if a loss of any rank became NaN or inf since the last check."""
+        if not self.dist_info.all_true(self.finite):
+            raise TrainingError(
+                f"a loss became NaN or inf between steps {self.checked} and {step}; stopped. "
+                f"The last good checkpoint (step {self.last_good}) is kept in {self.out}; resume it with "
+                "--resume, perhaps with a lower optimizer.lr"
+            )
+        self.checked = step
+
+
+def save(out: Path, trainer: Trainer, run: RunState, guard: LossGuard, dist_info: Distributed) -> None:
+    """Save the run at ``run.step``: the full training state and the generator (collective when world > 1).
+
+    Checks the losses first, so a NaN never overwrites the last good state. Every rank's random
+    generators are gathered; rank 0 writes ``state-STEP.safetensors`` + ``training_state.json``
+    and ``generator.safetensors`` (also ``generator-STEP.safetensors`` every
+    ``schedule.keep_every`` steps); then the ranks wait for each other.
+    """
+    guard.check(run.step)
+    recipe = trainer.recipe
+    tensors, meta = trainer.state_tensors()
+    tensors.update(gather_rng(dist_info, trainer.device))
+    if dist_info.main:
+        meta.update(
+            samples_per_rank=run.samples_per_rank, world=dist_info.world, recipe=to_dict(recipe),
+            init_from=run.init_from, train_seconds=run.train_seconds(),
+        )  # fmt: skip
+        save_training_state(out, run.step, tensors, meta)
+        metadata = {"recipe": recipe_to_yaml(recipe), "step": str(run.step),
+                    "samples": str(run.samples_per_rank * dist_info.world),
+                    "train_seconds": f"{meta['train_seconds']:.0f}"}  # fmt: skip
+        checkpoint.save_generator(out / GENERATOR_FILE, trainer.generator, metadata=metadata)
+        keep_every = recipe.schedule.keep_every
+        if keep_every and run.step % keep_every == 0:
+            checkpoint.save_generator(out / f"generator-{run.step:08d}.safetensors", trainer.generator, metadata=metadata)
+    dist_info.barrier()
+    guard.last_good = run.step
 
 
 class _StopOnSignal:
@@ -482,39 +759,7 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
-def _append_line(path: Path, line: str) -> None:
-    """Append one line to a log and flush it to disk (a kill can cut at most the line being written)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers ignore SIGINT/SIGTERM: the main process stops the run.
-
-    Ctrl-C in a terminal (and schedulers such as SLURM) signal the whole process group. A
-    worker killed that way takes the batches the current step still needs with it, and the
-    run would crash instead of finishing the step and saving. The main process shuts the
-    workers down itself when it returns.
-    """
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def _gather_rng(info: Distributed, device: torch.device) -> dict[str, torch.Tensor]:
-    """Every rank's generator states as ``rng.rankR.KEY`` tensors (collective when world > 1)."""
-    own = rng_tensors(device)
-    if info.world == 1:
-        return {f"rng.rank0.{k}": v for k, v in own.items()}
-    comm = device if device.type == "cuda" else torch.device("cpu")  # NCCL needs CUDA tensors
-    gathered: dict[str, torch.Tensor] = {}
-    for key, value in own.items():
-        parts = [torch.empty_like(value, device=comm) for _ in range(info.world)]
-        dist.all_gather(parts, value.to(comm))
-        for rank, part in enumerate(parts):
-            gathered[f"rng.rank{rank}.{key}"] = part.cpu()
-    return gathered
+# --------------------------------------------------------------------------- the loop
 
 
 def train(
@@ -544,12 +789,22 @@ def train(
     ``data.image_size`` only while the critics have not trained yet (all steps so far warm-up):
     the global critic's last layer is sized by it.
     """
-    info, dev = init_distributed(device)
+    dist_info, torch_device = init_distributed(_uses_cuda(device))
     try:
-        return _train(recipe, Path(data), Path(out), resume, None if init_from is None else Path(init_from), info, dev, progress)
+        init_path = None if init_from is None else Path(init_from)
+        return _train(recipe, Path(data), Path(out), resume, init_path, dist_info, torch_device, progress)
     finally:
-        if info.owns_group:  # NCCL warns about (and may leak) a group left for interpreter exit
-            dist.destroy_process_group()
+        dist_info.close()
+
+
+def _uses_cuda(device: str) -> bool:
+    """``--device`` ``auto`` (CUDA when available), ``cpu`` or ``cuda`` -> whether to train on CUDA."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise TrainingError(f"--device must be auto, cpu or cuda, got {device!r}")
+    try:
+        return resolve_device(device).type == "cuda"
+    except ValueError as err:
+        raise TrainingError(f"--device cuda: {err}") from None
 
 
 def _train(
@@ -558,225 +813,65 @@ def _train(
     out: Path,
     resume: bool,
     init_from: Path | None,
-    info: Distributed,
-    dev: torch.device,
+    dist_info: Distributed,
+    device: torch.device,
     progress: bool,
 ) -> TrainResult:
-    """:func:`train` inside the process group (if any): ``info`` and ``dev`` from :func:`init_distributed`."""
-    if not data.is_file():
-        raise TrainingError(f"{data}: no such dataset file (make one with `inpaintkit prepare`)")
-    if resume and not has_training_state(out):
-        raise TrainingError(f"{out}: no training state to resume from (drop --resume to start a new run)")
-    if not resume and has_training_state(out):
-        raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
-    if resume and init_from is not None:
-        raise TrainingError("--init-from starts a new run; it cannot be combined with --resume")
-    seed = recipe.schedule.seed
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    trainer = Trainer(recipe, dev, info.world)
-    step, position = 0, 0
-    lineage: list[str] = []  # generator checkpoints this run (and the runs it resumed) started from
-    seconds_before = 0.0  # training wall time of the earlier stints of this run
-    if init_from is not None:
-        trainer.init_generator(init_from)
-        lineage.append(f"{init_from} (step {checkpoint.read_metadata(init_from).get('step', '?')})")
-    if resume:
-        tensors, meta = load_training_state(out)
-        saved = meta.get("recipe", {})
-        for section in ("model", "critics"):
-            current = getattr(recipe, section)
-            # Rebuilt through the dataclass, so a field added since the run was saved takes its
-            # default instead of making every older run unresumable.
-            try:
-                same = build(type(current), saved.get(section, {}), section) == current
-            except ConfigError:  # a field the run has is gone from this version
-                same = False
-            if not same:
-                raise TrainingError(f"{out}: recipe section '{section}' differs from the run's; weights would not fit")
-        saved_size = saved.get("data", {}).get("image_size", recipe.data.image_size)
-        critics_trained = meta["step"] > saved.get("schedule", {}).get("warmup_steps", 0)
-        if saved_size != recipe.data.image_size and critics_trained:
-            raise TrainingError(
-                f"{out}: data.image_size changed from {saved_size} to {recipe.data.image_size} after the "
-                "critics started training; the global critic's weights would not fit"
-            )
-        # Critics still at their initial weights (warm-up only so far) are rebuilt for the current size.
-        trainer.load_state(tensors, meta, critics=critics_trained)
-        step, position = meta["step"], meta["samples_per_rank"]
-        lineage = list(meta.get("init_from", []))
-        seconds_before = float(meta.get("train_seconds", 0.0))
-        own = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.rank{info.rank}.")}
-        if own and meta.get("world") == info.world:
-            restore_rng(own, dev)
-        else:
-            print(f"note: run saved with {meta.get('world')} processes, now {info.world}; data order and noise differ")
-            torch.manual_seed(seed + 1000 * step + info.rank)
-    else:
-        # Ranks share the initial weights (same seed, then broadcast) but not their noise.
-        torch.manual_seed(seed + info.rank)
-    size, batch = recipe.data.image_size, recipe.data.batch_size
-    # Open the data before writing anything into the run folder, so a bad --data leaves no trace.
-    try:
-        images = InpaintingDataset(
-            data, split="train", crop_size=size, random_crop=recipe.data.random_crop, random_flip=recipe.data.random_flip,
-            dtype="uint8",
-        )  # fmt: skip
-    except (ValueError, OSError) as err:
-        message = str(err)
-        raise TrainingError(message if str(data) in message else f"{data}: {message}") from None
-    if len(images) == 0:
-        raise TrainingError(f"{data}: the train split is empty")
-    if info.main:
+    """:func:`train` inside the process group (if any): ``dist_info`` and ``device`` from :func:`init_distributed`."""
+    # Refuse a bad dataset or run folder before anything is built.
+    check_run_folder(data, out, resume, init_from)
+
+    # Networks and optimisers from the recipe's seed, then the saved state or a new run's start.
+    seed_all(recipe.schedule.seed)
+    trainer = Trainer(recipe, device, dist_info.world)
+    run = resume_run(trainer, out, dist_info) if resume else start_run(trainer, init_from, dist_info)
+
+    # Data (opened before anything is written into the run folder, so a bad --data leaves no
+    # trace), then the logs; this stint's training time starts now.
+    images = open_images(recipe, data)
+    if dist_info.main:
         save_recipe(recipe, out / "config.yaml")
-    samples = TrainingSamples(images, MaskSampler(recipe.masks, size, size, seed), seed, info.rank, info.world)
-    workers = recipe.data.num_workers
-    loader = DataLoader(
-        samples,
-        batch_size=batch,
-        sampler=SampleStream(len(images), seed, info.rank, info.world, start=position),
-        num_workers=workers,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=workers > 0,
-        prefetch_factor=4 if workers > 0 else None,
-        # Its own generator, so creating the iterator does not draw from the global one.
-        generator=torch.Generator().manual_seed(seed),
-        worker_init_fn=_ignore_stop_signals,
-    )
-    batches = iter(loader)
-    validation = None
-    if info.main:
-        with torch.random.fork_rng(devices=[]):  # reading images draws from torch's generator
-            validation = _fixed_validation_set(recipe, data, dev)
-    writer = None
-    if info.main:
-        from torch.utils.tensorboard import SummaryWriter
+    batches = batch_stream(trainer, images, dist_info, start=run.samples_per_rank)
+    log = TrainLog(recipe, data, out, run, dist_info, device, resume, progress)
+    guard = LossGuard(out, run.step, dist_info, device)
+    run.started = time.perf_counter()
 
-        writer = SummaryWriter(log_dir=str(out / "logs"), purge_step=step + 1 if resume else None)
-
-    sched = recipe.schedule
-    draws_per_step = recipe.optimizer.critic_steps + 1
-    finite = torch.ones((), dtype=torch.bool, device=dev)
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    last_good = checked = step
-    started = clock = time.perf_counter()
-    clock_step = step
-
-    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = next(batches)
-        return trainer.prepare(image, mask)
-
-    def check_finite() -> None:
-        nonlocal checked
-        flag = finite.to(torch.int32)
-        if info.world > 1:
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-        if not bool(flag.item()):
-            raise TrainingError(
-                f"a loss became NaN or inf between steps {checked} and {step}; stopped. "
-                f"The last good checkpoint (step {last_good}) is kept in {out}; resume it with "
-                "--resume, perhaps with a lower optimizer.lr"
-            )
-        checked = step
-
-    def save() -> None:
-        nonlocal last_good
-        check_finite()
-        tensors, meta = trainer.state_tensors()
-        tensors.update(_gather_rng(info, dev))
-        if info.main:
-            meta.update(
-                samples_per_rank=position, world=info.world, recipe=to_dict(recipe), init_from=lineage,
-                train_seconds=seconds_before + time.perf_counter() - started,
-            )
-            save_training_state(out, step, tensors, meta)
-            metadata = {"recipe": recipe_to_yaml(recipe), "step": str(step), "samples": str(position * info.world),
-                        "train_seconds": f"{meta['train_seconds']:.0f}"}
-            checkpoint.save_generator(out / GENERATOR_FILE, trainer.generator, metadata=metadata)
-            if sched.keep_every and step % sched.keep_every == 0:
-                checkpoint.save_generator(out / f"generator-{step:08d}.safetensors", trainer.generator, metadata=metadata)
-        if info.world > 1:
-            dist.barrier()
-        last_good = step
-
-    bar = None
-    if progress and info.main:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        bar = Progress(TextColumn(f"[bold]{recipe.name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                       TextColumn("{task.fields[info]}"))  # fmt: skip
-        task = bar.add_task("train", total=sched.steps, completed=step, info="")
-        bar.start()
-    stop = _StopOnSignal()
-    try:
-        with stop:
-            while step < sched.steps:
+    schedule, critic_steps, batch = recipe.schedule, recipe.optimizer.critic_steps, recipe.data.batch_size
+    with log:
+        with _StopOnSignal() as stop:
+            while run.step < schedule.steps:
+                # Algorithm 1 lines 2-8: critic_steps updates of both critics, a fresh batch each.
                 # Warm-up (schedule.warmup_steps): reconstruction only, the critics neither run nor change.
-                adversarial = step >= sched.warmup_steps
+                adversarial = run.step >= schedule.warmup_steps
                 scalars: dict[str, torch.Tensor] = {}
                 if adversarial:
-                    for _ in range(recipe.optimizer.critic_steps):
-                        for key, value in trainer.critic_step(*next_batch()).items():
-                            scalars[key] = scalars.get(key, 0) + value / recipe.optimizer.critic_steps
-                scalars.update(trainer.generator_step(*next_batch(), adversarial=adversarial))
-                step += 1
-                position += (draws_per_step if adversarial else 1) * batch
-                for key, value in scalars.items():
-                    finite &= torch.isfinite(value)
-                    sums[key] = sums.get(key, 0) + value
-                    counts[key] = counts.get(key, 0) + 1
+                    for _ in range(critic_steps):
+                        for key, value in trainer.critic_step(*next(batches)).items():
+                            scalars[key] = scalars.get(key, 0) + value / critic_steps
 
-                if step % sched.log_every == 0 or step == sched.steps:
-                    check_finite()  # the one host sync of a log interval
-                    now = time.perf_counter()
-                    rate = (step - clock_step) / max(now - clock, 1e-9)
-                    clock, clock_step = now, step
-                    # Means over the interval; a phase change inside it gives keys fewer counts.
-                    values = torch.stack([v.float() for v in sums.values()]).cpu().tolist()
-                    means = {key: value / counts[key] for key, value in zip(sums, values, strict=True)}
-                    if writer is not None:
-                        for key, value in means.items():
-                            writer.add_scalar(key, value, step)
-                        writer.add_scalar("speed/iterations_per_second", rate, step)
-                    if bar is not None:
-                        phase = "" if adversarial else "warm-up  "
-                        bar.update(task, info=f"{phase}G {means['generator/loss']:.4f}  {rate:.2f} it/s")
-                    sums, counts = {}, {}
-                if info.main and validation is not None and (step % sched.val_every == 0 or step % sched.image_every == 0):
-                    val_means, grid = validate(trainer.generator, *validation, batch)
-                    if step % sched.val_every == 0:
-                        for key, value in val_means.items():
-                            writer.add_scalar(f"validation/{key}", value, step)
-                        record = {"step": step, "samples": position * info.world,
-                                  "train_seconds": round(seconds_before + time.perf_counter() - started, 1), **val_means}
-                        _append_line(out / VALIDATION_LOG, json.dumps(record))
-                    if step % sched.image_every == 0:
-                        writer.add_image("input|coarse|refined|attention|truth", grid, step, dataformats="HWC")
-                if bar is not None:
-                    bar.update(task, completed=step)
-                signum = stop.signum
-                if info.world > 1:  # every rank must stop at the same step
-                    flag = torch.tensor([signum or 0], device=dev)
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                    signum = int(flag.item()) or None
+                # Algorithm 1 lines 9-13: one generator update on another batch.
+                scalars.update(trainer.generator_step(*next(batches), adversarial=adversarial))
+                run.step += 1
+                run.samples_per_rank += (critic_steps + 1 if adversarial else 1) * batch
+                guard.watch(scalars)
+                log.add(scalars)
+
+                # Report: interval means (after the interval's one host sync), validation, progress.
+                if run.step % schedule.log_every == 0 or run.step == schedule.steps:
+                    guard.check(run.step)
+                    log.write_scalars(run.step, adversarial)
+                log.validate(run, trainer.generator)
+                log.advance(run.step)
+
+                # Stop after this step on SIGINT/SIGTERM (every rank at the same step), else save on schedule.
+                signum = dist_info.largest(stop.signum or 0, device) or None
                 if signum is not None:
-                    save()
-                    return TrainResult(step, True, out / GENERATOR_FILE, signum, info.main)
-                if step % sched.checkpoint_every == 0 or step == sched.steps:
-                    save()
-        if step != last_good:  # resumed at or past schedule.steps: make sure the files exist
-            save()
-        return TrainResult(step, False, out / GENERATOR_FILE, main=info.main)
-    finally:
-        if bar is not None:
-            bar.stop()
-        if writer is not None:
-            writer.close()
+                    save(out, trainer, run, guard, dist_info)
+                    return TrainResult(run.step, True, out / GENERATOR_FILE, signum, dist_info.main)
+                if run.step % schedule.checkpoint_every == 0 or run.step == schedule.steps:
+                    save(out, trainer, run, guard, dist_info)
+
+        # Resumed at or past schedule.steps: make sure the files exist.
+        if run.step != guard.last_good:
+            save(out, trainer, run, guard, dist_info)
+    return TrainResult(run.step, False, out / GENERATOR_FILE, main=dist_info.main)
