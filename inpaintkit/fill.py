@@ -37,7 +37,7 @@ from inpaintkit.io import (
     read_mask,
     to_rgb8,
 )
-from inpaintkit.methods import InpaintMethod
+from inpaintkit.methods import AttentionMethod, InpaintMethod
 from inpaintkit.model.visualize import attended_overlay, flow_to_color
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor, tensor_to_image
 
@@ -403,6 +403,40 @@ def _encode(
         save_image(Image.fromarray(overlay), overlay_path)
 
 
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class FillPlan:
+    """What a run will do with its jobs, decided before any image is decoded."""
+
+    failed: list[tuple[FillJob, str]]  # jobs pairing could not serve, with its reason, in job order
+    skipped: list[FillJob]  # outputs that exist already (and are not to be overwritten)
+    todo: list[FillJob]  # to fill: same working sizes together (from the file headers), then by path
+
+
+def plan_fill(jobs: list[FillJob], options: FillOptions) -> FillPlan:
+    """Sort ``jobs`` into failures, skips and work, and order the work (reads file headers only).
+
+    Header sizes only order the work so that same-size images arrive together; the batches
+    themselves are formed from the decoded sizes.
+    """
+    plan = FillPlan(failed=[], skipped=[], todo=[])
+    for job in jobs:
+        if job.problem is not None:
+            plan.failed.append((job, job.problem))
+        elif job.output.exists() and not options.overwrite:
+            plan.skipped.append(job)
+        else:
+            plan.todo.append(job)
+
+    def order(job: FillJob) -> tuple[tuple[int, int], str]:
+        return working_size(*(_header_size(job.image) or (0, 0)), options.max_size), str(job.relative)
+
+    plan.todo.sort(key=order)
+    return plan
+
+
 # --------------------------------------------------------------------------- the run
 
 T = TypeVar("T")
@@ -427,6 +461,140 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+class FillPipeline:
+    """One running fill: decode threads ahead of the method, encode threads behind it, a progress bar.
+
+    :meth:`run` takes a :class:`FillPlan` and returns the :class:`FillSummary`. Images go
+    through in the plan's order: decoded up to ``depth`` files ahead, batched by working size
+    (up to ``options.batch_size``), inpainted, and written in the background.
+    """
+
+    def __init__(self, method: InpaintMethod, options: FillOptions, console: Console, progress: bool, total: int) -> None:
+        self.method = method
+        # The method's attention offsets, when pictures of them are asked for.
+        self.attention = method if options.attention_dir is not None and isinstance(method, AttentionMethod) else None
+        self.options = options
+        self.summary = FillSummary()
+        self.depth = options.batch_size + 2 * options.workers
+        self.reader = ThreadPoolExecutor(options.workers, "decode")
+        self.writer = ThreadPoolExecutor(options.workers, "encode")
+        self.writes: deque[tuple[FillJob, Future[None]]] = deque()  # submitted, not yet counted
+        self.bar = Progress(
+            TextColumn("filling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not progress or not console.is_terminal,  # no bar in logs
+            transient=True,
+        )
+        self.task = self.bar.add_task("fill", total=total)
+
+    def run(self, plan: FillPlan) -> FillSummary:
+        """Report the plan's failures and skips, fill its work; stop cleanly on KeyboardInterrupt."""
+        for job, reason in plan.failed:
+            self.fail(job, reason)
+        for _ in plan.skipped:
+            self.summary.skipped += 1
+            self.bar.advance(self.task)
+        with self.bar, self.reader, self.writer:
+            try:
+                self._fill(plan.todo)
+            except BaseException as err:
+                interrupted = isinstance(err, KeyboardInterrupt)
+                self._shut_down(interrupted)
+                if not interrupted:
+                    raise
+        return self.summary
+
+    def fail(self, job: FillJob, reason: str) -> None:
+        """Count ``job`` as failed and say why in one line."""
+        self.summary.failures.append((str(job.image), _one_line(reason)))
+        self.bar.console.print(f"error: {job.image}: {_one_line(reason)}", markup=False, highlight=False, soft_wrap=True)
+        self.bar.advance(self.task)
+
+    def _fill(self, todo: list[FillJob]) -> None:
+        """Decode ahead, batch same-size images, inpaint, write behind; wait for the last write."""
+        batch: list[DecodedImage] = []
+        for future in _ordered_map(self.reader, self._decode, todo, self.depth):
+            decoded = future.result()
+            if isinstance(decoded, tuple):
+                self.fail(*decoded)
+                continue
+            if batch and decoded.work_pixels.shape != batch[0].work_pixels.shape:
+                self._inpaint(batch)
+                batch = []
+            batch.append(decoded)
+            if len(batch) == self.options.batch_size:
+                self._inpaint(batch)
+                batch = []
+        if batch:
+            self._inpaint(batch)
+        self._collect(0)
+
+    def _decode(self, job: FillJob) -> DecodedImage | tuple[FillJob, str]:
+        """Runs in a decode thread: the decoded image, or ``(job, one-line reason)``."""
+        try:
+            return _decode(job, self.options)
+        except FileError as err:
+            return job, str(err)
+        except (OSError, ValueError) as err:  # e.g. an image mode Pillow cannot convert
+            return job, f"cannot read ({type(err).__name__}: {err})"
+
+    def _inpaint(self, batch: list[DecodedImage]) -> None:
+        """Inpaint one same-size batch and hand each result to an encode thread."""
+        images = image_to_tensor(np.stack([d.work_pixels for d in batch]))
+        masks = mask_to_tensor(np.stack([d.work_hole for d in batch]))
+        try:
+            if self.attention is not None:
+                filled, offsets = self.attention.fill_with_offsets(images, masks)
+            else:
+                filled, offsets = self.method(images, masks), None
+        except Exception as err:  # noqa: BLE001 - one bad image must not stop the run
+            if len(batch) > 1:
+                # Retry one by one so only the image that caused it (e.g. an all-hole mask
+                # PatchMatch cannot fill) fails.
+                for d in batch:
+                    self._inpaint([d])
+            else:
+                self.fail(batch[0].job, f"inpainting failed: {type(err).__name__}: {err}")
+            return
+        pictures = tensor_to_image(filled)
+        flows = offsets.cpu().numpy() if offsets is not None else [None] * len(batch)
+        for d, picture, flow in zip(batch, pictures, flows, strict=True):
+            self.writes.append((d.job, self.writer.submit(_encode, d, picture, flow, self.options.attention_dir)))
+        self._collect(self.depth)
+
+    def _collect(self, limit: int) -> None:
+        """Count finished writes, oldest first, until at most ``limit`` are outstanding."""
+        while len(self.writes) > limit:
+            job, future = self.writes.popleft()
+            try:
+                future.result()
+            except FileError as err:
+                self.fail(job, str(err))
+            except KeyboardInterrupt:
+                self.writes.appendleft((job, future))  # not counted yet: _shut_down does
+                raise
+            else:
+                self.summary.filled += 1
+                self.bar.advance(self.task)
+
+    def _shut_down(self, interrupted: bool) -> None:
+        """Stop the threads after an exception; on Ctrl-C finish and count the writes under way."""
+        self.reader.shutdown(wait=False, cancel_futures=True)
+        # On Ctrl-C the images already inpainted are still written: that work is done.
+        self.writer.shutdown(wait=True, cancel_futures=not interrupted)
+        if not interrupted:
+            return
+        self.summary.interrupted = True
+        for job, future in self.writes:
+            if future.exception() is None:
+                self.summary.filled += 1
+            elif isinstance(future.exception(), FileError):
+                self.summary.failures.append((str(job.image), _one_line(str(future.exception()))))
+
+
 def fill_files(
     jobs: list[FillJob],
     method: InpaintMethod,
@@ -441,127 +609,10 @@ def fill_files(
     Existing outputs are skipped unless ``options.overwrite``. Returns the counts. A
     KeyboardInterrupt (SIGINT, Ctrl-C) stops the run: the images already inpainted are still
     written (each output atomically), then the summary comes back with ``interrupted=True``;
-    a re-run skips what was done.
+    a re-run skips what was done. ``options.attention_dir`` needs an :class:`AttentionMethod`.
     """
     options = options or FillOptions()
-    console = console or Console(stderr=True)
-    summary = FillSummary()
-    wants_offsets = options.attention_dir is not None
-    if wants_offsets and not hasattr(method, "fill_with_offsets"):
+    if options.attention_dir is not None and not isinstance(method, AttentionMethod):
         raise FillError(f"--attention needs --method deepfill (the {method.name} method has no attention)")
-
-    bar = Progress(
-        TextColumn("filling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not progress or not console.is_terminal,  # no bar in logs
-        transient=True,
-    )
-    task = bar.add_task("fill", total=len(jobs))
-
-    def fail(job: FillJob, reason: str) -> None:
-        summary.failures.append((str(job.image), _one_line(reason)))
-        bar.console.print(f"error: {job.image}: {_one_line(reason)}", markup=False, highlight=False, soft_wrap=True)
-        bar.advance(task)
-
-    todo = []
-    for job in jobs:
-        if job.problem is not None:
-            fail(job, job.problem)
-        elif job.output.exists() and not options.overwrite:
-            summary.skipped += 1
-            bar.advance(task)
-        else:
-            todo.append(job)
-    # Header sizes only order the work so that same-size images arrive together; the batches
-    # themselves are formed from the decoded sizes.
-    sizes = {id(job): _header_size(job.image) or (0, 0) for job in todo}
-    todo.sort(key=lambda job: (working_size(*sizes[id(job)], options.max_size), str(job.relative)))
-
-    def decode(job: FillJob) -> DecodedImage | tuple[FillJob, str]:
-        try:
-            return _decode(job, options)
-        except FileError as err:
-            return job, str(err)
-        except (OSError, ValueError) as err:  # e.g. an image mode Pillow cannot convert
-            return job, f"cannot read ({type(err).__name__}: {err})"
-
-    def encode(args: tuple[DecodedImage, np.ndarray, np.ndarray | None]) -> None:
-        _encode(*args, options.attention_dir)
-
-    depth = options.batch_size + 2 * options.workers
-    writes: deque[tuple[FillJob, Future[None]]] = deque()
-
-    def collect(limit: int) -> None:
-        while len(writes) > limit:
-            job, future = writes.popleft()
-            try:
-                future.result()
-            except FileError as err:
-                fail(job, str(err))
-            except KeyboardInterrupt:
-                writes.appendleft((job, future))  # not counted yet: the interrupt handler does
-                raise
-            else:
-                summary.filled += 1
-                bar.advance(task)
-
-    def run(batch: list[DecodedImage]) -> None:
-        images = image_to_tensor(np.stack([d.work_pixels for d in batch]))
-        masks = mask_to_tensor(np.stack([d.work_hole for d in batch]))
-        try:
-            if wants_offsets:
-                filled, offsets = method.fill_with_offsets(images, masks)  # type: ignore[attr-defined]
-            else:
-                filled, offsets = method(images, masks), None
-        except Exception as err:  # noqa: BLE001 - one bad image must not stop the run
-            if len(batch) > 1:
-                # Retry one by one so only the image that caused it (e.g. an all-hole mask
-                # PatchMatch cannot fill) fails.
-                for d in batch:
-                    run([d])
-            else:
-                fail(batch[0].job, f"inpainting failed: {type(err).__name__}: {err}")
-            return
-        pictures = tensor_to_image(filled)
-        flows = offsets.cpu().numpy() if offsets is not None else [None] * len(batch)
-        for d, picture, flow in zip(batch, pictures, flows, strict=True):
-            writes.append((d.job, writer.submit(encode, (d, picture, flow))))
-        collect(depth)
-
-    with bar, ThreadPoolExecutor(options.workers, "decode") as reader, ThreadPoolExecutor(
-        options.workers, "encode"
-    ) as writer:
-        try:
-            batch: list[DecodedImage] = []
-            for future in _ordered_map(reader, decode, todo, depth):
-                decoded = future.result()
-                if isinstance(decoded, tuple):
-                    fail(*decoded)
-                    continue
-                if batch and decoded.work_pixels.shape != batch[0].work_pixels.shape:
-                    run(batch)
-                    batch = []
-                batch.append(decoded)
-                if len(batch) == options.batch_size:
-                    run(batch)
-                    batch = []
-            if batch:
-                run(batch)
-            collect(0)
-        except BaseException as err:
-            interrupted = isinstance(err, KeyboardInterrupt)
-            reader.shutdown(wait=False, cancel_futures=True)
-            # On Ctrl-C the images already inpainted are still written: that work is done.
-            writer.shutdown(wait=True, cancel_futures=not interrupted)
-            if not interrupted:
-                raise
-            summary.interrupted = True
-            for job, future in writes:
-                if future.exception() is None:
-                    summary.filled += 1
-                elif isinstance(future.exception(), FileError):
-                    summary.failures.append((str(job.image), _one_line(str(future.exception()))))
-    return summary
+    pipeline = FillPipeline(method, options, console or Console(stderr=True), progress, total=len(jobs))
+    return pipeline.run(plan_fill(jobs, options))

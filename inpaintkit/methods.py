@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -50,6 +50,21 @@ class InpaintMethod(Protocol):
     name: str
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class AttentionMethod(InpaintMethod, Protocol):
+    """A method that can also say where it attended: what ``fill --attention`` draws.
+
+    ``fill_with_offsets(images, masks)`` returns ``(filled, offsets)``: ``filled`` as the
+    method's call returns it and ``offsets (N, 2, h, w)`` long, (dy, dx) in attention-feature
+    pixels (as :mod:`inpaintkit.model.visualize` expects), or None when the model has no
+    attention. :class:`DeepFillMethod` is one; ``isinstance(method, AttentionMethod)`` tells.
+    """
+
+    def fill_with_offsets(
+        self, images: torch.Tensor, masks: torch.Tensor, return_offsets: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 def _check_inputs(images: torch.Tensor, masks: torch.Tensor) -> None:
