@@ -31,12 +31,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from inpaintkit.model.attention import (
-    ContextualAttention,
-    _hole_window,
-    _mask_at,
-    _score_window,
-)
+from inpaintkit.model.attention import ContextualAttention, mask_at
+from inpaintkit.model.hole_window import hole_window, score_window
 
 
 def cpu_name() -> str:
@@ -151,11 +147,11 @@ def foreground_modes(
                     for mode, layer in layers.items()
                 }
             grid = (-(-size // 2), -(-size // 2))
-            window = _hole_window(_mask_at(mask, batch, size, size), 2, grid)
-            score_window = _score_window(window, grid, 3)
+            window = hole_window(mask_at(mask, batch, size, size), 2, grid)
+            scored_window = score_window(window, grid, 3)
             entries = {
                 "all": grid[0] * grid[1] * grid[0] * grid[1],
-                "hole": score_window.size[0] * score_window.size[1] * grid[0] * grid[1],
+                "hole": scored_window.size[0] * scored_window.size[1] * grid[0] * grid[1],
             }
             rows.append((size, batch, seconds, entries, difference))
 

@@ -10,16 +10,13 @@ import torch
 from inpaintkit.model import attention as attention_module
 from inpaintkit.model.attention import (
     ContextualAttention,
-    Window,
-    _cosine_scores,
-    _flush_subnormal_,
-    _hole_window,
-    _reconstruct,
-    _score_window,
-    _valid_background,
+    cosine_scores,
+    flush_subnormal_,
     propagate,
-    propagate_window,
+    reconstruct,
+    valid_background,
 )
+from inpaintkit.model.hole_window import Window, hole_window, propagate_window, score_window
 
 # ---------------------------------------------------------------------------------------------
 # Naive reference: one sample at a time, explicit loops over positions and patches.
@@ -190,7 +187,7 @@ OPTIONS = [
 def test_cosine_scores_match_reference(rate, stride, k):
     fg, bg, _ = random_case(height=9, width=11)
     bg[1, :, :3, :3] = 0  # an all-zero background patch: the norm's epsilon must apply
-    got = _cosine_scores(fg[:, :, ::rate, ::rate], bg[:, :, ::rate, ::rate], k, stride)
+    got = cosine_scores(fg[:, :, ::rate, ::rate], bg[:, :, ::rate, ::rate], k, stride)
     for n in range(fg.shape[0]):
         want = ref_scores(fg[n], bg[n], rate, stride, k)
         torch.testing.assert_close(got[n], want)
@@ -232,7 +229,7 @@ def test_propagation_equals_identity_kernel_convolution():
 @pytest.mark.parametrize("rate,stride", [(1, 1), (2, 1), (2, 2), (3, 1)])
 def test_valid_background_matches_reference(rate, stride):
     _, _, mask = random_case(height=11, width=10)
-    got = _valid_background(mask.float(), rate, 3, stride)
+    got = valid_background(mask.float(), rate, 3, stride)
     for n in range(mask.shape[0]):
         want = ref_valid(mask[n, 0], rate, stride, 3)
         torch.testing.assert_close(got[n, 0].double(), want)
@@ -245,7 +242,7 @@ def test_reconstruction_matches_reference(rate, stride):
     _, _, fg_pos, bg_pos = ref_grids(9, 8, rate, stride)
     gen = torch.Generator().manual_seed(3)
     attention = torch.rand(2, len(fg_pos), len(bg_pos), generator=gen, dtype=torch.float64)
-    got = _reconstruct(attention, bg, (9, 8), rate, stride)
+    got = reconstruct(attention, bg, (9, 8), rate, stride)
     for n in range(2):
         torch.testing.assert_close(got[n], ref_reconstruct(attention[n], bg[n], rate, stride))
 
@@ -255,16 +252,16 @@ def test_reconstruction_of_a_constant_background_is_that_constant_everywhere():
     bg = torch.full((1, 2, 10, 12), 0.7, dtype=torch.float64)
     _, _, fg_pos, bg_pos = ref_grids(10, 12, 2, 1)
     attention = torch.full((1, len(fg_pos), len(bg_pos)), 1.0 / len(bg_pos), dtype=torch.float64)
-    out = _reconstruct(attention, bg, (10, 12), 2, 1)
+    out = reconstruct(attention, bg, (10, 12), 2, 1)
     torch.testing.assert_close(out, bg)
 
 
 def test_flush_subnormal_zeroes_only_subnormal_weights():
     weights = torch.tensor([0.5, 1e-30, 1e-39, 1e-45, 0.0, 1e-4, 1e-6])
-    flushed = _flush_subnormal_(weights.clone())
+    flushed = flush_subnormal_(weights.clone())
     torch.testing.assert_close(flushed, torch.tensor([0.5, 1e-30, 0.0, 0.0, 0.0, 1e-4, 1e-6]))
     half = weights.half()
-    assert _flush_subnormal_(half) is half  # in place
+    assert flush_subnormal_(half) is half  # in place
     assert half.dtype == torch.float16
     assert half.tolist()[:2] == [0.5, 0.0] and half[5] > 0 and half[6] == 0
 
@@ -310,7 +307,7 @@ def test_hole_mode_matches_restricted_reference(options, holes):
         mask = small_interior_holes(2, 9, 10)
         grid = (ceil_div(9, options["rate"]), ceil_div(10, options["rate"]))
         if options["rate"] == 1:  # the case really exercises a partial window
-            assert _hole_window(mask.float(), 1, grid).size < grid
+            assert hole_window(mask.float(), 1, grid).size < grid
     layer = ContextualAttention(**options)  # foreground="hole" is the default
     got = layer(fg, bg, mask)
     assert got.dtype == torch.float64 and got.shape == fg.shape
@@ -383,33 +380,33 @@ def test_propagate_window_matches_reference_rows(fg_size, bg_size, kernel, targe
     hf, wf = fg_size
     lb = bg_size[0] * bg_size[1]
     scores = torch.randn(2, hf * wf, lb, generator=gen, dtype=torch.float64)
-    score_window = _score_window(target, fg_size, kernel)
-    rows = score_window.flat(wf)
+    scored_window = score_window(target, fg_size, kernel)
+    rows = scored_window.flat(wf)
     # Only the score window's rows are passed: anything else it read would be out of range.
-    got = propagate_window(scores[:, rows], score_window, target, fg_size, bg_size, kernel)
+    got = propagate_window(scores[:, rows], scored_window, target, fg_size, bg_size, kernel)
     for n in range(2):
         want = ref_propagate(scores[n], fg_size, bg_size, kernel)[target.flat(wf)]
         torch.testing.assert_close(got[n], want)
 
 
 def test_score_window_is_the_dilated_target_away_from_edges_and_grows_at_edges():
-    assert _score_window(Window(4, 7, 5, 9), (20, 20), 3) == Window(3, 8, 4, 10)
-    assert _score_window(Window(4, 7, 5, 9), (20, 20), 5) == Window(2, 9, 3, 11)
-    assert _score_window(Window(4, 7, 5, 9), (20, 20), 1) == Window(4, 7, 5, 9)
+    assert score_window(Window(4, 7, 5, 9), (20, 20), 3) == Window(3, 8, 4, 10)
+    assert score_window(Window(4, 7, 5, 9), (20, 20), 5) == Window(2, 9, 3, 11)
+    assert score_window(Window(4, 7, 5, 9), (20, 20), 1) == Window(4, 7, 5, 9)
     # Top row: top-down steps wrap into the previous column's bottom.
-    assert _score_window(Window(0, 3, 5, 9), (20, 20), 3) == Window(0, 20, 3, 10)
+    assert score_window(Window(0, 3, 5, 9), (20, 20), 3) == Window(0, 20, 3, 10)
     # Left column: left-right steps wrap into the previous row's end.
-    assert _score_window(Window(4, 7, 0, 3), (20, 20), 3) == Window(2, 8, 0, 20)
+    assert score_window(Window(4, 7, 0, 3), (20, 20), 3) == Window(2, 8, 0, 20)
 
 
 def test_hole_window_is_the_batch_union_of_hole_boxes_dilated_by_one_block():
     hole = torch.zeros(3, 1, 32, 40)
     hole[0, :, 10:12, 8:9] = 1  # blocks (5, 4) at rate 2
     hole[2, :, 14:15, 20:26] = 1  # blocks (7, 10 … 12)
-    assert _hole_window(hole, 2, (16, 20)) == Window(4, 9, 3, 14)
+    assert hole_window(hole, 2, (16, 20)) == Window(4, 9, 3, 14)
     hole[1, :, 31, 39] = 1  # last block: clipped to the grid
-    assert _hole_window(hole, 2, (16, 20)) == Window(4, 16, 3, 20)
-    assert _hole_window(torch.zeros(2, 1, 8, 8), 2, (4, 4)) is None
+    assert hole_window(hole, 2, (16, 20)) == Window(4, 16, 3, 20)
+    assert hole_window(torch.zeros(2, 1, 8, 8), 2, (4, 4)) is None
 
 
 def test_attention_never_lands_on_a_patch_touching_the_hole():
@@ -459,7 +456,7 @@ def test_hole_mode_without_a_hole_returns_the_foreground_and_does_no_work(monkey
     def fail(*args, **kwargs):
         raise AssertionError("scores computed although there is no hole")
 
-    monkeypatch.setattr(attention_module, "_cosine_scores", fail)
+    monkeypatch.setattr(attention_module, "cosine_scores", fail)
     out, offsets = ContextualAttention()(fg, bg, torch.zeros(2, 1, 8, 9), return_offsets=True)
     assert torch.equal(out, fg)
     assert offsets.dtype == torch.int64 and offsets.shape == (2, 2, 8, 9)

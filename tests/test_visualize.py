@@ -11,7 +11,7 @@ import skimage.data
 import torch
 
 from inpaintkit.model.attention import ContextualAttention
-from inpaintkit.model.visualize import _color_wheel, attended_overlay, flow_to_color
+from inpaintkit.model.visualize import attended_overlay, color_wheel, flow_to_color
 
 
 def hue_of(rgb: np.ndarray) -> float:
@@ -30,7 +30,7 @@ def ring(radius: float, count: int = 16) -> np.ndarray:
 
 
 def test_color_wheel_is_the_middlebury_wheel():
-    wheel = _color_wheel()
+    wheel = color_wheel()
     assert wheel.shape == (55, 3)
     # Primaries at the segment starts: red, yellow, green, cyan, blue, magenta.
     starts = np.cumsum([0, 15, 6, 4, 11, 13])

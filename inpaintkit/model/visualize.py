@@ -21,7 +21,7 @@ _HIGHLIGHT = np.array([255.0, 230.0, 0.0])  # yellow: attended background region
 _HOLE_TINT = np.array([40.0, 90.0, 255.0])  # blue: where the hole is
 
 
-def _color_wheel() -> np.ndarray:
+def color_wheel() -> np.ndarray:
     """``(55, 3)`` float RGB in [0, 255]: the Middlebury wheel's hues in order.
 
     In each segment one channel ramps linearly between two primaries while another stays at
@@ -78,7 +78,7 @@ def flow_to_color(
         scale = float(max_magnitude)
     radius = radius / scale
 
-    wheel = _color_wheel()
+    wheel = color_wheel()
     count = len(wheel)
     # Angle in (-1, 1], as in the Middlebury reference code (atan2(-v, -u) / π).
     angle = np.arctan2(-dy, -dx) / np.pi
