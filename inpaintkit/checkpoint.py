@@ -22,9 +22,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from inpaintkit.config import ConfigError, build
 from inpaintkit.io import atomic_write
 from inpaintkit.model.generator import Generator, GeneratorConfig
+from inpaintkit.typed import ConfigError, build
 
 FORMAT = "inpaintkit.generator"
 FORMAT_VERSION = "1"

@@ -6,9 +6,10 @@ non-editable install: :func:`resolve_recipe` takes a file path or a packaged rec
 
 A recipe is a tree of dataclasses (:class:`Recipe`). YAML files are read with
 ``yaml.safe_load``; every key must name a field (an unknown key is an error that names its full
-path, e.g. ``loss.gan_los_alpha``) and every value is checked against the field's type. A recipe
-may start from another one with ``base: other.yaml`` (resolved next to the including file);
-the including file's keys are merged over the base's, section by section.
+path, e.g. ``loss.gan_los_alpha``) and every value is checked against the field's type (both
+by :func:`inpaintkit.typed.build`). A recipe may start from another one with
+``base: other.yaml`` (resolved next to the including file); the including file's keys are
+merged over the base's, section by section.
 
 The resolved recipe is what a run saves beside itself (``runs/NAME/config.yaml``) and embeds
 in its generator checkpoint, so a run can always be reproduced from its own folder.
@@ -16,28 +17,20 @@ in its generator checkpoint, so a run can always be reproduced from its own fold
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
 
 from inpaintkit.io import write_text
 from inpaintkit.masks import MaskConfig
 from inpaintkit.model.generator import GeneratorConfig
-
-T = TypeVar("T")
+from inpaintkit.typed import ConfigError, build, to_dict
 
 #: The recipes that ship with inpaintkit.
 RECIPE_DIR = Path(__file__).parent / "recipes"
-
-
-class ConfigError(ValueError):
-    """A recipe file or override is malformed: unknown key, wrong type, missing base file."""
 
 
 @dataclass
@@ -149,117 +142,6 @@ class Recipe:
                 raise ConfigError(f"{path}: must be positive, got {value}")
         if self.schedule.warmup_steps < 0:
             raise ConfigError(f"schedule.warmup_steps: must be >= 0, got {self.schedule.warmup_steps}")
-
-
-# --------------------------------------------------------------------------- typed building
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; strings (from overrides) are parsed."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, path)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{path}: expected {_type_name(tp)}, got {value!r}")
-    if origin is Literal:
-        if value in args:
-            return value
-        raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=False)))
-        item = args[0] if args else Any
-        items = [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return build(tp, value, path)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
-            return value.lower() in ("true", "yes", "on")
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        elif isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, str):
-            # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it obviously is.
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    else:
-        raise ConfigError(f"{path}: unsupported field type {_type_name(tp)}")
-    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-
-
-def build(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
-    """Construct dataclass ``cls`` from a plain mapping, checking every key and value.
-
-    Missing keys take the dataclass default; unknown keys raise :class:`ConfigError` naming
-    their dotted path (``path`` is the prefix used in messages).
-    """
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        where = f"{path}.{key}" if path else str(key)
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key (valid: {', '.join(sorted(names))})")
-        kwargs[key] = _coerce(value, hints[key], where)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{path or cls.__name__}: {err}") from None
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """A dataclass tree as plain YAML/JSON-safe values (tuples become lists)."""
-
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(config)
 
 
 # --------------------------------------------------------------------------- files and overrides

@@ -38,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from inpaintkit import io
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.devices import resolve_device
-from inpaintkit.fill import MaskFolder, pair_files
+from inpaintkit.geometry import resize_and_crop
 from inpaintkit.masks import MaskConfig, generate_mask
 from inpaintkit.methods import (
     BiharmonicMethod,
@@ -48,7 +48,7 @@ from inpaintkit.methods import (
     PatchMatchMethod,
 )
 from inpaintkit.metrics import METRICS, image_metrics, tv_loss, uint8_to_unit
-from inpaintkit.prepare import PrepareOptions, transform
+from inpaintkit.pairing import MaskFolder, pair_masks
 from inpaintkit.report import (
     comparison_html,
     comparison_sheet,
@@ -313,7 +313,7 @@ class GroundTruth:
         except io.ImageReadError as err:
             raise EvaluateError(f"{path}: {err}") from None
         original = (picture.height, picture.width)
-        fitted = transform(picture, PrepareOptions(size=self.config.size))
+        fitted = resize_and_crop(picture, self.config.size)  # prepare --resize shorter
         return np.array(io.to_rgb8(fitted)), original  # a writable copy: torch warns on read-only arrays
 
     def fit_mask(self, hole: np.ndarray, original: tuple[int, int], where: Path) -> np.ndarray:
@@ -335,7 +335,7 @@ class GroundTruth:
             top, left = (original[0] - size) // 2, (original[1] - size) // 2
             return hole[top : top + size, left : left + size]
         picture = Image.fromarray(hole.astype(np.uint8) * 255)
-        return np.asarray(transform(picture, PrepareOptions(size=size))) > 127
+        return np.asarray(resize_and_crop(picture, size)) > 127
 
 
 class Holes:
@@ -352,9 +352,10 @@ class Holes:
         if not config.masks.is_dir():
             raise EvaluateError(f"{config.masks}: not a folder of mask files")
         if truth.hdf5 is None:
-            # Exactly fill's pairing; it also keeps images inside the report folder out.
-            for job in pair_files(config.data, config.masks, config.output):
-                self.paired[job.relative.as_posix()] = job.mask if job.mask is not None else (job.problem or "no mask")
+            # Exactly fill's pairing, keeping images inside the report folder out.
+            output = config.output if config.output.is_dir() else None
+            for pair in pair_masks(config.data, config.masks, exclude=[output]):
+                self.paired[pair.relative.as_posix()] = pair.mask if pair.mask is not None else (pair.problem or "no mask")
         else:
             # HDF5 keys are not files, but the naming rule is fill's.
             mask_folder = MaskFolder(config.masks)

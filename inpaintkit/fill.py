@@ -2,7 +2,7 @@
 
 The workflow behind ``inpaintkit fill``. :func:`pair_files` pairs each image with its mask
 (``photos/sub/a.jpg`` ↔ ``masks/sub/a.png`` or ``masks/sub/a_mask.png``, the convention of
-LaMa and IOPaint), :func:`fill_files` decodes them in background threads, groups same-size
+LaMa and IOPaint; :mod:`inpaintkit.pairing`), :func:`fill_files` decodes them in background threads, groups same-size
 images into batches for the inpainting method (:mod:`inpaintkit.methods`), and encodes and
 writes the results in background threads through :func:`inpaintkit.io.atomic_write`.
 
@@ -32,13 +32,13 @@ from inpaintkit.io import (
     IMAGE_SUFFIXES,
     ImageReadError,
     atomic_write,
-    list_images,
     open_image,
     read_mask,
     to_rgb8,
 )
 from inpaintkit.methods import AttentionMethod, InpaintMethod
 from inpaintkit.model.visualize import attended_overlay, flow_to_color
+from inpaintkit.pairing import PairingError, pair_masks
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor, tensor_to_image
 
 #: ``--format`` choices -> Pillow format name.
@@ -61,10 +61,6 @@ SAVE_OPTIONS: dict[str, dict[str, object]] = {
     "BMP": {},
     "TIFF": {"compression": "tiff_lzw"},
 }
-
-#: Suffix appended to an image's stem by the LaMa / IOPaint mask naming.
-MASK_SUFFIX = "_mask"
-
 
 class FillError(ValueError):
     """The run as a whole cannot start (no images, an option that does not apply, ...)."""
@@ -135,10 +131,6 @@ class FillSummary:
 # --------------------------------------------------------------------------- pairing
 
 
-def _within(path: Path, folder: Path | None) -> bool:
-    return folder is not None and path.resolve().is_relative_to(folder.resolve())
-
-
 def output_path(relative: Path, output: Path, format: str | None, single_file: bool) -> Path:
     """Where the image at ``relative`` (under IMAGES) is written.
 
@@ -152,39 +144,6 @@ def output_path(relative: Path, output: Path, format: str | None, single_file: b
     return target.with_suffix(f".{format.lower()}") if format else target
 
 
-class MaskFolder:
-    """The mask files below a folder, found by an image's relative path.
-
-    The mask of ``sub/a.jpg`` is ``sub/a.<any image suffix>`` or ``sub/a_mask.<suffix>`` (the
-    LaMa / IOPaint naming). One rule, used by ``fill`` for files and ``evaluate`` for HDF5 keys.
-    """
-
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
-        self._by_stem: dict[Path, list[Path]] = {}
-        for path in list_images(self.folder):
-            self._by_stem.setdefault(path.relative_to(self.folder).with_suffix(""), []).append(path)
-
-    def find(self, relative: str | os.PathLike, exclude: Path | None = None) -> tuple[Path | None, str | None]:
-        """``(mask, None)`` when exactly one mask matches, else ``(None, one-line problem)``.
-
-        ``exclude`` is the image itself, for images and masks sharing one folder.
-        """
-        stem = Path(relative).with_suffix("")
-        candidates = [
-            p
-            for key in (stem, stem.with_name(stem.name + MASK_SUFFIX))
-            for p in self._by_stem.get(key, [])
-            if exclude is None or p.resolve() != exclude.resolve()
-        ]
-        if len(candidates) == 1:
-            return candidates[0], None
-        if not candidates:
-            where = self.folder / stem
-            return None, f"no mask found (looked for {where}.* and {where}{MASK_SUFFIX}.*)"
-        return None, f"several masks match: {', '.join(str(p) for p in candidates)}"
-
-
 def pair_files(
     images: str | os.PathLike,
     masks: str | os.PathLike,
@@ -192,42 +151,25 @@ def pair_files(
     format: str | None = None,
     attention_dir: str | os.PathLike | None = None,
 ) -> list[FillJob]:
-    """Pair every image below ``images`` (or the one file) with its mask.
+    """Pair every image below ``images`` (or the one file) with its mask: one job each.
 
-    ``masks`` is either one file used for every image, or a folder searched at the image's
-    relative sub-folder for ``<stem>.*`` and ``<stem>_mask.*``. Exactly one candidate must
-    exist; none or several make a job with a ``problem``. Files inside ``output`` or
-    ``attention_dir`` are not inputs (so a re-run does not fill its own outputs), and when
-    images and masks share a folder, files serving as masks are not filled themselves.
+    The pairing is :func:`inpaintkit.pairing.pair_masks`: ``masks`` is either one file used
+    for every image, or a folder searched at the image's relative sub-folder for ``<stem>.*``
+    and ``<stem>_mask.*``; exactly one candidate must exist, none or several make a job with a
+    ``problem``. Files inside ``output`` or ``attention_dir`` are not inputs (so a re-run does
+    not fill its own outputs), and when images and masks share a folder, files serving as
+    masks are not filled themselves.
     """
-    images, masks, output = Path(images), Path(masks), Path(output)
-    attention = Path(attention_dir) if attention_dir is not None else None
+    images, output = Path(images), Path(output)
+    try:
+        pairs = pair_masks(images, masks, exclude=(output if output.is_dir() else None, attention_dir))
+    except PairingError as err:
+        raise FillError(str(err)) from None
     single = images.is_file()
-    if single:
-        sources = [(images, Path(images.name))]
-    elif images.is_dir():
-        sources = [
-            (p, p.relative_to(images))
-            for p in list_images(images)
-            if not _within(p, output if output.is_dir() else None) and not _within(p, attention)
-        ]
-    else:
-        raise FillError(f"{images}: no such file or folder")
-    if not masks.exists():
-        raise FillError(f"{masks}: no such file or folder")
-
-    mask_folder = MaskFolder(masks) if masks.is_dir() else None
-    jobs = []
-    for image, relative in sources:
-        job = FillJob(image, None, output_path(relative, output, format, single), relative)
-        if mask_folder is None:
-            job.mask = masks
-        else:
-            job.mask, job.problem = mask_folder.find(relative, exclude=image)
-        jobs.append(job)
-
-    used_as_masks = {job.mask.resolve() for job in jobs if job.mask is not None}
-    return [job for job in jobs if job.image.resolve() not in used_as_masks]
+    return [
+        FillJob(pair.image, pair.mask, output_path(pair.relative, output, format, single), pair.relative, pair.problem)
+        for pair in pairs
+    ]
 
 
 # --------------------------------------------------------------------------- masks and sizes

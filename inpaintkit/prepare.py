@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 
 from inpaintkit import __version__, io
+from inpaintkit.geometry import RESIZE_MODES, resize_and_crop
 
-RESIZE_MODES = ("shorter", "fixed", "none")
 STORE_MODES = ("raw", "encoded")
 #: ``--encode`` formats: ``png`` and ``webp`` alone are lossless; ``jpeg:Q`` and ``webp:Q`` are
 #: lossy at quality Q (1-100); ``jpeg`` alone is ``jpeg:95``.
@@ -49,10 +49,11 @@ class PrepareError(RuntimeError):
 class PrepareOptions:
     """Geometry, storage and split options of one ``prepare`` run.
 
-    Geometry: ``resize="shorter"`` scales the shorter side to ``size`` and centre-crops
-    ``size x size``; ``"fixed"`` scales to ``resize_to = (H, W)`` (CelebA: 315 x 256, the
-    paper's appendix A) and centre-crops ``size x size`` when ``size`` is set; ``"none"`` keeps
-    every image as it is (variable sizes allowed). Downscaling uses Lanczos, upscaling bicubic.
+    Geometry (applied by :func:`inpaintkit.geometry.resize_and_crop`): ``resize="shorter"``
+    scales the shorter side to ``size`` and centre-crops ``size x size``; ``"fixed"`` scales to
+    ``resize_to = (H, W)`` (CelebA: 315 x 256, the paper's appendix A) and centre-crops
+    ``size x size`` when ``size`` is set; ``"none"`` keeps every image as it is (variable sizes
+    allowed). Downscaling uses Lanczos, upscaling bicubic.
 
     Splits: ``val_count`` images (or ``round(val_fraction * N)``) chosen by ``seed``; or
     ``train_list``/``val_list`` files name the members (then no source folder is given).
@@ -237,30 +238,6 @@ def collect_sources(
 # --------------------------------------------------------------------------- one image
 
 
-def transform(image: Image.Image, options: PrepareOptions) -> Image.Image:
-    """Apply the geometry of ``options`` to a decoded image (see :class:`PrepareOptions`).
-
-    Returns ``image`` itself when the geometry leaves it as it is (no resize, no crop).
-    """
-    if options.resize == "none":
-        return image
-    width, height = image.size
-    if options.resize == "shorter":
-        scale = options.size / min(width, height)
-        target = (max(options.size, round(width * scale)), max(options.size, round(height * scale)))
-    else:
-        target = (options.resize_to[1], options.resize_to[0])
-    if target != image.size:
-        shrinking = target[0] * target[1] < width * height
-        method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
-        image = image.resize(target, method)
-    if options.size is not None and image.size != (options.size, options.size):
-        left = (image.width - options.size) // 2
-        top = (image.height - options.size) // 2
-        image = image.crop((left, top, left + options.size, top + options.size))
-    return image
-
-
 @dataclass
 class Decoded:
     """A worker's answer for one source: either ``error`` or the data to store."""
@@ -298,7 +275,7 @@ def decode_one(source: Source, options: PrepareOptions) -> Decoded:
         image = io.open_image(source.path, options.max_pixels, draft_size=draft or None)
         # The size before any draft-mode reduction, with EXIF orientation applied.
         header = _header(data)
-        fitted = transform(image, options)
+        fitted = resize_and_crop(image, options.size, options.resize, options.resize_to)
         pixels = io.to_rgb8(fitted)
     except io.ImageReadError as err:
         result.error = str(err)

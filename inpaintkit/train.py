@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from inpaintkit import checkpoint, losses, metrics
-from inpaintkit.config import ConfigError, Recipe, build, recipe_to_yaml, save_recipe, to_dict
+from inpaintkit.config import Recipe, recipe_to_yaml, save_recipe
 from inpaintkit.data import InpaintingDataset, to_unit_range
 from inpaintkit.devices import has_native_bf16, resolve_device
 from inpaintkit.distributed import (
@@ -63,6 +63,7 @@ from inpaintkit.training_state import (
     restore_rng,
     save_training_state,
 )
+from inpaintkit.typed import ConfigError, build, to_dict
 
 GENERATOR_FILE = "generator.safetensors"
 VALIDATION_LOG = "validation.jsonl"  # one JSON object per validation: step, samples, train_seconds, metrics

@@ -23,9 +23,10 @@ from inpaintkit.evaluate import (
     evaluate,
     name_checkpoints,
 )
+from inpaintkit.geometry import resize_and_crop
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.metrics import METRICS, image_metrics, uint8_to_unit
-from inpaintkit.prepare import PrepareOptions, prepare_dataset, transform
+from inpaintkit.prepare import PrepareOptions, prepare_dataset
 from inpaintkit.report import LABEL_HEIGHT
 from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tensor_to_image
 
@@ -77,7 +78,7 @@ def test_results_agree_with_metrics_computed_directly(photos, tmp_path) -> None:
             continue
         picture = Image.open(ground_truth[row["image"]]).convert("RGB")
         # The geometry evaluate documents: prepare's shorter-side resize and centre crop.
-        image = np.array(transform(picture, PrepareOptions(size=SIZE)))
+        image = np.array(resize_and_crop(picture, SIZE))  # prepare --resize shorter --size SIZE
         hole = io.read_mask(out / "masks" / Path(row["image"]).with_suffix(".png"))
         assert hole.shape == (SIZE, SIZE) and 0 < hole.mean() < 1
         x, m = image_to_tensor(image), mask_to_tensor(hole)

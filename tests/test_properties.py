@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from inpaintkit.fill import MASK_SUFFIX, FillOptions, fill_files, pair_files
+from inpaintkit.fill import FillOptions, fill_files, pair_files
 from inpaintkit.inpaint import inpaint
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig
+from inpaintkit.pairing import MASK_SUFFIX
 from inpaintkit.tensors import crop_to, pad_to_multiple
 
 # derandomize: the same examples on every run (no flaky CI); database=None: nothing written to disk.
