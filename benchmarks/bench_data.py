@@ -134,7 +134,7 @@ def main() -> None:
         f"Data: 200 scikit-image photo crops of {SIDE}x{SIDE}, random 256 crop + flip; "
         f"DataLoader: batch 16, 2 workers, shuffled, {samples} samples timed after warm-up. "
         '`dtype uint8`: `InpaintingDataset(dtype="uint8")`, converted on the GPU with '
-        "`to_unit_range` (not timed here).\n"
+        "`tensors.uint8_to_signed` (not timed here).\n"
     )
     print(
         "| storage | layout | dtype | file MB | 1 process samples/s "

@@ -41,9 +41,9 @@ from skimage import data
 from skimage.restoration import inpaint_biharmonic
 
 from inpaintkit.io import atomic_write, list_images, read_mask, read_rgb
-from inpaintkit.metrics import mean_l1_error, psnr, uint8_to_unit
+from inpaintkit.metrics import mean_l1_error, psnr
 from inpaintkit.patchmatch import DEFAULT_PATCH_SIZE, patchmatch_inpaint
-from inpaintkit.tensors import mask_to_tensor
+from inpaintkit.tensors import mask_to_tensor, uint8_to_unit
 
 EVAL = Path("/work/shared/data/eval")
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]

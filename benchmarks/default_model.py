@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from inpaintkit.checkpoint import DEFAULT_CHECKPOINT, load_generator, read_metadata, save_generator
-from inpaintkit.evaluate import EvaluateConfig, evaluate
+from inpaintkit.evaluate import EvaluateOptions, evaluate
 from inpaintkit.methods import DeepFillMethod
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +50,9 @@ REFERENCES = {
 
 def score(checkpoint: Path, eval_root: Path, name: str, report: Path) -> dict[str, float]:
     """Hole PSNR / hole ℓ1 / PSNR / ℓ1 of ``checkpoint`` on one evaluation set (resumable report)."""
-    config = EvaluateConfig(data=eval_root / name / "images", masks=eval_root / name / "masks", output=report,
+    options = EvaluateOptions(data=eval_root / name / "images", masks=eval_root / name / "masks", output=report,
                             samples=4, warmup=False)  # fmt: skip
-    result = evaluate(config, {"model": DeepFillMethod(checkpoint, device="cpu")}, progress=False)
+    result = evaluate(options, {"model": DeepFillMethod(checkpoint, device="cpu")}, progress=False)
     metrics = result.summary["model"].metrics
     return {key: metrics[key].mean for key in ("hole_psnr", "hole_l1", "psnr", "l1")} | {"images": result.images}
 
@@ -191,10 +191,10 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
         for name in SETS:
             rows = {}
             for mode in ("fp32", "bf16"):
-                config = EvaluateConfig(data=eval_root / name / "images", masks=eval_root / name / "masks",
+                options = EvaluateOptions(data=eval_root / name / "images", masks=eval_root / name / "masks",
                                         output=Path(tmp) / f"{mode}-{name}", samples=0, warmup=False)  # fmt: skip
                 method = DeepFillMethod(source, device="cpu", precision=mode)
-                rows[mode] = evaluate(config, {mode: method}, progress=False).summary[mode].metrics
+                rows[mode] = evaluate(options, {mode: method}, progress=False).summary[mode].metrics
             f, b = rows["fp32"], rows["bf16"]
             print(f"| {name} | {f['hole_psnr'].mean:.3f} | {b['hole_psnr'].mean:.3f} | "
                   f"{b['hole_psnr'].mean - f['hole_psnr'].mean:+.3f} | {f['hole_l1'].mean:.3f} | {b['hole_l1'].mean:.3f} |",

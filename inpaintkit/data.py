@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from inpaintkit import io
-from inpaintkit.tensors import from_uint8, image_to_tensor
+from inpaintkit.tensors import image_to_tensor
 
 SMALL_IMAGE_MODES = ("upscale", "reflect")
 OUTPUT_DTYPES = ("float32", "uint8")
@@ -36,7 +36,7 @@ class InpaintingDataset(Dataset):
       with a ``seed``, sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``, so a
       resumed run sees exactly the crops it would have seen. Call :meth:`set_epoch` per epoch.
     * ``dtype="uint8"`` yields the same pixels as uint8 ``(3, S, S)`` in ``[0, 255]`` instead;
-      convert batches with :func:`to_unit_range` (on the GPU, after the copy). A float32 sample
+      convert batches with :func:`inpaintkit.tensors.uint8_to_signed` (on the GPU, after the copy). A float32 sample
       is 4x the bytes, and moving bytes between DataLoader workers and the trainer through
       shared memory is what limits float32 loading (docs/prepare.md, "Loading speed").
     """
@@ -162,16 +162,3 @@ class InpaintingDataset(Dataset):
         pad = ((0, max(0, size - height)), (0, max(0, size - width)), (0, 0))
         # numpy mirrors repeatedly when the pad is larger than the side; a 1-pixel side repeats.
         return np.pad(image, pad, mode="reflect" if min(height, width) > 1 else "edge")
-
-
-def to_unit_range(batch: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
-    """uint8 ``(N, 3, H, W)`` from ``InpaintingDataset(dtype="uint8")`` -> float32 in ``[-1, 1]``.
-
-    Moves the batch to ``device`` first (asynchronously from pinned memory), so the 4x larger
-    float tensor is only ever made there. Values equal :func:`inpaintkit.tensors.image_to_tensor`'s (both use ``from_uint8``).
-    """
-    if batch.dtype != torch.uint8:
-        raise TypeError(f"expected a uint8 batch, got {batch.dtype}")
-    if device is not None:
-        batch = batch.to(device, non_blocking=True)
-    return from_uint8(batch)

@@ -47,7 +47,7 @@ from inpaintkit.methods import (
     MeanColorMethod,
     PatchMatchMethod,
 )
-from inpaintkit.metrics import METRICS, image_metrics, tv_loss, uint8_to_unit
+from inpaintkit.metrics import METRICS, image_metrics, tv_loss
 from inpaintkit.pairing import MaskFolder, pair_masks
 from inpaintkit.report import (
     comparison_html,
@@ -59,7 +59,13 @@ from inpaintkit.report import (
     write_metrics_json,
     write_png,
 )
-from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tensor_to_image
+from inpaintkit.tensors import (
+    composite,
+    image_to_tensor,
+    mask_to_tensor,
+    tensor_to_image,
+    uint8_to_unit,
+)
 
 #: Generated mask kinds (``masks.MaskConfig.kind`` values that need no files).
 GENERATED_MASK_KINDS = ("rect", "freeform", "mixed")
@@ -79,7 +85,7 @@ class EvaluateError(ValueError):
 
 
 @dataclass
-class EvaluateConfig:
+class EvaluateOptions:
     """What to evaluate on and where the report goes (the ``inpaintkit evaluate`` options).
 
     ``masks``: a folder of mask files (white = hole) paired with the images by name; when
@@ -265,15 +271,15 @@ def _text(value: bytes | str) -> str:
 
 
 class GroundTruth:
-    """The images of ``config.data`` in a fixed order, streamed one at a time."""
+    """The images of ``options.data`` in a fixed order, streamed one at a time."""
 
-    def __init__(self, config: EvaluateConfig) -> None:
-        self.config = config
-        data = config.data
+    def __init__(self, options: EvaluateOptions) -> None:
+        self.options = options
+        data = options.data
         if data.is_dir():
             self.hdf5 = None
             # Never evaluate our own report files or mask files kept beside the images.
-            outside = [f.resolve() for f in (config.output, config.masks) if f is not None]
+            outside = [f.resolve() for f in (options.output, options.masks) if f is not None]
             self.files = [
                 p for p in io.list_images(data)
                 if not any(p.resolve().is_relative_to(folder) for folder in outside)
@@ -284,7 +290,7 @@ class GroundTruth:
         elif data.is_file():
             try:
                 self.hdf5 = InpaintingDataset(
-                    data, split=config.split, crop_size=config.size, random_crop=False, random_flip=False
+                    data, split=options.split, crop_size=options.size, random_crop=False, random_flip=False
                 )
             except ValueError as err:
                 raise EvaluateError(str(err)) from None
@@ -292,11 +298,11 @@ class GroundTruth:
                 stored = f["keys"][:]
             self.keys = [_text(stored[row]) for row in self.hdf5.rows]
             if not self.keys:
-                raise EvaluateError(_no_such_images(data, config.split, split_sizes(data) or {}))
+                raise EvaluateError(_no_such_images(data, options.split, split_sizes(data) or {}))
         else:
             raise EvaluateError(f"{data}: no such file or folder")
-        if config.limit is not None:
-            self.keys = self.keys[: config.limit]
+        if options.limit is not None:
+            self.keys = self.keys[: options.limit]
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -313,7 +319,7 @@ class GroundTruth:
         except io.ImageReadError as err:
             raise EvaluateError(f"{path}: {err}") from None
         original = (picture.height, picture.width)
-        fitted = resize_and_crop(picture, self.config.size)  # prepare --resize shorter
+        fitted = resize_and_crop(picture, self.options.size)  # prepare --resize shorter
         return np.array(io.to_rgb8(fitted)), original  # a writable copy: torch warns on read-only arrays
 
     def fit_mask(self, hole: np.ndarray, original: tuple[int, int], where: Path) -> np.ndarray:
@@ -323,7 +329,7 @@ class GroundTruth:
         the edge; the threshold puts it back where nearest-neighbour would). HDF5 images: the
         same centre crop as the image.
         """
-        size = self.config.size
+        size = self.options.size
         if hole.shape == (size, size):
             return hole
         if hole.shape != original or (self.hdf5 is not None and min(original) < size):
@@ -341,32 +347,32 @@ class GroundTruth:
 class Holes:
     """The hole of each image: from paired mask files, or generated and saved under REPORT_DIR/masks."""
 
-    def __init__(self, config: EvaluateConfig, truth: GroundTruth) -> None:
-        self.config = config
+    def __init__(self, options: EvaluateOptions, truth: GroundTruth) -> None:
+        self.options = options
         self.truth = truth
-        self.folder = config.output / MASKS_DIR if config.masks is None else config.masks
+        self.folder = options.output / MASKS_DIR if options.masks is None else options.masks
         self.paired: dict[str, Path | str] = {}
-        if config.masks is None:
-            self.mask_config = MaskConfig(kind=config.mask_kind)
+        if options.masks is None:
+            self.mask_config = MaskConfig(kind=options.mask_kind)
             return
-        if not config.masks.is_dir():
-            raise EvaluateError(f"{config.masks}: not a folder of mask files")
+        if not options.masks.is_dir():
+            raise EvaluateError(f"{options.masks}: not a folder of mask files")
         if truth.hdf5 is None:
             # Exactly fill's pairing, keeping images inside the report folder out.
-            output = config.output if config.output.is_dir() else None
-            for pair in pair_masks(config.data, config.masks, exclude=[output]):
+            output = options.output if options.output.is_dir() else None
+            for pair in pair_masks(options.data, options.masks, exclude=[output]):
                 self.paired[pair.relative.as_posix()] = pair.mask if pair.mask is not None else (pair.problem or "no mask")
         else:
             # HDF5 keys are not files, but the naming rule is fill's.
-            mask_folder = MaskFolder(config.masks)
+            mask_folder = MaskFolder(options.masks)
             for key in truth.keys:
                 found, problem = mask_folder.find(key)
                 self.paired[key] = found if found is not None else problem
 
     def hole(self, index: int, key: str, original: tuple[int, int]) -> np.ndarray:
         """bool ``(S, S)`` hole of image ``index``; writes a generated one to ``masks/`` first time."""
-        size = self.config.size
-        if self.config.masks is not None:
+        size = self.options.size
+        if self.options.masks is not None:
             found = self.paired.get(key, "no mask found")
             if isinstance(found, str):
                 raise EvaluateError(f"{key}: {found}")
@@ -374,7 +380,7 @@ class Holes:
         path = self.folder / _mask_file_name(key)
         if path.exists():  # a resumed run, or masks shared with another run: reuse exactly
             return self.truth.fit_mask(self._read(path), (size, size), path)
-        hole = generate_mask(self.mask_config, size, size, self.config.seed, index)
+        hole = generate_mask(self.mask_config, size, size, self.options.seed, index)
         write_png(path, hole.astype(np.uint8) * 255)
         return hole
 
@@ -455,10 +461,10 @@ class ResultsLog:
 # --------------------------------------------------------------------------- the run
 
 
-def _check_identity(config: EvaluateConfig) -> None:
+def _check_identity(options: EvaluateOptions) -> None:
     """Refuse to mix results of a different dataset or mask set into REPORT_DIR."""
-    path = config.output / RUN_FILE
-    identity = config.identity()
+    path = options.output / RUN_FILE
+    identity = options.identity()
     if path.exists():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
@@ -467,7 +473,7 @@ def _check_identity(config: EvaluateConfig) -> None:
         for key in sorted(set(identity) | set(previous)):
             if identity.get(key) != previous.get(key):
                 raise EvaluateError(
-                    f"{config.output}: holds an evaluation with {key}={previous.get(key)!r}, "
+                    f"{options.output}: holds an evaluation with {key}={previous.get(key)!r}, "
                     f"not {identity.get(key)!r}; use another output folder"
                 )
         return
@@ -498,20 +504,20 @@ def _score(method: InpaintMethod, image: torch.Tensor, erased: torch.Tensor, mas
 
 
 def evaluate(
-    config: EvaluateConfig,
+    options: EvaluateOptions,
     methods: dict[str, InpaintMethod],
     console: Console | None = None,
     progress: bool = True,
 ) -> EvaluateResult:
-    """Run every method on every image, log results, and write the report into ``config.output``."""
+    """Run every method on every image, log results, and write the report into ``options.output``."""
     if not methods:
         raise EvaluateError("nothing to evaluate")
     console = console or Console(stderr=True)
-    truth = GroundTruth(config)
-    config.output.mkdir(parents=True, exist_ok=True)
-    _check_identity(config)
-    holes = Holes(config, truth)
-    log = ResultsLog(config.output / RESULTS_LOG)
+    truth = GroundTruth(options)
+    options.output.mkdir(parents=True, exist_ok=True)
+    _check_identity(options)
+    holes = Holes(options, truth)
+    log = ResultsLog(options.output / RESULTS_LOG)
     names = list(methods)
     warmed: set[str] = set()
     skipped: list[tuple[str, str]] = []
@@ -528,8 +534,8 @@ def evaluate(
                     skipped.append((sample.key, sample.problem))
                     console.print(f"skipped {sample.problem}", markup=False, highlight=False, soft_wrap=True)
                     continue
-                is_sample = sample.index < config.samples
-                tiles = _sample_paths(config.output, sample.key, names) if is_sample else {}
+                is_sample = sample.index < options.samples
+                tiles = _sample_paths(options.output, sample.key, names) if is_sample else {}
                 pending = [
                     name for name in names
                     if (sample.key, name) not in log.done or (is_sample and not tiles[name].exists())
@@ -547,7 +553,7 @@ def evaluate(
                 scored = {}
                 try:
                     for name in pending:
-                        if config.warmup and name not in warmed:
+                        if options.warmup and name not in warmed:
                             methods[name](erased, mask)
                             warmed.add(name)
                         scored[name] = _score(methods[name], image, erased, mask, target)
@@ -577,18 +583,18 @@ def evaluate(
         log.close()
 
     summary = summarize(log.rows(names, len(truth)), names)
-    run = {**config.identity(), "limit": config.limit, "images": len(truth), "methods": names,
+    run = {**options.identity(), "limit": options.limit, "images": len(truth), "methods": names,
            "skipped": [{"image": k, "reason": r} for k, r in skipped]}  # fmt: skip
-    write_metrics_json(config.output / "metrics.json", run, summary, lambda: log.rows(names, len(truth)))
-    write_metrics_csv(config.output / "metrics.csv", summary, lambda: log.rows(names, len(truth)))
+    write_metrics_json(options.output / "metrics.json", run, summary, lambda: log.rows(names, len(truth)))
+    write_metrics_csv(options.output / "metrics.csv", summary, lambda: log.rows(names, len(truth)))
     if sample_keys:
         labels = ["input", *names, "ground truth"]
         tiles = [
-            [io.read_rgb(path) for path in _sample_paths(config.output, key, names).values()]
+            [io.read_rgb(path) for path in _sample_paths(options.output, key, names).values()]
             for key in sample_keys
         ]
-        write_png(config.output / "comparison.png", comparison_sheet(tiles, labels))
-        io.write_text(config.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary))
+        write_png(options.output / "comparison.png", comparison_sheet(tiles, labels))
+        io.write_text(options.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary))
     return EvaluateResult(summary=summary, images=len(truth), computed=computed, skipped=skipped)
 
 

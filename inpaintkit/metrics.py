@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -184,15 +183,6 @@ def image_metrics(completed: torch.Tensor, target: torch.Tensor, mask: torch.Ten
         "hole_l2": mean_l2_error(completed, target, mask),
         "hole_psnr": psnr(completed, target, mask),
     }
-
-
-def uint8_to_unit(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` or ``(H, W, 3)`` -> float64 ``(N, 3, H, W)`` in [0, 1] (``v / 255``)."""
-    if images.dtype != np.uint8:
-        raise TypeError(f"expected uint8 images, got {images.dtype}")
-    if images.ndim == 3:
-        images = images[None]
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double() / 255.0
 
 
 @dataclass

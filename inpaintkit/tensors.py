@@ -5,6 +5,10 @@
 
 Everything that crosses a module boundary uses this convention; arrays read from or written
 to files are ``uint8 (H, W, 3)`` RGB and ``bool (H, W)`` masks (``True = hole``).
+
+Value ranges, named by what they map between: ``uint8`` (``[0, 255]``), ``signed``
+(``[-1, 1]``, the convention above) and ``unit`` (``[0, 1]``, what the metrics take):
+:func:`uint8_to_signed`, :func:`uint8_to_unit`, :func:`signed_to_unit`.
 """
 
 from __future__ import annotations
@@ -14,9 +18,33 @@ import torch
 import torch.nn.functional as F
 
 
-def from_uint8(images: torch.Tensor) -> torch.Tensor:
-    """uint8 tensor ``(N, 3, H, W)`` -> float32 in ``[-1, 1]`` (``v / 127.5 - 1``), on its device."""
+def uint8_to_signed(images: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 tensor ``(N, 3, H, W)`` in ``[0, 255]`` -> float32 in ``[-1, 1]`` (``v / 127.5 - 1``).
+
+    The one definition of the conversion (:func:`image_to_tensor` uses it; so does training on
+    ``InpaintingDataset(dtype="uint8")`` batches). Moves ``images`` to ``device`` first
+    (asynchronously from pinned memory), so the 4x larger float tensor is only ever made there;
+    without ``device`` the result is on ``images``' device.
+    """
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected a uint8 batch, got {images.dtype}")
+    if device is not None:
+        images = images.to(device, non_blocking=True)
     return images.float().div_(127.5).sub_(1.0)
+
+
+def uint8_to_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` or ``(H, W, 3)`` in ``[0, 255]`` -> float64 ``(N, 3, H, W)`` in [0, 1] (``v / 255``)."""
+    if images.dtype != np.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[None]
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).double() / 255.0
+
+
+def signed_to_unit(images: torch.Tensor) -> torch.Tensor:
+    """float ``(N, C, H, W)`` in ``[-1, 1]`` (clamped to it) -> float64 in ``[0, 1]`` (``(x + 1) / 2``)."""
+    return (images.double().clamp(-1.0, 1.0) + 1.0) / 2.0
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -30,7 +58,7 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     # Channels-first while still uint8 (4x less memory to move than float32); the copy also
     # makes read-only arrays from np.asarray(PIL image) acceptable to torch.
     channels_first = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
-    return from_uint8(torch.from_numpy(channels_first))
+    return uint8_to_signed(torch.from_numpy(channels_first))
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:

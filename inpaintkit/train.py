@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from inpaintkit import checkpoint, losses, metrics
 from inpaintkit.config import Recipe, recipe_to_yaml, save_recipe
-from inpaintkit.data import InpaintingDataset, to_unit_range
+from inpaintkit.data import InpaintingDataset
 from inpaintkit.devices import has_native_bf16, resolve_device
 from inpaintkit.distributed import (
     Distributed,
@@ -52,7 +52,7 @@ from inpaintkit.distributed import (
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
 from inpaintkit.model.generator import Generator
-from inpaintkit.tensors import composite, tensor_to_image
+from inpaintkit.tensors import composite, signed_to_unit, tensor_to_image, uint8_to_signed
 from inpaintkit.training_state import (
     has_training_state,
     load_training_state,
@@ -189,7 +189,7 @@ class Trainer:
         :func:`inpaintkit.tensors.image_to_tensor`) and float32 mask in {0, 1}. The copies are
         non-blocking (from pinned memory on CUDA) and the float tensors are made on the device.
         """
-        image = to_unit_range(image, self.device)
+        image = uint8_to_signed(image, self.device)
         mask = mask.to(self.device, non_blocking=True).to(torch.float32)
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
@@ -342,10 +342,6 @@ class Trainer:
 # --------------------------------------------------------------------------- validation and images
 
 
-def _to_unit(x: torch.Tensor) -> torch.Tensor:
-    return (x.double().clamp(-1.0, 1.0) + 1.0) / 2.0
-
-
 @torch.no_grad()
 def validate(
     generator: Generator, images: torch.Tensor, masks: torch.Tensor, batch_size: int, grid_rows: int = 4
@@ -364,7 +360,7 @@ def validate(
         x, m = images[start : start + batch_size], masks[start : start + batch_size]
         out = generator(x, m, return_offsets=generator.config.contextual_attention)
         completed = composite(x, out.refined.float(), m)
-        for key, values in metrics.image_metrics(_to_unit(completed), _to_unit(x), m.double()).items():
+        for key, values in metrics.image_metrics(signed_to_unit(completed), signed_to_unit(x), m.double()).items():
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
         if len(columns) < grid_rows:

@@ -9,9 +9,9 @@ from PIL import Image
 from skimage import data as skdata
 from torch.utils.data import DataLoader
 
-from inpaintkit.data import InpaintingDataset, to_unit_range
+from inpaintkit.data import InpaintingDataset
 from inpaintkit.prepare import PrepareOptions, prepare_dataset
-from inpaintkit.tensors import image_to_tensor, tensor_to_image
+from inpaintkit.tensors import image_to_tensor, tensor_to_image, uint8_to_signed
 
 
 @pytest.fixture(scope="module")
@@ -189,14 +189,14 @@ def test_samples_match_plain_crop_reference(tmp_path, sources, options):
     assert 0 < flips < 18
 
 
-def test_to_unit_range_equals_image_to_tensor():
+def test_uint8_to_signed_equals_image_to_tensor():
     pixels = np.random.default_rng(1).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
     batch = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
-    converted = to_unit_range(batch, "cpu")
+    converted = uint8_to_signed(batch, "cpu")
     assert converted.dtype == torch.float32
     assert torch.equal(converted, image_to_tensor(pixels))
     assert converted.min() >= -1 and converted.max() <= 1
     with pytest.raises(TypeError, match="uint8"):
-        to_unit_range(converted)
+        uint8_to_signed(converted)
     with pytest.raises(ValueError, match="dtype must be one of"):
         InpaintingDataset("unused.h5", dtype="float16")

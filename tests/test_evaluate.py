@@ -17,18 +17,24 @@ from PIL import Image
 from inpaintkit import io
 from inpaintkit.cli import main
 from inpaintkit.evaluate import (
-    EvaluateConfig,
     EvaluateError,
+    EvaluateOptions,
     build_methods,
     evaluate,
     name_checkpoints,
 )
 from inpaintkit.geometry import resize_and_crop
 from inpaintkit.methods import MeanColorMethod
-from inpaintkit.metrics import METRICS, image_metrics, uint8_to_unit
+from inpaintkit.metrics import METRICS, image_metrics
 from inpaintkit.prepare import PrepareOptions, prepare_dataset
 from inpaintkit.report import LABEL_HEIGHT
-from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tensor_to_image
+from inpaintkit.tensors import (
+    composite,
+    image_to_tensor,
+    mask_to_tensor,
+    tensor_to_image,
+    uint8_to_unit,
+)
 
 SIZE = 32
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -58,8 +64,8 @@ def floors() -> dict:
     return build_methods(floors=True, device="cpu")
 
 
-def config(photos: Path, out: Path, **kw) -> EvaluateConfig:
-    return EvaluateConfig(data=photos, output=out, size=SIZE, samples=2, warmup=False, **kw)
+def options(photos: Path, out: Path, **kw) -> EvaluateOptions:
+    return EvaluateOptions(data=photos, output=out, size=SIZE, samples=2, warmup=False, **kw)
 
 
 def read_log(out: Path) -> list[dict]:
@@ -68,7 +74,7 @@ def read_log(out: Path) -> list[dict]:
 
 def test_results_agree_with_metrics_computed_directly(photos, tmp_path) -> None:
     out = tmp_path / "report"
-    result = evaluate(config(photos, out), floors(), progress=False)
+    result = evaluate(options(photos, out), floors(), progress=False)
     assert result.images == 4 and result.computed == 8 and not result.skipped
     data = json.loads((out / "metrics.json").read_text())
     assert len(data["images"]) == 8
@@ -102,7 +108,7 @@ def test_results_agree_with_metrics_computed_directly(photos, tmp_path) -> None:
 
 def test_sheet_has_one_tile_per_sample_and_column(photos, tmp_path) -> None:
     out = tmp_path / "report"
-    evaluate(config(photos, out), floors(), progress=False)
+    evaluate(options(photos, out), floors(), progress=False)
     sheet = io.read_rgb(out / "comparison.png")
     columns = 1 + 2 + 1  # input | mean-color | biharmonic | ground truth
     assert sheet.shape == (LABEL_HEIGHT + 2 * SIZE, columns * SIZE, 3)
@@ -116,13 +122,13 @@ def test_sheet_has_one_tile_per_sample_and_column(photos, tmp_path) -> None:
 
 def test_resume_skips_finished_work_and_recovers_a_cut_line(photos, tmp_path) -> None:
     out = tmp_path / "report"
-    first = evaluate(config(photos, out, limit=2), floors(), progress=False)
+    first = evaluate(options(photos, out, limit=2), floors(), progress=False)
     assert first.computed == 4
     log = out / "results.jsonl"
     before = read_log(out)
     with open(log, "a") as f:
         f.write('{"image": "coffee.png", "index": 2, "meth')  # an interrupted write
-    second = evaluate(config(photos, out), floors(), progress=False)
+    second = evaluate(options(photos, out), floors(), progress=False)
     assert second.computed == 4  # only the two new images, for both methods
     rows = read_log(out)
     assert rows[:4] == before
@@ -130,27 +136,27 @@ def test_resume_skips_finished_work_and_recovers_a_cut_line(photos, tmp_path) ->
         {(r["image"], r["method"]) for r in rows}
     )  # no pair twice
     assert len(rows) == 8
-    third = evaluate(config(photos, out), floors(), progress=False)
+    third = evaluate(options(photos, out), floors(), progress=False)
     assert third.computed == 0
     assert len(json.loads((out / "metrics.json").read_text())["images"]) == 8
     # A shorter --limit reports only its images, without forgetting the others.
-    evaluate(config(photos, out, limit=1), floors(), progress=False)
+    evaluate(options(photos, out, limit=1), floors(), progress=False)
     assert len(json.loads((out / "metrics.json").read_text())["images"]) == 2
     assert len(read_log(out)) == 8
 
 
 def test_masks_are_written_and_reused_by_another_run(photos, tmp_path) -> None:
     first = tmp_path / "first"
-    evaluate(config(photos, first, mask_kind="freeform", seed=3), {"mean-color": MeanColorMethod()}, progress=False)
+    evaluate(options(photos, first, mask_kind="freeform", seed=3), {"mean-color": MeanColorMethod()}, progress=False)
     masks = sorted(p.name for p in (first / "masks").iterdir())
     assert masks == sorted(f"{name}.png" for name in PHOTOS)
     second = tmp_path / "second"
-    evaluate(config(photos, second, masks=first / "masks"), {"mean-color": MeanColorMethod()}, progress=False)
+    evaluate(options(photos, second, masks=first / "masks"), {"mean-color": MeanColorMethod()}, progress=False)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(read_log(first)) == strip(read_log(second))
     # A different mask set must not be mixed into the first report folder.
     with pytest.raises(EvaluateError, match="seed"):
-        evaluate(config(photos, first, mask_kind="freeform", seed=4), {"mean-color": MeanColorMethod()}, progress=False)
+        evaluate(options(photos, first, mask_kind="freeform", seed=4), {"mean-color": MeanColorMethod()}, progress=False)
 
 
 def test_identity_on_empty_masks_has_zero_error(photos, tmp_path) -> None:
@@ -159,7 +165,7 @@ def test_identity_on_empty_masks_has_zero_error(photos, tmp_path) -> None:
     for name in PHOTOS:
         Image.fromarray(np.zeros((SIZE, SIZE), np.uint8)).save(masks / f"{name}.png")
     out = tmp_path / "report"
-    result = evaluate(config(photos, out, masks=masks), {"identity": Identity()}, progress=False)
+    result = evaluate(options(photos, out, masks=masks), {"identity": Identity()}, progress=False)
     stats = result.summary["identity"].metrics
     assert stats["l1"].mean == 0.0 and stats["l1"].count == 4
     assert stats["psnr"].count == 0 and stats["psnr"].infinite == 4
@@ -171,7 +177,7 @@ def test_identity_on_empty_masks_has_zero_error(photos, tmp_path) -> None:
 
 def test_identity_is_penalised_in_the_hole(photos, tmp_path) -> None:
     # The method sees erased holes (0 in [-1, 1] = mid-grey), never the ground truth.
-    result = evaluate(config(photos, tmp_path / "r", limit=1), {"identity": Identity()}, progress=False)
+    result = evaluate(options(photos, tmp_path / "r", limit=1), {"identity": Identity()}, progress=False)
     assert result.summary["identity"].metrics["hole_l1"].mean > 5.0
 
 
@@ -180,7 +186,7 @@ def test_missing_mask_is_skipped_with_its_name(photos, tmp_path) -> None:
     masks.mkdir()
     Image.fromarray(np.full((SIZE, SIZE), 255, np.uint8)).save(masks / "astronaut.png")
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(masks / "chelsea_mask.png")  # wrong size
-    result = evaluate(config(photos, tmp_path / "r", masks=masks), {"mean-color": MeanColorMethod()}, progress=False)
+    result = evaluate(options(photos, tmp_path / "r", masks=masks), {"mean-color": MeanColorMethod()}, progress=False)
     reasons = dict(result.skipped)
     assert set(reasons) == {"chelsea.png", "coffee.png", "rocket.png"}
     assert "5x5" in reasons["chelsea.png"] and "no mask found" in reasons["coffee.png"]
@@ -191,7 +197,7 @@ def test_hdf5_split(photos, tmp_path) -> None:
     h5 = tmp_path / "set.h5"
     prepare_dataset(photos, h5, PrepareOptions(size=SIZE, val_count=2, seed=0), workers=1)
     result = evaluate(
-        EvaluateConfig(data=h5, output=tmp_path / "r", size=SIZE, samples=1, warmup=False),
+        EvaluateOptions(data=h5, output=tmp_path / "r", size=SIZE, samples=1, warmup=False),
         {"mean-color": MeanColorMethod()},
         progress=False,
     )
@@ -215,7 +221,7 @@ def test_cli(photos, tmp_path) -> None:
 
 def test_patchmatch_runs_on_the_same_masks(photos, tmp_path) -> None:
     methods = build_methods(patchmatch=True, floors=True, device="cpu")
-    result = evaluate(config(photos, tmp_path / "r", limit=2), methods, progress=False)
+    result = evaluate(options(photos, tmp_path / "r", limit=2), methods, progress=False)
     assert list(result.summary) == ["mean-color", "biharmonic", "patchmatch"]
     rows = read_log(tmp_path / "r")
     assert {r["method"] for r in rows} == {"mean-color", "biharmonic", "patchmatch"}
@@ -231,7 +237,7 @@ def test_checkpoints_are_named_by_stem_run_folder_or_explicitly(photos, tmp_path
     checkpoint.save_generator(path, Generator(GeneratorConfig(channels=4)))
     methods = build_methods([path], floors=False, device="cpu")
     assert list(methods) == ["tiny-model"]
-    evaluate(config(photos, tmp_path / "r", limit=1), methods, progress=False)
+    evaluate(options(photos, tmp_path / "r", limit=1), methods, progress=False)
     row = read_log(tmp_path / "r")[0]
     assert row["method"] == "tiny-model" and math.isfinite(row["hole_l1"])
     # Two runs' generator.safetensors: the stem is ambiguous, the run folders are not.
@@ -290,7 +296,7 @@ def test_a_method_failing_on_one_image_skips_that_image_not_the_run(photos, tmp_
         Image.fromarray(np.full_like(hole, 255) if name == "astronaut" else hole).save(masks / f"{name}.png")
     out = tmp_path / "r"
     methods = build_methods(patchmatch=True, floors=True, device="cpu")
-    result = evaluate(config(photos, out, masks=masks, limit=2), methods, progress=False)
+    result = evaluate(options(photos, out, masks=masks, limit=2), methods, progress=False)
     reasons = dict(result.skipped)
     assert set(reasons) == {"astronaut.png"} and "patchmatch failed" in reasons["astronaut.png"]
     assert {r["image"] for r in read_log(out)} == {"chelsea.png"}

@@ -13,7 +13,7 @@ from skimage import data
 
 import inpaintkit.methods
 from inpaintkit.checkpoint import save_generator
-from inpaintkit.cli.fill import fill
+from inpaintkit.cli.fill import fill_command
 from inpaintkit.fill import (
     DecodedImage,
     FillJob,
@@ -180,7 +180,7 @@ def test_fill_folder_with_bad_files_then_resume(tmp_path: Path) -> None:
         "--batch-size",
         "2",
     ]
-    result = CliRunner().invoke(fill, args)
+    result = CliRunner().invoke(fill_command, args)
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     for bad, reason in [
@@ -200,7 +200,7 @@ def test_fill_folder_with_bad_files_then_resume(tmp_path: Path) -> None:
     # An interrupted run is finished by running again: done outputs are skipped, untouched.
     (out / "rgb.png").unlink()
     stamps = {name: (out / name).stat().st_mtime_ns for name in good if name != "rgb.png"}
-    result = CliRunner().invoke(fill, args)
+    result = CliRunner().invoke(fill_command, args)
     assert result.exit_code == 1
     assert "filled 1, skipped 3 (already done), failed 3" in result.output
     assert stamps == {name: (out / name).stat().st_mtime_ns for name in stamps}
@@ -212,7 +212,7 @@ def test_single_file_single_mask_format_and_invert(tmp_path: Path) -> None:
     save(tmp_path / "in.jpg", Image.fromarray(pixels), quality=95)
     save_mask(tmp_path / "hole.png", ~hole)  # black = hole
     result = CliRunner().invoke(
-        fill,
+        fill_command,
         [
             str(tmp_path / "in.jpg"),
             "--masks",
@@ -351,7 +351,7 @@ def test_deepfill_checkpoint_and_attention_pictures(tmp_path: Path) -> None:
     save(tmp_path / "images" / "sub" / "cat.png", Image.fromarray(pixels))
     save_mask(tmp_path / "masks" / "sub" / "cat_mask.png", hole)
     result = CliRunner().invoke(
-        fill,
+        fill_command,
         [
             str(tmp_path / "images"),
             "--masks",
@@ -388,10 +388,10 @@ def test_no_default_model_and_attention_without_deepfill_are_clear_errors(
         "-o",
         str(tmp_path / "out"),
     ]
-    result = CliRunner().invoke(fill, base)
+    result = CliRunner().invoke(fill_command, base)
     assert result.exit_code == 1 and NO_DEFAULT_MODEL in result.output
     result = CliRunner().invoke(
-        fill, [*base, "--method", "patchmatch", "--attention", str(tmp_path / "att")]
+        fill_command, [*base, "--method", "patchmatch", "--attention", str(tmp_path / "att")]
     )
     assert result.exit_code == 2 and "--attention needs --method deepfill" in result.output
     assert not (tmp_path / "out").exists()
@@ -465,6 +465,6 @@ def test_sigint_exits_130_saying_how_much_is_done_and_a_rerun_continues(tmp_path
     assert "Aborted" not in output and not temporaries(out)
     for path in written:  # complete files
         assert np.asarray(Image.open(path)).shape == (64, 64, 3)
-    result = CliRunner().invoke(fill, args)
+    result = CliRunner().invoke(fill_command, args)
     assert result.exit_code == 0, result.output
     assert f"filled {count - len(written)}, skipped {len(written)} (already done), failed 0" in result.output

@@ -19,8 +19,8 @@ from inpaintkit.metrics import (
     psnr,
     ssim,
     tv_loss,
-    uint8_to_unit,
 )
+from inpaintkit.tensors import uint8_to_unit
 
 
 def t(rows: list) -> torch.Tensor:

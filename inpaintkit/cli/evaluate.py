@@ -9,8 +9,8 @@ from rich.console import Console
 
 from inpaintkit.evaluate import (
     GENERATED_MASK_KINDS,
-    EvaluateConfig,
     EvaluateError,
+    EvaluateOptions,
     build_methods,
     choose_split,
     evaluate,
@@ -96,7 +96,7 @@ def evaluate_command(
         split, note = choose_split(data, split)
         if note:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
-        config = EvaluateConfig(data=data, output=output, split=split, size=size, masks=masks,
+        options = EvaluateOptions(data=data, output=output, split=split, size=size, masks=masks,
                                 mask_kind=mask_kind, seed=seed, limit=limit, samples=samples)  # fmt: skip
         methods = build_methods(
             checkpoints,
@@ -105,7 +105,7 @@ def evaluate_command(
             floors=floors,
             device=device,
         )
-        result = evaluate(config, methods, console=console, progress=not (quiet or no_progress))
+        result = evaluate(options, methods, console=console, progress=not (quiet or no_progress))
     except (EvaluateError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     # Piped or redirected output has no terminal width; do not let rich squeeze the table to 80.

@@ -47,7 +47,7 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
 @click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
               help="Threads decoding input files (and as many encoding outputs) while the method runs.")
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
-def fill(
+def fill_command(
     images: Path,
     masks: Path,
     output: Path,

@@ -130,7 +130,7 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     is_flag=True,
     help="Print what a prepared file holds: inpaintkit prepare --info OUT.h5",
 )
-def prepare(
+def prepare_command(
     paths: tuple[Path, ...],
     size: int | None,
     resize: str,
