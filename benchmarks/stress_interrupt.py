@@ -334,7 +334,8 @@ class Trial:
     problems_after_kill: list[str] = field(default_factory=list)
     problems_after_resume: list[str] = field(default_factory=list)
     temporaries: list[Path] = field(default_factory=list)  # atomic_write leftovers after the resume
-    differences: list[str] = field(default_factory=list)  # result keys that differ from the reference
+    # Result keys that differ from the reference.
+    differences: list[str] = field(default_factory=list)
 
 
 def prepare_scenario(scenario: Scenario, work: Path, in_process: bool = False) -> tuple[Path, dict[str, str]]:

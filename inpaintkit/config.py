@@ -49,8 +49,10 @@ class DataConfig:
 class CriticConfig:
     """The two WGAN-GP critics (paper appendix D)."""
 
-    local_size: int = 128  # each hole's bounding box is resampled to local_size² for the local critic
-    channels: int = 64  # first conv's width; appendix D: 64-128-256-512 (local), 64-128-256-256 (global)
+    # Each hole's bounding box is resampled to local_size² for the local critic.
+    local_size: int = 128
+    # The first conv's width; appendix D: 64-128-256-512 (local), 64-128-256-256 (global).
+    channels: int = 64
 
 
 @dataclass
@@ -59,7 +61,8 @@ class LossConfig:
 
     l1_loss_alpha: float = 1.2  # spatially discounted ℓ1 inside the hole box (L1_LOSS_ALPHA)
     ae_loss_alpha: float = 1.2  # ℓ1 on the known region, "auto-encoder" loss (AE_LOSS_ALPHA)
-    coarse_l1_alpha: float = 1.2  # weight of the coarse output inside both ℓ1 terms (COARSE_L1_ALPHA)
+    # Weight of the coarse output inside both ℓ1 terms (COARSE_L1_ALPHA).
+    coarse_l1_alpha: float = 1.2
     gan_loss_alpha: float = 0.001  # adversarial term of the generator (GAN_LOSS_ALPHA)
     global_wgan_loss_alpha: float = 1.0  # global critic vs local critic (GLOBAL_WGAN_LOSS_ALPHA)
     wgan_gp_lambda: float = 10.0  # gradient-penalty weight λ (WGAN_GP_LAMBDA; WGAN-GP paper)

@@ -76,7 +76,8 @@ class FillOptions:
 
     invert_masks: bool = False  # black = hole instead of white = hole
     dilate: int = 0  # grow every hole by this many pixels (Euclidean disk of that radius)
-    resize_masks: bool = False  # nearest-neighbour resize a mask of the wrong size instead of failing
+    # Nearest-neighbour resize a mask of the wrong size instead of failing that file.
+    resize_masks: bool = False
     max_size: int | None = None  # inpaint at a working size whose longer side is at most this
     format: str | None = None  # output format (a key of OUTPUT_FORMATS); None = the input's
     overwrite: bool = False  # redo outputs that already exist
@@ -113,7 +114,8 @@ class FillSummary:
     filled: int = 0
     skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-    interrupted: bool = False  # stopped by KeyboardInterrupt (SIGINT); the outputs written are complete
+    # Stopped by KeyboardInterrupt (SIGINT); the outputs written are complete.
+    interrupted: bool = False
 
     @property
     def failed(self) -> int:
@@ -354,7 +356,8 @@ class FillPlan:
 
     failed: list[tuple[FillJob, str]]  # jobs pairing could not serve, with its reason, in job order
     skipped: list[FillJob]  # outputs that exist already (and are not to be overwritten)
-    todo: list[FillJob]  # to fill: same working sizes together (from the file headers), then by path
+    # To fill: same working sizes together (from the file headers), then by path.
+    todo: list[FillJob]
 
 
 def plan_fill(jobs: list[FillJob], options: FillOptions) -> FillPlan:

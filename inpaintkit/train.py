@@ -66,7 +66,8 @@ from inpaintkit.training_state import (
 from inpaintkit.typed import ConfigError, build, to_dict
 
 GENERATOR_FILE = "generator.safetensors"
-VALIDATION_LOG = "validation.jsonl"  # one JSON object per validation: step, samples, train_seconds, metrics
+#: One JSON object per validation: step, samples, train_seconds and the metrics.
+VALIDATION_LOG = "validation.jsonl"
 
 
 class TrainingError(RuntimeError):
@@ -81,7 +82,8 @@ class TrainResult:
     interrupted: bool  # stopped by SIGINT/SIGTERM (state saved) rather than reaching schedule.steps
     generator_path: Path
     signal_number: int | None = None
-    main: bool = True  # this process is rank 0, the one that wrote the files (always true without torchrun)
+    # This process is rank 0, the one that wrote the files (always true without torchrun).
+    main: bool = True
 
 
 # --------------------------------------------------------------------------- data stream
@@ -412,7 +414,8 @@ class RunState:
 
     step: int = 0  # generator steps completed
     samples_per_rank: int = 0  # samples this rank has drawn: its position in its SampleStream
-    init_from: list[str] = field(default_factory=list)  # checkpoints this run (and the runs it resumed) started from
+    # Generator checkpoints this run (and the runs it resumed) started from.
+    init_from: list[str] = field(default_factory=list)
     seconds_before: float = 0.0  # training wall time of the earlier stints of this run
     started: float = 0.0  # time.perf_counter() when this stint's training began
 
@@ -821,7 +824,10 @@ def _train(
     # Networks and optimisers from the recipe's seed, then the saved state or a new run's start.
     seed_all(recipe.schedule.seed)
     trainer = Trainer(recipe, device, dist_info.world)
-    run = resume_run(trainer, out, dist_info) if resume else start_run(trainer, init_from, dist_info)
+    if resume:
+        run = resume_run(trainer, out, dist_info)
+    else:
+        run = start_run(trainer, init_from, dist_info)
 
     # Data (opened before anything is written into the run folder, so a bad --data leaves no
     # trace), then the logs; this stint's training time starts now.
@@ -833,12 +839,13 @@ def _train(
     guard = LossGuard(out, run.step, dist_info, device)
     run.started = time.perf_counter()
 
-    schedule, critic_steps, batch = recipe.schedule, recipe.optimizer.critic_steps, recipe.data.batch_size
+    schedule, batch = recipe.schedule, recipe.data.batch_size
+    critic_steps = recipe.optimizer.critic_steps
     with log:
         with _StopOnSignal() as stop:
             while run.step < schedule.steps:
-                # Algorithm 1 lines 2-8: critic_steps updates of both critics, a fresh batch each.
-                # Warm-up (schedule.warmup_steps): reconstruction only, the critics neither run nor change.
+                # Algorithm 1 lines 2-8: critic_steps updates of both critics, a fresh batch
+                # each. Warm-up (schedule.warmup_steps): the critics neither run nor change.
                 adversarial = run.step >= schedule.warmup_steps
                 scalars: dict[str, torch.Tensor] = {}
                 if adversarial:
@@ -860,7 +867,7 @@ def _train(
                 log.validate(run, trainer.generator)
                 log.advance(run.step)
 
-                # Stop after this step on SIGINT/SIGTERM (every rank at the same step), else save on schedule.
+                # SIGINT/SIGTERM: save and stop after this step (every rank at the same step).
                 signum = dist_info.largest(stop.signum or 0, device) or None
                 if signum is not None:
                     save(out, trainer, run, guard, dist_info)

@@ -101,9 +101,8 @@ def test_save_rejects_reserved_or_non_string_metadata(tmp_path, generator):
 
 def test_refuses_torch_pt_without_unpickling(tmp_path, generator):
     path = tmp_path / "model.pt"
-    torch.save(
-        generator.state_dict(), path
-    )  # the fixture is written by torch; it is never read back
+    # The fixture is written by torch; it is never read back.
+    torch.save(generator.state_dict(), path)
     refused(path, "pickle")
 
 

@@ -99,7 +99,8 @@ def test_recipes_ship_in_the_package_and_resolve_by_name(tmp_path, monkeypatch):
     assert resolve_recipe("places2") == RECIPE_DIR / "places2.yaml"
     assert resolve_recipe("tiny.yaml") == RECIPE_DIR / "tiny.yaml"
     assert load_recipe("default-baseline").model.contextual_attention is False
-    own = tmp_path / "places2.yaml"  # a file of that name in the working folder wins over the packaged one
+    # A file of that name in the working folder wins over the packaged one.
+    own = tmp_path / "places2.yaml"
     own.write_text("base: " + str(RECIPE_DIR / "places2.yaml") + "\nname: mine\n")
     assert load_recipe("places2.yaml").name == "mine"
     with pytest.raises(ConfigError, match="no such recipe file, nor a packaged recipe .*places2.*tiny"):

@@ -65,7 +65,8 @@ def test_readme_fill_command_uses_the_default_model(tmp_path):
         hole = read_mask(EXAMPLES / "masks" / f"{image_path.stem}.png")
         assert filled.shape == original.shape
         assert np.array_equal(filled[~hole], original[~hole])  # known pixels untouched
-        assert not np.array_equal(filled[hole], original[hole])  # the holes were filled by the model
+        # The holes were filled by the model.
+        assert not np.array_equal(filled[hole], original[hole])
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -132,9 +132,10 @@ def test_resume_skips_finished_work_and_recovers_a_cut_line(photos, tmp_path) ->
     assert second.computed == 4  # only the two new images, for both methods
     rows = read_log(out)
     assert rows[:4] == before
+    # No pair twice.
     assert sorted((r["image"], r["method"]) for r in rows) == sorted(
         {(r["image"], r["method"]) for r in rows}
-    )  # no pair twice
+    )
     assert len(rows) == 8
     third = evaluate(options(photos, out), floors(), progress=False)
     assert third.computed == 0

@@ -24,9 +24,8 @@ def astronaut_with_holes(height: int = 255, width: int = 301) -> tuple[torch.Ten
     mask[..., 20:90, 30:100] = 1  # a box
     mask[..., 150:160, 10:290] = 1  # a long thin stroke
     yy, xx = np.mgrid[:height, :width]
-    mask[0, 0][torch.from_numpy((yy - 200) ** 2 + (xx - 250) ** 2 < 30**2)] = (
-        1  # a disc at the corner
-    )
+    disc = (yy - 200) ** 2 + (xx - 250) ** 2 < 30**2
+    mask[0, 0][torch.from_numpy(disc)] = 1  # a disc at the corner
     mask[..., height - 5 :, width - 7 :] = 1  # touching the bottom-right border (the padded side)
     return image, mask
 

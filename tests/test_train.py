@@ -258,7 +258,8 @@ def _reference_run(recipe, data: Path, world: int) -> tuple[Trainer, list[torch.
             param.grad = sum(per_rank[1:], per_rank[0]) / world
         optimizer.step()
 
-    critics = torch.nn.ModuleList([trainer.local_critic, trainer.global_critic])  # the d_optimizer's order
+    # In the d_optimizer's order.
+    critics = torch.nn.ModuleList([trainer.local_critic, trainer.global_critic])
     for _ in range(recipe.schedule.steps):
         for _ in range(recipe.optimizer.critic_steps):
             update(trainer.critic_losses, critics, trainer.d_optimizer)
@@ -339,7 +340,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataset, tmp_path, monkey
     def poisoned(scores):
         calls["n"] += 1
         value = original(scores)
-        return value * float("nan") if calls["n"] > 4 else value  # 2 calls a step: NaN from step 3 on
+        # 2 calls a step: NaN from step 3 on.
+        return value * float("nan") if calls["n"] > 4 else value
 
     monkeypatch.setattr(losses, "generator_wgan_loss", poisoned)
     recipe = load_recipe(TINY, [*FAST, "schedule.steps=4", "schedule.checkpoint_every=2", "schedule.log_every=1"])
@@ -529,4 +531,5 @@ def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch):
     assert Trainer(recipe, torch.device("cpu")).autocast_dtype is None
     monkeypatch.setattr(train_module, "has_native_bf16", lambda device: True)
     assert Trainer(recipe, torch.device("cpu")).autocast_dtype == torch.bfloat16
-    assert Trainer(load_recipe(TINY, FAST), torch.device("cpu")).autocast_dtype is None  # tiny: bf16 off
+    # tiny: bf16 off.
+    assert Trainer(load_recipe(TINY, FAST), torch.device("cpu")).autocast_dtype is None

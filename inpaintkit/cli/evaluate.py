@@ -64,7 +64,8 @@ class CheckpointParam(click.ParamType):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = CUDA when available.")
 @click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
-@click.option("--no-progress", is_flag=True, hidden=True)  # the old spelling of --quiet, kept working
+# The old spelling of --quiet, kept working.
+@click.option("--no-progress", is_flag=True, hidden=True)
 def evaluate_command(
     data: Path,
     output: Path,
