@@ -108,9 +108,15 @@ def main() -> None:
     for dtype in ("float32", "uint8"):
         constant = ConstantSamples(getattr(torch, dtype))
         rows.append(
-            ("none (constant tensor)", "-", dtype, 0.0,
-             single_process_rate(constant, samples), loader_rate(constant, samples))
-        )  # fmt: skip
+            (
+                "none (constant tensor)",
+                "-",
+                dtype,
+                0.0,
+                single_process_rate(constant, samples),
+                loader_rate(constant, samples),
+            )
+        )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "src").mkdir()

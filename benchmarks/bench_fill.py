@@ -49,7 +49,9 @@ def make_inputs(folder: Path, count: int, size: int, hole: int) -> None:
     mask[top : top + hole, top : top + hole] = 255
     for i in range(count):
         picture = Image.fromarray(getattr(data, PHOTOS[i % len(PHOTOS)])()).convert("RGB")
-        picture.resize((size, size), Image.Resampling.LANCZOS).save(folder / "images" / f"{i:04d}.png")
+        picture.resize((size, size), Image.Resampling.LANCZOS).save(
+            folder / "images" / f"{i:04d}.png"
+        )
         Image.fromarray(mask).save(folder / "masks" / f"{i:04d}.png")
 
 
@@ -75,7 +77,11 @@ def timed(fn) -> float:
 def cuda_variants(checkpoint: Path, size: int, hole: int, batch: int, repeats: int) -> list[str]:
     """Model-only throughput on device tensors, and hole PSNR vs the ground truth."""
     pictures = [
-        np.asarray(Image.fromarray(getattr(data, PHOTOS[i % len(PHOTOS)])()).convert("RGB").resize((size, size)))
+        np.asarray(
+            Image.fromarray(getattr(data, PHOTOS[i % len(PHOTOS)])())
+            .convert("RGB")
+            .resize((size, size))
+        )
         for i in range(batch)
     ]
     images = image_to_tensor(np.stack(pictures)).cuda()
@@ -84,26 +90,40 @@ def cuda_variants(checkpoint: Path, size: int, hole: int, batch: int, repeats: i
     masks[:, :, top : top + hole, top : top + hole] = 1
     target = (images + 1) / 2
     rows, reference_psnr = [], None
-    for precision, channels_last in [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True),
-                                     ("fp16", False), ("fp16", True)]:
-        method = DeepFillMethod(checkpoint, device="cuda", precision=precision, channels_last=channels_last)
+    for precision, channels_last in [
+        ("fp32", False),
+        ("fp32", True),
+        ("bf16", False),
+        ("bf16", True),
+        ("fp16", False),
+        ("fp16", True),
+    ]:
+        method = DeepFillMethod(
+            checkpoint, device="cuda", precision=precision, channels_last=channels_last
+        )
         out = method(images, masks)  # warm-up (cuDNN autotuning, allocator)
         seconds = timed(lambda m=method: [m(images, masks) for _ in range(repeats)])
         value = float(psnr((out + 1) / 2, target, masks).mean())
         reference_psnr = value if reference_psnr is None else reference_psnr
         keep = abs(value - reference_psnr) <= 0.1
-        rows.append(f"| {precision} | {'yes' if channels_last else 'no'} | {batch} | "
-                    f"{batch * repeats / seconds:.1f} | {value:.2f} | {value - reference_psnr:+.3f} | "
-                    f"{'keep' if keep else 'drop'} |")
+        rows.append(
+            f"| {precision} | {'yes' if channels_last else 'no'} | {batch} | "
+            f"{batch * repeats / seconds:.1f} | {value:.2f} | {value - reference_psnr:+.3f} | "
+            f"{'keep' if keep else 'drop'} |"
+        )
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="4 images of 256x256 (64x64 hole), batch 1 and 4")
+    parser.add_argument(
+        "--quick", action="store_true", help="4 images of 256x256 (64x64 hole), batch 1 and 4"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--size", type=int, default=None, help="image side (default 512; 256 with --quick)")
+    parser.add_argument(
+        "--size", type=int, default=None, help="image side (default 512; 256 with --quick)"
+    )
     parser.add_argument("--hole", type=int, default=None, help="hole side (default size / 4)")
     args = parser.parse_args()
     args.size = args.size or (256 if args.quick else 512)
@@ -125,39 +145,61 @@ def main() -> None:
         method = DeepFillMethod(checkpoint, device=device)
         images = sorted((root / "images").iterdir())
         # Warm-up: first-call allocations and kernel selection are not what is measured.
-        method(image_to_tensor(read_rgb(images[0])), mask_to_tensor(read_mask(root / "masks" / images[0].name)))
+        method(
+            image_to_tensor(read_rgb(images[0])),
+            mask_to_tensor(read_mask(root / "masks" / images[0].name)),
+        )
 
         rows = []
         plain = timed(lambda: plain_loop(method.generator, images, root / "masks", root / "plain"))
-        rows.append(("plain loop over `inpaint()` (read, fill, write; one at a time)", 1, count / plain))
+        rows.append(
+            ("plain loop over `inpaint()` (read, fill, write; one at a time)", 1, count / plain)
+        )
         for batch in batches:
             jobs = pair_files(root / "images", root / "masks", root / f"fill{batch}")
             options = FillOptions(batch_size=batch, overwrite=True, workers=2)
             seconds = timed(lambda j=jobs, o=options: fill_files(j, method, o, progress=False))
             rows.append((f"`fill_files` pipeline, batch {batch}", batch, count / seconds))
-        cuda_rows = cuda_variants(checkpoint, args.size, args.hole, 16 if args.quick else 64,
-                                  2 if args.quick else 10) if device.type == "cuda" else []
+        cuda_rows = (
+            cuda_variants(
+                checkpoint, args.size, args.hole, 16 if args.quick else 64, 2 if args.quick else 10
+            )
+            if device.type == "cuda"
+            else []
+        )
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
     print("## fill throughput\n")
-    print(f"- machine: {platform.node()}, {name}, {torch.get_num_threads()} torch CPU threads, "
-          f"torch {torch.__version__}, Python {platform.python_version()}")
+    print(
+        f"- machine: {platform.node()}, {name}, {torch.get_num_threads()} torch CPU threads, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
     print(f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`")
-    print(f"- {count} PNG images {args.size}x{args.size}, one {args.hole}x{args.hole} centred hole each; "
-          f"device {device}; randomly initialised generator (GeneratorConfig() defaults, "
-          "no trained model is bundled yet; speed does not depend on the weights)\n")
+    print(
+        f"- {count} PNG images {args.size}x{args.size}, one {args.hole}x{args.hole} centred hole each; "
+        f"device {device}; randomly initialised generator (GeneratorConfig() defaults, "
+        "no trained model is bundled yet; speed does not depend on the weights)\n"
+    )
     print("| path | batch | images/s | vs plain loop |")
     print("|---|---|---|---|")
     for label, batch, rate in rows:
         print(f"| {label} | {batch} | {rate:.2f} | {rate / rows[0][2]:.2f}x |")
     if cuda_rows:
         print("\n### CUDA, model only (tensors already on the device)\n")
-        print("| precision | channels_last | batch | images/s | hole PSNR (dB) | vs fp32 | within 0.1 dB |")
+        print(
+            "| precision | channels_last | batch | images/s | hole PSNR (dB) | vs fp32 | within 0.1 dB |"
+        )
         print("|---|---|---|---|---|---|---|")
         print("\n".join(cuda_rows))
     else:
-        print("\nCUDA variants (bf16/fp16 autocast, channels_last, PSNR check) need a GPU: "
-              "run with `--device cuda` on one.")
+        print(
+            "\nCUDA variants (bf16/fp16 autocast, channels_last, PSNR check) need a GPU: "
+            "run with `--device cuda` on one."
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,10 @@ def square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize the shorter side to ``size`` (Lanczos) and centre-crop to ``size x size``."""
     picture = Image.fromarray(image)
     scale = size / min(picture.size)
-    picture = picture.resize((max(size, round(picture.width * scale)), max(size, round(picture.height * scale))),
-                             Image.LANCZOS)
+    picture = picture.resize(
+        (max(size, round(picture.width * scale)), max(size, round(picture.height * scale))),
+        Image.LANCZOS,
+    )
     left, top = (picture.width - size) // 2, (picture.height - size) // 2
     return np.asarray(picture.crop((left, top, left + size, top + size)))
 
@@ -79,7 +81,7 @@ def square(image: np.ndarray, size: int) -> np.ndarray:
 def centred_hole(size: int, hole: int) -> np.ndarray:
     mask = np.zeros((size, size), dtype=bool)
     start = (size - hole) // 2
-    mask[start:start + hole, start:start + hole] = True
+    mask[start : start + hole, start : start + hole] = True
     return mask
 
 
@@ -105,8 +107,12 @@ def compile_times() -> tuple[float, float, float]:
     )
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        cold = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        warm = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
     cold_first, run = map(float, cold.stdout.split())
     cached_first, _ = map(float, warm.stdout.split())
     return cold_first, cached_first, run
@@ -114,14 +120,20 @@ def compile_times() -> tuple[float, float, float]:
 
 def speed_inputs(count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """The first ``count`` photos, alternating bundled and eval ones, at every size/hole pair."""
-    bundled = [("astronaut", data.astronaut()), ("coffee", data.coffee()), ("chelsea", data.chelsea())]
+    bundled = [
+        ("astronaut", data.astronaut()),
+        ("coffee", data.coffee()),
+        ("chelsea", data.chelsea()),
+    ]
     eval_photos = list_images(EVAL / "photos")[:3] if (EVAL / "photos").is_dir() else []
     loaded = [(p.stem, read_rgb(p)) for p in eval_photos]
-    photos = [pair for i in range(3) for pair in (bundled[i:i + 1] + loaded[i:i + 1])][:count]
+    photos = [pair for i in range(3) for pair in (bundled[i : i + 1] + loaded[i : i + 1])][:count]
     cases = []
     for size, hole in ((256, 128), (512, 128), (512, 256)):
         for name, photo in photos:
-            cases.append((f"{name} {size}² / {hole}² hole", square(photo, size), centred_hole(size, hole)))
+            cases.append(
+                (f"{name} {size}² / {hole}² hole", square(photo, size), centred_hole(size, hole))
+            )
     return cases
 
 
@@ -140,15 +152,19 @@ def speed_section(args, devices: list[str]) -> None:
     repeats = 1 if args.quick else args.repeats
     sizes = (3,) if args.quick else (3, 5, 7)
     photos = 1 if args.quick else args.photos
-    print(f"### Speed (s per image, median of {repeats} after one warm-up fill per method; "
-          f"{photos} photo(s) per size; numba threads {numba.get_num_threads()})\n")
+    print(
+        f"### Speed (s per image, median of {repeats} after one warm-up fill per method; "
+        f"{photos} photo(s) per size; numba threads {numba.get_num_threads()})\n"
+    )
     cold, cached, run = compile_times()
     warm_image, warm_mask = square(data.astronaut(), 64), centred_hole(64, 16)
     for k in sizes:
         for method in (pypatchmatch(k), ours(2 * k + 1), ours(k)):
             method(warm_image, warm_mask)
-    print(f"numba JIT: first call in a fresh interpreter {cold:.2f} s with an empty cache (compile), "
-          f"{cached:.2f} s with the on-disk cache (`cache=True`), then {run:.3f} s per 256² fill.\n")
+    print(
+        f"numba JIT: first call in a fresh interpreter {cold:.2f} s with an empty cache (compile), "
+        f"{cached:.2f} s with the on-disk cache (`cache=True`), then {run:.3f} s per 256² fill.\n"
+    )
     header = "| input | pypatchmatch k | pypatchmatch (s) | ours side 2k+1, numba (s) | ratio | ours side k, numba (s) |"
     extra = [f"ours side 2k+1, torch {d} (s)" for d in devices]
     print(header + "".join(f" {e} |" for e in extra))
@@ -168,8 +184,10 @@ def speed_section(args, devices: list[str]) -> None:
                 seconds = timed(ours(2 * k + 1, device=device, backend="torch"), image, mask, 1)
                 row += f" {seconds:.3f} |"
             print(row)
-    print(f"\nRatio ours/pypatchmatch at the same patch extent: median {statistics.median(ratios):.2f}, "
-          f"max {max(ratios):.2f} over {len(ratios)} cases.\n")
+    print(
+        f"\nRatio ours/pypatchmatch at the same patch extent: median {statistics.median(ratios):.2f}, "
+        f"max {max(ratios):.2f} over {len(ratios)} cases.\n"
+    )
 
 
 def quality_section(args) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -181,11 +199,15 @@ def quality_section(args) -> list[tuple[str, np.ndarray, np.ndarray]]:
     for size in ours_sizes:
         tag = " (default)" if size == DEFAULT_PATCH_SIZE else ""
         methods[f"ours numba, patch {size}{tag}"] = ours(size)
-    methods[f"ours numba, patch {DEFAULT_PATCH_SIZE}, vote=best"] = ours(DEFAULT_PATCH_SIZE, vote="best")
+    methods[f"ours numba, patch {DEFAULT_PATCH_SIZE}, vote=best"] = ours(
+        DEFAULT_PATCH_SIZE, vote="best"
+    )
     methods["OpenCV Telea (radius 3)"] = telea
     methods["scikit-image inpaint_biharmonic"] = biharmonic
     total = len(list_images(EVAL / "rect256" / "images"))
-    print(f"### Quality on rect256 (first {len(images)} of {total} images, 128² hole), hole region\n")
+    print(
+        f"### Quality on rect256 (first {len(images)} of {total} images, 128² hole), hole region\n"
+    )
     print("| method | hole PSNR (dB) | hole ℓ1 (%) | s/image |")
     print("|---|---|---|---|")
     for name, method in methods.items():
@@ -207,8 +229,12 @@ def figure(path: Path, images: list[tuple[str, np.ndarray, np.ndarray]]) -> None
     for _, image, mask in images:
         shown = image.copy()
         shown[mask] = 255
-        fills = [ours(DEFAULT_PATCH_SIZE)(image, mask), pypatchmatch(15)(image, mask), telea(image, mask),
-                 biharmonic(image, mask)]
+        fills = [
+            ours(DEFAULT_PATCH_SIZE)(image, mask),
+            pypatchmatch(15)(image, mask),
+            telea(image, mask),
+            biharmonic(image, mask),
+        ]
         gap = np.full((image.shape[0], 4, 3), 255, dtype=np.uint8)
         tiles = [shown, *fills, image]
         rows.append(np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1))
@@ -216,29 +242,42 @@ def figure(path: Path, images: list[tuple[str, np.ndarray, np.ndarray]]) -> None
     grid = np.concatenate([x for r in rows for x in (r, sep)][:-1], axis=0)
     with atomic_write(path) as tmp:
         Image.fromarray(grid).save(tmp)
-    print(f"Figure: `{path}` — columns: input | ours (patch {DEFAULT_PATCH_SIZE}) | pypatchmatch (k=15) | "
-          f"Telea | biharmonic | ground truth.\n")
+    print(
+        f"Figure: `{path}` — columns: input | ours (patch {DEFAULT_PATCH_SIZE}) | pypatchmatch (k=15) | "
+        f"Telea | biharmonic | ground truth.\n"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one photo per size, 5 eval images")
-    parser.add_argument("--photos", type=int, default=2, help="photos per size in the speed table (max 6)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls per speed case (median)")
-    parser.add_argument("--images", type=int, default=30, help="rect256 images in the quality table (max 49)")
+    parser.add_argument(
+        "--photos", type=int, default=2, help="photos per size in the speed table (max 6)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed calls per speed case (median)"
+    )
+    parser.add_argument(
+        "--images", type=int, default=30, help="rect256 images in the quality table (max 49)"
+    )
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--torch-cpu-all", action="store_true",
-                        help="time the batched torch path on CPU for every case (slow)")
+    parser.add_argument(
+        "--torch-cpu-all",
+        action="store_true",
+        help="time the batched torch path on CPU for every case (slow)",
+    )
     parser.add_argument("--figure", type=Path, help="write the comparison picture here")
     args = parser.parse_args()
     began = time.perf_counter()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
     print("## PatchMatch inpainting benchmark\n")
-    print(f"- machine: {platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or platform.platform()}), "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}"
-          + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"))
+    print(
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or platform.platform()}), "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU")
+    )
     print(f"- command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`\n")
     if not args.skip_speed:
         speed_section(args, devices)
@@ -246,7 +285,7 @@ def main() -> None:
     if not args.skip_quality:
         images = quality_section(args)
     if args.figure:
-        picks = (images or eval_set(None))
+        picks = images or eval_set(None)
         figure(args.figure, [picks[i] for i in (0, 1, 3, 4) if i < len(picks)])
     print(f"Benchmark wall time: {time.perf_counter() - began:.0f} s.\n")
 

@@ -44,7 +44,9 @@ def make_batches(recipe, batch):
     out = []
     for i in range(recipe.optimizer.critic_steps + 1):
         x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
-        m = torch.stack([torch.from_numpy(masks(j))[None] for j in range(i * batch, (i + 1) * batch)])
+        m = torch.stack(
+            [torch.from_numpy(masks(j))[None] for j in range(i * batch, (i + 1) * batch)]
+        )
         out.append((x, m))
     return out
 
@@ -70,8 +72,12 @@ def sync(device) -> None:
 
 def conv_throughput(device, dtype, quick: bool) -> float:
     """Measured TFLOP/s of a large 3x3 conv (forward), the card's practical conv peak."""
-    x = torch.randn(32, 128, 128, 128, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    w = torch.randn(128, 128, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(32, 128, 128, 128, device=device, dtype=dtype).contiguous(
+        memory_format=torch.channels_last
+    )
+    w = torch.randn(128, 128, 3, 3, device=device, dtype=dtype).contiguous(
+        memory_format=torch.channels_last
+    )
     flops = 2 * 32 * 128 * 128 * 128 * 128 * 9
     for _ in range(3):
         torch.nn.functional.conv2d(x, w, padding=1)
@@ -103,20 +109,38 @@ def cpu_levers(quick: bool) -> None:
     default = RECIPES / "default.yaml"
     steps = 2 if quick else 6
     print("## CPU training levers (benchmarks/bench_train.py --cpu-levers)\n")
-    print(f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"native bf16: {has_native_bf16(torch.device('cpu'))}; torch {torch.__version__}")
-    print(f"- command: `python benchmarks/bench_train.py --cpu-levers{' --quick' if quick else ''}`")
-    print(f"- recipe `default` (full-width generator, both critics); synthetic batches; mean of {steps} steps after one untimed\n")
-    print("| phase | size | batch | precision | layout | s / generator step | samples/s | vs fp32 NCHW same phase+size |")
+    print(
+        f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"native bf16: {has_native_bf16(torch.device('cpu'))}; torch {torch.__version__}"
+    )
+    print(
+        f"- command: `python benchmarks/bench_train.py --cpu-levers{' --quick' if quick else ''}`"
+    )
+    print(
+        f"- recipe `default` (full-width generator, both critics); synthetic batches; mean of {steps} steps after one untimed\n"
+    )
+    print(
+        "| phase | size | batch | precision | layout | s / generator step | samples/s | vs fp32 NCHW same phase+size |"
+    )
     print("|---|---|---:|---|---|---:|---:|---:|")
-    cases = [("warm-up", 128, 8), ("warm-up", 256, 2), ("Algorithm 1", 128, 8), ("Algorithm 1", 256, 2)]
+    cases = [
+        ("warm-up", 128, 8),
+        ("warm-up", 256, 2),
+        ("Algorithm 1", 128, 8),
+        ("Algorithm 1", 256, 2),
+    ]
     for phase, size, batch in cases:
         base_rate = None
         for bf16, layout in ((False, False), (False, True), (True, True)):
             if phase == "Algorithm 1" and not layout:
                 continue  # NCHW vs channels_last is the same question in both phases
-            overrides = [f"data.image_size={size}", f"data.batch_size={batch}", f"performance.bf16={bf16}",
-                         f"performance.channels_last={layout}", f"critics.local_size={min(128, size)}"]  # fmt: skip
+            overrides = [
+                f"data.image_size={size}",
+                f"data.batch_size={batch}",
+                f"performance.bf16={bf16}",
+                f"performance.channels_last={layout}",
+                f"critics.local_size={min(128, size)}",
+            ]
             recipe = load_recipe(default, overrides)
             if phase == "warm-up":
                 seconds = warmup_rate(recipe, batch, steps)
@@ -124,8 +148,11 @@ def cpu_levers(quick: bool) -> None:
                 seconds = 1.0 / measure(recipe, torch.device("cpu"), batch, max(1, steps // 3), 1)
             draws = 1 if phase == "warm-up" else recipe.optimizer.critic_steps + 1
             base_rate = base_rate or seconds
-            print(f"| {phase} | {size}² | {batch} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if layout else 'NCHW'} "
-                  f"| {seconds:.2f} | {batch * draws / seconds:.1f} | {base_rate / seconds:.2f}x |", flush=True)  # fmt: skip
+            print(
+                f"| {phase} | {size}² | {batch} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if layout else 'NCHW'} "
+                f"| {seconds:.2f} | {batch * draws / seconds:.1f} | {base_rate / seconds:.2f}x |",
+                flush=True,
+            )
 
 
 def bf16_quality(data: Path, steps: int) -> None:
@@ -135,31 +162,59 @@ def bf16_quality(data: Path, steps: int) -> None:
 
     from inpaintkit.train import VALIDATION_LOG, train
 
-    print(f"## bf16 against fp32 after {steps} warm-up steps (benchmarks/bench_train.py --bf16-quality {steps})\n")
-    print(f"- data: {data} (val split: validation set of the run); recipe `default`, 128², batch 8, seed 0\n")
+    print(
+        f"## bf16 against fp32 after {steps} warm-up steps (benchmarks/bench_train.py --bf16-quality {steps})\n"
+    )
+    print(
+        f"- data: {data} (val split: validation set of the run); recipe `default`, 128², batch 8, seed 0\n"
+    )
     print("| precision | wall s | validation hole PSNR (dB) | hole ℓ1 (%) |")
     print("|---|---:|---:|---:|")
     results = {}
     for bf16 in (False, True):
-        overrides = [f"schedule.steps={steps}", f"schedule.warmup_steps={steps}", f"schedule.val_every={steps}",
-                     f"schedule.image_every={steps}", f"schedule.checkpoint_every={steps}", "schedule.keep_every=0",
-                     f"performance.bf16={bf16}"]  # fmt: skip
+        overrides = [
+            f"schedule.steps={steps}",
+            f"schedule.warmup_steps={steps}",
+            f"schedule.val_every={steps}",
+            f"schedule.image_every={steps}",
+            f"schedule.checkpoint_every={steps}",
+            "schedule.keep_every=0",
+            f"performance.bf16={bf16}",
+        ]
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            train(load_recipe(RECIPES / "default.yaml", overrides), data, Path(tmp) / "run", device="cpu", progress=False)
+            train(
+                load_recipe(RECIPES / "default.yaml", overrides),
+                data,
+                Path(tmp) / "run",
+                device="cpu",
+                progress=False,
+            )
             wall = time.perf_counter() - start
             last = json.loads((Path(tmp) / "run" / VALIDATION_LOG).read_text().splitlines()[-1])
         results[bf16] = last["hole_psnr"]
-        print(f"| {'bf16' if bf16 else 'fp32'} | {wall:.0f} | {last['hole_psnr']:.3f} | {last['hole_l1']:.3f} |", flush=True)
+        print(
+            f"| {'bf16' if bf16 else 'fp32'} | {wall:.0f} | {last['hole_psnr']:.3f} | {last['hole_l1']:.3f} |",
+            flush=True,
+        )
     print(f"\n- bf16 - fp32: {results[True] - results[False]:+.3f} dB hole PSNR")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--cpu-levers", action="store_true", help="the default recipe's CPU levers (see above)")
-    parser.add_argument("--bf16-quality", type=int, metavar="STEPS", help="fp32 vs bf16 validation after STEPS warm-up steps")
-    parser.add_argument("--data", type=Path, help="HDF5 with train and val splits, for --bf16-quality")
+    parser.add_argument(
+        "--cpu-levers", action="store_true", help="the default recipe's CPU levers (see above)"
+    )
+    parser.add_argument(
+        "--bf16-quality",
+        type=int,
+        metavar="STEPS",
+        help="fp32 vs bf16 validation after STEPS warm-up steps",
+    )
+    parser.add_argument(
+        "--data", type=Path, help="HDF5 with train and val splits, for --bf16-quality"
+    )
     args = parser.parse_args()
     if args.cpu_levers:
         cpu_levers(args.quick)
@@ -176,17 +231,26 @@ def main() -> None:
     batch = base.data.batch_size
     iters, warmup = (3, 1) if args.quick else (20, 3)
     print("## Training speed (benchmarks/bench_train.py)\n")
-    print(f"- machine: {platform.processor() or platform.machine()}, "
-          f"{torch.cuda.get_device_name() if cuda else f'CPU, {torch.get_num_threads()} threads'}; torch {torch.__version__}")
+    print(
+        f"- machine: {platform.processor() or platform.machine()}, "
+        f"{torch.cuda.get_device_name() if cuda else f'CPU, {torch.get_num_threads()} threads'}; torch {torch.__version__}"
+    )
     print(f"- command: `python benchmarks/bench_train.py{' --quick' if args.quick else ''}`")
     if not cuda:
-        print("- **no CUDA device: reduced configuration** (tiny recipe, fp32 only); numbers are not the target's")
+        print(
+            "- **no CUDA device: reduced configuration** (tiny recipe, fp32 only); numbers are not the target's"
+        )
     size = base.data.image_size
-    print(f"- recipe `{name}`: batch {batch}, {size}x{size}, {base.optimizer.critic_steps} critic steps per generator step\n")
+    print(
+        f"- recipe `{name}`: batch {batch}, {size}x{size}, {base.optimizer.critic_steps} critic steps per generator step\n"
+    )
 
     variants = [("fp32", ["performance.bf16=false"])]
     if cuda:
-        variants += [("bf16", ["performance.bf16=true"]), ("bf16 + compile", ["performance.bf16=true", "performance.compile=true"])]
+        variants += [
+            ("bf16", ["performance.bf16=true"]),
+            ("bf16 + compile", ["performance.bf16=true", "performance.compile=true"]),
+        ]
     rows = []
     for label, overrides in variants:
         recipe = load_recipe(RECIPES / f"{name}.yaml", overrides)
@@ -209,16 +273,22 @@ def main() -> None:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         trainer.generator(x, m)
     flops = step_flops + trainer.recipe.optimizer.critic_steps * counter.get_total_flops()
-    print(f"\n- FLOPs of one iteration (flop_counter; generator step + critic steps' generator forwards, "
-          f"a lower bound without the critic updates): {flops / 1e12:.3f} TFLOP")
+    print(
+        f"\n- FLOPs of one iteration (flop_counter; generator step + critic steps' generator forwards, "
+        f"a lower bound without the critic updates): {flops / 1e12:.3f} TFLOP"
+    )
     if cuda:
         peak = conv_throughput(device, torch.bfloat16, args.quick)
         bf16 = dict(rows)["bf16"]
-        print(f"- measured bf16 3x3-conv throughput: {peak:.1f} TFLOP/s; bf16 training reaches "
-              f"{flops * bf16 / 1e12:.1f} TFLOP/s = {flops * bf16 / 1e12 / peak:.1%} of it")
+        print(
+            f"- measured bf16 3x3-conv throughput: {peak:.1f} TFLOP/s; bf16 training reaches "
+            f"{flops * bf16 / 1e12:.1f} TFLOP/s = {flops * bf16 / 1e12 / peak:.1%} of it"
+        )
         torch.cuda.reset_peak_memory_stats()
         measure(load_recipe(RECIPES / "places2.yaml"), device, batch, 1, 0)
-        print(f"- peak memory at batch {batch} (bf16): {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+        print(
+            f"- peak memory at batch {batch} (bf16): {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        )
         largest, trial = batch, batch
         while True:
             trial *= 2

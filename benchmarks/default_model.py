@@ -43,18 +43,29 @@ SETS = ("rect256", "free256")
 CURVE_IMAGE = ROOT / "docs" / "images" / "model_curve.png"
 # Reference rows from ../shared/data/README.md and docs/results.md (same sets, same metrics).
 REFERENCES = {
-    "rect256": {"target": (13.8, 15.0), "OpenCV Telea": (13.69, 15.31), "pypatchmatch": (12.31, 18.95)},
+    "rect256": {
+        "target": (13.8, 15.0),
+        "OpenCV Telea": (13.69, 15.31),
+        "pypatchmatch": (12.31, 18.95),
+    },
     "free256": {"target": (18.6, 8.5), "OpenCV Telea": (18.33, 8.7), "pypatchmatch": (17.27, 10.9)},
 }
 
 
 def score(checkpoint: Path, eval_root: Path, name: str, report: Path) -> dict[str, float]:
     """Hole PSNR / hole ℓ1 / PSNR / ℓ1 of ``checkpoint`` on one evaluation set (resumable report)."""
-    options = EvaluateOptions(data=eval_root / name / "images", masks=eval_root / name / "masks", output=report,
-                            samples=4, warmup=False)  # fmt: skip
+    options = EvaluateOptions(
+        data=eval_root / name / "images",
+        masks=eval_root / name / "masks",
+        output=report,
+        samples=4,
+        warmup=False,
+    )
     result = evaluate(options, {"model": DeepFillMethod(checkpoint, device="cpu")}, progress=False)
     metrics = result.summary["model"].metrics
-    return {key: metrics[key].mean for key in ("hole_psnr", "hole_l1", "psnr", "l1")} | {"images": result.images}
+    return {key: metrics[key].mean for key in ("hole_psnr", "hole_l1", "psnr", "l1")} | {
+        "images": result.images
+    }
 
 
 def snapshot_step(path: Path) -> int:
@@ -74,8 +85,11 @@ def curve(run: Path, eval_root: Path, free_every: int) -> None:
                 continue
             cache[key] = score(snapshot, eval_root, name, run / "curve" / f"{step:08d}-{name}")
             cache[key]["hours"] = float(meta.get("train_seconds", "nan")) / 3600
-            print(f"step {step:6d} {name}: hole PSNR {cache[key]['hole_psnr']:.2f} dB, "
-                  f"hole l1 {cache[key]['hole_l1']:.2f} %", flush=True)  # fmt: skip
+            print(
+                f"step {step:6d} {name}: hole PSNR {cache[key]['hole_psnr']:.2f} dB, "
+                f"hole l1 {cache[key]['hole_l1']:.2f} %",
+                flush=True,
+            )
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache_path.write_text(json.dumps(cache, indent=1))
     draw(run, cache)
@@ -103,13 +117,23 @@ def draw(run: Path, cache: dict) -> None:
     validation = _validation_log(run)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
     metrics = (("hole_psnr", "hole PSNR (dB)"), ("hole_l1", "hole ℓ1 (%)"))
-    for col, (xkey, xlabel) in enumerate((("step", "generator steps"), ("hours", "training hours (2 CPU cores)"))):
+    for col, (xkey, xlabel) in enumerate(
+        (("step", "generator steps"), ("hours", "training hours (2 CPU cores)"))
+    ):
         for row, (key, label) in enumerate(metrics):
             ax = axes[row, col]
             xs = [r["step"] if xkey == "step" else r["train_seconds"] / 3600 for r in validation]
-            ax.plot(xs, [r[key] for r in validation], color="0.6", lw=1, label="validation (64 held-out photos)")
+            ax.plot(
+                xs,
+                [r[key] for r in validation],
+                color="0.6",
+                lw=1,
+                label="validation (64 held-out photos)",
+            )
             for name, colour in zip(SETS, ("tab:blue", "tab:orange"), strict=True):
-                points = sorted((int(k.split("/")[0]), v) for k, v in cache.items() if k.endswith(name))
+                points = sorted(
+                    (int(k.split("/")[0]), v) for k, v in cache.items() if k.endswith(name)
+                )
                 if not points:
                     continue
                 x = [s if xkey == "step" else v["hours"] for s, v in points]
@@ -121,8 +145,10 @@ def draw(run: Path, cache: dict) -> None:
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Default model: hole metrics while training (dashed: issue targets; dotted: pypatchmatch / Telea)",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        "Default model: hole metrics while training (dashed: issue targets; dotted: pypatchmatch / Telea)",
+        fontsize=10,
+    )
     fig.tight_layout()
     CURVE_IMAGE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(CURVE_IMAGE, dpi=90)
@@ -132,7 +158,9 @@ def draw(run: Path, cache: dict) -> None:
 def ship(source: Path, eval_root: Path) -> None:
     generator = load_generator(source)
     meta = read_metadata(source)
-    metadata = {key: meta[key] for key in ("recipe", "step", "samples", "train_seconds") if key in meta}
+    metadata = {
+        key: meta[key] for key in ("recipe", "step", "samples", "train_seconds") if key in meta
+    }
     metadata["source_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / "half.safetensors"
@@ -141,15 +169,19 @@ def ship(source: Path, eval_root: Path) -> None:
             full = score(source, eval_root, name, Path(tmp) / f"fp32-{name}")
             packed = score(half, eval_root, name, Path(tmp) / f"fp16-{name}")
             delta = packed["hole_psnr"] - full["hole_psnr"]
-            print(f"{name}: fp32 {full['hole_psnr']:.3f} dB / {full['hole_l1']:.3f} %, "
-                  f"fp16 {packed['hole_psnr']:.3f} dB / {packed['hole_l1']:.3f} % (delta {delta:+.3f} dB)")  # fmt: skip
+            print(
+                f"{name}: fp32 {full['hole_psnr']:.3f} dB / {full['hole_l1']:.3f} %, "
+                f"fp16 {packed['hole_psnr']:.3f} dB / {packed['hole_l1']:.3f} % (delta {delta:+.3f} dB)"
+            )
             if abs(delta) >= 0.1:
                 sys.exit(f"fp16 storage moves hole PSNR by {delta:+.3f} dB on {name}; not shipped")
         DEFAULT_CHECKPOINT.parent.mkdir(parents=True, exist_ok=True)
         save_generator(DEFAULT_CHECKPOINT, generator, metadata=metadata, dtype=torch.float16)
     size = DEFAULT_CHECKPOINT.stat().st_size
-    print(f"wrote {DEFAULT_CHECKPOINT} ({size / 1e6:.1f} MB, step {meta.get('step')}, "
-          f"sha256 {hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()})")  # fmt: skip
+    print(
+        f"wrote {DEFAULT_CHECKPOINT} ({size / 1e6:.1f} MB, step {meta.get('step')}, "
+        f"sha256 {hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()})"
+    )
 
 
 def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> None:
@@ -160,9 +192,13 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
     from inpaintkit.methods import PRECISIONS
 
     print("## fill precision on the CPU (benchmarks/default_model.py precision)\n")
-    print(f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
-          f"torch {torch.__version__}; model: {checkpoint or 'the packaged default'}")
-    print(f"- forward: 512x512, one centred 256x256 hole, batch 1, median of {repeats} after one untimed\n")
+    print(
+        f"- machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; "
+        f"torch {torch.__version__}; model: {checkpoint or 'the packaged default'}"
+    )
+    print(
+        f"- forward: 512x512, one centred 256x256 hole, batch 1, median of {repeats} after one untimed\n"
+    )
     print("| precision | layout | forward (s) | vs fp32 NCHW |")
     print("|---|---|---:|---:|")
     image = torch.rand(1, 3, 512, 512) * 2 - 1
@@ -174,7 +210,10 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
         x, m = image, mask
         if layout:
             generator = generator.to(memory_format=torch.channels_last)
-            x, m = x.contiguous(memory_format=torch.channels_last), m.contiguous(memory_format=torch.channels_last)
+            x, m = (
+                x.contiguous(memory_format=torch.channels_last),
+                m.contiguous(memory_format=torch.channels_last),
+            )
         inpaint(generator, x, m, autocast_dtype=PRECISIONS[name])
         times = []
         for _ in range(repeats):
@@ -183,7 +222,10 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
             times.append(time.perf_counter() - start)
         seconds = sorted(times)[repeats // 2]
         base = base or seconds
-        print(f"| {name} | {'channels_last' if layout else 'NCHW'} | {seconds:.3f} | {base / seconds:.2f}x |", flush=True)
+        print(
+            f"| {name} | {'channels_last' if layout else 'NCHW'} | {seconds:.3f} | {base / seconds:.2f}x |",
+            flush=True,
+        )
     print("\n| set | fp32 hole PSNR | bf16 hole PSNR | delta | fp32 hole ℓ1 | bf16 hole ℓ1 |")
     print("|---|---:|---:|---:|---:|---:|")
     source = checkpoint or DEFAULT_CHECKPOINT
@@ -191,14 +233,21 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
         for name in SETS:
             rows = {}
             for mode in ("fp32", "bf16"):
-                options = EvaluateOptions(data=eval_root / name / "images", masks=eval_root / name / "masks",
-                                        output=Path(tmp) / f"{mode}-{name}", samples=0, warmup=False)  # fmt: skip
+                options = EvaluateOptions(
+                    data=eval_root / name / "images",
+                    masks=eval_root / name / "masks",
+                    output=Path(tmp) / f"{mode}-{name}",
+                    samples=0,
+                    warmup=False,
+                )
                 method = DeepFillMethod(source, device="cpu", precision=mode)
                 rows[mode] = evaluate(options, {mode: method}, progress=False).summary[mode].metrics
             f, b = rows["fp32"], rows["bf16"]
-            print(f"| {name} | {f['hole_psnr'].mean:.3f} | {b['hole_psnr'].mean:.3f} | "
-                  f"{b['hole_psnr'].mean - f['hole_psnr'].mean:+.3f} | {f['hole_l1'].mean:.3f} | {b['hole_l1'].mean:.3f} |",
-                  flush=True)  # fmt: skip
+            print(
+                f"| {name} | {f['hole_psnr'].mean:.3f} | {b['hole_psnr'].mean:.3f} | "
+                f"{b['hole_psnr'].mean - f['hole_psnr'].mean:+.3f} | {f['hole_l1'].mean:.3f} | {b['hole_l1'].mean:.3f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -206,13 +255,22 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("curve", help="score a run's snapshots and draw docs/images/model_curve.png")
     c.add_argument("run", type=Path)
-    c.add_argument("--free-every", type=int, default=5000, help="score free256 at snapshots whose step is a multiple of N")
+    c.add_argument(
+        "--free-every",
+        type=int,
+        default=5000,
+        help="score free256 at snapshots whose step is a multiple of N",
+    )
     s = sub.add_parser("ship", help="pack a generator into inpaintkit/weights as fp16")
     s.add_argument("source", type=Path)
-    q = sub.add_parser("precision", help="fp32 vs bf16, NCHW vs channels_last: speed and hole metrics")
+    q = sub.add_parser(
+        "precision", help="fp32 vs bf16, NCHW vs channels_last: speed and hole metrics"
+    )
     q.add_argument("--checkpoint", type=Path, default=None, help="default: the packaged model")
     for p in (c, s, q):
-        p.add_argument("--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
+        p.add_argument(
+            "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
+        )
     args = parser.parse_args()
     if args.command == "curve":
         curve(args.run, args.eval_root, args.free_every)

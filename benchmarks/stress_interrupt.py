@@ -47,9 +47,15 @@ from inpaintkit.prepare import PrepareOptions, prepare_dataset
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = ROOT / "recipes" / "tiny.yaml"
 #: The tiny recipe made smaller still (as tests/test_train.py does) and without image/val logging.
-TRAIN_OVERRIDES = ["data.image_size=32", "critics.local_size=16", "optimizer.critic_steps=1",
-                   "schedule.steps=6", "schedule.checkpoint_every=1", "schedule.image_every=1000",
-                   "schedule.val_every=1000"]  # fmt: skip
+TRAIN_OVERRIDES = [
+    "data.image_size=32",
+    "critics.local_size=16",
+    "optimizer.critic_steps=1",
+    "schedule.steps=6",
+    "schedule.checkpoint_every=1",
+    "schedule.image_every=1000",
+    "schedule.val_every=1000",
+]
 
 
 # --------------------------------------------------------------------------- checking outputs
@@ -134,7 +140,9 @@ def _noise_folder(folder: Path, count: int, height: int, width: int, seed: int) 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+            folder / f"{i:03d}.png"
+        )
 
 
 def _prepare_inputs(inputs: Path) -> None:
@@ -147,7 +155,9 @@ def _prepare_snapshot(out: Path) -> dict[str, str]:
         for name in sorted(f):
             data = f[name][()]
             # Strings and variable-length rows come back as object arrays: fingerprint their repr.
-            snap[f"dataset {name}"] = _digest(repr(data.tolist()).encode() if data.dtype.kind == "O" else data)
+            snap[f"dataset {name}"] = _digest(
+                repr(data.tolist()).encode() if data.dtype.kind == "O" else data
+            )
         for name in sorted(f.attrs):
             snap[f"attr {name}"] = str(f.attrs[name])
     for name in ("d.train.txt", "d.val.txt"):
@@ -168,7 +178,9 @@ def _images_in(out: Path) -> list[Path]:
 
 def _train_inputs(inputs: Path) -> None:
     _noise_folder(inputs / "images", 6, 40, 40, seed=3)
-    prepare_dataset(inputs / "images", inputs / "data.h5", PrepareOptions(size=40, val_count=2), workers=1)
+    prepare_dataset(
+        inputs / "images", inputs / "data.h5", PrepareOptions(size=40, val_count=2), workers=1
+    )
 
 
 def _train_snapshot(out: Path) -> dict[str, str]:
@@ -192,7 +204,9 @@ def _evaluate_snapshot(out: Path) -> dict[str, str]:
         snap[str(path.relative_to(out))] = _pixels(path)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     for method, stats in metrics["summary"].items():
-        snap[f"summary {method}"] = json.dumps({k: v for k, v in stats.items() if "seconds" not in k}, sort_keys=True)
+        snap[f"summary {method}"] = json.dumps(
+            {k: v for k, v in stats.items() if "seconds" not in k}, sort_keys=True
+        )
     rows = [{k: v for k, v in row.items() if k != "seconds"} for row in metrics["images"]]
     snap["metrics.json rows"] = json.dumps(rows, sort_keys=True)
     return snap
@@ -202,8 +216,17 @@ SCENARIOS = {
     "prepare": Scenario(
         name="prepare",
         make_inputs=_prepare_inputs,
-        args=lambda i, o: ["prepare", str(i / "images"), str(o / "d.h5"), "--size", "16", "--val-count", "20",
-                           "--workers", "1"],  # fmt: skip
+        args=lambda i, o: [
+            "prepare",
+            str(i / "images"),
+            str(o / "d.h5"),
+            "--size",
+            "16",
+            "--val-count",
+            "20",
+            "--workers",
+            "1",
+        ],
         resume=["--resume"],
         started=lambda o: (o / ".d.h5.partial").exists(),
         snapshot=_prepare_snapshot,
@@ -213,8 +236,18 @@ SCENARIOS = {
     "train": Scenario(
         name="train",
         make_inputs=_train_inputs,
-        args=lambda i, o: ["train", str(TINY_RECIPE), "--data", str(i / "data.h5"), "--out", str(o / "run"),
-                           "--device", "cpu", "--quiet", *TRAIN_OVERRIDES],  # fmt: skip
+        args=lambda i, o: [
+            "train",
+            str(TINY_RECIPE),
+            "--data",
+            str(i / "data.h5"),
+            "--out",
+            str(o / "run"),
+            "--device",
+            "cpu",
+            "--quiet",
+            *TRAIN_OVERRIDES,
+        ],
         resume=["--resume"],
         started=lambda o: (o / "run" / "training_state.json").exists(),
         snapshot=lambda o: _train_snapshot(o / "run"),
@@ -223,9 +256,22 @@ SCENARIOS = {
     "fill": Scenario(
         name="fill",
         make_inputs=_fill_inputs,
-        args=lambda i, o: ["fill", str(i / "images"), "--masks", str(i / "mask.png"), "-o", str(o / "filled"),
-                           "--method", "patchmatch", "--device", "cpu", "--workers", "1",
-                           "--batch-size", "2"],  # fmt: skip
+        args=lambda i, o: [
+            "fill",
+            str(i / "images"),
+            "--masks",
+            str(i / "mask.png"),
+            "-o",
+            str(o / "filled"),
+            "--method",
+            "patchmatch",
+            "--device",
+            "cpu",
+            "--workers",
+            "1",
+            "--batch-size",
+            "2",
+        ],
         resume=[],
         started=lambda o: bool((o / "filled").is_dir() and _images_in(o / "filled")),
         snapshot=lambda o: {p.name: _pixels(p) for p in _images_in(o / "filled")},
@@ -234,14 +280,29 @@ SCENARIOS = {
     "evaluate": Scenario(
         name="evaluate",
         make_inputs=_evaluate_inputs,
-        args=lambda i, o: ["evaluate", str(i / "images"), "-o", str(o / "report"), "--size", "24",
-                           "--samples", "3", "--quiet", "--device", "cpu"],  # fmt: skip
+        args=lambda i, o: [
+            "evaluate",
+            str(i / "images"),
+            "-o",
+            str(o / "report"),
+            "--size",
+            "24",
+            "--samples",
+            "3",
+            "--quiet",
+            "--device",
+            "cpu",
+        ],
         resume=[],
-        started=lambda o: (o / "report" / "results.jsonl").is_file()
-        and (o / "report" / "results.jsonl").stat().st_size > 0,
+        started=lambda o: (
+            (o / "report" / "results.jsonl").is_file()
+            and (o / "report" / "results.jsonl").stat().st_size > 0
+        ),
         snapshot=lambda o: _evaluate_snapshot(o / "report"),
         window=1.0,
-        resume_files=("results.jsonl",),  # checked line by line by check_file, cut last line allowed
+        resume_files=(
+            "results.jsonl",
+        ),  # checked line by line by check_file, cut last line allowed
     ),
 }
 
@@ -261,8 +322,12 @@ def run_cli(args: list[str], in_process: bool = False) -> tuple[int, str]:
     the children do, so training is bit-identical across the two.
     """
     if not in_process:
-        done = subprocess.run([sys.executable, "-c", "from inpaintkit.cli import main; main()", *args],
-                              capture_output=True, text=True, env=child_env())  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", "from inpaintkit.cli import main; main()", *args],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+        )
         return done.returncode, done.stdout + done.stderr
     import torch
     from click.testing import CliRunner
@@ -278,14 +343,20 @@ def run_cli(args: list[str], in_process: bool = False) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def kill_during(args: list[str], started: Callable[[], bool], delay: float, timeout: float = 120.0) -> bool:
+def kill_during(
+    args: list[str], started: Callable[[], bool], delay: float, timeout: float = 120.0
+) -> bool:
     """Start ``inpaintkit ARGS`` as a child, SIGKILL it ``delay`` s after ``started()``.
 
     Returns True when the kill landed (the child was still running), False when the child had
     already exited. Raises on a child that neither starts nor ends within ``timeout``.
     """
-    child = subprocess.Popen([sys.executable, "-c", "from inpaintkit.cli import main; main()", *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env())  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from inpaintkit.cli import main; main()", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+    )
     deadline = time.monotonic() + timeout
     try:
         while not started() and child.poll() is None:
@@ -298,7 +369,9 @@ def kill_during(args: list[str], started: Callable[[], bool], delay: float, time
             child.send_signal(signal.SIGKILL)
         _, err = child.communicate(timeout=timeout)
         if not landed and child.returncode != 0:
-            raise RuntimeError(f"inpaintkit {args[0]} failed on its own: {err.decode(errors='replace')[-500:]}")
+            raise RuntimeError(
+                f"inpaintkit {args[0]} failed on its own: {err.decode(errors='replace')[-500:]}"
+            )
         return landed
     finally:
         if child.poll() is None:
@@ -312,8 +385,12 @@ def running_time(args: list[str], started: Callable[[], bool], timeout: float = 
     Measured on this machine, now, so the random kills land while the command is still
     working, however fast or loaded the machine is.
     """
-    child = subprocess.Popen([sys.executable, "-c", "from inpaintkit.cli import main; main()", *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from inpaintkit.cli import main; main()", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
+    )
     try:
         while not started() and child.poll() is None:
             time.sleep(0.02)
@@ -338,7 +415,9 @@ class Trial:
     differences: list[str] = field(default_factory=list)
 
 
-def prepare_scenario(scenario: Scenario, work: Path, in_process: bool = False) -> tuple[Path, dict[str, str]]:
+def prepare_scenario(
+    scenario: Scenario, work: Path, in_process: bool = False
+) -> tuple[Path, dict[str, str]]:
     """Write the inputs and run the reference (uninterrupted) -> ``(inputs, reference snapshot)``."""
     inputs = work / "inputs"
     scenario.make_inputs(inputs)
@@ -350,8 +429,14 @@ def prepare_scenario(scenario: Scenario, work: Path, in_process: bool = False) -
     return inputs, scenario.snapshot(reference)
 
 
-def trial(scenario: Scenario, inputs: Path, reference: dict[str, str], out: Path, delay: float,
-          in_process: bool = False) -> Trial:  # fmt: skip
+def trial(
+    scenario: Scenario,
+    inputs: Path,
+    reference: dict[str, str],
+    out: Path,
+    delay: float,
+    in_process: bool = False,
+) -> Trial:
     """Kill a fresh run into ``out`` after ``delay`` s of progress, check, resume, compare."""
     out.mkdir(parents=True)
     args = scenario.args(inputs, out)
@@ -359,11 +444,15 @@ def trial(scenario: Scenario, inputs: Path, reference: dict[str, str], out: Path
     result.problems_after_kill, _ = check_outputs(out, scenario.resume_files)
     code, output = run_cli(args + scenario.resume, in_process)
     if code != 0:
-        result.problems_after_resume.append(f"re-run exited with {code}: {' '.join(output.split())[-300:]}")
+        result.problems_after_resume.append(
+            f"re-run exited with {code}: {' '.join(output.split())[-300:]}"
+        )
         return result
     result.problems_after_resume, result.temporaries = check_outputs(out, scenario.resume_files)
     snapshot = scenario.snapshot(out)
-    result.differences = sorted(k for k in reference.keys() | snapshot.keys() if reference.get(k) != snapshot.get(k))
+    result.differences = sorted(
+        k for k in reference.keys() | snapshot.keys() if reference.get(k) != snapshot.get(k)
+    )
     return result
 
 
@@ -371,12 +460,18 @@ def trial(scenario: Scenario, inputs: Path, reference: dict[str, str], out: Path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="2 kills per command")
     parser.add_argument("--kills", type=int, default=10, help="kills per command (default 10)")
-    parser.add_argument("--max-seconds", type=float, default=900.0, help="stop starting new trials after this")
+    parser.add_argument(
+        "--max-seconds", type=float, default=900.0, help="stop starting new trials after this"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    parser.add_argument("--commands", default="prepare,train,fill,evaluate", help="comma-separated subset")
+    parser.add_argument(
+        "--commands", default="prepare,train,fill,evaluate", help="comma-separated subset"
+    )
     args = parser.parse_args()
     kills = 2 if args.quick else args.kills
     rng = random.Random(args.seed)
@@ -391,7 +486,9 @@ def main() -> None:
             inputs, reference = prepare_scenario(scenario, work)
             timing = work / "timing"
             timing.mkdir()
-            window = running_time(scenario.args(inputs, timing), functools.partial(scenario.started, timing))
+            window = running_time(
+                scenario.args(inputs, timing), functools.partial(scenario.started, timing)
+            )
             shutil.rmtree(timing)
             trials = []
             for k in range(kills):
@@ -400,28 +497,38 @@ def main() -> None:
                 delay = rng.uniform(0.0, 0.9 * window)
                 result = trial(scenario, inputs, reference, work / f"trial{k}", delay)
                 trials.append(result)
-                for problem in result.problems_after_kill + result.problems_after_resume + result.differences:
+                for problem in (
+                    result.problems_after_kill + result.problems_after_resume + result.differences
+                ):
                     failures.append(f"{name} trial {k} (delay {delay:.2f} s): {problem}")
                 shutil.rmtree(work / f"trial{k}")
             rows.append((name, trials, window, time.monotonic() - t0))
 
     print("## Interruption stress run: SIGKILL at random moments, then resume\n")
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")  # fmt: skip
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     print(f"Command: `{shlex.join(['python', 'benchmarks/stress_interrupt.py', *sys.argv[1:]])}`")
-    print(f"Seed {args.seed}; each trial: fresh run, SIGKILL at a uniform moment within the first 90 % of the "
-          "time an uninterrupted run works after its first committed output (the window, measured in this "
-          "run), check every file, re-run, compare with an uninterrupted run.\n")  # fmt: skip
-    print("| command | trials | window (s) | kills that hit a running process | corrupt files after kill | "
-          "re-runs identical to uninterrupted | temporary files left | seconds |")  # fmt: skip
+    print(
+        f"Seed {args.seed}; each trial: fresh run, SIGKILL at a uniform moment within the first 90 % of the "
+        "time an uninterrupted run works after its first committed output (the window, measured in this "
+        "run), check every file, re-run, compare with an uninterrupted run.\n"
+    )
+    print(
+        "| command | trials | window (s) | kills that hit a running process | corrupt files after kill | "
+        "re-runs identical to uninterrupted | temporary files left | seconds |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, trials, window, seconds in rows:
         landed = sum(t.landed for t in trials)
         corrupt = sum(len(t.problems_after_kill) for t in trials)
         identical = sum(not t.problems_after_resume and not t.differences for t in trials)
         temporaries = sum(len(t.temporaries) for t in trials)
-        print(f"| {name} | {len(trials)} | {window:.2f} | {landed} | {corrupt} | {identical}/{len(trials)} | {temporaries} "
-              f"| {seconds:.1f} |")  # fmt: skip
+        print(
+            f"| {name} | {len(trials)} | {window:.2f} | {landed} | {corrupt} | {identical}/{len(trials)} | {temporaries} "
+            f"| {seconds:.1f} |"
+        )
     if failures:
         print("\nFailures:\n")
         print("\n".join(f"- {line}" for line in failures))

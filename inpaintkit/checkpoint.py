@@ -137,7 +137,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return metadata
 
 
-def load_generator(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Generator:
+def load_generator(
+    path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+) -> Generator:
     """Build the :class:`Generator` described by ``path`` and load its weights (eval mode).
 
     ``path=None`` loads the packaged default model (:data:`DEFAULT_CHECKPOINT`).

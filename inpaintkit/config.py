@@ -144,7 +144,9 @@ class Recipe:
             if value <= 0:
                 raise ConfigError(f"{path}: must be positive, got {value}")
         if self.schedule.warmup_steps < 0:
-            raise ConfigError(f"schedule.warmup_steps: must be >= 0, got {self.schedule.warmup_steps}")
+            raise ConfigError(
+                f"schedule.warmup_steps: must be >= 0, got {self.schedule.warmup_steps}"
+            )
 
 
 # --------------------------------------------------------------------------- files and overrides
@@ -179,7 +181,9 @@ def read_recipe_dict(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}"
+        )
     base = data.pop("base", None)
     if base is None:
         return data
@@ -200,7 +204,9 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         for depth, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {item!r}: {'.'.join(parts[: depth + 1])} is not a section")
+                raise ConfigError(
+                    f"override {item!r}: {'.'.join(parts[: depth + 1])} is not a section"
+                )
             node = child
         node[parts[-1]] = value
     return data
@@ -210,7 +216,14 @@ def packaged_recipes() -> dict[str, str]:
     """Name -> one-line description (the file's first comment line) of every packaged recipe."""
     recipes = {}
     for path in sorted(RECIPE_DIR.glob("*.yaml")):
-        first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")), "")
+        first = next(
+            (
+                line
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.startswith("#")
+            ),
+            "",
+        )
         recipes[path.stem] = first.lstrip("#").strip()
     return recipes
 
@@ -228,7 +241,9 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     if path.parent == Path(".") and packaged.is_file():
         return packaged
     names = ", ".join(packaged_recipes())
-    raise ConfigError(f"{name_or_path}: no such recipe file, nor a packaged recipe (packaged: {names})")
+    raise ConfigError(
+        f"{name_or_path}: no such recipe file, nor a packaged recipe (packaged: {names})"
+    )
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:

@@ -110,7 +110,9 @@ class EvaluateOptions:
         self.data, self.output = Path(self.data), Path(self.output)
         self.masks = None if self.masks is None else Path(self.masks)
         if self.mask_kind not in GENERATED_MASK_KINDS:
-            raise EvaluateError(f"mask kind must be one of {', '.join(GENERATED_MASK_KINDS)}, got {self.mask_kind!r}")
+            raise EvaluateError(
+                f"mask kind must be one of {', '.join(GENERATED_MASK_KINDS)}, got {self.mask_kind!r}"
+            )
         if self.size < 11:
             raise EvaluateError(f"--size must be at least 11 (the SSIM window), got {self.size}")
         if self.limit is not None and self.limit < 1:
@@ -181,13 +183,19 @@ def name_checkpoints(checkpoints: Sequence[CheckpointSpec]) -> list[tuple[str, P
             if stems.count(name) > 1 or name in BUILT_IN_METHODS:
                 name = path.resolve().parent.name
         if not name or "/" in name or "\\" in name or name in (".", ".."):
-            raise EvaluateError(f"{path}: {name!r} cannot be a method name; name it with --checkpoint NAME={path}")
+            raise EvaluateError(
+                f"{path}: {name!r} cannot be a method name; name it with --checkpoint NAME={path}"
+            )
         if name in BUILT_IN_METHODS:
-            raise EvaluateError(f"{path}: {name!r} is a built-in method's name; name it with --checkpoint NAME={path}")
+            raise EvaluateError(
+                f"{path}: {name!r} is a built-in method's name; name it with --checkpoint NAME={path}"
+            )
         for other_name, other in named:
             if other_name == name:
-                raise EvaluateError(f"{path}: would be named {name!r} like {other}; "
-                                    "name them with --checkpoint NAME=FILE")  # fmt: skip
+                raise EvaluateError(
+                    f"{path}: would be named {name!r} like {other}; "
+                    "name them with --checkpoint NAME=FILE"
+                )
         named.append((name, path))
     return named
 
@@ -228,7 +236,11 @@ def split_sizes(data: str | os.PathLike) -> dict[str, int] | None:
     """Images per split (``train``, ``val``, ``all``) of a prepared HDF5 file; None otherwise."""
     try:
         with h5py.File(data, "r") as f:
-            return {"train": len(f["train_index"]), "val": len(f["val_index"]), "all": int(f.attrs["num_images"])}
+            return {
+                "train": len(f["train_index"]),
+                "val": len(f["val_index"]),
+                "all": int(f.attrs["num_images"]),
+            }
     except (OSError, KeyError):
         return None
 
@@ -252,13 +264,14 @@ def choose_split(data: str | os.PathLike, split: str | None) -> tuple[str, str |
         return split or DEFAULT_SPLIT, None
     if split is None:
         if sizes[DEFAULT_SPLIT] == 0 and sizes["train"] > 0:
-            return "train", (f"{data} has no val split (prepared without --val-fraction/--val-count); "
-                             f"evaluating its {sizes['train']} train images (--split chooses)")  # fmt: skip
+            return "train", (
+                f"{data} has no val split (prepared without --val-fraction/--val-count); "
+                f"evaluating its {sizes['train']} train images (--split chooses)"
+            )
         split = DEFAULT_SPLIT
     if sizes[split] == 0:
         raise EvaluateError(_no_such_images(Path(data), split, sizes))
     return split, None
-
 
 
 def _mask_file_name(key: str) -> str:
@@ -281,16 +294,21 @@ class GroundTruth:
             # Never evaluate our own report files or mask files kept beside the images.
             outside = [f.resolve() for f in (options.output, options.masks) if f is not None]
             self.files = [
-                p for p in io.list_images(data)
+                p
+                for p in io.list_images(data)
                 if not any(p.resolve().is_relative_to(folder) for folder in outside)
-            ]  # fmt: skip
+            ]
             if not self.files:
                 raise EvaluateError(f"{data}: no images found")
             self.keys = [p.relative_to(data).as_posix() for p in self.files]
         elif data.is_file():
             try:
                 self.hdf5 = InpaintingDataset(
-                    data, split=options.split, crop_size=options.size, random_crop=False, random_flip=False
+                    data,
+                    split=options.split,
+                    crop_size=options.size,
+                    random_crop=False,
+                    random_flip=False,
                 )
             except ValueError as err:
                 raise EvaluateError(str(err)) from None
@@ -320,7 +338,9 @@ class GroundTruth:
             raise EvaluateError(f"{path}: {err}") from None
         original = (picture.height, picture.width)
         fitted = resize_and_crop(picture, self.options.size)  # prepare --resize shorter
-        return np.array(io.to_rgb8(fitted)), original  # a writable copy: torch warns on read-only arrays
+        return np.array(
+            io.to_rgb8(fitted)
+        ), original  # a writable copy: torch warns on read-only arrays
 
     def fit_mask(self, hole: np.ndarray, original: tuple[int, int], where: Path) -> np.ndarray:
         """A mask for the evaluated crop: ``(S, S)`` as is, or the original image's size cut the same way.
@@ -361,7 +381,9 @@ class Holes:
             # Exactly fill's pairing, keeping images inside the report folder out.
             output = options.output if options.output.is_dir() else None
             for pair in pair_masks(options.data, options.masks, exclude=[output]):
-                self.paired[pair.relative.as_posix()] = pair.mask if pair.mask is not None else (pair.problem or "no mask")
+                self.paired[pair.relative.as_posix()] = (
+                    pair.mask if pair.mask is not None else (pair.problem or "no mask")
+                )
         else:
             # HDF5 keys are not files, but the naming rule is fill's.
             mask_folder = MaskFolder(options.masks)
@@ -431,7 +453,9 @@ class ResultsLog:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
-                    raise EvaluateError(f"{self.path}: line {number} is not JSON; delete the file to start over") from None
+                    raise EvaluateError(
+                        f"{self.path}: line {number} is not JSON; delete the file to start over"
+                    ) from None
                 self.done.add((row["image"], row["method"]))
                 good_end += len(line)
         if good_end != self.path.stat().st_size:
@@ -490,14 +514,21 @@ def _sample_paths(output: Path, key: str, names: Sequence[str]) -> dict[str, Pat
     return paths
 
 
-def _score(method: InpaintMethod, image: torch.Tensor, erased: torch.Tensor, mask: torch.Tensor,
-           target: torch.Tensor) -> tuple[np.ndarray, float, dict[str, float]]:  # fmt: skip
+def _score(
+    method: InpaintMethod,
+    image: torch.Tensor,
+    erased: torch.Tensor,
+    mask: torch.Tensor,
+    target: torch.Tensor,
+) -> tuple[np.ndarray, float, dict[str, float]]:
     """Run ``method`` once, timed; return its 8-bit fill, seconds and metrics."""
     start = time.perf_counter()
     output = method(erased, mask).cpu()  # .cpu() waits for any GPU work: it belongs to the time
     seconds = time.perf_counter() - start
     if output.shape != image.shape:
-        raise EvaluateError(f"{getattr(method, 'name', method)}: returned shape {tuple(output.shape)}, expected {tuple(image.shape)}")
+        raise EvaluateError(
+            f"{getattr(method, 'name', method)}: returned shape {tuple(output.shape)}, expected {tuple(image.shape)}"
+        )
     filled = tensor_to_image(composite(image, output.float(), mask))  # (1, S, S, 3) uint8
     values = image_metrics(uint8_to_unit(filled), target, mask.double())
     return filled[0], seconds, {key: float(v[0]) for key, v in values.items()}
@@ -526,20 +557,26 @@ def evaluate(
     columns = (TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:
         # No bar in logs: only on a terminal.
-        with Progress(*columns, console=console, disable=not progress or not console.is_terminal) as bar:
+        with Progress(
+            *columns, console=console, disable=not progress or not console.is_terminal
+        ) as bar:
             task = bar.add_task("evaluate", total=len(truth))
             for sample in iter_samples(truth, holes):
                 bar.advance(task)
                 if sample.problem is not None:
                     skipped.append((sample.key, sample.problem))
-                    console.print(f"skipped {sample.problem}", markup=False, highlight=False, soft_wrap=True)
+                    console.print(
+                        f"skipped {sample.problem}", markup=False, highlight=False, soft_wrap=True
+                    )
                     continue
                 is_sample = sample.index < options.samples
                 tiles = _sample_paths(options.output, sample.key, names) if is_sample else {}
                 pending = [
-                    name for name in names
-                    if (sample.key, name) not in log.done or (is_sample and not tiles[name].exists())
-                ]  # fmt: skip
+                    name
+                    for name in names
+                    if (sample.key, name) not in log.done
+                    or (is_sample and not tiles[name].exists())
+                ]
                 if not pending:
                     if is_sample:
                         sample_keys.append(sample.key)
@@ -561,12 +598,16 @@ def evaluate(
                     # Skip the whole image, so every method is compared on the same images.
                     problem = f"{sample.key}: {name} failed ({type(err).__name__}: {' '.join(str(err).split())})"
                     skipped.append((sample.key, problem))
-                    console.print(f"skipped {problem}", markup=False, highlight=False, soft_wrap=True)
+                    console.print(
+                        f"skipped {problem}", markup=False, highlight=False, soft_wrap=True
+                    )
                     continue
                 if is_sample:
                     sample_keys.append(sample.key)
-                    for what, picture in (("input", masked_input(sample.image, sample.hole)),
-                                          ("ground truth", sample.image)):  # fmt: skip
+                    for what, picture in (
+                        ("input", masked_input(sample.image, sample.hole)),
+                        ("ground truth", sample.image),
+                    ):
                         if not tiles[what].exists():
                             write_png(tiles[what], picture)
                 for name, (filled, seconds, values) in scored.items():
@@ -574,8 +615,13 @@ def evaluate(
                         write_png(tiles[name], filled)
                     if (sample.key, name) in log.done:
                         continue  # only its sheet tile was missing
-                    row = {"image": sample.key, "index": sample.index, "method": name,
-                           "seconds": seconds, "tv_ground_truth": tv_truth}  # fmt: skip
+                    row = {
+                        "image": sample.key,
+                        "index": sample.index,
+                        "method": name,
+                        "seconds": seconds,
+                        "tv_ground_truth": tv_truth,
+                    }
                     row.update({spec.key: encode_value(values[spec.key]) for spec in METRICS})
                     log.append(row)
                     computed += 1
@@ -583,9 +629,16 @@ def evaluate(
         log.close()
 
     summary = summarize(log.rows(names, len(truth)), names)
-    run = {**options.identity(), "limit": options.limit, "images": len(truth), "methods": names,
-           "skipped": [{"image": k, "reason": r} for k, r in skipped]}  # fmt: skip
-    write_metrics_json(options.output / "metrics.json", run, summary, lambda: log.rows(names, len(truth)))
+    run = {
+        **options.identity(),
+        "limit": options.limit,
+        "images": len(truth),
+        "methods": names,
+        "skipped": [{"image": k, "reason": r} for k, r in skipped],
+    }
+    write_metrics_json(
+        options.output / "metrics.json", run, summary, lambda: log.rows(names, len(truth))
+    )
     write_metrics_csv(options.output / "metrics.csv", summary, lambda: log.rows(names, len(truth)))
     if sample_keys:
         labels = ["input", *names, "ground truth"]
@@ -594,7 +647,7 @@ def evaluate(
             for key in sample_keys
         ]
         write_png(options.output / "comparison.png", comparison_sheet(tiles, labels))
-        io.write_text(options.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary))
+        io.write_text(
+            options.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary)
+        )
     return EvaluateResult(summary=summary, images=len(truth), computed=computed, skipped=skipped)
-
-

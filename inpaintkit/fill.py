@@ -62,6 +62,7 @@ SAVE_OPTIONS: dict[str, dict[str, object]] = {
     "TIFF": {"compression": "tiff_lzw"},
 }
 
+
 class FillError(ValueError):
     """The run as a whole cannot start (no images, an option that does not apply, ...)."""
 
@@ -91,7 +92,9 @@ class FillOptions:
         if self.max_size is not None and self.max_size < 8:
             raise FillError(f"max size must be at least 8 pixels, got {self.max_size}")
         if self.format is not None and self.format.lower() not in OUTPUT_FORMATS:
-            raise FillError(f"unknown output format {self.format!r}; choose from {', '.join(OUTPUT_FORMATS)}")
+            raise FillError(
+                f"unknown output format {self.format!r}; choose from {', '.join(OUTPUT_FORMATS)}"
+            )
         if self.batch_size < 1 or self.workers < 1:
             raise FillError("batch size and workers must be at least 1")
 
@@ -164,12 +167,20 @@ def pair_files(
     """
     images, output = Path(images), Path(output)
     try:
-        pairs = pair_masks(images, masks, exclude=(output if output.is_dir() else None, attention_dir))
+        pairs = pair_masks(
+            images, masks, exclude=(output if output.is_dir() else None, attention_dir)
+        )
     except PairingError as err:
         raise FillError(str(err)) from None
     single = images.is_file()
     return [
-        FillJob(pair.image, pair.mask, output_path(pair.relative, output, format, single), pair.relative, pair.problem)
+        FillJob(
+            pair.image,
+            pair.mask,
+            output_path(pair.relative, output, format, single),
+            pair.relative,
+            pair.problem,
+        )
         for pair in pairs
     ]
 
@@ -281,7 +292,9 @@ def _decode(job: FillJob, options: FillOptions) -> DecodedImage:
         # A working pixel is a hole if any full-resolution pixel under it is, so the upsampled
         # fill covers every full-resolution hole pixel.
         work_hole = _resize(hole.astype(np.uint8) * 255, size, Image.Resampling.BOX) > 0
-    return DecodedImage(job, pixels, alpha, mode, hole, work_pixels, work_hole, image.info.get("icc_profile"))
+    return DecodedImage(
+        job, pixels, alpha, mode, hole, work_pixels, work_hole, image.info.get("icc_profile")
+    )
 
 
 # --------------------------------------------------------------------------- encoding
@@ -314,7 +327,9 @@ def save_image(image: Image.Image, path: Path, icc_profile: bytes | None = None)
     if fmt is None:
         raise FileError(f"cannot write {path.suffix!r} files; pass --format png")
     if fmt == "JPEG" and image.mode in ("LA", "RGBA"):
-        raise FileError(f"JPEG cannot keep the alpha channel of this {image.mode} image; pass --format png")
+        raise FileError(
+            f"JPEG cannot keep the alpha channel of this {image.mode} image; pass --format png"
+        )
     options = dict(SAVE_OPTIONS[fmt])
     if icc_profile and fmt != "BMP":
         options["icc_profile"] = icc_profile
@@ -341,7 +356,9 @@ def _encode(
     if attention_dir is not None and offsets is not None:
         flow_path, overlay_path = attention_paths(decoded.job.relative, attention_dir)
         colors = flow_to_color(offsets[None])[0]
-        colors = _resize(np.ascontiguousarray(colors), work_filled.shape[:2], Image.Resampling.NEAREST)
+        colors = _resize(
+            np.ascontiguousarray(colors), work_filled.shape[:2], Image.Resampling.NEAREST
+        )
         save_image(Image.fromarray(colors), flow_path)
         overlay = attended_overlay(work_filled, offsets, decoded.work_hole)
         save_image(Image.fromarray(overlay), overlay_path)
@@ -376,7 +393,9 @@ def plan_fill(jobs: list[FillJob], options: FillOptions) -> FillPlan:
             plan.todo.append(job)
 
     def order(job: FillJob) -> tuple[tuple[int, int], str]:
-        return working_size(*(_header_size(job.image) or (0, 0)), options.max_size), str(job.relative)
+        return working_size(*(_header_size(job.image) or (0, 0)), options.max_size), str(
+            job.relative
+        )
 
     plan.todo.sort(key=order)
     return plan
@@ -388,7 +407,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], depth: int) -> Iterator[Future[R]]:
+def _ordered_map(
+    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], depth: int
+) -> Iterator[Future[R]]:
     """Submit ``fn(item)`` ahead of the consumer, at most ``depth`` in flight, yield in order.
 
     The bound keeps memory flat: decoding runs ahead of the network by ``depth`` files only.
@@ -414,10 +435,21 @@ class FillPipeline:
     (up to ``options.batch_size``), inpainted, and written in the background.
     """
 
-    def __init__(self, method: InpaintMethod, options: FillOptions, console: Console, progress: bool, total: int) -> None:
+    def __init__(
+        self,
+        method: InpaintMethod,
+        options: FillOptions,
+        console: Console,
+        progress: bool,
+        total: int,
+    ) -> None:
         self.method = method
         # The method's attention offsets, when pictures of them are asked for.
-        self.attention = method if options.attention_dir is not None and isinstance(method, AttentionMethod) else None
+        self.attention = (
+            method
+            if options.attention_dir is not None and isinstance(method, AttentionMethod)
+            else None
+        )
         self.options = options
         self.summary = FillSummary()
         self.depth = options.batch_size + 2 * options.workers
@@ -455,7 +487,12 @@ class FillPipeline:
     def fail(self, job: FillJob, reason: str) -> None:
         """Count ``job`` as failed and say why in one line."""
         self.summary.failures.append((str(job.image), _one_line(reason)))
-        self.bar.console.print(f"error: {job.image}: {_one_line(reason)}", markup=False, highlight=False, soft_wrap=True)
+        self.bar.console.print(
+            f"error: {job.image}: {_one_line(reason)}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         self.bar.advance(self.task)
 
     def _fill(self, todo: list[FillJob]) -> None:
@@ -507,7 +544,9 @@ class FillPipeline:
         pictures = tensor_to_image(filled)
         flows = offsets.cpu().numpy() if offsets is not None else [None] * len(batch)
         for d, picture, flow in zip(batch, pictures, flows, strict=True):
-            self.writes.append((d.job, self.writer.submit(_encode, d, picture, flow, self.options.attention_dir)))
+            self.writes.append(
+                (d.job, self.writer.submit(_encode, d, picture, flow, self.options.attention_dir))
+            )
         self._collect(self.depth)
 
     def _collect(self, limit: int) -> None:
@@ -558,6 +597,10 @@ def fill_files(
     """
     options = options or FillOptions()
     if options.attention_dir is not None and not isinstance(method, AttentionMethod):
-        raise FillError(f"--attention needs --method deepfill (the {method.name} method has no attention)")
-    pipeline = FillPipeline(method, options, console or Console(stderr=True), progress, total=len(jobs))
+        raise FillError(
+            f"--attention needs --method deepfill (the {method.name} method has no attention)"
+        )
+    pipeline = FillPipeline(
+        method, options, console or Console(stderr=True), progress, total=len(jobs)
+    )
     return pipeline.run(plan_fill(jobs, options))

@@ -46,7 +46,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     pattern = f".{glob.escape(path.stem)}.????????.tmp{glob.escape(path.suffix)}"
     for stale in path.parent.glob(pattern):
         stale.unlink(missing_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -127,7 +129,9 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode == "F":
         data = np.asarray(image, dtype=np.float64)
-        gray = np.clip(np.round(data * 255.0 if data.max() <= 1.0 else data), 0, 255).astype(np.uint8)
+        gray = np.clip(np.round(data * 255.0 if data.max() <= 1.0 else data), 0, 255).astype(
+            np.uint8
+        )
         return np.repeat(gray[..., None], 3, axis=2)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")

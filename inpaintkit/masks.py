@@ -57,16 +57,32 @@ class LamaStrokePreset:
 LAMA_PRESETS = {
     "thin": LamaStrokePreset(min_times=4, max_times=50, max_width=10, max_angle=4, max_len=40),
     "medium": LamaStrokePreset(
-        min_times=4, max_times=5, max_width=50, max_angle=4, max_len=100,
-        box_probability=0.3, box_margin=0, box_min_size=10, box_max_size=50,
-        box_min_times=1, box_max_times=5,
+        min_times=4,
+        max_times=5,
+        max_width=50,
+        max_angle=4,
+        max_len=100,
+        box_probability=0.3,
+        box_margin=0,
+        box_min_size=10,
+        box_max_size=50,
+        box_min_times=1,
+        box_max_times=5,
     ),
     "thick": LamaStrokePreset(
-        min_times=1, max_times=5, max_width=100, max_angle=4, max_len=200,
-        box_probability=0.3, box_margin=10, box_min_size=30, box_max_size=150,
-        box_min_times=1, box_max_times=3,
+        min_times=1,
+        max_times=5,
+        max_width=100,
+        max_angle=4,
+        max_len=200,
+        box_probability=0.3,
+        box_margin=10,
+        box_min_size=30,
+        box_max_size=150,
+        box_min_times=1,
+        box_max_times=3,
     ),
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -116,8 +132,15 @@ class MaskConfig:
             raise ValueError(f"rect_probability must be in [0, 1], got {self.rect_probability}")
         if self.rect_height <= 0 or self.rect_width <= 0 or self.reference_size <= 0:
             raise ValueError("rect_height, rect_width and reference_size must be positive")
-        if min(self.max_delta_height, self.max_delta_width, self.vertical_margin,
-               self.horizontal_margin) < 0:  # fmt: skip
+        if (
+            min(
+                self.max_delta_height,
+                self.max_delta_width,
+                self.vertical_margin,
+                self.horizontal_margin,
+            )
+            < 0
+        ):
             raise ValueError("max_delta_* and *_margin must be >= 0")
         if self.kind == "file" and not self.mask_files:
             raise ValueError("mask kind 'file' needs mask_files (files or folders)")
@@ -286,9 +309,7 @@ def freeform_mask(
         style = STROKE_STYLES[int(rng.integers(4))]  # one of the four concrete styles
     if style == "deepfill":
         return deepfill_stroke_mask(height, width, rng, config.reference_size)
-    return lama_stroke_mask(
-        LAMA_PRESETS[style], height, width, rng, config.reference_size
-    )
+    return lama_stroke_mask(LAMA_PRESETS[style], height, width, rng, config.reference_size)
 
 
 @functools.lru_cache(maxsize=8)

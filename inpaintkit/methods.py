@@ -163,7 +163,9 @@ class DeepFillMethod:
         channels_last: bool = True,
     ) -> None:
         if precision not in PRECISION_CHOICES:
-            raise ValueError(f"precision must be one of {list(PRECISION_CHOICES)}, got {precision!r}")
+            raise ValueError(
+                f"precision must be one of {list(PRECISION_CHOICES)}, got {precision!r}"
+            )
         if checkpoint is None:
             checkpoint = default_checkpoint()
             if checkpoint is None:
@@ -192,7 +194,11 @@ class DeepFillMethod:
             x = x.contiguous(memory_format=torch.channels_last)
             m = m.contiguous(memory_format=torch.channels_last)
         result = inpaint(
-            self.generator, x, m, return_offsets=return_offsets, autocast_dtype=PRECISIONS[self.precision]
+            self.generator,
+            x,
+            m,
+            return_offsets=return_offsets,
+            autocast_dtype=PRECISIONS[self.precision],
         )
         # inpaint() composited on the device already; doing it again against the caller's own
         # tensor keeps known pixels bit-exact whatever the transfer did.

@@ -65,7 +65,9 @@ def _check(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | N
             f"{tuple(completed.shape)} and {tuple(target.shape)}"
         )
     if mask is not None and mask.shape != (completed.shape[0], 1, *completed.shape[2:]):
-        raise ValueError(f"mask must be (N, 1, H, W) = {(completed.shape[0], 1, *completed.shape[2:])}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be (N, 1, H, W) = {(completed.shape[0], 1, *completed.shape[2:])}, got {tuple(mask.shape)}"
+        )
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -83,7 +85,9 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     return torch.where(count > 0, total / count.clamp(min=1.0), torch.full_like(total, math.nan))
 
 
-def mean_l1_error(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def mean_l1_error(
+    completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean absolute error x 100 (%): ``100 * mean |completed - target|`` -> ``(N,)``.
 
     Over all pixels and channels, or over hole pixels only when ``mask`` is given.
@@ -92,13 +96,17 @@ def mean_l1_error(completed: torch.Tensor, target: torch.Tensor, mask: torch.Ten
     return 100.0 * _masked_mean((completed.double() - target.double()).abs(), mask)
 
 
-def mean_l2_error(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def mean_l2_error(
+    completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared error x 100 (%): ``100 * mean (completed - target)^2`` -> ``(N,)``."""
     _check(completed, target, mask)
     return 100.0 * _masked_mean((completed.double() - target.double()) ** 2, mask)
 
 
-def psnr(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def psnr(
+    completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Peak signal-to-noise ratio (dB) for peak 1: ``10 log10(1 / MSE)`` -> ``(N,)``.
 
     MSE over all pixels and channels (scikit-image's ``peak_signal_noise_ratio`` with
@@ -119,8 +127,12 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"image must be (N, C, H, W), got {tuple(image.shape)}")
     x = image.double()
     zero = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-    vertical = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3)) if x.shape[2] > 1 else zero
-    horizontal = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(1, 2, 3)) if x.shape[3] > 1 else zero
+    vertical = (
+        (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3)) if x.shape[2] > 1 else zero
+    )
+    horizontal = (
+        (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean(dim=(1, 2, 3)) if x.shape[3] > 1 else zero
+    )
     return 100.0 * (vertical + horizontal)
 
 
@@ -166,7 +178,9 @@ def ssim(completed: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ssim_map.mean(dim=(2, 3)).mean(dim=1)
 
 
-def image_metrics(completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+def image_metrics(
+    completed: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Every metric of :data:`METRICS` for a batch -> ``{key: (N,) float64}``.
 
     ``completed`` is judged as given: callers composite known pixels first if they want the

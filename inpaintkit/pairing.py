@@ -45,7 +45,9 @@ class MaskFolder:
         for path in list_images(self.folder):
             self._by_stem.setdefault(path.relative_to(self.folder).with_suffix(""), []).append(path)
 
-    def find(self, relative: str | os.PathLike, exclude: Path | None = None) -> tuple[Path | None, str | None]:
+    def find(
+        self, relative: str | os.PathLike, exclude: Path | None = None
+    ) -> tuple[Path | None, str | None]:
         """``(mask, None)`` when exactly one mask matches, else ``(None, one-line problem)``.
 
         ``exclude`` is the image itself, for images and masks sharing one folder.

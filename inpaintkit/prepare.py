@@ -384,14 +384,27 @@ def _create_datasets(f: h5py.File, options: PrepareOptions) -> None:
     f.create_dataset("keys", (0,), dtype=_STR, **common)
     f.create_dataset("sources", (0,), dtype=_STR, **common)
     f.create_dataset("sha256", (0,), dtype="S64", **common)
-    f.create_dataset("original_sizes", (0, 2), dtype=np.int32, track_times=False,
-                     maxshape=(None, 2), chunks=(256, 2))  # fmt: skip
-    f.create_dataset("sizes", (0, 2), dtype=np.int32, track_times=False,
-                     maxshape=(None, 2), chunks=(256, 2))  # fmt: skip
+    f.create_dataset(
+        "original_sizes",
+        (0, 2),
+        dtype=np.int32,
+        track_times=False,
+        maxshape=(None, 2),
+        chunks=(256, 2),
+    )
+    f.create_dataset(
+        "sizes", (0, 2), dtype=np.int32, track_times=False, maxshape=(None, 2), chunks=(256, 2)
+    )
     shape = options.output_shape
     if options.store == "raw" and shape is not None:
-        f.create_dataset("images", (0, *shape, 3), dtype=np.uint8, track_times=False,
-                         maxshape=(None, *shape, 3), chunks=(1, *shape, 3))  # fmt: skip
+        f.create_dataset(
+            "images",
+            (0, *shape, 3),
+            dtype=np.uint8,
+            track_times=False,
+            maxshape=(None, *shape, 3),
+            chunks=(1, *shape, 3),
+        )
     else:
         # Variable-size raw pixels (flattened, shape in "sizes") or encoded file bytes.
         f.create_dataset(
@@ -431,9 +444,11 @@ def _check_room(path: Path, batch: list[Decoded]) -> None:
     needed += needed // 20 + WRITE_HEADROOM
     free = shutil.disk_usage(path.parent).free
     if free < needed:
-        raise PrepareError(f"cannot write {path}: No space left on device ({free // 1024} KiB free, "
-                           f"the next {len(batch)} images need about {needed // 1024} KiB); "
-                           "free some and re-run with --resume")
+        raise PrepareError(
+            f"cannot write {path}: No space left on device ({free // 1024} KiB free, "
+            f"the next {len(batch)} images need about {needed // 1024} KiB); "
+            "free some and re-run with --resume"
+        )
 
 
 def _append(f: h5py.File, batch: list[Decoded], layout_fixed: bool) -> None:
@@ -504,7 +519,9 @@ def prepare_dataset(
     sources, val_keys = collect_sources(src, options)
     if not sources:
         where = src if src is not None else f"{options.train_list} and {options.val_list}"
-        raise PrepareError(f"{where}: no images found ({', '.join(io.IMAGE_SUFFIXES)}); nothing written")
+        raise PrepareError(
+            f"{where}: no images found ({', '.join(io.IMAGE_SUFFIXES)}); nothing written"
+        )
     summary = PrepareSummary(output=out, inputs=len(sources))
     partial = partial_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -559,7 +576,9 @@ def prepare_dataset(
         _finish(f, options, summary, train, val)
     except BaseException as err:
         # HDF5 reports a failed write (e.g. a full disk) as either, in a multi-line message.
-        write_failed = isinstance(err, (OSError, RuntimeError)) and not isinstance(err, PrepareError)
+        write_failed = isinstance(err, (OSError, RuntimeError)) and not isinstance(
+            err, PrepareError
+        )
         if write_failed:
             # Closing flushes, which would fail again; HDF5 then keeps the file open and crashes
             # the interpreter at exit. A partial file whose write failed is not consistent
@@ -621,12 +640,19 @@ def _finished_summary(out: Path) -> PrepareSummary:
     try:
         with h5py.File(out, "r") as f:
             a = f.attrs
-            return PrepareSummary(output=out, inputs=int(a["num_inputs"]), written=int(a["num_images"]),
-                                  train=int(a["num_train"]), val=int(a["num_val"]),
-                                  resumed=int(a["num_images"]))  # fmt: skip
+            return PrepareSummary(
+                output=out,
+                inputs=int(a["num_inputs"]),
+                written=int(a["num_images"]),
+                train=int(a["num_train"]),
+                val=int(a["num_val"]),
+                resumed=int(a["num_images"]),
+            )
     except (OSError, KeyError) as err:
-        raise PrepareError(f"{out}: exists but is not a finished prepare output ({err}); "
-                           "pass --overwrite to replace it") from None
+        raise PrepareError(
+            f"{out}: exists but is not a finished prepare output ({err}); "
+            "pass --overwrite to replace it"
+        ) from None
 
 
 def _finish(

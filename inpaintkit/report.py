@@ -55,7 +55,9 @@ def decode_value(value: float | str | None) -> float:
 class MethodSummary:
     """Running statistics of one method: every metric, seconds per image, ground-truth TV."""
 
-    metrics: dict[str, RunningStats] = field(default_factory=lambda: {s.key: RunningStats() for s in METRICS})
+    metrics: dict[str, RunningStats] = field(
+        default_factory=lambda: {s.key: RunningStats() for s in METRICS}
+    )
     seconds: RunningStats = field(default_factory=RunningStats)
     tv_ground_truth: RunningStats = field(default_factory=RunningStats)
 
@@ -99,7 +101,9 @@ def _best(summary: dict[str, MethodSummary], spec: MetricSpec) -> str | None:
     """The method with the best mean for ``spec`` (None when there is no direction or no value)."""
     if spec.higher_is_better is None:
         return None
-    candidates = [(s.metrics[spec.key].mean, name) for name, s in summary.items() if s.metrics[spec.key].count]
+    candidates = [
+        (s.metrics[spec.key].mean, name) for name, s in summary.items() if s.metrics[spec.key].count
+    ]
     if len(candidates) < 2:
         return None
     pick = max if spec.higher_is_better else min
@@ -113,7 +117,9 @@ def summary_table(summary: dict[str, MethodSummary], title: str = "Evaluation") 
     with a direction is green. The caption gives the image count and the ground truth's TV,
     the reference for the TV column.
     """
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1)
+    )
     table.add_column("method", style="bold", no_wrap=True)
     for spec in METRICS:
         table.add_column(spec.label, justify="right")
@@ -138,7 +144,10 @@ def summary_table(summary: dict[str, MethodSummary], title: str = "Evaluation") 
 
 
 def write_metrics_json(
-    path: str | Path, config: dict, summary: dict[str, MethodSummary], rows: Callable[[], Iterable[dict]]
+    path: str | Path,
+    config: dict,
+    summary: dict[str, MethodSummary],
+    rows: Callable[[], Iterable[dict]],
 ) -> None:
     """Write ``{"inpaintkit", "config", "metrics", "summary", "images": [rows...]}`` to ``path``.
 
@@ -148,7 +157,8 @@ def write_metrics_json(
         "inpaintkit": __version__,
         "config": config,
         "metrics": [
-            {"key": s.key, "label": s.label, "higher_is_better": s.higher_is_better} for s in METRICS
+            {"key": s.key, "label": s.label, "higher_is_better": s.higher_is_better}
+            for s in METRICS
         ],
         "summary": {name: method.as_dict() for name, method in summary.items()},
     }
@@ -156,7 +166,10 @@ def write_metrics_json(
     with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         out.write(opening + ',\n "images": [')
         for i, row in enumerate(rows()):
-            out.write(("\n  " if i == 0 else ",\n  ") + json.dumps(row, ensure_ascii=False, allow_nan=False))
+            out.write(
+                ("\n  " if i == 0 else ",\n  ")
+                + json.dumps(row, ensure_ascii=False, allow_nan=False)
+            )
         out.write("\n ]\n}\n")
 
 
@@ -168,7 +181,9 @@ def _csv_cell(value: float | str | None) -> str:
 CSV_FIXED_COLUMNS = ("row", "method", "image", "index", "seconds", "tv_ground_truth")
 
 
-def write_metrics_csv(path: str | Path, summary: dict[str, MethodSummary], rows: Callable[[], Iterable[dict]]) -> None:
+def write_metrics_csv(
+    path: str | Path, summary: dict[str, MethodSummary], rows: Callable[[], Iterable[dict]]
+) -> None:
     """Write one line per (image, method) (``row = image``), then ``mean`` and ``std`` lines per method."""
     keys = [s.key for s in METRICS]
     with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as out:
@@ -176,18 +191,33 @@ def write_metrics_csv(path: str | Path, summary: dict[str, MethodSummary], rows:
         writer.writerow([*CSV_FIXED_COLUMNS, *keys])
         for row in rows():
             writer.writerow(
-                ["image", row["method"], row["image"], row["index"], _csv_cell(row["seconds"]),
-                 _csv_cell(row["tv_ground_truth"]), *(_csv_cell(row[k]) for k in keys)]
-            )  # fmt: skip
+                [
+                    "image",
+                    row["method"],
+                    row["image"],
+                    row["index"],
+                    _csv_cell(row["seconds"]),
+                    _csv_cell(row["tv_ground_truth"]),
+                    *(_csv_cell(row[k]) for k in keys),
+                ]
+            )
         for name, method in summary.items():
             for what in ("mean", "std"):
+
                 def pick(stats: RunningStats, what: str = what) -> str:
                     return _csv_cell(getattr(stats, what))
 
                 writer.writerow(
-                    [what, name, "", "", pick(method.seconds), pick(method.tv_ground_truth),
-                     *(pick(method.metrics[k]) for k in keys)]
-                )  # fmt: skip
+                    [
+                        what,
+                        name,
+                        "",
+                        "",
+                        pick(method.seconds),
+                        pick(method.tv_ground_truth),
+                        *(pick(method.metrics[k]) for k in keys),
+                    ]
+                )
 
 
 def masked_input(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
@@ -206,7 +236,9 @@ def comparison_sheet(tiles: Sequence[Sequence[np.ndarray]], labels: Sequence[str
     height, width = tiles[0][0].shape[:2]
     for row in tiles:
         if len(row) != len(labels) or any(tile.shape != (height, width, 3) for tile in row):
-            raise ValueError(f"every sheet row needs {len(labels)} tiles of shape {(height, width, 3)}")
+            raise ValueError(
+                f"every sheet row needs {len(labels)} tiles of shape {(height, width, 3)}"
+            )
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in tiles], axis=0)
     band = Image.new("RGB", (grid.shape[1], LABEL_HEIGHT), (255, 255, 255))
     draw = ImageDraw.Draw(band)
@@ -243,18 +275,23 @@ def comparison_html(
     e = html.escape
     head = "".join(f"<th>{e(s.label)}</th>" for s in METRICS)
     summary_rows = "".join(
-        "<tr><td>" + e(name) + "</td>"
+        "<tr><td>"
+        + e(name)
+        + "</td>"
         + "".join(f"<td>{e(format_stats(m.metrics[s.key], s.digits))}</td>" for s in METRICS)
         + f"<td>{e(format_stats(m.seconds, 3))}</td><td>{m.seconds.count}</td></tr>"
         for name, m in summary.items()
-    )  # fmt: skip
+    )
     sheet_head = "<th>image</th>" + "".join(f"<th>{e(label)}</th>" for label in labels)
     sheet_rows = "".join(
         f"<tr><td>{e(name)}</td>"
-        + "".join(f'<td><img src="{_png_data_uri(tile)}" alt="{e(label)}"></td>' for tile, label in zip(row, labels, strict=True))
+        + "".join(
+            f'<td><img src="{_png_data_uri(tile)}" alt="{e(label)}"></td>'
+            for tile, label in zip(row, labels, strict=True)
+        )
         + "</tr>"
         for name, row in zip(row_names, tiles, strict=True)
-    )  # fmt: skip
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
 <style>

@@ -97,7 +97,9 @@ class SampleStream(Sampler):
     """
 
     def __init__(self, length: int, seed: int, rank: int, world: int, start: int = 0) -> None:
-        self.epochs = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.epochs = DistributedSampler(
+            range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed
+        )
         self.per_rank = len(self.epochs)
         self.start = start
 
@@ -124,7 +126,9 @@ class TrainingSamples(Dataset):
     sample (nor on epochs), and the caller's generator is left untouched.
     """
 
-    def __init__(self, images: Dataset, masks: MaskSampler, seed: int, rank: int, world: int) -> None:
+    def __init__(
+        self, images: Dataset, masks: MaskSampler, seed: int, rank: int, world: int
+    ) -> None:
         self.images = images
         self.masks = masks
         self.seed = seed
@@ -136,13 +140,16 @@ class TrainingSamples(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, position = item
-        sample_seed = int(np.random.SeedSequence([self.seed, position, self.rank]).generate_state(1)[0])
+        sample_seed = int(
+            np.random.SeedSequence([self.seed, position, self.rank]).generate_state(1)[0]
+        )
         # InpaintingDataset (seed=None) draws its crop and flip from torch's generator.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed)
             image = self.images[index]
         mask = torch.from_numpy(self.masks(position * self.world + self.rank))[None]
         return image, mask
+
 
 # --------------------------------------------------------------------------- the models
 
@@ -176,7 +183,9 @@ class Trainer:
         self.g_forward = torch.compile(self.generator) if use_compile else self.generator
         # The gradient penalty always runs the eager critics: compiled graphs do not double-backward.
         self.local_forward = torch.compile(self.local_critic) if use_compile else self.local_critic
-        self.global_forward = torch.compile(self.global_critic) if use_compile else self.global_critic
+        self.global_forward = (
+            torch.compile(self.global_critic) if use_compile else self.global_critic
+        )
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -198,7 +207,9 @@ class Trainer:
             mask = mask.contiguous(memory_format=torch.channels_last)
         return image, mask
 
-    def critic_losses(self, real: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def critic_losses(
+        self, real: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Algorithm 1 lines 3-7: the critics' loss on one batch, ready for ``backward``.
 
         ``real (N, 3, S, S)`` in [-1, 1], ``mask (N, 1, S, S)`` in {0, 1} (from :meth:`prepare`).
@@ -224,8 +235,12 @@ class Trainer:
         d_local = losses.critic_wgan_loss(real_scores_l, fake_scores_l)
         # Gradient penalty in fp32 (outside autocast): (‖∇‖ - 1)² is a small difference of
         # numbers near 1, which bf16's 8-bit mantissa would turn into noise.
-        gp_global = losses.gradient_penalty(self.global_critic, real, fake, mask, loss_cfg.wgan_gp_lambda)
-        gp_local = losses.gradient_penalty(self.local_critic, real_local, fake_local, mask_local, loss_cfg.wgan_gp_lambda)
+        gp_global = losses.gradient_penalty(
+            self.global_critic, real, fake, mask, loss_cfg.wgan_gp_lambda
+        )
+        gp_local = losses.gradient_penalty(
+            self.local_critic, real_local, fake_local, mask_local, loss_cfg.wgan_gp_lambda
+        )
         d_loss = d_global + d_local + gp_global + gp_local
         return d_loss, {
             "critic/loss": d_loss.detach(),
@@ -266,10 +281,15 @@ class Trainer:
             out = self.g_forward(real, mask)
         coarse, refined = out.coarse.float(), out.refined.float()
         rec = losses.reconstruction_loss(
-            real, (coarse, refined), mask,
-            gamma=cfg.spatial_discount_gamma, mode=cfg.spatial_discount_mode,
-            coarse_weight=cfg.coarse_l1_alpha, hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha,
-        )  # fmt: skip
+            real,
+            (coarse, refined),
+            mask,
+            gamma=cfg.spatial_discount_gamma,
+            mode=cfg.spatial_discount_mode,
+            coarse_weight=cfg.coarse_l1_alpha,
+            hole_weight=cfg.l1_loss_alpha,
+            known_weight=cfg.ae_loss_alpha,
+        )
         scalars = {
             "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
             "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
@@ -283,7 +303,9 @@ class Trainer:
         try:
             with self.autocast():
                 g_global = losses.generator_wgan_loss(self.global_forward(fake).float())
-                g_local = losses.generator_wgan_loss(self.local_forward(crop_hole_boxes(fake, mask, local_size)).float())
+                g_local = losses.generator_wgan_loss(
+                    self.local_forward(crop_hole_boxes(fake, mask, local_size)).float()
+                )
         finally:
             for critic in (self.local_critic, self.global_critic):
                 critic.requires_grad_(True)
@@ -295,7 +317,9 @@ class Trainer:
             "generator/local_wgan": g_local.detach(),
         }
 
-    def generator_step(self, real: torch.Tensor, mask: torch.Tensor, adversarial: bool = True) -> dict[str, torch.Tensor]:
+    def generator_step(
+        self, real: torch.Tensor, mask: torch.Tensor, adversarial: bool = True
+    ) -> dict[str, torch.Tensor]:
         """Algorithm 1 lines 10-13: one generator update (``adversarial`` as in :meth:`generator_losses`).
 
         Returns detached device scalars.
@@ -319,7 +343,9 @@ class Trainer:
         d_tensors, d_meta = optimizer_tensors("d_optimizer", self.d_optimizer)
         return {**tensors, **g_tensors, **d_tensors}, {"g_optimizer": g_meta, "d_optimizer": d_meta}
 
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict, critics: bool = True) -> None:
+    def load_state(
+        self, tensors: dict[str, torch.Tensor], meta: dict, critics: bool = True
+    ) -> None:
         """Restore a saved state; ``critics=False`` keeps this trainer's fresh critics and their optimiser."""
         restore_module("generator", self.generator, tensors)
         restore_optimizer("g_optimizer", self.g_optimizer, tensors, meta["g_optimizer"])
@@ -335,7 +361,9 @@ class Trainer:
         except checkpoint.CheckpointError as err:
             raise TrainingError(f"--init-from: {err}") from None
         if source.config != self.recipe.model:
-            raise TrainingError(f"--init-from {path}: its model config differs from the recipe's model section")
+            raise TrainingError(
+                f"--init-from {path}: its model config differs from the recipe's model section"
+            )
         with torch.no_grad():
             for mine, theirs in zip(self.generator.parameters(), source.parameters(), strict=True):
                 mine.copy_(theirs)
@@ -346,7 +374,11 @@ class Trainer:
 
 @torch.no_grad()
 def validate(
-    generator: Generator, images: torch.Tensor, masks: torch.Tensor, batch_size: int, grid_rows: int = 4
+    generator: Generator,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    batch_size: int,
+    grid_rows: int = 4,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Fill the fixed validation set; return mean metrics and an image grid.
 
@@ -362,7 +394,9 @@ def validate(
         x, m = images[start : start + batch_size], masks[start : start + batch_size]
         out = generator(x, m, return_offsets=generator.config.contextual_attention)
         completed = composite(x, out.refined.float(), m)
-        for key, values in metrics.image_metrics(signed_to_unit(completed), signed_to_unit(x), m.double()).items():
+        for key, values in metrics.image_metrics(
+            signed_to_unit(completed), signed_to_unit(x), m.double()
+        ).items():
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
         if len(columns) < grid_rows:
@@ -388,11 +422,15 @@ def validate(
     return means, np.concatenate(columns, axis=0)
 
 
-def _fixed_validation_set(recipe: Recipe, data: Path, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _fixed_validation_set(
+    recipe: Recipe, data: Path, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The first ``schedule.val_images`` of the val split, centre-cropped, with fixed masks."""
     size = recipe.data.image_size
     try:
-        split = InpaintingDataset(data, split=recipe.data.val_split, crop_size=size, random_crop=False, random_flip=False)
+        split = InpaintingDataset(
+            data, split=recipe.data.val_split, crop_size=size, random_crop=False, random_flip=False
+        )
     except (KeyError, ValueError) as err:
         print(f"note: no validation ({err})")
         return None
@@ -401,7 +439,11 @@ def _fixed_validation_set(recipe: Recipe, data: Path, device: torch.device) -> t
         return None
     images = torch.stack([split[i] for i in range(count)]).to(device)
     # A mask set of its own (seed + 1) so the validation holes never coincide with training ones.
-    masks = MaskSampler(recipe.masks, size, size, seed=recipe.schedule.seed + 1).batch(range(count)).to(device)
+    masks = (
+        MaskSampler(recipe.masks, size, size, seed=recipe.schedule.seed + 1)
+        .batch(range(count))
+        .to(device)
+    )
     return images, masks
 
 
@@ -429,9 +471,13 @@ def check_run_folder(data: Path, out: Path, resume: bool, init_from: Path | None
     if not data.is_file():
         raise TrainingError(f"{data}: no such dataset file (make one with `inpaintkit prepare`)")
     if resume and not has_training_state(out):
-        raise TrainingError(f"{out}: no training state to resume from (drop --resume to start a new run)")
+        raise TrainingError(
+            f"{out}: no training state to resume from (drop --resume to start a new run)"
+        )
     if not resume and has_training_state(out):
-        raise TrainingError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+        raise TrainingError(
+            f"{out}: already holds a run; pass --resume to continue it or choose another --out"
+        )
     if resume and init_from is not None:
         raise TrainingError("--init-from starts a new run; it cannot be combined with --resume")
 
@@ -464,7 +510,9 @@ def check_resumable(recipe: Recipe, meta: dict, out: Path) -> None:
         except ConfigError:  # a field the run has is gone from this version
             same = False
         if not same:
-            raise TrainingError(f"{out}: recipe section '{section}' differs from the run's; weights would not fit")
+            raise TrainingError(
+                f"{out}: recipe section '{section}' differs from the run's; weights would not fit"
+            )
     saved_size = saved.get("data", {}).get("image_size", recipe.data.image_size)
     if saved_size != recipe.data.image_size and critics_trained(meta):
         raise TrainingError(
@@ -478,7 +526,9 @@ def start_run(trainer: Trainer, init_from: Path | None, dist_info: Distributed) 
     run = RunState()
     if init_from is not None:
         trainer.init_generator(init_from)
-        run.init_from.append(f"{init_from} (step {checkpoint.read_metadata(init_from).get('step', '?')})")
+        run.init_from.append(
+            f"{init_from} (step {checkpoint.read_metadata(init_from).get('step', '?')})"
+        )
     # Ranks share the initial weights (same seed, then broadcast) but not their noise.
     torch.manual_seed(trainer.recipe.schedule.seed + dist_info.rank)
     return run
@@ -501,7 +551,11 @@ def resume_run(trainer: Trainer, out: Path, dist_info: Distributed) -> RunState:
         init_from=list(meta.get("init_from", [])),
         seconds_before=float(meta.get("train_seconds", 0.0)),
     )
-    own = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.rank{dist_info.rank}.")}
+    own = {
+        k.split(".", 2)[2]: v
+        for k, v in tensors.items()
+        if k.startswith(f"rng.rank{dist_info.rank}.")
+    }
     if own and meta.get("world") == dist_info.world:
         restore_rng(own, trainer.device)
     else:
@@ -516,9 +570,13 @@ def open_images(recipe: Recipe, data: Path) -> InpaintingDataset:
     """The train split of ``data`` as uint8 crops of ``data.image_size`` (a :class:`TrainingError` if unusable)."""
     try:
         images = InpaintingDataset(
-            data, split="train", crop_size=recipe.data.image_size, random_crop=recipe.data.random_crop,
-            random_flip=recipe.data.random_flip, dtype="uint8",
-        )  # fmt: skip
+            data,
+            split="train",
+            crop_size=recipe.data.image_size,
+            random_crop=recipe.data.random_crop,
+            random_flip=recipe.data.random_flip,
+            dtype="uint8",
+        )
     except (ValueError, OSError) as err:
         message = str(err)
         raise TrainingError(message if str(data) in message else f"{data}: {message}") from None
@@ -537,7 +595,9 @@ def batch_stream(
     """
     recipe = trainer.recipe
     seed, size, workers = recipe.schedule.seed, recipe.data.image_size, recipe.data.num_workers
-    samples = TrainingSamples(images, MaskSampler(recipe.masks, size, size, seed), seed, dist_info.rank, dist_info.world)
+    samples = TrainingSamples(
+        images, MaskSampler(recipe.masks, size, size, seed), seed, dist_info.rank, dist_info.world
+    )
     loader = DataLoader(
         samples,
         batch_size=recipe.data.batch_size,
@@ -602,7 +662,9 @@ class TrainLog:
                 self.validation = _fixed_validation_set(recipe, data, device)
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(out / "logs"), purge_step=run.step + 1 if resume else None)
+            self.writer = SummaryWriter(
+                log_dir=str(out / "logs"), purge_step=run.step + 1 if resume else None
+            )
         self.clock, self.clock_step = time.perf_counter(), run.step  # for the steps per second
         if progress and dist_info.main:
             from rich.progress import (
@@ -613,9 +675,16 @@ class TrainLog:
                 TimeRemainingColumn,
             )
 
-            self.bar = Progress(TextColumn(f"[bold]{recipe.name}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"))  # fmt: skip
-            self.task = self.bar.add_task("train", total=recipe.schedule.steps, completed=run.step, info="")
+            self.bar = Progress(
+                TextColumn(f"[bold]{recipe.name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+            )
+            self.task = self.bar.add_task(
+                "train", total=recipe.schedule.steps, completed=run.step, info=""
+            )
 
     def __enter__(self) -> TrainLog:
         if self.bar is not None:
@@ -641,30 +710,42 @@ class TrainLog:
         self.clock, self.clock_step = now, step
         # Means over the interval; a phase change inside it gives keys fewer counts.
         values = torch.stack([v.float() for v in self.sums.values()]).cpu().tolist()
-        means = {key: value / self.counts[key] for key, value in zip(self.sums, values, strict=True)}
+        means = {
+            key: value / self.counts[key] for key, value in zip(self.sums, values, strict=True)
+        }
         if self.writer is not None:
             for key, value in means.items():
                 self.writer.add_scalar(key, value, step)
             self.writer.add_scalar("speed/iterations_per_second", rate, step)
         if self.bar is not None:
             phase = "" if adversarial else "warm-up  "
-            self.bar.update(self.task, info=f"{phase}G {means['generator/loss']:.4f}  {rate:.2f} it/s")
+            self.bar.update(
+                self.task, info=f"{phase}G {means['generator/loss']:.4f}  {rate:.2f} it/s"
+            )
         self.sums, self.counts = {}, {}
 
     def validate(self, run: RunState, generator: Generator) -> None:
         """On validation and image steps: metrics to TensorBoard and ``validation.jsonl``, the image grid."""
         schedule, step = self.recipe.schedule, run.step
-        if self.validation is None or (step % schedule.val_every != 0 and step % schedule.image_every != 0):
+        if self.validation is None or (
+            step % schedule.val_every != 0 and step % schedule.image_every != 0
+        ):
             return
         val_means, grid = validate(generator, *self.validation, self.recipe.data.batch_size)
         if step % schedule.val_every == 0:
             for key, value in val_means.items():
                 self.writer.add_scalar(f"validation/{key}", value, step)
-            record = {"step": step, "samples": run.samples_per_rank * self.dist_info.world,
-                      "train_seconds": round(run.train_seconds(), 1), **val_means}  # fmt: skip
+            record = {
+                "step": step,
+                "samples": run.samples_per_rank * self.dist_info.world,
+                "train_seconds": round(run.train_seconds(), 1),
+                **val_means,
+            }
             _append_line(self.out / VALIDATION_LOG, json.dumps(record))
         if step % schedule.image_every == 0:
-            self.writer.add_image("input|coarse|refined|attention|truth", grid, step, dataformats="HWC")
+            self.writer.add_image(
+                "input|coarse|refined|attention|truth", grid, step, dataformats="HWC"
+            )
 
     def advance(self, step: int) -> None:
         """Move the progress bar to ``step``."""
@@ -709,7 +790,9 @@ class LossGuard:
         self.checked = step
 
 
-def save(out: Path, trainer: Trainer, run: RunState, guard: LossGuard, dist_info: Distributed) -> None:
+def save(
+    out: Path, trainer: Trainer, run: RunState, guard: LossGuard, dist_info: Distributed
+) -> None:
     """Save the run at ``run.step``: the full training state and the generator (collective when world > 1).
 
     Checks the losses first, so a NaN never overwrites the last good state. Every rank's random
@@ -723,17 +806,25 @@ def save(out: Path, trainer: Trainer, run: RunState, guard: LossGuard, dist_info
     tensors.update(gather_rng(dist_info, trainer.device))
     if dist_info.main:
         meta.update(
-            samples_per_rank=run.samples_per_rank, world=dist_info.world, recipe=to_dict(recipe),
-            init_from=run.init_from, train_seconds=run.train_seconds(),
-        )  # fmt: skip
+            samples_per_rank=run.samples_per_rank,
+            world=dist_info.world,
+            recipe=to_dict(recipe),
+            init_from=run.init_from,
+            train_seconds=run.train_seconds(),
+        )
         save_training_state(out, run.step, tensors, meta)
-        metadata = {"recipe": recipe_to_yaml(recipe), "step": str(run.step),
-                    "samples": str(run.samples_per_rank * dist_info.world),
-                    "train_seconds": f"{meta['train_seconds']:.0f}"}  # fmt: skip
+        metadata = {
+            "recipe": recipe_to_yaml(recipe),
+            "step": str(run.step),
+            "samples": str(run.samples_per_rank * dist_info.world),
+            "train_seconds": f"{meta['train_seconds']:.0f}",
+        }
         checkpoint.save_generator(out / GENERATOR_FILE, trainer.generator, metadata=metadata)
         keep_every = recipe.schedule.keep_every
         if keep_every and run.step % keep_every == 0:
-            checkpoint.save_generator(out / f"generator-{run.step:08d}.safetensors", trainer.generator, metadata=metadata)
+            checkpoint.save_generator(
+                out / f"generator-{run.step:08d}.safetensors", trainer.generator, metadata=metadata
+            )
     dist_info.barrier()
     guard.last_good = run.step
 
@@ -792,7 +883,9 @@ def train(
     dist_info, torch_device = init_distributed(_uses_cuda(device))
     try:
         init_path = None if init_from is None else Path(init_from)
-        return _train(recipe, Path(data), Path(out), resume, init_path, dist_info, torch_device, progress)
+        return _train(
+            recipe, Path(data), Path(out), resume, init_path, dist_info, torch_device, progress
+        )
     finally:
         dist_info.close()
 

@@ -41,7 +41,9 @@ def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tens
     return {f"{prefix}.{k}": v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
-def restore_module(prefix: str, module: torch.nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
+def restore_module(
+    prefix: str, module: torch.nn.Module, tensors: Mapping[str, torch.Tensor]
+) -> None:
     """Load the ``prefix.`` tensors saved by :func:`module_tensors` (strict: every key must match)."""
     start = f"{prefix}."
     state = {k[len(start) :]: v for k, v in tensors.items() if k.startswith(start)}
@@ -49,10 +51,14 @@ def restore_module(prefix: str, module: torch.nn.Module, tensors: Mapping[str, t
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise TrainingStateError(f"{prefix}: saved weights do not fit this network ({first})") from None
+        raise TrainingStateError(
+            f"{prefix}: saved weights do not fit this network ({first})"
+        ) from None
 
 
-def optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def optimizer_tensors(
+    prefix: str, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """An optimiser's state split into tensors (``prefix.state.I.KEY``) and JSON-safe values."""
     state_dict = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -63,12 +69,18 @@ def optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[di
                 tensors[f"{prefix}.state.{index}.{key}"] = value.detach().cpu().clone()
             else:
                 scalars.setdefault(str(index), {})[key] = value
-    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state_dict["param_groups"]]
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
+        for g in state_dict["param_groups"]
+    ]
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
 def restore_optimizer(
-    prefix: str, optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+    prefix: str,
+    optimizer: torch.optim.Optimizer,
+    tensors: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
 ) -> None:
     """Inverse of :func:`optimizer_tensors`; moments are moved to their parameters' devices."""
     state: dict[int, dict[str, Any]] = {}
@@ -79,7 +91,9 @@ def restore_optimizer(
             state.setdefault(int(index), {})[key] = value
     for index, entry in meta.get("scalars", {}).items():
         state.setdefault(int(index), {}).update(entry)
-    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    groups = [
+        {k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]
+    ]
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError) as err:
@@ -128,7 +142,9 @@ def restore_rng(tensors: Mapping[str, torch.Tensor], device: torch.device | None
 # --------------------------------------------------------------------------- files
 
 
-def save_training_state(folder: str | Path, step: int, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
+def save_training_state(
+    folder: str | Path, step: int, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+) -> Path:
     """Write ``state-STEP.safetensors`` then ``training_state.json`` (both atomic); drop older states.
 
     Returns the JSON path. ``meta`` must be JSON-serialisable; ``step`` is stored in both files
@@ -162,19 +178,31 @@ def load_training_state(folder: str | Path) -> tuple[dict[str, torch.Tensor], di
         raise TrainingStateError(f"{json_path}: no training state to resume from") from None
     except (OSError, json.JSONDecodeError) as err:
         raise TrainingStateError(f"{json_path}: unreadable training state ({err})") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int) or not isinstance(meta.get("tensors"), str):
-        raise TrainingStateError(f"{json_path}: malformed training state (no step or tensors entry)")
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("step"), int)
+        or not isinstance(meta.get("tensors"), str)
+    ):
+        raise TrainingStateError(
+            f"{json_path}: malformed training state (no step or tensors entry)"
+        )
     tensor_path = folder / meta["tensors"]
     if not _STATE_FILE.match(tensor_path.name):
-        raise TrainingStateError(f"{json_path}: tensors entry {meta['tensors']!r} is not a state file name")
+        raise TrainingStateError(
+            f"{json_path}: tensors entry {meta['tensors']!r} is not a state file name"
+        )
     try:
         tensors = load_file(str(tensor_path), device="cpu")
         with safe_open(str(tensor_path), framework="pt") as handle:
             saved_step = (handle.metadata() or {}).get("step")
     except FileNotFoundError:
-        raise TrainingStateError(f"{tensor_path}: tensors of the training state are missing") from None
+        raise TrainingStateError(
+            f"{tensor_path}: tensors of the training state are missing"
+        ) from None
     except (SafetensorError, OSError) as err:
         raise TrainingStateError(f"{tensor_path}: unreadable training state ({err})") from None
     if saved_step != str(meta["step"]):
-        raise TrainingStateError(f"{tensor_path}: holds step {saved_step}, {json_path.name} says {meta['step']}")
+        raise TrainingStateError(
+            f"{tensor_path}: holds step {saved_step}, {json_path.name} says {meta['step']}"
+        )
     return tensors, meta

@@ -45,7 +45,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return _coerce(value, arg, path)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{path}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(
+            errors[0] if errors else f"{path}: expected {_type_name(tp)}, got {value!r}"
+        )
     if origin is Literal:
         if value in args:
             return value
@@ -58,7 +60,10 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=False)))
+            return tuple(
+                _coerce(v, a, f"{path}[{i}]")
+                for i, (v, a) in enumerate(zip(value, args, strict=False))
+            )
         item = args[0] if args else Any
         items = [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items

@@ -34,5 +34,10 @@ def test_command_summaries_are_whole_and_quiet_is_spelled_one_way():
     for line in commands:  # Click cuts a long first docstring line with "..." or mid-sentence
         assert line.endswith(".") and not line.endswith("..."), line
     for name, command in main.commands.items():
-        visible = {opt for param in command.params if not getattr(param, "hidden", False) for opt in param.opts}
+        visible = {
+            opt
+            for param in command.params
+            if not getattr(param, "hidden", False)
+            for opt in param.opts
+        }
         assert "--quiet" in visible and "--no-progress" not in visible, name

@@ -31,23 +31,50 @@ def test_every_recipe_loads_and_round_trips(path):
 
 def test_paper_values_and_baselines():
     full = load_recipe(RECIPES / "places2.yaml")
-    assert (full.loss.l1_loss_alpha, full.loss.ae_loss_alpha, full.loss.coarse_l1_alpha) == (1.2, 1.2, 1.2)
-    assert (full.loss.gan_loss_alpha, full.loss.wgan_gp_lambda, full.loss.global_wgan_loss_alpha) == (0.001, 10.0, 1.0)
-    assert (full.optimizer.lr, full.optimizer.betas, full.optimizer.critic_steps) == (1e-4, (0.5, 0.9), 5)
+    assert (full.loss.l1_loss_alpha, full.loss.ae_loss_alpha, full.loss.coarse_l1_alpha) == (
+        1.2,
+        1.2,
+        1.2,
+    )
+    assert (
+        full.loss.gan_loss_alpha,
+        full.loss.wgan_gp_lambda,
+        full.loss.global_wgan_loss_alpha,
+    ) == (0.001, 10.0, 1.0)
+    assert (full.optimizer.lr, full.optimizer.betas, full.optimizer.critic_steps) == (
+        1e-4,
+        (0.5, 0.9),
+        5,
+    )
     assert (full.data.batch_size, full.data.image_size) == (16, 256)
     assert full == Recipe()  # the dataclass defaults are the paper's recipe, spelled out in YAML
     for dataset in ("places2", "celeba", "celebahq", "dtd", "imagenet"):
-        a, b = to_dict(load_recipe(RECIPES / f"{dataset}.yaml")), to_dict(load_recipe(RECIPES / f"{dataset}-baseline.yaml"))
+        a, b = (
+            to_dict(load_recipe(RECIPES / f"{dataset}.yaml")),
+            to_dict(load_recipe(RECIPES / f"{dataset}-baseline.yaml")),
+        )
         assert a["model"].pop("contextual_attention") and not b["model"].pop("contextual_attention")
         assert b.pop("name") == f"{dataset}-baseline" and a.pop("name") == dataset
         assert a == b
 
 
 def test_overrides_are_typed():
-    recipe = load_recipe(RECIPES / "tiny.yaml", ["loss.gan_loss_alpha=2e-3", "optimizer.betas=[0.1, 0.2]",
-                                                 "data.random_flip=false", "schedule.steps=1_000", "masks.kind=mixed"])  # fmt: skip
+    recipe = load_recipe(
+        RECIPES / "tiny.yaml",
+        [
+            "loss.gan_loss_alpha=2e-3",
+            "optimizer.betas=[0.1, 0.2]",
+            "data.random_flip=false",
+            "schedule.steps=1_000",
+            "masks.kind=mixed",
+        ],
+    )
     assert recipe.loss.gan_loss_alpha == 0.002 and recipe.optimizer.betas == (0.1, 0.2)
-    assert recipe.data.random_flip is False and recipe.schedule.steps == 1000 and recipe.masks.kind == "mixed"
+    assert (
+        recipe.data.random_flip is False
+        and recipe.schedule.steps == 1000
+        and recipe.masks.kind == "mixed"
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,7 +112,9 @@ def test_file_errors_name_the_file_and_key(tmp_path):
 
 
 def test_base_include_merges_sections(tmp_path):
-    (tmp_path / "base.yaml").write_text("name: base\ndata:\n  batch_size: 4\n  image_size: 64\ncritics:\n  local_size: 32\n")
+    (tmp_path / "base.yaml").write_text(
+        "name: base\ndata:\n  batch_size: 4\n  image_size: 64\ncritics:\n  local_size: 32\n"
+    )
     (tmp_path / "top.yaml").write_text("base: base.yaml\nname: top\ndata:\n  batch_size: 8\n")
     recipe = load_recipe(tmp_path / "top.yaml")
     assert (recipe.name, recipe.data.batch_size, recipe.data.image_size) == ("top", 8, 64)
@@ -103,7 +132,9 @@ def test_recipes_ship_in_the_package_and_resolve_by_name(tmp_path, monkeypatch):
     own = tmp_path / "places2.yaml"
     own.write_text("base: " + str(RECIPE_DIR / "places2.yaml") + "\nname: mine\n")
     assert load_recipe("places2.yaml").name == "mine"
-    with pytest.raises(ConfigError, match="no such recipe file, nor a packaged recipe .*places2.*tiny"):
+    with pytest.raises(
+        ConfigError, match="no such recipe file, nor a packaged recipe .*places2.*tiny"
+    ):
         resolve_recipe("nosuch")
     with pytest.raises(ConfigError, match="nor a packaged recipe"):
         resolve_recipe("sub/tiny.yaml")  # a path that does not exist is not looked up by name
@@ -111,7 +142,11 @@ def test_recipes_ship_in_the_package_and_resolve_by_name(tmp_path, monkeypatch):
 
 def test_every_packaged_recipe_has_a_one_line_description():
     recipes = packaged_recipes()
-    assert set(recipes) == {p.stem for p in RECIPE_DIR.glob("*.yaml")} >= {"places2", "default", "tiny"}
+    assert (
+        set(recipes)
+        == {p.stem for p in RECIPE_DIR.glob("*.yaml")}
+        >= {"places2", "default", "tiny"}
+    )
     for name, description in recipes.items():
         assert description and description.endswith(".") and "\n" not in description, name
 
@@ -133,8 +168,22 @@ def test_train_cli_lists_recipes_and_takes_steps_and_batch_size(monkeypatch):
         raise cli_train.TrainingError("stop here")
 
     monkeypatch.setattr(cli_train, "train", fake_train)
-    result = CliRunner().invoke(main, ["train", "tiny", "optimizer.lr=0.5", "--data", __file__, "--out", "x",
-                                       "--steps", "17", "--batch-size", "3"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "tiny",
+            "optimizer.lr=0.5",
+            "--data",
+            __file__,
+            "--out",
+            "x",
+            "--steps",
+            "17",
+            "--batch-size",
+            "3",
+        ],
+    )
     assert result.exit_code == 1 and "stop here" in result.output
     recipe = seen["recipe"]
     assert (recipe.schedule.steps, recipe.data.batch_size, recipe.optimizer.lr) == (17, 3, 0.5)

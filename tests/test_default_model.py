@@ -56,8 +56,19 @@ def test_default_model_beats_the_mean_colour_floor_on_the_examples():
 def test_readme_fill_command_uses_the_default_model(tmp_path):
     """README's first command, minus the install: no --method, no --checkpoint."""
     out = tmp_path / "filled"
-    result = CliRunner().invoke(main, ["fill", str(EXAMPLES / "images"), "--masks", str(EXAMPLES / "masks"),
-                                       "-o", str(out), "--format", "png"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "fill",
+            str(EXAMPLES / "images"),
+            "--masks",
+            str(EXAMPLES / "masks"),
+            "-o",
+            str(out),
+            "--format",
+            "png",
+        ],
+    )
     assert result.exit_code == 0, result.output
     for image_path in sorted((EXAMPLES / "images").iterdir()):
         filled = read_rgb(out / f"{image_path.stem}.png")

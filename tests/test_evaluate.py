@@ -47,7 +47,9 @@ def photos(tmp_path_factory) -> Path:
     for name in PHOTOS:
         image = Image.fromarray(getattr(skimage.data, name)())
         scale = 48 / min(image.size)
-        image.resize((round(image.width * scale), round(image.height * scale))).save(folder / f"{name}.png")
+        image.resize((round(image.width * scale), round(image.height * scale))).save(
+            folder / f"{name}.png"
+        )
     return folder
 
 
@@ -89,7 +91,9 @@ def test_results_agree_with_metrics_computed_directly(photos, tmp_path) -> None:
         assert hole.shape == (SIZE, SIZE) and 0 < hole.mean() < 1
         x, m = image_to_tensor(image), mask_to_tensor(hole)
         filled = MeanColorMethod()(composite(x, torch.zeros_like(x), m), m)
-        expected = image_metrics(uint8_to_unit(tensor_to_image(filled)), uint8_to_unit(image), m.double())
+        expected = image_metrics(
+            uint8_to_unit(tensor_to_image(filled)), uint8_to_unit(image), m.double()
+        )
         for spec in METRICS:
             assert row[spec.key] == pytest.approx(expected[spec.key].item(), rel=1e-9), spec.key
     # Summary = mean and population std of the per-image rows; the CSV says the same.
@@ -100,10 +104,15 @@ def test_results_agree_with_metrics_computed_directly(photos, tmp_path) -> None:
     with open(out / "metrics.csv", newline="") as f:
         lines = list(csv.DictReader(f))
     means = {line["method"]: line for line in lines if line["row"] == "mean"}
-    assert float(means["biharmonic"]["l1"]) == pytest.approx(data["summary"]["biharmonic"]["l1"]["mean"])
+    assert float(means["biharmonic"]["l1"]) == pytest.approx(
+        data["summary"]["biharmonic"]["l1"]["mean"]
+    )
     assert sum(line["row"] == "image" for line in lines) == 8
     # Floors are floors: diffusion beats a flat colour on this smooth-ish content on average.
-    assert data["summary"]["biharmonic"]["hole_l2"]["mean"] < data["summary"]["mean-color"]["hole_l2"]["mean"]
+    assert (
+        data["summary"]["biharmonic"]["hole_l2"]["mean"]
+        < data["summary"]["mean-color"]["hole_l2"]["mean"]
+    )
 
 
 def test_sheet_has_one_tile_per_sample_and_column(photos, tmp_path) -> None:
@@ -148,16 +157,28 @@ def test_resume_skips_finished_work_and_recovers_a_cut_line(photos, tmp_path) ->
 
 def test_masks_are_written_and_reused_by_another_run(photos, tmp_path) -> None:
     first = tmp_path / "first"
-    evaluate(options(photos, first, mask_kind="freeform", seed=3), {"mean-color": MeanColorMethod()}, progress=False)
+    evaluate(
+        options(photos, first, mask_kind="freeform", seed=3),
+        {"mean-color": MeanColorMethod()},
+        progress=False,
+    )
     masks = sorted(p.name for p in (first / "masks").iterdir())
     assert masks == sorted(f"{name}.png" for name in PHOTOS)
     second = tmp_path / "second"
-    evaluate(options(photos, second, masks=first / "masks"), {"mean-color": MeanColorMethod()}, progress=False)
+    evaluate(
+        options(photos, second, masks=first / "masks"),
+        {"mean-color": MeanColorMethod()},
+        progress=False,
+    )
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(read_log(first)) == strip(read_log(second))
     # A different mask set must not be mixed into the first report folder.
     with pytest.raises(EvaluateError, match="seed"):
-        evaluate(options(photos, first, mask_kind="freeform", seed=4), {"mean-color": MeanColorMethod()}, progress=False)
+        evaluate(
+            options(photos, first, mask_kind="freeform", seed=4),
+            {"mean-color": MeanColorMethod()},
+            progress=False,
+        )
 
 
 def test_identity_on_empty_masks_has_zero_error(photos, tmp_path) -> None:
@@ -178,7 +199,9 @@ def test_identity_on_empty_masks_has_zero_error(photos, tmp_path) -> None:
 
 def test_identity_is_penalised_in_the_hole(photos, tmp_path) -> None:
     # The method sees erased holes (0 in [-1, 1] = mid-grey), never the ground truth.
-    result = evaluate(options(photos, tmp_path / "r", limit=1), {"identity": Identity()}, progress=False)
+    result = evaluate(
+        options(photos, tmp_path / "r", limit=1), {"identity": Identity()}, progress=False
+    )
     assert result.summary["identity"].metrics["hole_l1"].mean > 5.0
 
 
@@ -187,7 +210,11 @@ def test_missing_mask_is_skipped_with_its_name(photos, tmp_path) -> None:
     masks.mkdir()
     Image.fromarray(np.full((SIZE, SIZE), 255, np.uint8)).save(masks / "astronaut.png")
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(masks / "chelsea_mask.png")  # wrong size
-    result = evaluate(options(photos, tmp_path / "r", masks=masks), {"mean-color": MeanColorMethod()}, progress=False)
+    result = evaluate(
+        options(photos, tmp_path / "r", masks=masks),
+        {"mean-color": MeanColorMethod()},
+        progress=False,
+    )
     reasons = dict(result.skipped)
     assert set(reasons) == {"chelsea.png", "coffee.png", "rocket.png"}
     assert "5x5" in reasons["chelsea.png"] and "no mask found" in reasons["coffee.png"]
@@ -210,11 +237,29 @@ def test_hdf5_split(photos, tmp_path) -> None:
 
 def test_cli(photos, tmp_path) -> None:
     out = tmp_path / "report"
-    args = ["evaluate", str(photos), "-o", str(out), "--size", str(SIZE), "--limit", "2", "--samples", "1", "--quiet"]
+    args = [
+        "evaluate",
+        str(photos),
+        "-o",
+        str(out),
+        "--size",
+        str(SIZE),
+        "--limit",
+        "2",
+        "--samples",
+        "1",
+        "--quiet",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "mean-color" in result.output and "biharmonic" in result.output
-    for name in ("metrics.json", "metrics.csv", "comparison.png", "comparison.html", "results.jsonl"):
+    for name in (
+        "metrics.json",
+        "metrics.csv",
+        "comparison.png",
+        "comparison.html",
+        "results.jsonl",
+    ):
         assert (out / name).is_file()
     nothing = CliRunner().invoke(main, ["evaluate", str(photos), "-o", str(out), "--no-floors"])
     assert nothing.exit_code != 0 and "nothing to evaluate" in nothing.output
@@ -259,12 +304,34 @@ def test_checkpoints_are_named_by_stem_run_folder_or_explicitly(photos, tmp_path
     assert name_checkpoints([tmp_path / "runs" / "a" / "patchmatch.safetensors"])[0][0] == "a"
     # The command line: FILE and NAME=FILE.
     out = tmp_path / "cli"
-    result = CliRunner().invoke(main, ["evaluate", str(photos), "-o", str(out), "--size", str(SIZE), "--limit", "1",
-                                       "--samples", "0", "--no-floors", "--quiet", "--device", "cpu",
-                                       "--checkpoint", str(a), "--checkpoint", f"mine={b}"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(photos),
+            "-o",
+            str(out),
+            "--size",
+            str(SIZE),
+            "--limit",
+            "1",
+            "--samples",
+            "0",
+            "--no-floors",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--checkpoint",
+            str(a),
+            "--checkpoint",
+            f"mine={b}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["config"]["methods"] == ["a", "mine"]
-    missing = CliRunner().invoke(main, ["evaluate", str(photos), "-o", str(out), "--checkpoint", "x=nope.safetensors"])
+    missing = CliRunner().invoke(
+        main, ["evaluate", str(photos), "-o", str(out), "--checkpoint", "x=nope.safetensors"]
+    )
     assert missing.exit_code == 2 and "nope.safetensors: no such file" in missing.output
 
 
@@ -278,7 +345,9 @@ def test_hdf5_without_val_falls_back_to_train_unless_split_is_given(photos, tmp_
     (note,) = [line for line in fallback.stderr.splitlines() if "no val split" in line]
     assert "evaluating its 4 train images" in note
     assert json.loads((tmp_path / "r1" / "evaluation.json").read_text())["split"] == "train"
-    asked = CliRunner().invoke(main, [*args, "--split", "val", "--no-progress", "-o", str(tmp_path / "r2")])
+    asked = CliRunner().invoke(
+        main, [*args, "--split", "val", "--no-progress", "-o", str(tmp_path / "r2")]
+    )
     assert asked.exit_code == 1
     (line,) = [line for line in asked.stderr.splitlines() if line.startswith("Error: ")]
     assert f"{h5}: split 'val' is empty" in line
@@ -294,7 +363,9 @@ def test_a_method_failing_on_one_image_skips_that_image_not_the_run(photos, tmp_
     hole = np.zeros((SIZE, SIZE), np.uint8)
     hole[8:20, 8:20] = 255
     for name in PHOTOS:
-        Image.fromarray(np.full_like(hole, 255) if name == "astronaut" else hole).save(masks / f"{name}.png")
+        Image.fromarray(np.full_like(hole, 255) if name == "astronaut" else hole).save(
+            masks / f"{name}.png"
+        )
     out = tmp_path / "r"
     methods = build_methods(patchmatch=True, floors=True, device="cpu")
     result = evaluate(options(photos, out, masks=masks, limit=2), methods, progress=False)

@@ -408,9 +408,21 @@ def test_attention_with_a_baseline_checkpoint_is_refused(tmp_path):
     save_generator(checkpoint, Generator(GeneratorConfig(channels=4, contextual_attention=False)))
     Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
     Image.new("L", (16, 16), 255).save(tmp_path / "m.png")
-    result = CliRunner().invoke(main, ["fill", str(tmp_path / "a.png"), "--masks", str(tmp_path / "m.png"),
-                                       "-o", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
-                                       "--attention", str(tmp_path / "att")])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "fill",
+            str(tmp_path / "a.png"),
+            "--masks",
+            str(tmp_path / "m.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "--checkpoint",
+            str(checkpoint),
+            "--attention",
+            str(tmp_path / "att"),
+        ],
+    )
     assert result.exit_code == 2 and "without contextual attention" in result.output
     assert not (tmp_path / "out").exists()
 
@@ -446,25 +458,50 @@ def test_sigint_exits_130_saying_how_much_is_done_and_a_rerun_continues(tmp_path
         save(tmp_path / "images" / f"{i:02d}.png", Image.fromarray(photo(64, 64, y=3 * i, x=5 * i)))
     save_mask(tmp_path / "mask.png", hole_mask(64, 64))
     out = tmp_path / "out"
-    args = [str(tmp_path / "images"), "--masks", str(tmp_path / "mask.png"), "-o", str(out),
-            "--method", "patchmatch", "--device", "cpu", "--workers", "1", "--batch-size", "1"]  # fmt: skip
+    args = [
+        str(tmp_path / "images"),
+        "--masks",
+        str(tmp_path / "mask.png"),
+        "-o",
+        str(out),
+        "--method",
+        "patchmatch",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+        "--batch-size",
+        "1",
+    ]
     proc = subprocess.Popen(
         [sys.executable, "-c", "from inpaintkit.cli import main; main()", "fill", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 60
-    while not (out.is_dir() and any(out.glob("*.png"))) and proc.poll() is None and time.monotonic() < deadline:
+    while (
+        not (out.is_dir() and any(out.glob("*.png")))
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGINT, output
     written = sorted(p for p in out.iterdir() if not is_temporary(p))
     assert 0 < len(written) < count, "the run finished before the signal; give it more images"
-    assert f"Interrupted: {len(written)} of {count} done; re-run the same command to continue" in output
+    assert (
+        f"Interrupted: {len(written)} of {count} done; re-run the same command to continue"
+        in output
+    )
     assert "Aborted" not in output and not temporaries(out)
     for path in written:  # complete files
         assert np.asarray(Image.open(path)).shape == (64, 64, 3)
     result = CliRunner().invoke(fill_command, args)
     assert result.exit_code == 0, result.output
-    assert f"filled {count - len(written)}, skipped {len(written)} (already done), failed 0" in result.output
+    assert (
+        f"filled {count - len(written)}, skipped {len(written)} (already done), failed 0"
+        in result.output
+    )

@@ -163,8 +163,13 @@ def test_file_masks(tmp_path):
         assert mask[k * 10 : k * 10 + 5].all() and mask.sum() == 5 * 60
     resized = generate_mask(config, 80, 120, 0, 1)
     assert resized.shape == (80, 120) and resized[20:30].all() and resized.sum() == 10 * 120
-    inverted = generate_mask(MaskConfig(kind="file", mask_files=(str(tmp_path / "m0.png"),),
-                                        invert_mask_files=True), 40, 60, 0, 0)  # fmt: skip
+    inverted = generate_mask(
+        MaskConfig(kind="file", mask_files=(str(tmp_path / "m0.png"),), invert_mask_files=True),
+        40,
+        60,
+        0,
+        0,
+    )
     assert inverted.sum() == 35 * 60
 
 

@@ -176,7 +176,9 @@ def test_deepfill_matches_the_generator_and_gives_offsets(tiny_checkpoint) -> No
 def test_deepfill_autocast_and_channels_last_keep_known_pixels(tiny_checkpoint) -> None:
     path, _ = tiny_checkpoint
     images, masks = random_batch(1, 16, 24, seed=2)
-    reference = DeepFillMethod(path, device="cpu", precision="fp32", channels_last=False)(images, masks)
+    reference = DeepFillMethod(path, device="cpu", precision="fp32", channels_last=False)(
+        images, masks
+    )
     fast = DeepFillMethod(path, device="cpu", precision="bf16", channels_last=True)(images, masks)
     assert fast.dtype == torch.float32
     assert torch.equal(known(fast, masks), known(images, masks))

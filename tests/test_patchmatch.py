@@ -45,7 +45,9 @@ def brute_force_nnf(target, source, radius, valid=None):
     for ty in range(target.shape[0]):
         for tx in range(target.shape[1]):
             for sy, sx in zip(*np.nonzero(valid), strict=True):
-                best[ty, tx] = min(best[ty, tx], reference_distance(target, source, ty, tx, sy, sx, radius))
+                best[ty, tx] = min(
+                    best[ty, tx], reference_distance(target, source, ty, tx, sy, sx, radius)
+                )
     return best
 
 
@@ -82,7 +84,9 @@ def random_field(hole, targets, radius, rng):
 def textured(height, width, seed=0):
     """A smooth-ish RGB test picture cut from a bundled photo (not noise, so matches are meaningful)."""
     photo = data.coffee()
-    return np.ascontiguousarray(photo[100 + seed: 100 + seed + 4 * height: 4, 100: 100 + 4 * width: 4])
+    return np.ascontiguousarray(
+        photo[100 + seed : 100 + seed + 4 * height : 4, 100 : 100 + 4 * width : 4]
+    )
 
 
 # ---------------------------------------------------------------- nearest-neighbour field
@@ -95,7 +99,9 @@ def test_shifted_copy_converges_to_brute_force(backend, patch_size):
     source = rng.integers(0, 256, size=(13, 12, 3)).astype(np.float32)
     target = source[3:11, 2:10]  # a shifted copy: every target patch has an exact match
     radius = patch_size // 2
-    nnf, dist = nearest_neighbor_field(target, source, patch_size, iterations=4, seed=0, backend=backend)
+    nnf, dist = nearest_neighbor_field(
+        target, source, patch_size, iterations=4, seed=0, backend=backend
+    )
     expected = brute_force_nnf(target, source, radius)
     assert np.allclose(expected, 0.0)
     np.testing.assert_allclose(dist, expected, atol=1e-4)
@@ -111,8 +117,9 @@ def test_field_distances_are_true_and_never_beat_brute_force(backend):
     target = rng.integers(0, 256, size=(7, 8, 3)).astype(np.float32)
     source = rng.integers(0, 256, size=(9, 10, 3)).astype(np.float32)
     allowed = rng.random((9, 10)) > 0.3
-    nnf, dist = nearest_neighbor_field(target, source, 3, iterations=3, seed=5, source_valid=allowed,
-                                       backend=backend)
+    nnf, dist = nearest_neighbor_field(
+        target, source, 3, iterations=3, seed=5, source_valid=allowed, backend=backend
+    )
     valid = valid_centres(np.zeros((9, 10), dtype=bool), 1) & allowed
     minimum = brute_force_nnf(target, source, 1, valid)
     for ty in range(7):
@@ -134,8 +141,14 @@ def test_batched_distance_matches_reference():
     ys, xs = np.nonzero(valid)
     pick = rng.integers(0, ys.size, size=len(patches))
     rows = torch.arange(len(patches))
-    got = batched._distance(torch.from_numpy(target), torch.from_numpy(source), patches, rows,
-                            torch.from_numpy(ys[pick]), torch.from_numpy(xs[pick]))
+    got = batched._distance(
+        torch.from_numpy(target),
+        torch.from_numpy(source),
+        patches,
+        rows,
+        torch.from_numpy(ys[pick]),
+        torch.from_numpy(xs[pick]),
+    )
     ty, tx = np.nonzero(targets)
     for k in range(len(patches)):
         want = reference_distance(target, source, ty[k], tx[k], ys[pick[k]], xs[pick[k]], 2)
@@ -175,9 +188,15 @@ def test_votes_match_reference(best_only):
     patches = batched._Targets(targets, radius, torch.device("cpu"))
     ty, tx = np.nonzero(targets)
     hole_pixels = torch.from_numpy(np.flatnonzero(hole))
-    values = batched._vote(torch.from_numpy(image), hole_pixels, patches,
-                           torch.from_numpy(nnf[ty, tx]).long(), torch.from_numpy(dist[ty, tx]),
-                           torch.from_numpy(weight[ty, tx]), best_only)
+    values = batched._vote(
+        torch.from_numpy(image),
+        hole_pixels,
+        patches,
+        torch.from_numpy(nnf[ty, tx]).long(),
+        torch.from_numpy(dist[ty, tx]),
+        torch.from_numpy(weight[ty, tx]),
+        best_only,
+    )
     np.testing.assert_allclose(values.numpy(), want[hole], rtol=1e-5, atol=1e-3)
 
 
@@ -193,7 +212,9 @@ def test_downsample_matches_reference():
             known = [c for c in children if not hole[c]]
             assert coarse_hole[y, x] == (len(known) < 4)
             if known:
-                np.testing.assert_allclose(coarse[y, x], np.mean([image[c] for c in known], axis=0), rtol=1e-5)
+                np.testing.assert_allclose(
+                    coarse[y, x], np.mean([image[c] for c in known], axis=0), rtol=1e-5
+                )
 
 
 def test_valid_centres_and_upsampled_field():
@@ -229,7 +250,11 @@ def test_pyramid_depth_respects_patch_and_hole():
     hole[20:40, 10:30] = True
     # Coarse short side must stay >= 4 * radius + 2 (two patch widths).
     assert [p[1].shape for p in build_pyramid(image, hole, 3, None)] == [(64, 48), (32, 24)]
-    assert [p[1].shape for p in build_pyramid(image, hole, 2, None)] == [(64, 48), (32, 24), (16, 12)]
+    assert [p[1].shape for p in build_pyramid(image, hole, 2, None)] == [
+        (64, 48),
+        (32, 24),
+        (16, 12),
+    ]
     assert len(build_pyramid(image, hole, 2, 2)) == 2
 
 
@@ -252,16 +277,21 @@ def test_known_pixels_untouched_and_hole_filled(backend):
 
 def palette_image():
     """Four flat colours in vertical stripes of unequal widths."""
-    colours = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [240, 240, 20]], dtype=np.uint8)
+    colours = np.array(
+        [[200, 30, 30], [30, 200, 30], [30, 30, 200], [240, 240, 20]], dtype=np.uint8
+    )
     stripes = np.repeat(np.arange(4), [9, 7, 10, 8])
     return np.ascontiguousarray(np.broadcast_to(colours[stripes][None], (30, 34, 3))), colours
 
 
-@pytest.mark.parametrize(("backend", "options"), [
-    ("numba", {"patch_size": 5, "vote": "best"}),
-    ("numba", {"patch_size": 1}),
-    ("torch", {"patch_size": 3, "vote": "best", "iterations": 2}),
-])
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [
+        ("numba", {"patch_size": 5, "vote": "best"}),
+        ("numba", {"patch_size": 1}),
+        ("torch", {"patch_size": 3, "vote": "best", "iterations": 2}),
+    ],
+)
 def test_filled_pixels_come_from_the_known_region(backend, options):
     # Best-patch voting copies one known pixel per hole pixel, and with 1x1 patches each hole
     # pixel is covered by one patch only, so no colour can be averaged with another.
@@ -307,7 +337,9 @@ def test_many_holes_touching_the_border(backend):
     assert np.abs(out.astype(float) - image)[mask].mean() < 40
 
 
-@pytest.mark.parametrize(("size", "hole"), [((3, 4), np.s_[0:2, 0:3]), ((12, 12), np.s_[1:12, 0:11])])
+@pytest.mark.parametrize(
+    ("size", "hole"), [((3, 4), np.s_[0:2, 0:3]), ((12, 12), np.s_[1:12, 0:11])]
+)
 def test_tiny_images_and_huge_holes_fall_back_to_smaller_patches(size, hole):
     rng = np.random.default_rng(6)
     image = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
@@ -328,14 +360,17 @@ def test_no_hole_returns_input_and_full_hole_is_an_error():
         patchmatch_inpaint(image, np.ones((10, 10), dtype=bool))
 
 
-@pytest.mark.parametrize(("image", "mask", "options", "message"), [
-    (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), bool), {}, "uint8"),
-    (np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8), bool), {}, r"\(H, W\) or \(H, W, 3\)"),
-    (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9), bool), {}, "mask must be"),
-    (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool), {"patch_size": 4}, "odd"),
-    (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool), {"vote": "mode"}, "vote"),
-    (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool), {"iterations": 0}, "iterations"),
-])
+@pytest.mark.parametrize(
+    ("image", "mask", "options", "message"),
+    [
+        (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), bool), {}, "uint8"),
+        (np.zeros((8, 8, 4), np.uint8), np.zeros((8, 8), bool), {}, r"\(H, W\) or \(H, W, 3\)"),
+        (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 9), bool), {}, "mask must be"),
+        (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool), {"patch_size": 4}, "odd"),
+        (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool), {"vote": "mode"}, "vote"),
+        (np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool), {"iterations": 0}, "iterations"),
+    ],
+)
 def test_bad_arguments_are_rejected_clearly(image, mask, options, message):
     with pytest.raises((TypeError, ValueError), match=message):
         patchmatch_inpaint(image, mask, **options)
@@ -367,7 +402,9 @@ def test_parallel_search_does_not_depend_on_thread_count():
         single = patchmatch_inpaint(image, mask, patch_size=3, iterations=2)
         field_single = nearest_neighbor_field(image[:20], image, patch_size=3, iterations=2, seed=3)
         numba.set_num_threads(max(2, threads) if numba.config.NUMBA_NUM_THREADS >= 2 else 1)
-        np.testing.assert_array_equal(single, patchmatch_inpaint(image, mask, patch_size=3, iterations=2))
+        np.testing.assert_array_equal(
+            single, patchmatch_inpaint(image, mask, patch_size=3, iterations=2)
+        )
         field = nearest_neighbor_field(image[:20], image, patch_size=3, iterations=2, seed=3)
         np.testing.assert_array_equal(field_single[0], field[0])
     finally:

@@ -42,8 +42,10 @@ def _photos(folder, count=6, size=(90, 70)):
 
 def _content(path):
     with h5py.File(path, "r") as f:
-        return {name: f[name][:] if f[name].dtype.kind != "O" else [bytes(x) for x in f[name][:]]
-                for name in f}  # fmt: skip
+        return {
+            name: f[name][:] if f[name].dtype.kind != "O" else [bytes(x) for x in f[name][:]]
+            for name in f
+        }
 
 
 def test_shorter_side_matches_plain_pillow(tmp_path):
@@ -73,8 +75,12 @@ def test_splits_deterministic_disjoint_and_byte_identical(tmp_path):
     with h5py.File(tmp_path / "a" / "d.h5", "r") as f:
         keys = f["keys"].asstr()[:]
         assert [keys[i] for i in f["val_index"][:]] == val
-    prepare_dataset(tmp_path / "src", tmp_path / "c" / "d.h5",
-                    PrepareOptions(size=16, val_fraction=0.3, seed=8), workers=1)  # fmt: skip
+    prepare_dataset(
+        tmp_path / "src",
+        tmp_path / "c" / "d.h5",
+        PrepareOptions(size=16, val_fraction=0.3, seed=8),
+        workers=1,
+    )
     assert (tmp_path / "c" / "d.val.txt").read_text().split() != val
 
 
@@ -120,8 +126,16 @@ def test_corrupt_duplicate_and_formats_via_cli(tmp_path):
         keys = set(f["keys"].asstr()[:])
         assert f.attrs["num_unreadable"] == 2 and f.attrs["num_duplicates"] == 1
         assert f.attrs["inpaintkit_version"] and f["images"].shape[1:] == (16, 16, 3)
-    assert keys == {"img000.png", "img001.png", "gray.bmp", "palette.tif", "cmyk.jpg",
-                    "lossless.webp", "deep.png", "alpha.png"}  # fmt: skip
+    assert keys == {
+        "img000.png",
+        "img001.png",
+        "gray.bmp",
+        "palette.tif",
+        "cmyk.jpg",
+        "lossless.webp",
+        "deep.png",
+        "alpha.png",
+    }
     info = CliRunner().invoke(main, ["prepare", "--info", str(out)])
     assert info.exit_code == 0 and "unreadable" in info.output and "16x16" in info.output
 
@@ -129,8 +143,20 @@ def test_corrupt_duplicate_and_formats_via_cli(tmp_path):
 def test_nothing_readable_fails_and_bombs_refused(tmp_path):
     src = tmp_path / "src"
     _photos(src, count=1, size=(60, 60))
-    result = CliRunner().invoke(main, ["prepare", str(src), str(tmp_path / "d.h5"), "--size", "8",
-                                       "--max-pixels", "1000", "--workers", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "prepare",
+            str(src),
+            str(tmp_path / "d.h5"),
+            "--size",
+            "8",
+            "--max-pixels",
+            "1000",
+            "--workers",
+            "1",
+        ],
+    )
     assert (
         result.exit_code == 1
         and "pixel limit" in result.output
@@ -237,11 +263,29 @@ def test_an_existing_output_is_kept_unless_overwrite(tmp_path):
 def test_two_datasets_in_one_folder_keep_their_own_key_lists(tmp_path):
     _photos(tmp_path / "a", count=4)
     _photos(tmp_path / "b", count=6)
-    prepare_dataset(tmp_path / "a", tmp_path / "out" / "photos.h5", PrepareOptions(size=16, val_count=1), workers=1)
-    prepare_dataset(tmp_path / "b", tmp_path / "out" / "more.h5", PrepareOptions(size=16, val_count=2), workers=1)
-    assert split_list_path(tmp_path / "out" / "photos.h5", "val") == tmp_path / "out" / "photos.val.txt"
+    prepare_dataset(
+        tmp_path / "a",
+        tmp_path / "out" / "photos.h5",
+        PrepareOptions(size=16, val_count=1),
+        workers=1,
+    )
+    prepare_dataset(
+        tmp_path / "b",
+        tmp_path / "out" / "more.h5",
+        PrepareOptions(size=16, val_count=2),
+        workers=1,
+    )
+    assert (
+        split_list_path(tmp_path / "out" / "photos.h5", "val")
+        == tmp_path / "out" / "photos.val.txt"
+    )
     lists = {p.name: len(p.read_text().split()) for p in (tmp_path / "out").glob("*.txt")}
-    assert lists == {"photos.train.txt": 3, "photos.val.txt": 1, "more.train.txt": 4, "more.val.txt": 2}
+    assert lists == {
+        "photos.train.txt": 3,
+        "photos.val.txt": 1,
+        "more.train.txt": 4,
+        "more.val.txt": 2,
+    }
 
 
 def test_empty_input_leaves_nothing_and_refusals_come_before_any_progress(tmp_path, monkeypatch):
@@ -257,7 +301,9 @@ def test_empty_input_leaves_nothing_and_refusals_come_before_any_progress(tmp_pa
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 1
     assert refused.stderr == f"Error: {out} already exists; pass --overwrite to replace it\n"
-    empty = CliRunner().invoke(main, ["prepare", str(tmp_path / "empty"), str(tmp_path / "e" / "e.h5")])
+    empty = CliRunner().invoke(
+        main, ["prepare", str(tmp_path / "empty"), str(tmp_path / "e" / "e.h5")]
+    )
     assert empty.exit_code == 1
     (line,) = empty.stderr.splitlines()
     assert line.startswith(f"Error: {tmp_path / 'empty'}: no images found")
@@ -265,7 +311,9 @@ def test_empty_input_leaves_nothing_and_refusals_come_before_any_progress(tmp_pa
     # Inputs that are all unreadable: no partial file either.
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.png").write_bytes(b"not a png")
-    bad = CliRunner().invoke(main, ["prepare", str(tmp_path / "bad"), str(tmp_path / "b" / "b.h5"), "--workers", "1"])
+    bad = CliRunner().invoke(
+        main, ["prepare", str(tmp_path / "bad"), str(tmp_path / "b" / "b.h5"), "--workers", "1"]
+    )
     assert bad.exit_code == 1 and "no readable image" in bad.stderr
     assert list((tmp_path / "b").iterdir()) == []
 
@@ -288,13 +336,23 @@ def test_encoded_keeps_unchanged_jpeg_bytes_and_encodes_the_rest_as_asked(tmp_pa
     args = ["prepare", str(src), "--size", "32", "--workers", "1"]
     assert CliRunner().invoke(main, [*args[:2], str(tmp_path / "raw.h5"), *args[2:]]).exit_code == 0
     raw = InpaintingDataset(tmp_path / "raw.h5", split="all", crop_size=32)
-    signatures = {"png": b"\x89PNG", "webp": b"RIFF", "jpeg:80": b"\xff\xd8\xff", "webp:80": b"RIFF"}
+    signatures = {
+        "png": b"\x89PNG",
+        "webp": b"RIFF",
+        "jpeg:80": b"\xff\xd8\xff",
+        "webp:80": b"RIFF",
+    }
     for encode, signature in signatures.items():
         out = tmp_path / encode.replace(":", "_") / "d.h5"
-        result = CliRunner().invoke(main, [*args[:2], str(out), *args[2:], "--store", "encoded", "--encode", encode])
+        result = CliRunner().invoke(
+            main, [*args[:2], str(out), *args[2:], "--store", "encoded", "--encode", encode]
+        )
         assert result.exit_code == 0, result.output
         assert f"1 of 4 as their own file bytes, 3 encoded as {encode}" in result.stderr
-        assert re.search(r"stored [\d.]+ kB for [\d.]+ kB of source files \([\d.]+x the source size", result.stderr)
+        assert re.search(
+            r"stored [\d.]+ kB for [\d.]+ kB of source files \([\d.]+x the source size",
+            result.stderr,
+        )
         with h5py.File(out) as f:
             stored = {key: bytes(f["images"][i]) for i, key in enumerate(f["keys"].asstr()[:])}
         assert stored.pop("a_kept.jpg") == kept
@@ -305,8 +363,23 @@ def test_encoded_keeps_unchanged_jpeg_bytes_and_encodes_the_rest_as_asked(tmp_pa
             assert error == 0 if ":" not in encode else error < 6, (encode, i, error)
     # Deterministic, whatever the worker count; the old --encode jpeg --quality Q still works.
     again = tmp_path / "again" / "d.h5"
-    result = CliRunner().invoke(main, [*args[:2], str(again), "--size", "32", "--workers", "2", "--store", "encoded",
-                                       "--encode", "jpeg", "--quality", "80"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            *args[:2],
+            str(again),
+            "--size",
+            "32",
+            "--workers",
+            "2",
+            "--store",
+            "encoded",
+            "--encode",
+            "jpeg",
+            "--quality",
+            "80",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert again.read_bytes() == (tmp_path / "jpeg_80" / "d.h5").read_bytes()
     for bad in ("gif", "png:50", "jpeg:0", "webp:high"):

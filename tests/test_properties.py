@@ -23,8 +23,13 @@ from inpaintkit.pairing import MASK_SUFFIX
 from inpaintkit.tensors import crop_to, pad_to_multiple
 
 # derandomize: the same examples on every run (no flaky CI); database=None: nothing written to disk.
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 # --------------------------------------------------------------------------- pairing
@@ -32,7 +37,9 @@ SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=N
 _stems = st.sampled_from(["a", "b", "c", "a_mask", "x y", "ü"])
 _folders = st.sampled_from(["", "sub", "sub/deeper"])
 #: Per image: which mask files exist beside it ("plain" = STEM.png, "suffixed" = STEM_mask.png).
-_mask_kinds = st.sampled_from([(), ("plain",), ("suffixed",), ("plain", "suffixed"), ("plain_jpg", "plain")])
+_mask_kinds = st.sampled_from(
+    [(), ("plain",), ("suffixed",), ("plain", "suffixed"), ("plain_jpg", "plain")]
+)
 
 
 def _expected_pairing(images: dict[Path, tuple[str, ...]], masks_root: Path) -> dict[Path, object]:
@@ -41,16 +48,20 @@ def _expected_pairing(images: dict[Path, tuple[str, ...]], masks_root: Path) -> 
     for relative, kinds in images.items():
         stem = relative.with_suffix("")
         for kind in kinds:
-            name = {"plain": f"{stem.name}.png", "suffixed": f"{stem.name}{MASK_SUFFIX}.png",
-                    "plain_jpg": f"{stem.name}.jpg"}[kind]  # fmt: skip
+            name = {
+                "plain": f"{stem.name}.png",
+                "suffixed": f"{stem.name}{MASK_SUFFIX}.png",
+                "plain_jpg": f"{stem.name}.jpg",
+            }[kind]
             existing.add(stem.parent / name)
     expected = {}
     for relative in images:
         stem = relative.with_suffix("")
         candidates = [
-            m for m in sorted(existing)
+            m
+            for m in sorted(existing)
             if m.parent == stem.parent and m.stem in (stem.name, stem.name + MASK_SUFFIX)
-        ]  # fmt: skip
+        ]
         expected[relative] = masks_root / candidates[0] if len(candidates) == 1 else "problem"
     return expected
 
@@ -70,7 +81,11 @@ def test_pair_files_matches_the_plain_rule(layout):
             pixel.save(images_root / relative)
             images[relative] = kinds
             for kind in kinds:
-                name = {"plain": f"{stem}.png", "suffixed": f"{stem}{MASK_SUFFIX}.png", "plain_jpg": f"{stem}.jpg"}[kind]
+                name = {
+                    "plain": f"{stem}.png",
+                    "suffixed": f"{stem}{MASK_SUFFIX}.png",
+                    "plain_jpg": f"{stem}.jpg",
+                }[kind]
                 Image.new("L", (2, 2)).save(masks_root / folder / name)
         jobs = pair_files(images_root, masks_root, root / "out")
         expected = _expected_pairing(images, masks_root)
@@ -96,14 +111,24 @@ def _reference_pad(x: np.ndarray, multiple: int) -> np.ndarray:
 
 @SETTINGS
 @given(
-    st.integers(1, 2), st.integers(1, 3), st.integers(1, 21), st.integers(1, 21), st.integers(1, 16), st.integers(0, 9)
+    st.integers(1, 2),
+    st.integers(1, 3),
+    st.integers(1, 21),
+    st.integers(1, 21),
+    st.integers(1, 16),
+    st.integers(0, 9),
 )
 def test_pad_then_crop_is_the_identity(n, channels, height, width, multiple, seed):
-    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((n, channels, height, width)).astype(np.float32))
+    x = torch.from_numpy(
+        np.random.default_rng(seed).standard_normal((n, channels, height, width)).astype(np.float32)
+    )
     padded, size = pad_to_multiple(x, multiple)
     assert size == (height, width)
     assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
-    assert height <= padded.shape[-2] < height + multiple and width <= padded.shape[-1] < width + multiple
+    assert (
+        height <= padded.shape[-2] < height + multiple
+        and width <= padded.shape[-1] < width + multiple
+    )
     assert np.array_equal(padded.numpy(), _reference_pad(x.numpy(), multiple))
     assert torch.equal(crop_to(padded, size), x)
 
@@ -111,7 +136,9 @@ def test_pad_then_crop_is_the_identity(n, channels, height, width, multiple, see
 # --------------------------------------------------------------------------- compositing
 
 
-def _random_case(draw_seed: int, height: int, width: int, hole_share: float) -> tuple[np.ndarray, np.ndarray]:
+def _random_case(
+    draw_seed: int, height: int, width: int, hole_share: float
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(draw_seed)
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     hole = rng.random((height, width)) < hole_share

@@ -49,7 +49,9 @@ def bomb_png(side: int = 20000, pixels: bool = True) -> bytes:
     without the pixels proves a refusal happens before decoding (decoding it would fail as
     truncated, with another message).
     """
-    head = b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+    head = b"\x89PNG\r\n\x1a\n" + _png_chunk(
+        b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    )
     packer = zlib.compressobj(9)
     row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
     count = side // 1000 if pixels else 1  # header-only: 1000 rows of data, then the end
@@ -84,7 +86,9 @@ def _awkward_folder(root: Path) -> tuple[Path, Path]:
         else:
             content.save(images / name)
             size = (content.height, content.width)
-        Image.fromarray(_hole(*size) if mask is None else mask).save(masks / f"{Path(name).stem}.png")
+        Image.fromarray(_hole(*size) if mask is None else mask).save(
+            masks / f"{Path(name).stem}.png"
+        )
 
     png = _bytes.BytesIO()
     Image.fromarray(_noise(32, 32, 1)).save(png, "PNG")
@@ -124,8 +128,20 @@ def filled(awkward, tmp_path_factory):
 
     images, masks = awkward
     out = tmp_path_factory.mktemp("filled") / "out"
-    args = ["fill", str(images), "--masks", str(masks), "-o", str(out), "--method", "patchmatch",
-            "--device", "cpu", "--workers", "1"]  # fmt: skip
+    args = [
+        "fill",
+        str(images),
+        "--masks",
+        str(masks),
+        "-o",
+        str(out),
+        "--method",
+        "patchmatch",
+        "--device",
+        "cpu",
+        "--workers",
+        "1",
+    ]
     return CliRunner().invoke(main, args, catch_exceptions=False), out
 
 
@@ -163,12 +179,16 @@ def test_fill_file_details(awkward, filled):
     assert gray.mode == "L"
     source = np.asarray(Image.open(images / "gray16.png"), dtype=np.float64)
     known = _hole(32, 32) == 0
-    assert np.array_equal(np.asarray(gray)[known], np.round(source / 65535 * 255)[known].astype(np.uint8))
+    assert np.array_equal(
+        np.asarray(gray)[known], np.round(source / 65535 * 255)[known].astype(np.uint8)
+    )
     cmyk = Image.open(out / "cmyk.jpg")
     assert (cmyk.mode, cmyk.size) == ("RGB", (32, 32))
     assert Image.open(out / "odd.png").size == (7, 5)
     # No hole: the output is the input, bit for bit.
-    assert np.array_equal(np.asarray(Image.open(out / "no_hole.png")), np.asarray(Image.open(images / "no_hole.png")))
+    assert np.array_equal(
+        np.asarray(Image.open(out / "no_hole.png")), np.asarray(Image.open(images / "no_hole.png"))
+    )
     # Non-binary mask: 100 (<= 127) is known, 200 is a hole that was filled.
     grey = np.asarray(Image.open(out / "grey_mask.png"))
     assert np.array_equal(grey[:, :16], np.asarray(Image.open(images / "grey_mask.png"))[:, :16])
@@ -189,11 +209,27 @@ def test_animated_gif_uses_its_first_frame(tmp_path, invoke):
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "none.png")
     # GIF cannot be written: one line says what to do.
-    result = invoke("fill", tmp_path / "anim.gif", "--masks", tmp_path / "none.png", "-o", tmp_path / "o.gif",
-                    "--method", "patchmatch")  # fmt: skip
+    result = invoke(
+        "fill",
+        tmp_path / "anim.gif",
+        "--masks",
+        tmp_path / "none.png",
+        "-o",
+        tmp_path / "o.gif",
+        "--method",
+        "patchmatch",
+    )
     assert result.exit_code == 1 and "pass --format png" in result.stderr
-    result = invoke("fill", tmp_path / "anim.gif", "--masks", tmp_path / "none.png", "-o", tmp_path / "o.png",
-                    "--method", "patchmatch")  # fmt: skip
+    result = invoke(
+        "fill",
+        tmp_path / "anim.gif",
+        "--masks",
+        tmp_path / "none.png",
+        "-o",
+        tmp_path / "o.png",
+        "--method",
+        "patchmatch",
+    )
     assert result.exit_code == 0, result.stderr
     first = np.asarray(Image.open(tmp_path / "anim.gif").convert("RGB"))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), first)
@@ -222,7 +258,17 @@ def test_prepare_pixel_limit_is_checked_from_the_header(tmp_path, invoke):
     folder.mkdir()
     Image.fromarray(_noise(40, 40, 0)).save(folder / "big.png")
     Image.fromarray(_noise(20, 20, 1)).save(folder / "small.png")
-    result = invoke("prepare", folder, tmp_path / "d.h5", "--size", "8", "--workers", "1", "--max-pixels", "1000")
+    result = invoke(
+        "prepare",
+        folder,
+        tmp_path / "d.h5",
+        "--size",
+        "8",
+        "--workers",
+        "1",
+        "--max-pixels",
+        "1000",
+    )
     assert result.exit_code == 0, result.stderr
     assert "big.png: 40x40 image exceeds the 1000-pixel limit" in result.stderr
     with h5py.File(tmp_path / "d.h5") as f:
@@ -244,8 +290,16 @@ def test_output_below_a_regular_file(awkward, tmp_path, invoke):
     images, masks = awkward
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
-    result = invoke("fill", images / "good.png", "--masks", masks / "good.png", "-o", blocker / "x.png",
-                    "--method", "patchmatch")  # fmt: skip
+    result = invoke(
+        "fill",
+        images / "good.png",
+        "--masks",
+        masks / "good.png",
+        "-o",
+        blocker / "x.png",
+        "--method",
+        "patchmatch",
+    )
     assert result.exit_code == 1
     (line,) = error_lines(result.stderr)
     assert f"cannot write {blocker / 'x.png'}" in line
@@ -261,8 +315,11 @@ def tiny_disk(tmp_path):
     """A mounted 64 KiB tmpfs folder; skips when mounting is not permitted (not root, container)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                             capture_output=True, text=True)  # fmt: skip
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
     yield disk
@@ -278,8 +335,18 @@ def test_full_disk(tiny_disk, tmp_path, invoke):
         Image.fromarray(_noise(48, 48, i)).save(folder / f"{i:02d}.png")
     hole = _hole(48, 48)
     Image.fromarray(hole).save(tmp_path / "mask.png")
-    result = invoke("fill", folder, "--masks", tmp_path / "mask.png", "-o", tiny_disk / "out", "--method",
-                    "patchmatch", "--workers", "1")  # fmt: skip
+    result = invoke(
+        "fill",
+        folder,
+        "--masks",
+        tmp_path / "mask.png",
+        "-o",
+        tiny_disk / "out",
+        "--method",
+        "patchmatch",
+        "--workers",
+        "1",
+    )
     assert result.exit_code == 1
     lines = error_lines(result.stderr)
     assert lines and all("No space left on device" in line for line in lines), result.stderr
@@ -319,6 +386,8 @@ def test_prepare_refuses_a_write_the_disk_has_no_room_for(tmp_path, invoke, monk
     assert f"cannot write {tmp_path / '.d.h5.partial'}: No space left on device (4 KiB free" in line
     assert not out.exists()
     monkeypatch.setattr(prepare.shutil, "disk_usage", real)
-    assert invoke("prepare", folder, out, "--size", "16", "--workers", "1", "--resume").exit_code == 0
+    assert (
+        invoke("prepare", folder, out, "--size", "16", "--workers", "1", "--resume").exit_code == 0
+    )
     with h5py.File(out) as f:
         assert len(f["keys"]) == 3

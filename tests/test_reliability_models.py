@@ -135,10 +135,33 @@ def test_hostile_checkpoint_is_refused_in_one_line(kind, command, picture, tmp_p
     out = tmp_path / "out"
     image, mask = picture
     if command == "fill":
-        args = ["fill", image, "--masks", mask, "-o", out / "a.png", "--checkpoint", model, "--device", "cpu"]
+        args = [
+            "fill",
+            image,
+            "--masks",
+            mask,
+            "-o",
+            out / "a.png",
+            "--checkpoint",
+            model,
+            "--device",
+            "cpu",
+        ]
     else:
-        args = ["evaluate", image.parent, "--checkpoint", model, "-o", out, "--size", "16",
-                "--no-floors", "--quiet", "--device", "cpu"]  # fmt: skip
+        args = [
+            "evaluate",
+            image.parent,
+            "--checkpoint",
+            model,
+            "-o",
+            out,
+            "--size",
+            "16",
+            "--no-floors",
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
     result = invoke(*args)
     assert result.exit_code != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -164,8 +187,18 @@ def test_good_checkpoint_with_extra_metadata_entries_still_works(picture, tmp_pa
     model = tmp_path / "model.safetensors"
     save_generator(model, Generator(CONFIG), metadata={"step": "7", "note": "__import__('os')"})
     image, mask = picture
-    result = invoke("fill", image, "--masks", mask, "-o", tmp_path / "out.png", "--checkpoint", model,
-                    "--device", "cpu")  # fmt: skip
+    result = invoke(
+        "fill",
+        image,
+        "--masks",
+        mask,
+        "-o",
+        tmp_path / "out.png",
+        "--checkpoint",
+        model,
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.stderr
     original, filled = np.asarray(Image.open(image)), np.asarray(Image.open(tmp_path / "out.png"))
     known = np.asarray(Image.open(mask)) == 0

@@ -51,8 +51,16 @@ def one_thread():
 def dataset(tmp_path_factory) -> Path:
     """An HDF5 of 6 train + 2 val 72x72 images made by prepare from scikit-image's pictures."""
     folder = tmp_path_factory.mktemp("images")
-    pictures = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket(),
-                skdata.camera(), skdata.brick(), skdata.grass(), skdata.immunohistochemistry()]  # fmt: skip
+    pictures = [
+        skdata.astronaut(),
+        skdata.coffee(),
+        skdata.chelsea(),
+        skdata.rocket(),
+        skdata.camera(),
+        skdata.brick(),
+        skdata.grass(),
+        skdata.immunohistochemistry(),
+    ]
     for i, picture in enumerate(pictures):
         Image.fromarray(picture).convert("RGB").resize((96, 80)).save(folder / f"{i}.png")
     out = folder / "tiny.h5"
@@ -86,13 +94,24 @@ def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 def test_two_plus_two_steps_equal_four_bitwise(dataset, straight_run, tmp_path):
     half = load_recipe(TINY, [*STRAIGHT, "schedule.steps=2"])
     assert train(half, dataset, tmp_path / "split", device="cpu", progress=False).step == 2
-    resumed = train(load_recipe(TINY, STRAIGHT), dataset, tmp_path / "split", resume=True, device="cpu", progress=False)
+    resumed = train(
+        load_recipe(TINY, STRAIGHT),
+        dataset,
+        tmp_path / "split",
+        resume=True,
+        device="cpu",
+        progress=False,
+    )
     assert resumed.step == 4
 
     a, b = _tensors(straight_run), _tensors(tmp_path / "split")
     assert any(k.startswith("d_optimizer.state") for k in a)
     _assert_equal(a, b)
-    for name in ("generator.safetensors", "generator-00000002.safetensors", "generator-00000004.safetensors"):
+    for name in (
+        "generator.safetensors",
+        "generator-00000002.safetensors",
+        "generator-00000004.safetensors",
+    ):
         _assert_equal(load_file(straight_run / name), load_file(tmp_path / "split" / name))
     # Training moved the weights away from their initialisation.
     fresh = load_recipe(TINY, [*FAST, "schedule.steps=0"])
@@ -110,7 +129,9 @@ def test_samples_cross_processes_as_uint8_and_prepare_restores_the_float_values(
     """The loader ships uint8 images and bool masks; on the device they equal the float path's."""
     recipe = load_recipe(TINY, FAST)
     masks = MaskSampler(recipe.masks, 32, 32, seed=3)
-    as_uint8 = TrainingSamples(InpaintingDataset(dataset, crop_size=32, dtype="uint8"), masks, 3, rank=1, world=2)
+    as_uint8 = TrainingSamples(
+        InpaintingDataset(dataset, crop_size=32, dtype="uint8"), masks, 3, rank=1, world=2
+    )
     as_float = TrainingSamples(InpaintingDataset(dataset, crop_size=32), masks, 3, rank=1, world=2)
     items = [(i % 6, p) for i, p in zip(range(4), range(10, 14), strict=True)]
     images, holes = zip(*(as_uint8[item] for item in items), strict=True)
@@ -122,18 +143,30 @@ def test_samples_cross_processes_as_uint8_and_prepare_restores_the_float_values(
     assert image.dtype == torch.float32 and torch.equal(image, expected)  # bit for bit
     # Same crops as image_to_tensor of the uint8 pixels, and the masks of (seed, position*world + rank).
     assert torch.equal(image, image_to_tensor(torch.stack(images).permute(0, 2, 3, 1).numpy()))
-    assert mask.dtype == torch.float32 and torch.equal(mask, masks.batch([p * 2 + 1 for _, p in items]))
+    assert mask.dtype == torch.float32 and torch.equal(
+        mask, masks.batch([p * 2 + 1 for _, p in items])
+    )
 
 
 def test_losses_match_a_hand_computation():
     """Trainer's generator and critic losses, recomputed from the pieces with distinct weights."""
-    weights = ["loss.l1_loss_alpha=1.5", "loss.ae_loss_alpha=0.7", "loss.coarse_l1_alpha=1.3",
-               "loss.gan_loss_alpha=0.25", "loss.global_wgan_loss_alpha=2.0", "loss.wgan_gp_lambda=3.0",
-               "loss.spatial_discount_gamma=0.8"]  # fmt: skip
+    weights = [
+        "loss.l1_loss_alpha=1.5",
+        "loss.ae_loss_alpha=0.7",
+        "loss.coarse_l1_alpha=1.3",
+        "loss.gan_loss_alpha=0.25",
+        "loss.global_wgan_loss_alpha=2.0",
+        "loss.wgan_gp_lambda=3.0",
+        "loss.spatial_discount_gamma=0.8",
+    ]
     recipe = load_recipe(TINY, [*FAST, *weights])
     torch.manual_seed(0)
     trainer = Trainer(recipe, torch.device("cpu"))
-    generator, global_critic, local_critic = trainer.generator, trainer.global_critic, trainer.local_critic
+    generator, global_critic, local_critic = (
+        trainer.generator,
+        trainer.global_critic,
+        trainer.local_critic,
+    )
     real = torch.rand(2, 3, 32, 32) * 2 - 1
     mask = MaskSampler(recipe.masks, 32, 32, seed=5).batch([0, 1])
     assert 0 < mask.mean() < 1
@@ -151,10 +184,17 @@ def test_losses_match_a_hand_computation():
             return ((x - real).abs() * weight).sum() / count
 
         hole = 1.3 * l1(out.coarse, discount, hole_values) + l1(out.refined, discount, hole_values)
-        known = 1.3 * l1(out.coarse, 1 - mask, known_values) + l1(out.refined, 1 - mask, known_values)
+        known = 1.3 * l1(out.coarse, 1 - mask, known_values) + l1(
+            out.refined, 1 - mask, known_values
+        )
         expected = 1.5 * hole + 0.7 * known + 0.25 * (2.0 * g_global + g_local)
     torch.testing.assert_close(g_loss, expected, rtol=1e-5, atol=1e-7)
-    for key, value in (("l1_loss", hole), ("ae_loss", known), ("global_wgan", g_global), ("local_wgan", g_local)):
+    for key, value in (
+        ("l1_loss", hole),
+        ("ae_loss", known),
+        ("global_wgan", g_global),
+        ("local_wgan", g_local),
+    ):
         torch.testing.assert_close(g_scalars[f"generator/{key}"], value, rtol=1e-5, atol=1e-7)
     g_loss.backward()  # reaches the generator only
     assert all(p.grad is not None for p in generator.parameters())
@@ -166,7 +206,9 @@ def test_losses_match_a_hand_computation():
     torch.manual_seed(7)
     t_global, t_local = torch.rand(2), torch.rand(2)  # the penalties' draws, global first
 
-    def penalty(critic: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def penalty(
+        critic: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         x = (a + t.view(-1, 1, 1, 1) * (b - a)).requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(x).sum(), x)
         norms = torch.stack([(grad[i] * m[i]).pow(2).sum().sqrt() for i in range(len(x))])
@@ -178,11 +220,17 @@ def test_losses_match_a_hand_computation():
     with torch.no_grad():
         wgan_global = global_critic(fake).mean() - global_critic(real).mean()
         wgan_local = local_critic(fake_box).mean() - local_critic(real_box).mean()
-    torch.testing.assert_close(d_loss.detach(), wgan_global + wgan_local + gp_global + gp_local, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(d_scalars["critic/global_gradient_penalty"], gp_global, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        d_loss.detach(), wgan_global + wgan_local + gp_global + gp_local, rtol=1e-5, atol=1e-7
+    )
+    torch.testing.assert_close(
+        d_scalars["critic/global_gradient_penalty"], gp_global, rtol=1e-5, atol=1e-7
+    )
     torch.testing.assert_close(d_scalars["wasserstein/local"], -wgan_local, rtol=1e-5, atol=1e-7)
     d_loss.backward()  # reaches both critics, not the generator
-    assert all(p.grad is not None for net in (global_critic, local_critic) for p in net.parameters())
+    assert all(
+        p.grad is not None for net in (global_critic, local_critic) for p in net.parameters()
+    )
     assert all(p.grad is None for p in generator.parameters())
 
 
@@ -239,9 +287,16 @@ def _reference_run(recipe, data: Path, world: int) -> tuple[Trainer, list[torch.
     for rank in range(world):
         torch.manual_seed(seed + rank)
         rng.append(torch.get_rng_state())
-        images = InpaintingDataset(data, crop_size=size, random_crop=recipe.data.random_crop,
-                                   random_flip=recipe.data.random_flip, dtype="uint8")  # fmt: skip
-        samples = TrainingSamples(images, MaskSampler(recipe.masks, size, size, seed), seed, rank, world)
+        images = InpaintingDataset(
+            data,
+            crop_size=size,
+            random_crop=recipe.data.random_crop,
+            random_flip=recipe.data.random_flip,
+            dtype="uint8",
+        )
+        samples = TrainingSamples(
+            images, MaskSampler(recipe.masks, size, size, seed), seed, rank, world
+        )
         streams.append(map(samples.__getitem__, SampleStream(len(images), seed, rank, world)))
 
     def update(loss_of, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
@@ -249,7 +304,9 @@ def _reference_run(recipe, data: Path, world: int) -> tuple[Trainer, list[torch.
         grads = []
         for rank in range(world):
             items = [next(streams[rank]) for _ in range(batch)]
-            image, mask = trainer.prepare(torch.stack([i for i, _ in items]), torch.stack([m for _, m in items]))
+            image, mask = trainer.prepare(
+                torch.stack([i for i, _ in items]), torch.stack([m for _, m in items])
+            )
             torch.set_rng_state(rng[rank])
             loss, _ = loss_of(image, mask)
             grads.append(torch.autograd.grad(loss, params))
@@ -267,7 +324,9 @@ def _reference_run(recipe, data: Path, world: int) -> tuple[Trainer, list[torch.
     return trainer, rng
 
 
-def test_two_processes_keep_identical_weights_and_match_the_reference(dataset, straight_run, tmp_path):
+def test_two_processes_keep_identical_weights_and_match_the_reference(
+    dataset, straight_run, tmp_path
+):
     """torchrun, 2 ranks on gloo, 1 step then --resume to 2: same weights on both ranks, rank 0
     alone writes, and the result is exactly the reference's for 2 ranks, as the 1-process run
     is the reference's for 1 rank."""
@@ -278,14 +337,40 @@ def test_two_processes_keep_identical_weights_and_match_the_reference(dataset, s
         report = tmp_path / f"report{steps}"
         report.mkdir()
         done = subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-             str(tmp_path / "rank.py"), str(report), "train", str(TINY), "--data", str(dataset), "--out", str(run),
-             "--device", "cpu", "--quiet", *extra, *FAST, f"schedule.steps={steps}"],
-            capture_output=True, text=True, env=env, timeout=300,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                str(tmp_path / "rank.py"),
+                str(report),
+                "train",
+                str(TINY),
+                "--data",
+                str(dataset),
+                "--out",
+                str(run),
+                "--device",
+                "cpu",
+                "--quiet",
+                *extra,
+                *FAST,
+                f"schedule.steps={steps}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.count(f"done: {steps} steps") == 1  # one rank reports
-        assert json.loads((report / "rank0.json").read_text()) == ["recipe", "training_state", "generator"]
+        assert json.loads((report / "rank0.json").read_text()) == [
+            "recipe",
+            "training_state",
+            "generator",
+        ]
         assert json.loads((report / "rank1.json").read_text()) == []
         assert len(list((run / "logs").iterdir())) == steps  # one TensorBoard writer per launch
 
@@ -325,7 +410,10 @@ def test_existing_run_needs_resume_and_resume_needs_a_run(dataset, tmp_path):
     meta["recipe"]["model"].pop("contextual_attention")
     state.write_text(json.dumps(meta))
     longer = load_recipe(TINY, [*FAST, "schedule.steps=2"])
-    assert train(longer, dataset, tmp_path / "run", resume=True, device="cpu", progress=False).step == 2
+    assert (
+        train(longer, dataset, tmp_path / "run", resume=True, device="cpu", progress=False).step
+        == 2
+    )
     meta = json.loads(state.read_text())
     meta["recipe"]["critics"]["retired_option"] = 1
     state.write_text(json.dumps(meta))
@@ -344,7 +432,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataset, tmp_path, monkey
         return value * float("nan") if calls["n"] > 4 else value
 
     monkeypatch.setattr(losses, "generator_wgan_loss", poisoned)
-    recipe = load_recipe(TINY, [*FAST, "schedule.steps=4", "schedule.checkpoint_every=2", "schedule.log_every=1"])
+    recipe = load_recipe(
+        TINY, [*FAST, "schedule.steps=4", "schedule.checkpoint_every=2", "schedule.log_every=1"]
+    )
     with pytest.raises(TrainingError, match=r"NaN or inf between steps 2 and 3.*step 2"):
         train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
     _, meta = load_training_state(tmp_path / "run")
@@ -361,7 +451,9 @@ def test_sample_stream_restarts_anywhere_and_covers_each_epoch():
     assert sorted(i for i, _ in items[5:10]) == list(range(5))
     later = SampleStream(5, seed=3, rank=0, world=1, start=7)
     assert [x for _, x in zip(range(5), later, strict=False)] == items[7:12]
-    ranks = [[i for _, (i, _) in zip(range(3), SampleStream(6, 0, r, 2), strict=False)] for r in (0, 1)]
+    ranks = [
+        [i for _, (i, _) in zip(range(3), SampleStream(6, 0, r, 2), strict=False)] for r in (0, 1)
+    ]
     assert sorted(ranks[0] + ranks[1]) == list(range(6))  # ranks split an epoch
 
 
@@ -375,11 +467,29 @@ def test_cli_interrupt_resume_then_fill(dataset, tmp_path):
     # With a DataLoader worker, and the signal sent to the whole process group as Ctrl-C in a
     # terminal does: the worker must not die before the step it feeds is done and saved.
     proc = subprocess.Popen(
-        _cli("train", str(TINY), "--data", str(dataset), "--out", str(run), "--device", "cpu", "--quiet",
-             *FAST, "schedule.steps=1000", "schedule.checkpoint_every=1", "schedule.image_every=1000",
-             "schedule.val_every=1000", "data.num_workers=1"),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-    )  # fmt: skip
+        _cli(
+            "train",
+            str(TINY),
+            "--data",
+            str(dataset),
+            "--out",
+            str(run),
+            "--device",
+            "cpu",
+            "--quiet",
+            *FAST,
+            "schedule.steps=1000",
+            "schedule.checkpoint_every=1",
+            "schedule.image_every=1000",
+            "schedule.val_every=1000",
+            "data.num_workers=1",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while (
         not (run / "training_state.json").exists()
@@ -397,10 +507,24 @@ def test_cli_interrupt_resume_then_fill(dataset, tmp_path):
     assert 1 <= stopped < 1000
 
     done = subprocess.run(
-        _cli("train", str(TINY), "--data", str(dataset), "--out", str(run), "--device", "cpu", "--quiet",
-             "--resume", *FAST, f"schedule.steps={stopped + 1}"),
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        _cli(
+            "train",
+            str(TINY),
+            "--data",
+            str(dataset),
+            "--out",
+            str(run),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--resume",
+            *FAST,
+            f"schedule.steps={stopped + 1}",
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert load_training_state(run)[1]["step"] == stopped + 1
 
@@ -411,10 +535,22 @@ def test_cli_interrupt_resume_then_fill(dataset, tmp_path):
     hole[20:40, 24:44] = 255
     Image.fromarray(hole).save(mask)
     filled = subprocess.run(
-        _cli("fill", str(image), "--masks", str(mask), "--output", str(tmp_path / "out.png"),
-             "--checkpoint", str(run / "generator.safetensors"), "--device", "cpu"),
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
+        _cli(
+            "fill",
+            str(image),
+            "--masks",
+            str(mask),
+            "--output",
+            str(tmp_path / "out.png"),
+            "--checkpoint",
+            str(run / "generator.safetensors"),
+            "--device",
+            "cpu",
+        ),
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert filled.returncode == 0, filled.stdout + filled.stderr
     result = np.asarray(Image.open(tmp_path / "out.png"))
     original = np.asarray(Image.open(image))
@@ -444,9 +580,18 @@ def test_warmup_trains_the_generator_alone_then_algorithm_1_starts(dataset, tmp_
     assert meta["samples_per_rank"] == 2 * recipe.data.batch_size
     assert meta["train_seconds"] > 0
     # Step 3 is an Algorithm 1 step: critic_steps + 1 batches, and the critics move.
-    train(load_recipe(TINY, [*warm, "schedule.steps=3"]), dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+    train(
+        load_recipe(TINY, [*warm, "schedule.steps=3"]),
+        dataset,
+        tmp_path / "run",
+        resume=True,
+        device="cpu",
+        progress=False,
+    )
     tensors, meta = load_training_state(tmp_path / "run")
-    assert meta["samples_per_rank"] == (2 + recipe.optimizer.critic_steps + 1) * recipe.data.batch_size
+    assert (
+        meta["samples_per_rank"] == (2 + recipe.optimizer.critic_steps + 1) * recipe.data.batch_size
+    )
     assert any(k.startswith("d_optimizer.state") for k in tensors)
     fresh = _fresh_critics(recipe)
     assert any(not torch.equal(tensors[k], fresh[k]) for k in fresh)
@@ -467,27 +612,54 @@ def test_warmup_loss_is_the_reconstruction_loss_and_never_runs_a_critic():
     torch.manual_seed(0)
     out = trainer.generator(real, mask)
     cfg = recipe.loss
-    rec = losses.reconstruction_loss(real, (out.coarse, out.refined), mask, gamma=cfg.spatial_discount_gamma,
-                                     mode=cfg.spatial_discount_mode, coarse_weight=cfg.coarse_l1_alpha,
-                                     hole_weight=cfg.l1_loss_alpha, known_weight=cfg.ae_loss_alpha)  # fmt: skip
+    rec = losses.reconstruction_loss(
+        real,
+        (out.coarse, out.refined),
+        mask,
+        gamma=cfg.spatial_discount_gamma,
+        mode=cfg.spatial_discount_mode,
+        coarse_weight=cfg.coarse_l1_alpha,
+        hole_weight=cfg.l1_loss_alpha,
+        known_weight=cfg.ae_loss_alpha,
+    )
     torch.testing.assert_close(loss, rec.total)
     assert set(scalars) == {"generator/loss", "generator/l1_loss", "generator/ae_loss"}
 
 
 def test_image_size_may_change_on_resume_only_while_the_critics_are_untrained(dataset, tmp_path):
     warm = [*FAST, "schedule.warmup_steps=2", "schedule.checkpoint_every=1"]
-    train(load_recipe(TINY, [*warm, "schedule.steps=1"]), dataset, tmp_path / "run", device="cpu", progress=False)
+    train(
+        load_recipe(TINY, [*warm, "schedule.steps=1"]),
+        dataset,
+        tmp_path / "run",
+        device="cpu",
+        progress=False,
+    )
     bigger = [*warm, "data.image_size=48", "critics.local_size=16"]
     # Still warming up: the critics are rebuilt for 48x48 and training goes on at the new size.
-    result = train(load_recipe(TINY, [*bigger, "schedule.steps=3"]), dataset, tmp_path / "run", resume=True,
-                   device="cpu", progress=False)  # fmt: skip
+    result = train(
+        load_recipe(TINY, [*bigger, "schedule.steps=3"]),
+        dataset,
+        tmp_path / "run",
+        resume=True,
+        device="cpu",
+        progress=False,
+    )
     assert result.step == 3
     tensors, meta = load_training_state(tmp_path / "run")
     assert meta["recipe"]["data"]["image_size"] == 48
     # Step 3 trained the critics at 48: back to 32 would not fit the global critic any more.
-    with pytest.raises(TrainingError, match="image_size changed from 48 to 32 after the critics started"):
-        train(load_recipe(TINY, [*warm, "schedule.steps=4"]), dataset, tmp_path / "run", resume=True,
-              device="cpu", progress=False)  # fmt: skip
+    with pytest.raises(
+        TrainingError, match="image_size changed from 48 to 32 after the critics started"
+    ):
+        train(
+            load_recipe(TINY, [*warm, "schedule.steps=4"]),
+            dataset,
+            tmp_path / "run",
+            resume=True,
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_path):
@@ -499,10 +671,25 @@ def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_
     _, meta = load_training_state(tmp_path / "run")
     assert meta["init_from"] == [f"{source} (step 4)"]
     # The lineage survives a resume; the critics and optimisers were fresh.
-    train(load_recipe(TINY, [*FAST, "schedule.steps=2"]), dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+    train(
+        load_recipe(TINY, [*FAST, "schedule.steps=2"]),
+        dataset,
+        tmp_path / "run",
+        resume=True,
+        device="cpu",
+        progress=False,
+    )
     assert load_training_state(tmp_path / "run")[1]["init_from"] == meta["init_from"]
     with pytest.raises(TrainingError, match="cannot be combined with --resume"):
-        train(recipe, dataset, tmp_path / "run", resume=True, init_from=source, device="cpu", progress=False)
+        train(
+            recipe,
+            dataset,
+            tmp_path / "run",
+            resume=True,
+            init_from=source,
+            device="cpu",
+            progress=False,
+        )
     narrow = load_recipe(TINY, [*FAST, "schedule.steps=1", "model.channels=4"])
     with pytest.raises(TrainingError, match="model config differs"):
         train(narrow, dataset, tmp_path / "other", init_from=source, device="cpu", progress=False)
@@ -513,7 +700,10 @@ def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_
 def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
     recipe = load_recipe(TINY, [*FAST, "schedule.steps=4", "schedule.val_every=2"])
     train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
-    lines = [json.loads(line) for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in lines] == [2, 4]
     assert lines[1]["samples"] == 4 * (recipe.optimizer.critic_steps + 1) * recipe.data.batch_size
     assert lines[1]["train_seconds"] >= lines[0]["train_seconds"] > 0

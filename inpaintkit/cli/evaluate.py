@@ -23,8 +23,12 @@ class CheckpointParam(click.ParamType):
 
     name = "[NAME=]FILE"
 
-    def convert(self, value: str | tuple[str, Path], param: click.Parameter | None,
-                ctx: click.Context | None) -> Path | tuple[str, Path]:  # fmt: skip
+    def convert(
+        self,
+        value: str | tuple[str, Path],
+        param: click.Parameter | None,
+        ctx: click.Context | None,
+    ) -> Path | tuple[str, Path]:
         if isinstance(value, tuple):
             return value
         name, path = None, Path(value)
@@ -38,32 +42,79 @@ class CheckpointParam(click.ParamType):
 
 @click.command("evaluate", short_help="Score methods on the same images and holes (Table 1).")
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder: results.jsonl, metrics.json/.csv, comparison.png/.html, masks/.")
-@click.option("--split", type=click.Choice(["val", "train", "all"]),
-              help="Split of a prepared HDF5 DATA (ignored for a folder). Default: val, or train when "
-                   "the file has no val images.")
-@click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Mask folder paired with the images by name (as fill pairs them). White = hole.")
-@click.option("--mask-kind", type=click.Choice(GENERATED_MASK_KINDS), default="rect", show_default=True,
-              help="Without --masks: generate these holes (saved to OUTPUT/masks for reuse).")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder: results.jsonl, metrics.json/.csv, comparison.png/.html, masks/.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["val", "train", "all"]),
+    help="Split of a prepared HDF5 DATA (ignored for a folder). Default: val, or train when "
+    "the file has no val images.",
+)
+@click.option(
+    "--masks",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Mask folder paired with the images by name (as fill pairs them). White = hole.",
+)
+@click.option(
+    "--mask-kind",
+    type=click.Choice(GENERATED_MASK_KINDS),
+    default="rect",
+    show_default=True,
+    help="Without --masks: generate these holes (saved to OUTPUT/masks for reuse).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated masks.")
-@click.option("--checkpoint", "checkpoints", multiple=True, type=CheckpointParam(),
-              help="A generator (.safetensors from `inpaintkit train`), repeatable. Named NAME if given as "
-                   "NAME=FILE, else by its file stem, or by its run folder when stems collide.")
-@click.option("--method", "extra_methods", multiple=True, type=click.Choice(["patchmatch", "deepfill"]),
-              help="patchmatch: the PatchMatch baseline; deepfill: the bundled model. Repeatable.")
-@click.option("--floors/--no-floors", default=True, show_default=True,
-              help="Also run the two floors every method must beat: mean colour and biharmonic diffusion.")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    type=CheckpointParam(),
+    help="A generator (.safetensors from `inpaintkit train`), repeatable. Named NAME if given as "
+    "NAME=FILE, else by its file stem, or by its run folder when stems collide.",
+)
+@click.option(
+    "--method",
+    "extra_methods",
+    multiple=True,
+    type=click.Choice(["patchmatch", "deepfill"]),
+    help="patchmatch: the PatchMatch baseline; deepfill: the bundled model. Repeatable.",
+)
+@click.option(
+    "--floors/--no-floors",
+    default=True,
+    show_default=True,
+    help="Also run the two floors every method must beat: mean colour and biharmonic diffusion.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images.")
-@click.option("--size", type=click.IntRange(min=11), default=256, show_default=True,
-              help="Ground truth at SIZE x SIZE: a folder's images are resized (shorter side) and "
-                   "centre-cropped; an HDF5's are centre-cropped, and upscaled first if smaller.")
-@click.option("--samples", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Images shown in the comparison sheet.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto = CUDA when available.")
-@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+@click.option(
+    "--size",
+    type=click.IntRange(min=11),
+    default=256,
+    show_default=True,
+    help="Ground truth at SIZE x SIZE: a folder's images are resized (shorter side) and "
+    "centre-cropped; an HDF5's are centre-cropped, and upscaled first if smaller.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Images shown in the comparison sheet.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto = CUDA when available.",
+)
+@click.option(
+    "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
+)
 # The old spelling of --quiet, kept working.
 @click.option("--no-progress", is_flag=True, hidden=True)
 def evaluate_command(
@@ -97,8 +148,17 @@ def evaluate_command(
         split, note = choose_split(data, split)
         if note:
             console.print(note, markup=False, highlight=False, soft_wrap=True)
-        options = EvaluateOptions(data=data, output=output, split=split, size=size, masks=masks,
-                                mask_kind=mask_kind, seed=seed, limit=limit, samples=samples)  # fmt: skip
+        options = EvaluateOptions(
+            data=data,
+            output=output,
+            split=split,
+            size=size,
+            masks=masks,
+            mask_kind=mask_kind,
+            seed=seed,
+            limit=limit,
+            samples=samples,
+        )
         methods = build_methods(
             checkpoints,
             patchmatch="patchmatch" in extra_methods,

@@ -16,37 +16,97 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
 
 @click.command("fill", short_help="Inpaint the holes of images given by mask files.")
 @click.argument("images", type=click.Path(exists=True, path_type=Path))
-@click.option("--masks", "-m", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Mask folder (paired by file stem, or STEM_mask) or one mask file for every image. White = hole.")
-@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
-              help="Output folder (sub-folders mirror IMAGES); with one input image, a file name also works.")
-@click.option("--method", type=click.Choice(["deepfill", "patchmatch"]), default="deepfill", show_default=True,
-              help="DeepFill generator, or the PatchMatch baseline (no model needed).")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Generator weights (.safetensors from `inpaintkit train`). Default: the model that ships with inpaintkit (docs/model-card.md).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto = CUDA when available.")
-@click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
-              help="DeepFill autocast precision; auto = bf16 where the device computes it natively "
-                   "(CUDA, CPUs with AVX512-BF16/AMX), else fp32.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Images of the same size inpainted together. Default: 16 on CUDA, 1 on CPU "
-                   "(where batching measured slower; docs/benchmarks.md).")
-@click.option("--attention", "attention_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write each image's attention map and attended-region overlay here (deepfill only).")
+@click.option(
+    "--masks",
+    "-m",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Mask folder (paired by file stem, or STEM_mask) or one mask file for every image. White = hole.",
+)
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder (sub-folders mirror IMAGES); with one input image, a file name also works.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["deepfill", "patchmatch"]),
+    default="deepfill",
+    show_default=True,
+    help="DeepFill generator, or the PatchMatch baseline (no model needed).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Generator weights (.safetensors from `inpaintkit train`). Default: the model that ships with inpaintkit (docs/model-card.md).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto = CUDA when available.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISION_CHOICES),
+    default="auto",
+    show_default=True,
+    help="DeepFill autocast precision; auto = bf16 where the device computes it natively "
+    "(CUDA, CPUs with AVX512-BF16/AMX), else fp32.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images of the same size inpainted together. Default: 16 on CUDA, 1 on CPU "
+    "(where batching measured slower; docs/benchmarks.md).",
+)
+@click.option(
+    "--attention",
+    "attention_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write each image's attention map and attended-region overlay here (deepfill only).",
+)
 @click.option("--invert-masks", is_flag=True, help="Black = hole instead of white = hole.")
-@click.option("--dilate", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Grow every hole by N pixels (a disk of radius N).")
-@click.option("--resize-masks", is_flag=True,
-              help="Resize a mask of the wrong size to its image (nearest) instead of failing that file.")
-@click.option("--max-size", type=click.IntRange(min=8),
-              help="Inpaint at a working size with the longer side <= N, paste the upsampled fill into the original.")
-@click.option("--format", "format_", type=click.Choice(sorted(OUTPUT_FORMATS), case_sensitive=False),
-              help="Output format (default: the input's).")
-@click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them).")
-@click.option("--workers", type=click.IntRange(min=1), default=min(4, os.cpu_count() or 1), show_default=True,
-              help="Threads decoding input files (and as many encoding outputs) while the method runs.")
-@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+@click.option(
+    "--dilate",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Grow every hole by N pixels (a disk of radius N).",
+)
+@click.option(
+    "--resize-masks",
+    is_flag=True,
+    help="Resize a mask of the wrong size to its image (nearest) instead of failing that file.",
+)
+@click.option(
+    "--max-size",
+    type=click.IntRange(min=8),
+    help="Inpaint at a working size with the longer side <= N, paste the upsampled fill into the original.",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(sorted(OUTPUT_FORMATS), case_sensitive=False),
+    help="Output format (default: the input's).",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=min(4, os.cpu_count() or 1),
+    show_default=True,
+    help="Threads decoding input files (and as many encoding outputs) while the method runs.",
+)
+@click.option(
+    "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
+)
 def fill_command(
     images: Path,
     masks: Path,
@@ -75,9 +135,13 @@ def fill_command(
     inpaintkit fill photo.jpg --masks hole.png -o photo_filled.png --method patchmatch
     """
     if attention_dir is not None and method != "deepfill":
-        raise click.UsageError("--attention needs --method deepfill (PatchMatch computes no attention map)")
+        raise click.UsageError(
+            "--attention needs --method deepfill (PatchMatch computes no attention map)"
+        )
     console = Console(stderr=True)
-    rerun = "re-run the same command" + (" without --overwrite" if overwrite else "") + " to continue"
+    rerun = (
+        "re-run the same command" + (" without --overwrite" if overwrite else "") + " to continue"
+    )
     try:
         jobs = pair_files(images, masks, output, format_, attention_dir)
         if not jobs:
@@ -85,8 +149,10 @@ def fill_command(
         if method == "deepfill":
             inpainter = DeepFillMethod(checkpoint, device=device, precision=precision)
             if attention_dir is not None and not inpainter.generator.config.contextual_attention:
-                raise click.UsageError(f"{inpainter.checkpoint}: a baseline model without contextual "
-                                       "attention; --attention has no attention map to draw")  # fmt: skip
+                raise click.UsageError(
+                    f"{inpainter.checkpoint}: a baseline model without contextual "
+                    "attention; --attention has no attention map to draw"
+                )
         else:
             inpainter = PatchMatchMethod(device=device)
         options = FillOptions(
@@ -107,8 +173,12 @@ def fill_command(
         console.print(f"Interrupted; {rerun}", markup=False, highlight=False)
         sys.exit(128 + signal.SIGINT)
     if summary.interrupted:
-        console.print(f"Interrupted: {summary.done} of {len(jobs)} done; {rerun}",
-                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+        console.print(
+            f"Interrupted: {summary.done} of {len(jobs)} done; {rerun}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(128 + signal.SIGINT)
     console.print(str(summary), markup=False, highlight=False)
     if summary.failed:

@@ -120,11 +120,14 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
     help="Processes decoding and resizing images (default: all CPU cores); one process writes.",
 )
 @click.option(
-    "--resume", is_flag=True,
+    "--resume",
+    is_flag=True,
     help="Continue an interrupted run from its .OUT.h5.partial file (a finished OUT.h5 is kept as is).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.h5 (refused otherwise).")
-@click.option("--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal).")
+@click.option(
+    "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
+)
 @click.option(
     "--info",
     is_flag=True,
@@ -173,7 +176,9 @@ def prepare_command(
     try:
         if quality is not None:
             encode = _fold_quality(encode, quality)
-            console.print(f"--quality is deprecated: use --encode {encode}", markup=False, highlight=False)
+            console.print(
+                f"--quality is deprecated: use --encode {encode}", markup=False, highlight=False
+            )
         options = PrepareOptions(
             size=size if size is not None or resize != "shorter" else 256,
             resize=resize,
@@ -191,9 +196,15 @@ def prepare_command(
         raise click.UsageError(str(err)) from None
 
     progress = Progress(
-        TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), _RateColumn(), TimeRemainingColumn(),
-        console=console, transient=False, disable=quiet or not console.is_terminal,  # no bar in logs
-    )  # fmt: skip
+        TextColumn("prepare"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=quiet or not console.is_terminal,  # no bar in logs
+    )
     task = progress.add_task("prepare", total=None)
 
     def on_progress(done: int, total: int) -> None:
@@ -205,13 +216,18 @@ def prepare_command(
     start = time.perf_counter()
     try:
         summary = prepare_dataset(
-            src, out, options, workers=workers, resume=resume, overwrite=overwrite,
+            src,
+            out,
+            options,
+            workers=workers,
+            resume=resume,
+            overwrite=overwrite,
             # escape(): a file name with [brackets] is not markup; soft_wrap: one line each.
             on_skip=lambda path, reason: progress.console.print(
                 f"[yellow]skipped[/] {escape(str(path))}: {escape(reason)}", soft_wrap=True
             ),
             on_progress=on_progress,
-        )  # fmt: skip
+        )
     except PrepareError as err:
         raise click.ClickException(str(err)) from None
     except OSError as err:  # e.g. OUT's folder cannot be made (a file is in the way), disk full
@@ -222,8 +238,11 @@ def prepare_command(
     new = summary.written - summary.resumed
     warnings = len(summary.unreadable) + len(summary.duplicates)
     if resume and new == 0:
-        console.print(f"{summary.output} is complete: {summary.written} images ({summary.train} train, "
-                      f"{summary.val} val); nothing left to resume", soft_wrap=True)  # fmt: skip
+        console.print(
+            f"{summary.output} is complete: {summary.written} images ({summary.train} train, "
+            f"{summary.val} val); nothing left to resume",
+            soft_wrap=True,
+        )
     else:
         console.print(
             f"wrote {summary.output}: {summary.written} images ({summary.train} train, {summary.val} val)"
@@ -232,7 +251,9 @@ def prepare_command(
             soft_wrap=True,
         )
         if new:
-            console.print(_storage_line(summary, options), markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                _storage_line(summary, options), markup=False, highlight=False, soft_wrap=True
+            )
     if warnings:
         console.print(
             f"[yellow]{warnings} warning(s):[/] {len(summary.unreadable)} unreadable, "
@@ -247,8 +268,10 @@ def _fold_quality(encode: str, quality: int) -> str:
     except PrepareError as err:
         raise click.UsageError(str(err)) from None
     if ":" in encode or fmt == "png":
-        raise click.UsageError(f"--quality {quality} does not apply to --encode {encode}; "
-                               "give the quality in --encode, e.g. --encode jpeg:90")  # fmt: skip
+        raise click.UsageError(
+            f"--quality {quality} does not apply to --encode {encode}; "
+            "give the quality in --encode, e.g. --encode jpeg:90"
+        )
     return f"{fmt}:{quality}"
 
 
@@ -265,8 +288,10 @@ def _storage_line(summary: PrepareSummary, options: PrepareOptions) -> str:
     else:
         encoded = new - summary.kept_original
         how = f"{summary.kept_original} of {new} as their own file bytes, {encoded} encoded as {options.encode}"
-    line = (f"stored {_megabytes(summary.stored_bytes)} for {_megabytes(summary.source_bytes)} of source files "
-            f"({ratio:.2f}x the source size; {how})")  # fmt: skip
+    line = (
+        f"stored {_megabytes(summary.stored_bytes)} for {_megabytes(summary.source_bytes)} of source files "
+        f"({ratio:.2f}x the source size; {how})"
+    )
     if options.store == "encoded" and ratio > 1 and ":" not in options.encode:
         line += "; lossy --encode jpeg:95 or webp:90 stores less"
     return line

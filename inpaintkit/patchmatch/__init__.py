@@ -12,4 +12,9 @@ from inpaintkit.patchmatch.inpaint import (
     patchmatch_inpaint,
 )
 
-__all__ = ["DEFAULT_ITERATIONS", "DEFAULT_PATCH_SIZE", "nearest_neighbor_field", "patchmatch_inpaint"]
+__all__ = [
+    "DEFAULT_ITERATIONS",
+    "DEFAULT_PATCH_SIZE",
+    "nearest_neighbor_field",
+    "patchmatch_inpaint",
+]

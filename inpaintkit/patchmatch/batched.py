@@ -61,15 +61,19 @@ def _distance(target, source, patches: _Targets, rows, cy, cx):
     out = torch.empty(rows.numel(), dtype=target.dtype, device=target.device)
     step = max(1, CHUNK_ELEMENTS // (patches.dy.numel() * channels))
     for start in range(0, rows.numel(), step):
-        r = rows[start:start + step]
+        r = rows[start : start + step]
         py = patches.ty[r, None] + patches.dy
         px = patches.tx[r, None] + patches.dx
         inside = (py >= 0) & (py < height) & (px >= 0) & (px < width)
         t_index = py.clamp(0, height - 1) * width + px.clamp(0, width - 1)
-        s_index = (cy[start:start + step, None] + patches.dy) * src_w + cx[start:start + step, None] + patches.dx
+        s_index = (
+            (cy[start : start + step, None] + patches.dy) * src_w
+            + cx[start : start + step, None]
+            + patches.dx
+        )
         diff = flat_target[t_index] - flat_source[s_index]
         total = (diff * diff).sum(-1).mul_(inside).sum(-1)
-        out[start:start + step] = total / inside.sum(-1)
+        out[start : start + step] = total / inside.sum(-1)
     return out
 
 
@@ -106,8 +110,9 @@ def _search(target, source, patches: _Targets, valid, nnf, dist, iterations, gen
                 offer(rows, nnf[n, 0] - oy, nnf[n, 1] - ox)
         radius = max(src_h, src_w)
         while radius >= 1:
-            shift = torch.randint(-radius, radius + 1, (len(patches), 2), generator=generator,
-                                  device=nnf.device)
+            shift = torch.randint(
+                -radius, radius + 1, (len(patches), 2), generator=generator, device=nnf.device
+            )
             cand = nnf + shift
             offer(everyone, cand[:, 0].clamp(0, src_h - 1), cand[:, 1].clamp(0, src_w - 1))
             radius //= 2
@@ -129,8 +134,12 @@ def _initialise(target, source, patches: _Targets, valid, nnf_grid: np.ndarray, 
 
 
 def _to_grid(patches: _Targets, values: torch.Tensor, fill) -> np.ndarray:
-    grid = torch.full((patches.height, patches.width, *values.shape[1:]), fill, dtype=values.dtype,
-                      device=values.device)
+    grid = torch.full(
+        (patches.height, patches.width, *values.shape[1:]),
+        fill,
+        dtype=values.dtype,
+        device=values.device,
+    )
     grid[patches.ty, patches.tx] = values
     return grid.cpu().numpy()
 
@@ -142,7 +151,7 @@ def _vote(image, hole_pixels, patches: _Targets, nnf, dist, weight, best_only):
     out = torch.empty(hole_pixels.numel(), channels, dtype=image.dtype, device=image.device)
     step = max(1, CHUNK_ELEMENTS // (patches.dy.numel() * channels))
     for start in range(0, hole_pixels.numel(), step):
-        q = hole_pixels[start:start + step]
+        q = hole_pixels[start : start + step]
         ty = (q // width)[:, None] - patches.dy  # covering patch centred at t = q - d
         tx = (q % width)[:, None] - patches.dx
         inside = (ty >= 0) & (ty < height) & (tx >= 0) & (tx < width)
@@ -155,15 +164,24 @@ def _vote(image, hole_pixels, patches: _Targets, nnf, dist, weight, best_only):
         if best_only:
             key = torch.where(covered, dist[k], torch.full_like(dist[k], float("inf")))
             choice = key.argmin(dim=1)
-            out[start:start + step] = proposals[torch.arange(q.numel(), device=q.device), choice]
+            out[start : start + step] = proposals[torch.arange(q.numel(), device=q.device), choice]
         else:
             w = torch.where(covered, weight[k], torch.zeros_like(weight[k]))
-            out[start:start + step] = (proposals * w[..., None]).sum(1) / w.sum(1, keepdim=True)
+            out[start : start + step] = (proposals * w[..., None]).sum(1) / w.sum(1, keepdim=True)
     return out
 
 
-def em_level(start: np.ndarray, hole: np.ndarray, nnf_grid: np.ndarray, radius: int, iterations: int,
-             passes: int, seed: int, best_last: bool, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def em_level(
+    start: np.ndarray,
+    hole: np.ndarray,
+    nnf_grid: np.ndarray,
+    radius: int,
+    iterations: int,
+    passes: int,
+    seed: int,
+    best_last: bool,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
     """One pyramid level of EM (search + vote) on ``device``; same contract as the numba path.
 
     ``start (H, W, C)`` float32 with a first guess in the hole; ``nnf_grid (H, W, 2)`` int32
@@ -184,16 +202,22 @@ def em_level(start: np.ndarray, hole: np.ndarray, nnf_grid: np.ndarray, radius: 
             dist = _distance(image, image, patches, rows, nnf[:, 0], nnf[:, 1])
         _search(image, image, patches, valid, nnf, dist, passes, generator, max_jump)
         sigma2 = torch.quantile(dist, 0.75) if dist.numel() > 0 else dist.new_zeros(())
-        weight = (torch.exp(-dist / (2.0 * sigma2)).clamp_min(1e-30) if sigma2 > 0
-                  else torch.ones_like(dist))
-        values = _vote(image, hole_pixels, patches, nnf, dist, weight, best_last and step == iterations - 1)
+        weight = (
+            torch.exp(-dist / (2.0 * sigma2)).clamp_min(1e-30)
+            if sigma2 > 0
+            else torch.ones_like(dist)
+        )
+        values = _vote(
+            image, hole_pixels, patches, nnf, dist, weight, best_last and step == iterations - 1
+        )
         image = image.clone()
         image.reshape(-1, image.shape[2])[hole_pixels] = values
     return image.cpu().numpy(), _to_grid(patches, nnf.int(), -1)
 
 
-def nearest_neighbor_field(target, source, targets, valid, nnf_grid, radius, iterations, seed,
-                           device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbor_field(
+    target, source, targets, valid, nnf_grid, radius, iterations, seed, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     """Batched counterpart of :func:`.cpu.patchmatch` for :func:`..nearest_neighbor_field`."""
     generator = torch.Generator(device=device).manual_seed(seed)
     patches = _Targets(targets, radius, device)
@@ -201,6 +225,15 @@ def nearest_neighbor_field(target, source, targets, valid, nnf_grid, radius, ite
     source_t = torch.from_numpy(np.ascontiguousarray(source)).to(device)
     valid_t = torch.from_numpy(valid).to(device)
     nnf, dist = _initialise(target_t, source_t, patches, valid_t, nnf_grid, generator)
-    _search(target_t, source_t, patches, valid_t, nnf, dist, iterations, generator,
-            max(source.shape[:2]) // 2)
+    _search(
+        target_t,
+        source_t,
+        patches,
+        valid_t,
+        nnf,
+        dist,
+        iterations,
+        generator,
+        max(source.shape[:2]) // 2,
+    )
     return _to_grid(patches, nnf.int(), -1), _to_grid(patches, dist, float("inf"))

@@ -86,8 +86,9 @@ def _try(target, source, valid, y, x, cy, cx, radius, best):
 
 
 @njit(cache=True)
-def _scan_band(target, source, targets, valid, nnf, dist, radius, rows, cols, step, search_radius,
-               state):
+def _scan_band(
+    target, source, targets, valid, nnf, dist, radius, rows, cols, step, search_radius, state
+):
     """One propagation + random-search pass over rows ``rows = (r0, r1)`` of the target box.
 
     Returns the number of targets whose match improved.
@@ -144,7 +145,9 @@ def _scan_band(target, source, targets, valid, nnf, dist, radius, rows, cols, st
 
 
 @njit(cache=True, parallel=True)
-def patchmatch(target, source, targets, valid, valid_ys, valid_xs, nnf, dist, radius, iterations, seed, box):
+def patchmatch(
+    target, source, targets, valid, valid_ys, valid_xs, nnf, dist, radius, iterations, seed, box
+):
     """Improve ``nnf``/``dist`` in place for every pixel where ``targets`` is True.
 
     ``valid (Hs, Ws)`` marks allowed source centres and ``(valid_ys, valid_xs)`` lists them (at
@@ -183,8 +186,20 @@ def patchmatch(target, source, targets, valid, valid_ys, valid_xs, nnf, dist, ra
                 b = 2 * half + parity
                 r0 = y0 + b * BAND_ROWS
                 r1 = min(r0 + BAND_ROWS, y1)
-                improved += _scan_band(target, source, targets, valid, nnf, dist, radius, (r0, r1),
-                                       (x0, x1), step, search_radius, _stream(seed, it + 1, b))
+                improved += _scan_band(
+                    target,
+                    source,
+                    targets,
+                    valid,
+                    nnf,
+                    dist,
+                    radius,
+                    (r0, r1),
+                    (x0, x1),
+                    step,
+                    search_radius,
+                    _stream(seed, it + 1, b),
+                )
     return improved
 
 

@@ -86,18 +86,34 @@ def _em_level_numba(image, hole, nnf, radius, iterations, seed, best_last):
     threads = numba.get_num_threads()
     numba.set_num_threads(threads if targets.sum() >= PARALLEL_MIN_TARGETS else 1)
     try:
-        return _em_steps(image, hole, nnf, targets, valid, box, dist, weight, radius, iterations, seed, best_last)
+        return _em_steps(
+            image, hole, nnf, targets, valid, box, dist, weight, radius, iterations, seed, best_last
+        )
     finally:
         numba.set_num_threads(threads)
 
 
-def _em_steps(image, hole, nnf, targets, valid, box, dist, weight, radius, iterations, seed, best_last):
+def _em_steps(
+    image, hole, nnf, targets, valid, box, dist, weight, radius, iterations, seed, best_last
+):
     valid_ys, valid_xs = (v.astype(np.int32) for v in np.nonzero(valid))
-    inside = np.s_[box[0]:box[1], box[2]:box[3]]
+    inside = np.s_[box[0] : box[1], box[2] : box[3]]
     moved = np.inf
     for step in range(iterations):
-        improved = cpu.patchmatch(image, image, targets, valid, valid_ys, valid_xs, nnf, dist, radius,
-                                  SEARCH_PASSES, _level_seed(seed, step), box)
+        improved = cpu.patchmatch(
+            image,
+            image,
+            targets,
+            valid,
+            valid_ys,
+            valid_xs,
+            nnf,
+            dist,
+            radius,
+            SEARCH_PASSES,
+            _level_seed(seed, step),
+            box,
+        )
         # Converged (same field, image moved by less than uint8 rounding): this vote is the last.
         last = step == iterations - 1 or (improved == 0 and moved < CONVERGED)
         weight[inside] = similarity_weights(dist[inside], targets[inside])
@@ -110,18 +126,32 @@ def _em_steps(image, hole, nnf, targets, valid, box, dist, weight, radius, itera
     return image, nnf
 
 
-def _check_inputs(image: np.ndarray, mask: np.ndarray, patch_size: int, iterations: int,
-                  levels: int | None, vote: str) -> None:
+def _check_inputs(
+    image: np.ndarray,
+    mask: np.ndarray,
+    patch_size: int,
+    iterations: int,
+    levels: int | None,
+    vote: str,
+) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError(f"patchmatch_inpaint: image must be a uint8 numpy array, got "
-                        f"{getattr(image, 'dtype', type(image).__name__)}")
+        raise TypeError(
+            f"patchmatch_inpaint: image must be a uint8 numpy array, got "
+            f"{getattr(image, 'dtype', type(image).__name__)}"
+        )
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-        raise ValueError(f"patchmatch_inpaint: image must be (H, W) or (H, W, 3), got {image.shape}")
+        raise ValueError(
+            f"patchmatch_inpaint: image must be (H, W) or (H, W, 3), got {image.shape}"
+        )
     if not isinstance(mask, np.ndarray) or mask.shape != image.shape[:2]:
-        raise ValueError(f"patchmatch_inpaint: mask must be a (H, W) = {image.shape[:2]} array, got "
-                         f"{getattr(mask, 'shape', type(mask).__name__)}")
+        raise ValueError(
+            f"patchmatch_inpaint: mask must be a (H, W) = {image.shape[:2]} array, got "
+            f"{getattr(mask, 'shape', type(mask).__name__)}"
+        )
     if not isinstance(patch_size, int) or patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(f"patchmatch_inpaint: patch_size must be a positive odd integer, got {patch_size!r}")
+        raise ValueError(
+            f"patchmatch_inpaint: patch_size must be a positive odd integer, got {patch_size!r}"
+        )
     if iterations < 1:
         raise ValueError(f"patchmatch_inpaint: iterations must be >= 1, got {iterations}")
     if levels is not None and levels < 1:
@@ -181,13 +211,17 @@ def patchmatch_inpaint(
     if not hole.any():
         return image.copy()
     if hole.all():
-        raise ValueError("patchmatch_inpaint: the mask covers the whole image; "
-                         "PatchMatch needs known pixels to copy from")
+        raise ValueError(
+            "patchmatch_inpaint: the mask covers the whole image; "
+            "PatchMatch needs known pixels to copy from"
+        )
     device = torch.device(device)
     if backend == "auto":
         backend = "numba" if device.type == "cpu" else "torch"
     if backend not in ("numba", "torch"):
-        raise ValueError(f"patchmatch_inpaint: backend must be 'auto', 'numba' or 'torch', got {backend!r}")
+        raise ValueError(
+            f"patchmatch_inpaint: backend must be 'auto', 'numba' or 'torch', got {backend!r}"
+        )
 
     pixels = image.reshape(image.shape[0], image.shape[1], -1).astype(np.float32)
     radius = usable_radius(hole, patch_size // 2)
@@ -199,15 +233,28 @@ def patchmatch_inpaint(
             start = onion_peel_fill(level_image, level_hole)
             nnf = np.full((*level_hole.shape, 2), -1, dtype=np.int32)
         else:
-            start = np.where(level_hole[..., None], upsample_image(filled, level_hole.shape), level_image)
+            start = np.where(
+                level_hole[..., None], upsample_image(filled, level_hole.shape), level_image
+            )
             nnf = upsample_nnf(nnf, level_hole.shape)
         best_last = vote == "best" and level == 0
         level_seed = _level_seed(seed, level)
         if backend == "numba":
-            filled, nnf = _em_level_numba(start, level_hole, nnf, radius, iterations, level_seed, best_last)
+            filled, nnf = _em_level_numba(
+                start, level_hole, nnf, radius, iterations, level_seed, best_last
+            )
         else:
-            filled, nnf = batched.em_level(start, level_hole, nnf, radius, iterations, SEARCH_PASSES, level_seed,
-                                           best_last, device)
+            filled, nnf = batched.em_level(
+                start,
+                level_hole,
+                nnf,
+                radius,
+                iterations,
+                SEARCH_PASSES,
+                level_seed,
+                best_last,
+                device,
+            )
     out = np.clip(np.rint(filled), 0, 255).astype(np.uint8).reshape(image.shape)
     return np.where(hole.reshape(hole.shape + (1,) * (image.ndim - 2)), out, image)
 
@@ -246,25 +293,47 @@ def nearest_neighbor_field(
     target = target.reshape(target.shape[0], target.shape[1], -1)
     source = source.reshape(source.shape[0], source.shape[1], -1)
     if target.shape[2] != source.shape[2]:
-        raise ValueError(f"nearest_neighbor_field: target has {target.shape[2]} channels, "
-                         f"source {source.shape[2]}")
+        raise ValueError(
+            f"nearest_neighbor_field: target has {target.shape[2]} channels, "
+            f"source {source.shape[2]}"
+        )
     if not isinstance(patch_size, int) or patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(f"nearest_neighbor_field: patch_size must be a positive odd integer, got {patch_size!r}")
+        raise ValueError(
+            f"nearest_neighbor_field: patch_size must be a positive odd integer, got {patch_size!r}"
+        )
     radius = patch_size // 2
     valid = valid_centres(np.zeros(source.shape[:2], dtype=bool), radius)
     if source_valid is not None:
         valid &= np.asarray(source_valid, dtype=bool)
     if not valid.any():
-        raise ValueError(f"nearest_neighbor_field: no valid {patch_size}x{patch_size} source patch "
-                         f"in a {source.shape[0]}x{source.shape[1]} source")
+        raise ValueError(
+            f"nearest_neighbor_field: no valid {patch_size}x{patch_size} source patch "
+            f"in a {source.shape[0]}x{source.shape[1]} source"
+        )
     targets = np.ones(target.shape[:2], dtype=bool)
-    nnf = (np.full((*target.shape[:2], 2), -1, dtype=np.int32) if initial is None
-           else np.array(initial, dtype=np.int32))
+    nnf = (
+        np.full((*target.shape[:2], 2), -1, dtype=np.int32)
+        if initial is None
+        else np.array(initial, dtype=np.int32)
+    )
     if backend == "numba":
         dist = np.zeros(target.shape[:2], dtype=np.float32)
         valid_ys, valid_xs = (v.astype(np.int32) for v in np.nonzero(valid))
-        cpu.patchmatch(target, source, targets, valid, valid_ys, valid_xs, nnf, dist, radius, iterations, seed,
-                       (0, target.shape[0], 0, target.shape[1]))
+        cpu.patchmatch(
+            target,
+            source,
+            targets,
+            valid,
+            valid_ys,
+            valid_xs,
+            nnf,
+            dist,
+            radius,
+            iterations,
+            seed,
+            (0, target.shape[0], 0, target.shape[1]),
+        )
         return nnf, dist
-    return batched.nearest_neighbor_field(target, source, targets, valid, nnf, radius, iterations,
-                                          seed, torch.device(device))
+    return batched.nearest_neighbor_field(
+        target, source, targets, valid, nnf, radius, iterations, seed, torch.device(device)
+    )
