@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 import warnings
@@ -19,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import child_env, cli_argv
 from PIL import Image
 from skimage import data
 
@@ -97,8 +100,10 @@ def upload(client: TestClient, pixels: np.ndarray, name: str = "photo.png") -> d
     return answer.json()
 
 
-def fill_and_wait(client: TestClient, image_id: str, mask: np.ndarray, method: str = "deepfill") -> dict:
-    answer = client.post(f"/api/fill?image={image_id}&method={method}", content=png(mask))
+def fill_and_wait(
+    client: TestClient, image_id: str, mask: np.ndarray, method: str = "deepfill", extra: str = ""
+) -> dict:
+    answer = client.post(f"/api/fill?image={image_id}&method={method}{extra}", content=png(mask))
     assert answer.status_code == 202, answer.text
     job = answer.json()
     deadline = time.monotonic() + 120
@@ -211,8 +216,7 @@ def test_patchmatch_fills_without_attention(client: TestClient) -> None:
 def test_max_size_fills_at_a_working_size_and_pastes_back(client: TestClient) -> None:
     pixels, mask = photo(), hole()
     image = upload(client, pixels)
-    answer = client.post(f"/api/fill?image={image['id']}&method=deepfill&max_size=32", content=png(mask))
-    job = client.get(f"/api/jobs/{answer.json()['id']}?wait=30").json()
+    job = fill_and_wait(client, image["id"], mask, extra="&max_size=32")
     assert job["result"]["attention"]["work"] == [24, 32]
     served = decoded(client.get(f"/api/images/{job['result']['id']}/image.png").content)
     assert served.shape == pixels.shape
@@ -608,6 +612,25 @@ def test_the_command_prints_its_address_and_warns_off_loopback(
     assert result.exit_code == 0, result.output
     assert "warning: listening on 0.0.0.0, not only on this machine" in result.stderr
     assert len(served) == 2
+
+
+def test_the_real_command_serves_until_ctrl_c(checkpoint: Path) -> None:
+    # Ctrl-C in a terminal: SIGINT with its default handling (a background job ignores it).
+    child = subprocess.Popen(
+        cli_argv("serve", "--checkpoint", checkpoint, "--port", "0"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=child_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        line = child.stdout.readline()
+        url = re.fullmatch(r"inpaintkit serve: (http://127\.0\.0\.1:\d+/)  \(Ctrl-C to stop\)\n", line)
+        assert url, line
+        assert httpx.get(url[1] + "api/info").json()["methods"][0]["available"]
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0 and err == ""
 
 
 def test_the_command_fails_in_one_line(checkpoint: Path, tmp_path: Path) -> None:

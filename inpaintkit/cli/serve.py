@@ -88,4 +88,7 @@ def serve_command(
         _echo(f"warning: DeepFill is unavailable, PatchMatch only: {reason}")
     if open_browser:
         threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
-    run(app, sock)
+    try:
+        run(app, sock)
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
+        pass
