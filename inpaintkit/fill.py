@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,7 +208,7 @@ def working_size(height: int, width: int, max_size: int | None) -> tuple[int, in
     return max(1, min(max_size, round(height * scale))), max(1, min(max_size, round(width * scale)))
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
+def header_size(path: Path) -> tuple[int, int] | None:
     """``(H, W)`` after EXIF orientation from the file header alone, or None if unreadable."""
     try:
         with Image.open(path) as image:
@@ -284,17 +284,27 @@ def _decode(job: FillJob, options: FillOptions) -> DecodedImage:
             )
         hole = _resize(hole.astype(np.uint8) * 255, (height, width), Image.Resampling.NEAREST) > 127
     hole = dilate_mask(hole, options.dilate)
-    size = working_size(height, width, options.max_size)
-    if size == (height, width):
-        work_pixels, work_hole = pixels, hole
-    else:
-        work_pixels = _resize(pixels, size, Image.Resampling.LANCZOS)
-        # A working pixel is a hole if any full-resolution pixel under it is, so the upsampled
-        # fill covers every full-resolution hole pixel.
-        work_hole = _resize(hole.astype(np.uint8) * 255, size, Image.Resampling.BOX) > 0
+    work_pixels, work_hole = to_working(pixels, hole, options.max_size)
     return DecodedImage(
         job, pixels, alpha, mode, hole, work_pixels, work_hole, image.info.get("icc_profile")
     )
+
+
+def to_working(
+    pixels: np.ndarray, hole: np.ndarray, max_size: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(uint8 (h, w, 3), bool (h, w))``: an image and its hole at :func:`working_size`.
+
+    Returned as is when no downscaling is needed. The image is downscaled with LANCZOS; a
+    working pixel is a hole if any full-resolution pixel under it is, so the upsampled fill
+    (:func:`paste_fill`) covers every full-resolution hole pixel.
+    """
+    size = working_size(*hole.shape, max_size)
+    if size == hole.shape:
+        return pixels, hole
+    work_pixels = _resize(pixels, size, Image.Resampling.LANCZOS)
+    work_hole = _resize(hole.astype(np.uint8) * 255, size, Image.Resampling.BOX) > 0
+    return work_pixels, work_hole
 
 
 # --------------------------------------------------------------------------- encoding
@@ -307,18 +317,37 @@ def merge_fill(decoded: DecodedImage, work_filled: np.ndarray) -> Image.Image:
     upsampled (bicubic) when the working resolution is smaller, and reduced to grey (Pillow's
     ITU-R 601 luma) for grey outputs.
     """
-    height, width = decoded.hole.shape
-    filled = work_filled
-    if filled.shape[:2] != (height, width):
-        filled = _resize(filled, (height, width), Image.Resampling.BICUBIC)
+    out = paste_fill(decoded.pixels, decoded.hole, work_filled)
     if decoded.mode in ("L", "LA"):
-        filled_gray = np.asarray(Image.fromarray(filled).convert("L"))
+        filled_gray = np.asarray(Image.fromarray(out).convert("L"))
         out = np.where(decoded.hole, filled_gray, decoded.pixels[..., 0])
-    else:
-        out = np.where(decoded.hole[..., None], filled, decoded.pixels)
     if decoded.alpha is not None:
         out = np.dstack([out, decoded.alpha])
     return Image.fromarray(np.ascontiguousarray(out), decoded.mode)
+
+
+def paste_fill(pixels: np.ndarray, hole: np.ndarray, work_filled: np.ndarray) -> np.ndarray:
+    """uint8 ``(H, W, 3)``: ``pixels`` with its ``hole`` taken from a working-resolution fill.
+
+    ``work_filled`` (uint8 ``(h, w, 3)``, from :func:`to_working`'s inputs) is upsampled
+    bicubically when smaller; known pixels stay ``pixels``' own, bit for bit.
+    """
+    if work_filled.shape[:2] != hole.shape:
+        work_filled = _resize(work_filled, hole.shape, Image.Resampling.BICUBIC)
+    return np.where(hole[..., None], work_filled, pixels)
+
+
+def attention_pictures(
+    work_filled: np.ndarray, offsets: np.ndarray, work_hole: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two attention pictures of a fill, uint8 ``(h, w, 3)`` at the working resolution.
+
+    ``(flow, overlay)``: the offsets ``(2, h/4, w/4)`` colour-coded as optical flow (paper
+    fig. 4, nearest-upscaled to the image) and appendix C's attended-region overlay.
+    """
+    colors = flow_to_color(offsets[None])[0]
+    flow = _resize(np.ascontiguousarray(colors), work_filled.shape[:2], Image.Resampling.NEAREST)
+    return flow, attended_overlay(work_filled, offsets, work_hole)
 
 
 def save_image(image: Image.Image, path: Path, icc_profile: bytes | None = None) -> None:
@@ -355,12 +384,8 @@ def _encode(
     save_image(merge_fill(decoded, work_filled), decoded.job.output, decoded.icc_profile)
     if attention_dir is not None and offsets is not None:
         flow_path, overlay_path = attention_paths(decoded.job.relative, attention_dir)
-        colors = flow_to_color(offsets[None])[0]
-        colors = _resize(
-            np.ascontiguousarray(colors), work_filled.shape[:2], Image.Resampling.NEAREST
-        )
-        save_image(Image.fromarray(colors), flow_path)
-        overlay = attended_overlay(work_filled, offsets, decoded.work_hole)
+        flow, overlay = attention_pictures(work_filled, offsets, decoded.work_hole)
+        save_image(Image.fromarray(flow), flow_path)
         save_image(Image.fromarray(overlay), overlay_path)
 
 
@@ -393,7 +418,7 @@ def plan_fill(jobs: list[FillJob], options: FillOptions) -> FillPlan:
             plan.todo.append(job)
 
     def order(job: FillJob) -> tuple[tuple[int, int], str]:
-        return working_size(*(_header_size(job.image) or (0, 0)), options.max_size), str(
+        return working_size(*(header_size(job.image) or (0, 0)), options.max_size), str(
             job.relative
         )
 
@@ -423,7 +448,31 @@ def _ordered_map(
         yield pending.popleft()
 
 
-def _one_line(text: str) -> str:
+def fill_arrays(
+    method: InpaintMethod,
+    pixels: Sequence[np.ndarray],
+    holes: Sequence[np.ndarray],
+    offsets: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inpaint same-size images with ``method`` as one batch, from arrays to arrays.
+
+    ``pixels``: uint8 ``(H, W, 3)`` each; ``holes``: bool ``(H, W)``, True = hole. Returns
+    uint8 ``(N, H, W, 3)`` and, with ``offsets`` (an :class:`AttentionMethod` only), the
+    attention offsets ``(N, 2, h, w)`` as a numpy array, else ``None``.
+    """
+    images = image_to_tensor(np.stack(pixels))
+    masks = mask_to_tensor(np.stack(holes))
+    if offsets:
+        if not isinstance(method, AttentionMethod):
+            raise TypeError(f"{type(method).__name__} computes no attention offsets")
+        filled, flows = method.fill_with_offsets(images, masks)
+    else:
+        filled, flows = method(images, masks), None
+    return tensor_to_image(filled), None if flows is None else flows.cpu().numpy()
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
     return " ".join(str(text).split())
 
 
@@ -486,9 +535,9 @@ class FillPipeline:
 
     def fail(self, job: FillJob, reason: str) -> None:
         """Count ``job`` as failed and say why in one line."""
-        self.summary.failures.append((str(job.image), _one_line(reason)))
+        self.summary.failures.append((str(job.image), one_line(reason)))
         self.bar.console.print(
-            f"error: {job.image}: {_one_line(reason)}",
+            f"error: {job.image}: {one_line(reason)}",
             markup=False,
             highlight=False,
             soft_wrap=True,
@@ -525,13 +574,13 @@ class FillPipeline:
 
     def _inpaint(self, batch: list[DecodedImage]) -> None:
         """Inpaint one same-size batch and hand each result to an encode thread."""
-        images = image_to_tensor(np.stack([d.work_pixels for d in batch]))
-        masks = mask_to_tensor(np.stack([d.work_hole for d in batch]))
         try:
-            if self.attention is not None:
-                filled, offsets = self.attention.fill_with_offsets(images, masks)
-            else:
-                filled, offsets = self.method(images, masks), None
+            pictures, flows = fill_arrays(
+                self.method,
+                [d.work_pixels for d in batch],
+                [d.work_hole for d in batch],
+                offsets=self.attention is not None,
+            )
         except Exception as err:  # noqa: BLE001 - one bad image must not stop the run
             if len(batch) > 1:
                 # Retry one by one so only the image that caused it (e.g. an all-hole mask
@@ -541,8 +590,8 @@ class FillPipeline:
             else:
                 self.fail(batch[0].job, f"inpainting failed: {type(err).__name__}: {err}")
             return
-        pictures = tensor_to_image(filled)
-        flows = offsets.cpu().numpy() if offsets is not None else [None] * len(batch)
+        if flows is None:
+            flows = [None] * len(batch)
         for d, picture, flow in zip(batch, pictures, flows, strict=True):
             self.writes.append(
                 (d.job, self.writer.submit(_encode, d, picture, flow, self.options.attention_dir))
@@ -576,7 +625,7 @@ class FillPipeline:
             if future.exception() is None:
                 self.summary.filled += 1
             elif isinstance(future.exception(), FileError):
-                self.summary.failures.append((str(job.image), _one_line(str(future.exception()))))
+                self.summary.failures.append((str(job.image), one_line(str(future.exception()))))
 
 
 def fill_files(

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -81,7 +82,7 @@ def is_temporary(path: str | os.PathLike) -> bool:
 
 
 def open_image(
-    path: str | os.PathLike,
+    path: str | os.PathLike | BinaryIO,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
 ) -> Image.Image:
@@ -90,11 +91,12 @@ def open_image(
     With ``draft_size``, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (in the DCT, several
     times faster) as long as both sides stay at least ``draft_size``; for callers that
     downscale anyway. Raises :class:`ImageReadError` with a one-line reason for anything unreadable, including
-    images of more than ``max_pixels`` pixels (``None`` disables the check).
+    images of more than ``max_pixels`` pixels (``None`` disables the check). ``path`` may also
+    be a binary file object (e.g. ``io.BytesIO`` of an upload), checked the same way.
     """
-    path = Path(path)
+    source = path if hasattr(path, "read") else Path(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             if max_pixels is not None and image.width * image.height > max_pixels:
                 raise ImageReadError(
                     f"{image.width}x{image.height} image exceeds the {max_pixels}-pixel limit "
@@ -111,7 +113,10 @@ def open_image(
     except Image.DecompressionBombError as err:
         raise ImageReadError(f"refused as a decompression bomb: {err}") from None
     except (OSError, ValueError, SyntaxError) as err:
-        reason = str(err) or type(err).__name__
+        # Pillow names a file object by its repr ("<_io.BytesIO object at 0x...>"): drop it.
+        reason = (
+            str(err).replace(f" {source!r}", "") if hasattr(source, "read") else str(err)
+        ) or type(err).__name__
         raise ImageReadError(f"not a readable image ({reason})") from None
 
 
@@ -140,19 +145,26 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def read_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_rgb(
+    path: str | os.PathLike | BinaryIO, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Read an image file as uint8 RGB ``(H, W, 3)`` (see :func:`open_image`, :func:`to_rgb8`)."""
     return to_rgb8(open_image(path, max_pixels))
 
 
-def read_mask(path: str | os.PathLike, invert: bool = False, threshold: int = 127) -> np.ndarray:
-    """Read a mask file as bool ``(H, W)``, ``True = hole``.
+def read_mask(
+    path: str | os.PathLike | BinaryIO,
+    invert: bool = False,
+    threshold: int = 127,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Read a mask file (or binary file object) as bool ``(H, W)``, ``True = hole``.
 
     White (> ``threshold``) is a hole; grey or anti-aliased edges are thresholded. With
     ``invert`` black is the hole. Colour masks are judged by their luminance; an alpha
     channel, when present, is ignored.
     """
-    image = open_image(path)
+    image = open_image(path, max_pixels)
     gray = np.asarray(to_rgb8(image.convert("RGB") if "A" in image.mode else image).mean(axis=2))
     hole = gray > threshold
     return ~hole if invert else hole

@@ -10,6 +10,7 @@ from inpaintkit import __version__
 from inpaintkit.cli.evaluate import evaluate_command
 from inpaintkit.cli.fill import fill_command
 from inpaintkit.cli.prepare import prepare_command
+from inpaintkit.cli.serve import serve_command
 from inpaintkit.cli.train import train_command
 
 
@@ -24,4 +25,5 @@ def main() -> None:
 main.add_command(evaluate_command)
 main.add_command(fill_command)
 main.add_command(prepare_command)
+main.add_command(serve_command)
 main.add_command(train_command)

@@ -1,0 +1,122 @@
+"""``inpaintkit serve``: parse options, bind, build the app of :mod:`inpaintkit.serve`, run it."""
+
+from __future__ import annotations
+
+import threading
+import webbrowser
+from pathlib import Path
+
+import click
+
+from inpaintkit.checkpoint import CheckpointError
+
+
+def _echo(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@click.command(
+    "serve", short_help="Paint masks, fill them and explore attention in a local web page."
+)
+@click.argument(
+    "folder", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but a loopback address exposes the page (and FOLDER) to the network.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0 = any free port).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Generator weights (.safetensors from `inpaintkit train`). Default: the model that ships with inpaintkit.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto = CUDA when available.",
+)
+@click.option(
+    "--open", "open_browser", is_flag=True, help="Open the page in the default web browser."
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Another name the page may be reached by (its Host header); repeatable. Others are refused.",
+)
+@click.option("--quiet", is_flag=True, help="Print only the address, not a line per fill.")
+def serve_command(
+    folder: Path | None,
+    host: str,
+    port: int,
+    checkpoint: Path | None,
+    device: str,
+    open_browser: bool,
+    allow_hosts: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Serve a local web page to inpaint images interactively.
+
+    Open an image (or pick one of FOLDER's), brush over what should go, fill it with DeepFill
+    or PatchMatch, and see on the attention map where each filled pixel was borrowed from.
+    With FOLDER the page also edits and saves FOLDER's masks (<stem>_mask.png, as `fill`
+    pairs them). Stop with Ctrl-C.
+
+    \b
+    inpaintkit serve --open
+    inpaintkit serve photos/ --checkpoint runs/x/generator.safetensors
+    """
+    try:
+        from inpaintkit.serve import create_app
+        from inpaintkit.serve.server import (
+            ServeError,
+            is_loopback,
+            open_socket,
+            run,
+            server_names,
+            server_url,
+        )
+    except ImportError as err:
+        raise click.ClickException(
+            f'`inpaintkit serve` needs the serve extra ({err.name} is missing): pip install "inpaintkit[serve]"'
+        ) from None
+    if not is_loopback(host):
+        _echo(f"warning: listening on {host}, not only on this machine: anyone who can reach it can use "
+              "the page" + (f" and read and change the masks of {folder}" if folder else ""))  # fmt: skip
+    sock = None
+    try:
+        sock = open_socket(host, port)
+        app = create_app(
+            folder,
+            checkpoint,
+            device=device,
+            hosts=server_names(host, allow_hosts),
+            port=sock.getsockname()[1],
+            log=None if quiet else _echo,
+        )
+    except (ServeError, CheckpointError, ValueError, OSError) as err:
+        if sock is not None:
+            sock.close()
+        raise click.ClickException(str(err)) from None
+    url = server_url(sock, host)
+    click.echo(f"inpaintkit serve: {url}  (Ctrl-C to stop)")
+    for reason in app.state.serve.unavailable.values():
+        _echo(f"warning: DeepFill is unavailable, PatchMatch only: {reason}")
+    if open_browser:
+        threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
+    try:
+        run(app, sock)
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
+        pass

@@ -1,0 +1,489 @@
+"""The ``inpaintkit serve`` web app: one page and a small JSON/binary API, on Starlette.
+
+Everything the page does goes through these routes (errors are ``{"error": "one line"}``
+with a 4xx status, which the page shows as is)::
+
+    GET  /                               the page (static/index.html; its JS modules and CSS under /static)
+    GET  /api/info                       methods (and why one is unavailable), limits, folder mode
+    POST /api/images?name=N              body: an image file -> {id, name, width, height}
+    GET  /api/images/ID/image.png        the image (uploads come back decoded: EXIF-rotated, RGB)
+    POST /api/fill?image=ID&method=M[&max_size=S]   body: mask PNG, white = hole -> 202 {job}
+    GET  /api/jobs/JOB[?wait=S]          state, queue position, progress; waits up to S s for a change
+    GET  /api/images/ID/flow.png         a fill's attention offsets as optical-flow colours (fig. 4), RGBA: the hole only
+    GET  /api/images/ID/overlay.png      appendix C: the regions the hole attended to
+    GET  /api/images/ID/offsets          the offsets: int16 little-endian (2, h, w), (dy, dx)
+    GET  /api/colorwheel.png             the colour wheel, for the legend
+    GET  /api/folder                     folder mode: images and their masks (fill's pairing)
+    POST /api/folder/open?path=P         open a listed image -> {id, ...}
+    GET  /api/folder/mask?path=P         its mask as a PNG (404: none yet)
+    PUT  /api/folder/mask?path=P         body: mask PNG -> saved atomically as <stem>_mask.png
+    GET  /api/folder/thumb?path=P        a thumbnail with the mask tinted over it
+
+The model is loaded once, by :func:`create_app`; fills run on :class:`~inpaintkit.serve.jobs.FillQueue`'s
+worker thread, so the event loop only ever waits. Uploads are limited in bytes and, as in
+``fill``, in decoded pixels (decompression bombs); see docs/serve.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from inpaintkit import __version__
+from inpaintkit.checkpoint import CheckpointError
+from inpaintkit.devices import resolve_device
+from inpaintkit.fill import attention_pictures
+from inpaintkit.inpaint import FEATURE_STRIDE
+from inpaintkit.io import DEFAULT_MAX_PIXELS, ImageReadError, open_image, read_mask, to_rgb8
+from inpaintkit.methods import DeepFillMethod, InpaintMethod, PatchMatchMethod
+from inpaintkit.model.attention import ContextualAttention
+from inpaintkit.model.visualize import flow_to_color
+from inpaintkit.serve.folder import FolderError, ImageFolder
+from inpaintkit.serve.guard import LOOPBACK_HOSTS, LocalOnly
+from inpaintkit.serve.jobs import FillQueue, Job
+from inpaintkit.serve.store import ImageStore, StoredImage
+
+#: The page, its JS modules and its CSS: package data, no build step, no CDN.
+STATIC = Path(__file__).parent / "static"
+
+#: Largest upload accepted, in bytes (a 100-megapixel PNG is about this size).
+DEFAULT_MAX_UPLOAD = 256 * 1024**2
+
+#: Same-size fills run together on CUDA (one batch costs little more than one image there);
+#: on CPU one at a time, where batching measured slower (docs/benchmarks.md).
+CUDA_BATCH = 8
+
+# The page loads only its own files; it may not be framed by another site.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+_IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
+
+
+class ApiError(Exception):
+    """A request that cannot be served: HTTP ``status`` and a one-line message for the page."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ServeState:
+    """What the routes share: the model(s), the fill queue, the images, the folder."""
+
+    methods: dict[str, InpaintMethod]
+    unavailable: dict[str, str]  # method name -> why it cannot be used
+    labels: dict[str, str]  # every method, available or not, in the page's order -> its label
+    queue: FillQueue
+    store: ImageStore
+    folder: ImageFolder | None
+    max_upload_bytes: int
+    max_pixels: int
+    device: torch.device
+    attention_patch: int | None  # side of an attended patch, in working-resolution pixels
+
+
+def build_methods(
+    checkpoint: str | os.PathLike | None, device: str | torch.device
+) -> tuple[dict[str, InpaintMethod], dict[str, str]]:
+    """``(methods by name, why the others are unavailable)``: DeepFill and PatchMatch.
+
+    A ``checkpoint`` that cannot be loaded is an error (:class:`CheckpointError`); with
+    ``checkpoint=None`` a copy of inpaintkit without its default model serves PatchMatch only.
+    """
+    methods: dict[str, InpaintMethod] = {}
+    unavailable: dict[str, str] = {}
+    try:
+        methods["deepfill"] = DeepFillMethod(checkpoint, device=device)
+    except CheckpointError as err:
+        if checkpoint is not None:
+            raise
+        unavailable["deepfill"] = str(err)
+    methods["patchmatch"] = PatchMatchMethod(device=device)
+    return methods, unavailable
+
+
+def attention_patch(method: InpaintMethod) -> int | None:
+    """Side, in image pixels, of the background patch one attention offset points at."""
+    generator = getattr(method, "generator", None)
+    layers = (
+        []
+        if generator is None
+        else [m for m in generator.modules() if isinstance(m, ContextualAttention)]
+    )
+    if not layers:
+        return None
+    return layers[0].patch_size * layers[0].rate * FEATURE_STRIDE
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _state(request: Request) -> ServeState:
+    return request.app.state.serve
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) past ``limit`` bytes before it is all read."""
+    too_large = ApiError(413, f"upload too large: the limit is {limit / 1024**2:.0f} MB")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    if size == 0:
+        raise ApiError(400, "empty upload")
+    return b"".join(chunks)
+
+
+def _png(array: np.ndarray) -> bytes:
+    """PNG bytes of a uint8 array, fast (zlib level 1: the bytes only travel to localhost)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    try:
+        return to_rgb8(open_image(io.BytesIO(data), max_pixels))
+    except ImageReadError as err:
+        raise ApiError(400, f"{name}: {err}") from None
+
+
+def _decode_mask(data: bytes, size: tuple[int, int] | None, max_pixels: int) -> np.ndarray:
+    """bool ``(H, W)`` from a mask file's bytes (white = hole), checked against ``size``."""
+    try:
+        hole = read_mask(io.BytesIO(data), max_pixels=max_pixels)
+    except ImageReadError as err:
+        raise ApiError(400, f"mask: {err}") from None
+    if size is not None and hole.shape != size:
+        raise ApiError(
+            400, f"the mask is {hole.shape[1]}x{hole.shape[0]} but the image is {size[1]}x{size[0]}"
+        )
+    return hole
+
+
+def _display_name(name: str | None) -> str:
+    """A file name the page may show and download under (no folders, bounded length)."""
+    base = PurePosixPath((name or "").replace("\\", "/")).name.strip()
+    return base[:200] or "image.png"
+
+
+def _stored(state: ServeState, key: str | None) -> StoredImage:
+    image = state.store.get(key or "")
+    if image is None:
+        raise ApiError(404, "this image is no longer held by the server; open it again")
+    return image
+
+
+def _image_json(state: ServeState, key: str, image: StoredImage) -> dict:
+    height, width = image.pixels.shape[:2]
+    out: dict = {"id": key, "name": image.name, "width": width, "height": height, "attention": None}
+    if image.attention is not None:
+        grid = image.attention.offsets.shape[1:]
+        work = image.attention.work_hole.shape
+        out["attention"] = {"grid": list(grid), "work": list(work), "patch": state.attention_patch}
+    return out
+
+
+def _job_json(state: ServeState, job: Job) -> dict:
+    out = {
+        "id": job.id,
+        "state": job.state,
+        "method": job.method,
+        "ahead": state.queue.ahead(job),
+        "elapsed": 0.0
+        if job.started is None
+        else ((job.finished or time.monotonic()) - job.started),
+        "estimate": job.estimate,
+        "error": job.error,
+        "result": None,
+    }
+    if job.result is not None:
+        image = state.store.get(job.result)
+        if image is None:
+            out.update(
+                state="failed", error="the result is no longer held by the server; fill again"
+            )
+        else:
+            out["result"] = _image_json(state, job.result, image)
+    return out
+
+
+def _query_int(request: Request, name: str, low: int, high: int) -> int | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
+        raise ApiError(400, f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return int(value)
+
+
+def _folder(state: ServeState) -> ImageFolder:
+    if state.folder is None:
+        raise ApiError(404, "not in folder mode: start `inpaintkit serve FOLDER`")
+    return state.folder
+
+
+# --------------------------------------------------------------------------- routes
+
+
+async def page(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+
+
+async def info(request: Request) -> Response:
+    state = _state(request)
+    methods = [
+        {
+            "name": name,
+            "label": label,
+            "available": name in state.methods,
+            "reason": state.unavailable.get(name),
+        }
+        for name, label in state.labels.items()
+    ]
+    return JSONResponse({
+        "version": __version__,
+        "device": str(state.device),
+        "methods": methods,
+        "folder": None if state.folder is None else state.folder.root.name,
+        "max_upload_bytes": state.max_upload_bytes,
+        "max_pixels": state.max_pixels,
+    })  # fmt: skip
+
+
+async def upload(request: Request) -> Response:
+    state = _state(request)
+    name = _display_name(request.query_params.get("name"))
+    data = await _read_body(request, state.max_upload_bytes)
+    pixels = await run_in_threadpool(_decode_image, data, name, state.max_pixels)
+    image = StoredImage(pixels, name)
+    return JSONResponse(_image_json(state, state.store.add(image), image), status_code=201)
+
+
+async def image_png(request: Request) -> Response:
+    image = _stored(_state(request), request.path_params["key"])
+    return Response(
+        await run_in_threadpool(_png, image.pixels), media_type="image/png", headers=_IMMUTABLE
+    )
+
+
+async def attention_png(request: Request) -> Response:
+    image = _stored(_state(request), request.path_params["key"])
+    if image.attention is None:
+        raise ApiError(
+            404, "this image has no attention map (only DeepFill results with attention have one)"
+        )
+    a = image.attention
+    flow, overlay = await run_in_threadpool(
+        attention_pictures, a.work_filled, a.offsets, a.work_hole
+    )
+    # Over the page's image the flow colours cover the hole only (transparent elsewhere).
+    picture = (
+        np.dstack([flow, a.work_hole * np.uint8(255)])
+        if request.url.path.endswith("/flow.png")
+        else overlay
+    )
+    return Response(
+        await run_in_threadpool(_png, picture), media_type="image/png", headers=_IMMUTABLE
+    )
+
+
+async def offsets(request: Request) -> Response:
+    image = _stored(_state(request), request.path_params["key"])
+    if image.attention is None:
+        raise ApiError(404, "this image has no attention offsets")
+    data = image.attention.offsets.astype("<i2").tobytes()
+    return Response(data, media_type="application/octet-stream", headers=_IMMUTABLE)
+
+
+async def colorwheel(request: Request) -> Response:
+    size = _query_int(request, "size", 16, 512) or 128
+    radius = size / 2
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5 - radius
+    colors = flow_to_color(np.stack([ys, xs])[None], max_magnitude=radius)[0]
+    alpha = np.where(np.hypot(ys, xs) <= radius, 255, 0).astype(np.uint8)
+    return Response(_png(np.dstack([colors, alpha])), media_type="image/png", headers=_IMMUTABLE)
+
+
+async def fill(request: Request) -> Response:
+    state = _state(request)
+    key = request.query_params.get("image")
+    image = _stored(state, key)
+    method = request.query_params.get("method") or next(iter(state.methods))
+    if method in state.unavailable:
+        raise ApiError(400, state.unavailable[method])
+    if method not in state.methods:
+        raise ApiError(400, f"unknown method {method!r}; choose from {', '.join(state.methods)}")
+    max_size = _query_int(request, "max_size", 8, 1 << 20)
+    data = await _read_body(request, state.max_upload_bytes)
+    hole = await run_in_threadpool(_decode_mask, data, image.pixels.shape[:2], state.max_pixels)
+    if not hole.any():
+        raise ApiError(400, "the mask is empty: paint over what should be filled")
+    job = await run_in_threadpool(
+        state.queue.submit, method, image.pixels, hole, image.name, max_size
+    )
+    return JSONResponse(_job_json(state, job), status_code=202)
+
+
+async def job_state(request: Request) -> Response:
+    state = _state(request)
+    job = state.queue.get(request.path_params["job"])
+    if job is None:
+        raise ApiError(404, "no such fill (the server forgets old ones): fill again")
+    wait = request.query_params.get("wait", "0")
+    try:
+        seconds = min(max(float(wait), 0.0), 30.0)
+    except ValueError:
+        raise ApiError(400, f"wait must be a number of seconds, got {wait!r}") from None
+    if seconds > 0:
+        await state.queue.wait(job, seconds)
+    return JSONResponse(_job_json(state, job))
+
+
+async def folder_list(request: Request) -> Response:
+    folder = _folder(_state(request))
+    items = await run_in_threadpool(folder.items)
+    return JSONResponse({"name": folder.root.name, "items": [asdict(item) for item in items]})
+
+
+async def folder_open(request: Request) -> Response:
+    state = _state(request)
+    path = request.query_params.get("path", "")
+    pixels = await run_in_threadpool(_folder(state).read_image, path)
+    image = StoredImage(pixels, PurePosixPath(path).name)
+    return JSONResponse({**_image_json(state, state.store.add(image), image), "path": path})
+
+
+async def folder_mask(request: Request) -> Response:
+    state = _state(request)
+    folder, path = _folder(state), request.query_params.get("path", "")
+    if request.method == "PUT":
+        size = await run_in_threadpool(folder.image_size, path)
+        data = await _read_body(request, state.max_upload_bytes)
+        hole = await run_in_threadpool(_decode_mask, data, size, state.max_pixels)
+        return JSONResponse({"saved": await run_in_threadpool(folder.save_mask, path, hole)})
+    hole = await run_in_threadpool(folder.read_mask, path)
+    if hole is None:
+        raise ApiError(404, f"{path} has no mask yet")
+    return Response(await run_in_threadpool(_png, hole.astype(np.uint8) * 255), media_type="image/png",
+                    headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+async def folder_thumb(request: Request) -> Response:
+    folder = _folder(_state(request))
+    data = await run_in_threadpool(folder.thumbnail, request.query_params.get("path", ""))
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
+def create_app(
+    folder: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    hosts: Iterable[str] = LOOPBACK_HOSTS,
+    port: int | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    batch_size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Starlette:
+    """The ``inpaintkit serve`` application (ASGI), with the model loaded.
+
+    ``folder``: serve its images and let the page save their masks (folder mode).
+    ``checkpoint``: a generator from ``inpaintkit train``; None uses the packaged default
+    model, and without one only PatchMatch is offered (the page says why). ``hosts`` and
+    ``port``: the names and port this server is reached by; requests naming anything else
+    are refused (:class:`~inpaintkit.serve.guard.LocalOnly`). ``max_upload_bytes`` and
+    ``max_pixels`` bound uploads. ``batch_size``: same-size fills run together (default:
+    :data:`CUDA_BATCH` on CUDA, 1 on CPU). ``log`` receives one line per finished fill.
+    """
+    resolved = resolve_device(device)
+    methods, unavailable = build_methods(checkpoint, resolved)
+    store = ImageStore()
+    model = "default model" if checkpoint is None else Path(checkpoint).name
+    batch = batch_size or (CUDA_BATCH if resolved.type == "cuda" else 1)
+    state = ServeState(
+        methods=methods,
+        unavailable=unavailable,
+        labels={"deepfill": f"DeepFill ({model})", "patchmatch": "PatchMatch"},
+        queue=FillQueue(methods, store, batch_size=batch, log=log),
+        store=store,
+        folder=None if folder is None else ImageFolder(folder, max_pixels),
+        max_upload_bytes=max_upload_bytes,
+        max_pixels=max_pixels,
+        device=resolved,
+        attention_patch=attention_patch(methods["deepfill"]) if "deepfill" in methods else None,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        state.queue.close()
+
+    routes = [
+        Route("/", page),
+        Route("/api/info", info),
+        Route("/api/images", upload, methods=["POST"]),
+        Route("/api/images/{key}/image.png", image_png),
+        Route("/api/images/{key}/flow.png", attention_png),
+        Route("/api/images/{key}/overlay.png", attention_png),
+        Route("/api/images/{key}/offsets", offsets),
+        Route("/api/colorwheel.png", colorwheel),
+        Route("/api/fill", fill, methods=["POST"]),
+        Route("/api/jobs/{job}", job_state),
+        Route("/api/folder", folder_list),
+        Route("/api/folder/open", folder_open, methods=["POST"]),
+        Route("/api/folder/mask", folder_mask, methods=["GET", "PUT"]),
+        Route("/api/folder/thumb", folder_thumb),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(LocalOnly, hosts=hosts, port=port)],
+        exception_handlers={
+            ApiError: _api_error,
+            FolderError: _api_error,
+            HTTPException: _api_error,
+            Exception: _internal_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.serve = state
+    return app
