@@ -5,7 +5,7 @@
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
-written every ``schedule.keep_every`` steps) with :func:`inpaintkit.evaluate.evaluate` on the
+written every ``schedule.keep_every`` steps) and its latest ``RUN/generator.safetensors`` with :func:`inpaintkit.evaluate.evaluate` on the
 rect256 set, and on free256 every ``--free-every`` steps (471 images: minutes per snapshot on
 2 cores); reports are cached under ``RUN/curve/``, so a re-run scores only new snapshots. It draws docs/images/model_curve.png: the run's own validation log
 (``RUN/validation.jsonl``, hole PSNR and hole ℓ1 on 64 held-out training photos) and the
@@ -75,13 +75,15 @@ def snapshot_step(path: Path) -> int:
 def curve(run: Path, eval_root: Path, free_every: int) -> None:
     cache_path = run / "curve" / "scores.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    snapshots = sorted(run.glob("generator-*.safetensors"), key=snapshot_step)
-    for snapshot in snapshots:
-        step = snapshot_step(snapshot)
+    # The kept snapshots, and the run's latest generator (both sets, whatever its step).
+    snapshots = {snapshot_step(p): p for p in run.glob("generator-*.safetensors")}
+    latest = int(read_metadata(run / "generator.safetensors")["step"])
+    snapshots.setdefault(latest, run / "generator.safetensors")
+    for step, snapshot in sorted(snapshots.items()):
         meta = read_metadata(snapshot)
         for name in SETS:
             key = f"{step}/{name}"
-            if key in cache or (name == "free256" and step % free_every):
+            if key in cache or (name == "free256" and step % free_every and step != latest):
                 continue
             cache[key] = score(snapshot, eval_root, name, run / "curve" / f"{step:08d}-{name}")
             cache[key]["hours"] = float(meta.get("train_seconds", "nan")) / 3600
