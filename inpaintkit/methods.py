@@ -44,6 +44,16 @@ def default_precision(device: torch.device) -> str:
     return "bf16" if has_native_bf16(device) else "fp32"
 
 
+def default_channels_last(device: torch.device, precision: str) -> bool:
+    """Whether the generator runs in channels_last by default.
+
+    On a CPU it paid in fp32 (512² forward 1.52 -> 1.28 s) but not under bf16 autocast
+    (0.90 -> 0.97 s; docs/benchmarks.md, "fill precision"). On CUDA it is what cuDNN's
+    tensor-core convolutions want (not yet measured here).
+    """
+    return device.type == "cuda" or precision == "fp32"
+
+
 class InpaintMethod(Protocol):
     """What ``fill`` and ``evaluate`` call: see the module docstring."""
 
@@ -148,8 +158,8 @@ class DeepFillMethod:
     ``checkpoint``: a safetensors file from ``inpaintkit train``; ``None`` uses the weights
     packaged with inpaintkit and raises ``CheckpointError`` when there are none.
     ``precision``: ``"fp32"``, ``"bf16"``/``"fp16"`` autocast, or ``"auto"``
-    (:func:`default_precision`). ``channels_last`` switches the memory format (faster convs on
-    recent GPUs and on this project's CPUs: docs/benchmarks.md). Known pixels are composited
+    (:func:`default_precision`). ``channels_last`` switches the memory format; ``None`` picks
+    :func:`default_channels_last` (measured: docs/benchmarks.md, "fill precision"). Known pixels are composited
     back in float32, so they stay bit-exact in any precision.
     """
 
@@ -160,7 +170,7 @@ class DeepFillMethod:
         checkpoint: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
         precision: str = "auto",
-        channels_last: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
         if precision not in PRECISION_CHOICES:
             raise ValueError(
@@ -173,6 +183,8 @@ class DeepFillMethod:
         self.checkpoint = Path(checkpoint)
         self.device = resolve_device(device)
         self.precision = default_precision(self.device) if precision == "auto" else precision
+        if channels_last is None:
+            channels_last = default_channels_last(self.device, self.precision)
         self.channels_last = channels_last
         self.generator = load_generator(self.checkpoint, device=str(self.device)).eval()
         if channels_last:

@@ -194,5 +194,8 @@ def test_auto_precision_is_bf16_only_where_the_device_has_it(tiny_checkpoint, mo
     monkeypatch.setattr(inpaintkit.methods, "has_native_bf16", lambda device: True)
     assert DeepFillMethod(path, device="cpu").precision == "bf16"
     assert DeepFillMethod(path, device="cpu", precision="fp32").precision == "fp32"
+    assert not DeepFillMethod(path, device="cpu").channels_last  # slower under CPU bf16
     monkeypatch.setattr(inpaintkit.methods, "has_native_bf16", lambda device: False)
     assert DeepFillMethod(path, device="cpu").precision == "fp32"
+    assert DeepFillMethod(path, device="cpu").channels_last  # faster in CPU fp32
+    assert not DeepFillMethod(path, device="cpu", channels_last=False).channels_last
