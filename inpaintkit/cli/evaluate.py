@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from inpaintkit.cli.options import device_option
 from inpaintkit.evaluate import (
     GENERATED_MASK_KINDS,
     EvaluateError,
@@ -105,13 +106,7 @@ class CheckpointParam(click.ParamType):
     show_default=True,
     help="Images shown in the comparison sheet.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto = CUDA when available.",
-)
+@device_option()
 @click.option(
     "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
 )

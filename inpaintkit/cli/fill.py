@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from inpaintkit.cli.options import checkpoint_option, device_option
 from inpaintkit.fill import OUTPUT_FORMATS, FillError, FillOptions, fill_files, pair_files
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 
@@ -37,18 +38,8 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
     show_default=True,
     help="DeepFill generator, or the PatchMatch baseline (no model needed).",
 )
-@click.option(
-    "--checkpoint",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Generator weights (.safetensors from `inpaintkit train`). Default: the model that ships with inpaintkit (docs/model-card.md).",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto = CUDA when available.",
-)
+@checkpoint_option
+@device_option()
 @click.option(
     "--precision",
     type=click.Choice(PRECISION_CHOICES),

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from inpaintkit.checkpoint import CheckpointError
+from inpaintkit.cli.options import checkpoint_option, device_option
 
 
 def _echo(line: str) -> None:
@@ -34,18 +35,8 @@ def _echo(line: str) -> None:
     show_default=True,
     help="Port to listen on (0 = any free port).",
 )
-@click.option(
-    "--checkpoint",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Generator weights (.safetensors from `inpaintkit train`). Default: the model that ships with inpaintkit.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto = CUDA when available.",
-)
+@checkpoint_option
+@device_option()
 @click.option(
     "--open", "open_browser", is_flag=True, help="Open the page in the default web browser."
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from inpaintkit.cli.options import device_option
 from inpaintkit.config import ConfigError, load_recipe, packaged_recipes
 from inpaintkit.train import TrainingError, train
 from inpaintkit.training_state import TrainingStateError
@@ -63,13 +64,7 @@ Any recipe value can be overridden as KEY.SUB=VALUE after the recipe (docs/train
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Start a new run's generator from this checkpoint (fresh critics and optimisers).",
 )
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="auto = CUDA when available. Under torchrun each rank uses cuda:LOCAL_RANK.",
-)
+@device_option("auto = CUDA when available. Under torchrun each rank uses cuda:LOCAL_RANK.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(
     "--list-recipes",
