@@ -52,8 +52,13 @@ REFERENCES = {
 }
 
 
-def score(checkpoint: Path, eval_root: Path, name: str, report: Path) -> dict[str, float]:
-    """Hole PSNR / hole ℓ1 / PSNR / ℓ1 of ``checkpoint`` on one evaluation set (resumable report)."""
+def score(
+    checkpoint: Path, eval_root: Path, name: str, report: Path, precision: str = "auto"
+) -> dict[str, float]:
+    """Hole PSNR / hole ℓ1 / PSNR / ℓ1 of ``checkpoint`` on one evaluation set (resumable report).
+
+    ``precision``: DeepFillMethod's autocast (``"auto"``: what ``fill`` uses by default).
+    """
     options = EvaluateOptions(
         data=eval_root / name / "images",
         masks=eval_root / name / "masks",
@@ -61,7 +66,8 @@ def score(checkpoint: Path, eval_root: Path, name: str, report: Path) -> dict[st
         samples=4,
         warmup=False,
     )
-    result = evaluate(options, {"model": DeepFillMethod(checkpoint, device="cpu")}, progress=False)
+    method = DeepFillMethod(checkpoint, device="cpu", precision=precision)
+    result = evaluate(options, {"model": method}, progress=False)
     metrics = result.summary["model"].metrics
     return {key: metrics[key].mean for key in ("hole_psnr", "hole_l1", "psnr", "l1")} | {
         "images": result.images
@@ -233,21 +239,13 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
     source = checkpoint or DEFAULT_CHECKPOINT
     with tempfile.TemporaryDirectory() as tmp:
         for name in SETS:
-            rows = {}
-            for mode in ("fp32", "bf16"):
-                options = EvaluateOptions(
-                    data=eval_root / name / "images",
-                    masks=eval_root / name / "masks",
-                    output=Path(tmp) / f"{mode}-{name}",
-                    samples=0,
-                    warmup=False,
-                )
-                method = DeepFillMethod(source, device="cpu", precision=mode)
-                rows[mode] = evaluate(options, {mode: method}, progress=False).summary[mode].metrics
-            f, b = rows["fp32"], rows["bf16"]
+            f, b = (
+                score(source, eval_root, name, Path(tmp) / f"{mode}-{name}", mode)
+                for mode in ("fp32", "bf16")
+            )
             print(
-                f"| {name} | {f['hole_psnr'].mean:.3f} | {b['hole_psnr'].mean:.3f} | "
-                f"{b['hole_psnr'].mean - f['hole_psnr'].mean:+.3f} | {f['hole_l1'].mean:.3f} | {b['hole_l1'].mean:.3f} |",
+                f"| {name} | {f['hole_psnr']:.3f} | {b['hole_psnr']:.3f} | "
+                f"{b['hole_psnr'] - f['hole_psnr']:+.3f} | {f['hole_l1']:.3f} | {b['hole_l1']:.3f} |",
                 flush=True,
             )
 
