@@ -206,6 +206,7 @@ def build_methods(
     deepfill_default: bool = False,
     floors: bool = True,
     device: str = "auto",
+    patch_size: int | None = None,
 ) -> dict[str, InpaintMethod]:
     """The methods of one evaluation by report name, weakest first.
 
@@ -219,7 +220,7 @@ def build_methods(
         methods["mean-color"] = MeanColorMethod()
         methods["biharmonic"] = BiharmonicMethod()
     if patchmatch:
-        methods["patchmatch"] = PatchMatchMethod(device=resolved.type)
+        methods["patchmatch"] = PatchMatchMethod(patch_size=patch_size, device=resolved.type)
     if deepfill_default:
         methods["deepfill"] = DeepFillMethod(None, device=resolved)
     for name, checkpoint in name_checkpoints(checkpoints):

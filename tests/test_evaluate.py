@@ -272,6 +272,8 @@ def test_patchmatch_runs_on_the_same_masks(photos, tmp_path) -> None:
     rows = read_log(tmp_path / "r")
     assert {r["method"] for r in rows} == {"mean-color", "biharmonic", "patchmatch"}
     assert all(r["seconds"] > 0 for r in rows)
+    assert methods["patchmatch"].patch_size is None  # the library default
+    assert build_methods(patchmatch=True, patch_size=9)["patchmatch"].patch_size == 9
 
 
 def test_checkpoints_are_named_by_stem_run_folder_or_explicitly(photos, tmp_path) -> None:

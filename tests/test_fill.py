@@ -397,6 +397,28 @@ def test_no_default_model_and_attention_without_deepfill_are_clear_errors(
     assert not (tmp_path / "out").exists()
 
 
+def test_patch_size_reaches_patchmatch_and_must_be_odd(tmp_path, monkeypatch) -> None:
+    save(tmp_path / "a.png", Image.fromarray(photo(24, 24)))
+    save_mask(tmp_path / "m.png", hole_mask(24, 24))
+    base = [str(tmp_path / "a.png"), "--masks", str(tmp_path / "m.png"), "--method", "patchmatch"]
+    result = CliRunner().invoke(
+        fill_command, [*base, "-o", str(tmp_path / "x.png"), "--patch-size", "4"]
+    )
+    assert result.exit_code == 2 and "4 is even" in result.output
+    seen = []
+    original = inpaintkit.methods.patchmatch_inpaint
+    monkeypatch.setattr(
+        inpaintkit.methods,
+        "patchmatch_inpaint",
+        lambda *a, **k: seen.append(k.get("patch_size")) or original(*a, **k),
+    )
+    result = CliRunner().invoke(
+        fill_command, [*base, "-o", str(tmp_path / "y.png"), "--patch-size", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == [3] and (tmp_path / "y.png").is_file()
+
+
 def test_attention_with_a_baseline_checkpoint_is_refused(tmp_path):
     from click.testing import CliRunner
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from inpaintkit.cli.options import device_option
+from inpaintkit.cli.options import device_option, patch_size_option
 from inpaintkit.evaluate import (
     GENERATED_MASK_KINDS,
     EvaluateError,
@@ -106,6 +106,7 @@ class CheckpointParam(click.ParamType):
     show_default=True,
     help="Images shown in the comparison sheet.",
 )
+@patch_size_option
 @device_option()
 @click.option(
     "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
@@ -125,6 +126,7 @@ def evaluate_command(
     limit: int | None,
     size: int,
     samples: int,
+    patch_size: int | None,
     device: str,
     quiet: bool,
     no_progress: bool,
@@ -160,6 +162,7 @@ def evaluate_command(
             deepfill_default="deepfill" in extra_methods,
             floors=floors,
             device=device,
+            patch_size=patch_size,
         )
         result = evaluate(options, methods, console=console, progress=not (quiet or no_progress))
     except (EvaluateError, ValueError, OSError) as err:

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from inpaintkit.cli.options import checkpoint_option, device_option
+from inpaintkit.cli.options import checkpoint_option, device_option, patch_size_option
 from inpaintkit.fill import OUTPUT_FORMATS, FillError, FillOptions, fill_files, pair_files
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 
@@ -39,6 +39,7 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
     help="DeepFill generator, or the PatchMatch baseline (no model needed).",
 )
 @checkpoint_option
+@patch_size_option
 @device_option()
 @click.option(
     "--precision",
@@ -104,6 +105,7 @@ def fill_command(
     output: Path,
     method: str,
     checkpoint: Path | None,
+    patch_size: int | None,
     device: str,
     precision: str,
     batch_size: int | None,
@@ -145,7 +147,7 @@ def fill_command(
                     "attention; --attention has no attention map to draw"
                 )
         else:
-            inpainter = PatchMatchMethod(device=device)
+            inpainter = PatchMatchMethod(patch_size=patch_size, device=device)
         options = FillOptions(
             invert_masks=invert_masks,
             dilate=dilate,

@@ -25,3 +25,20 @@ checkpoint_option = click.option(
     help="Generator weights (.safetensors from `inpaintkit train`). "
     "Default: the model that ships with inpaintkit (docs/model-card.md).",
 )
+
+
+def _odd(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value % 2 == 0:
+        raise click.BadParameter(f"{value} is even; patches are centred, so the side must be odd")
+    return value
+
+
+#: ``--patch-size N``: PatchMatch's patch side; ``None`` keeps the library default.
+patch_size_option = click.option(
+    "--patch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    callback=_odd,
+    help="PatchMatch's square patch side, odd (default 5; 9 continues regular textures "
+    "such as stripes and checks better, docs/patchmatch.md).",
+)

@@ -32,9 +32,11 @@ from inpaintkit.patchmatch.pyramid import (
     valid_centres,
 )
 
-#: Default side of the square patches (odd); chosen by benchmarks/bench_patchmatch.py, see
-#: docs/patchmatch.md.
-DEFAULT_PATCH_SIZE = 9
+#: Default side of the square patches (odd); chosen on both eval sets by
+#: benchmarks/patchmatch_bins.py (docs/patchmatch.md, "Free-form holes"): once thin holes stopped
+#: swallowing the coarse levels, the coarse levels carry the structure and small patches at the
+#: fine levels fit between strokes. 9 was the choice of the older pyramid, on rect256 only.
+DEFAULT_PATCH_SIZE = 5
 #: Default EM steps (PatchMatch + vote) per pyramid level.
 DEFAULT_ITERATIONS = 4
 #: PatchMatch passes per EM step; the field carries over between steps, so few are needed.
@@ -237,6 +239,11 @@ def patchmatch_inpaint(
                 level_hole[..., None], upsample_image(filled, level_hole.shape), level_image
             )
             nnf = upsample_nnf(nnf, level_hole.shape)
+        if not level_hole.any():
+            # Every hole of this level vanished in the downsampling (thin strokes at a coarse
+            # scale): nothing to search; the finer level starts from a fresh random field.
+            filled, nnf = start, np.full((*level_hole.shape, 2), -1, dtype=np.int32)
+            continue
         best_last = vote == "best" and level == 0
         level_seed = _level_seed(seed, level)
         if backend == "numba":
