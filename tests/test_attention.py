@@ -607,3 +607,17 @@ def test_offsets_follow_the_argmax_of_the_reference_attention():
                 qy, qx = bg_pos[int(attention[i].argmax())]
                 want = [2 * (qy - y // 2), 2 * (qx - x // 2)] if mask[n, 0, y, x] else [0, 0]
                 assert offsets[n, :, y, x].tolist() == want
+
+
+def test_attention_map_is_the_reference_attention_and_none_without_a_hole():
+    fg, bg, mask = random_case(n=2, height=10, width=10, seed=21)
+    layer = ContextualAttention(rate=2, stride=1, foreground="all")
+    attended = layer.attention_map(fg, bg, mask)
+    assert attended.grid == (5, 5) and attended.background_width == 5
+    for n in range(2):
+        _, want = ref_forward(fg[n], bg[n], mask[n, 0], rate=2, stride=1)
+        torch.testing.assert_close(attended.weights[n], want.to(attended.weights.dtype))
+    # "hole" mode matches only the hole's window, and nothing at all without a hole.
+    holey = ContextualAttention(rate=2, stride=1).attention_map(fg[:1], bg[:1], mask[:1])
+    assert holey.weights.shape[1] == holey.window.size[0] * holey.window.size[1] < 25
+    assert ContextualAttention().attention_map(fg, bg, torch.zeros_like(mask)) is None

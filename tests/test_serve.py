@@ -48,6 +48,7 @@ from inpaintkit.fill import attention_pictures, pair_files
 from inpaintkit.io import is_temporary
 from inpaintkit.methods import NO_DEFAULT_MODEL, DeepFillMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig
+from inpaintkit.model.visualize import flow_legend
 from inpaintkit.serve import create_app
 from inpaintkit.serve.app import STATIC
 from inpaintkit.serve.guard import LocalOnly
@@ -144,6 +145,12 @@ def test_the_page_and_every_asset_it_names_are_served_from_the_package(client: T
     for path in STATIC.rglob("*"):
         if path.is_file():
             assert not re.search(r"https?://", path.read_text()), path
+
+
+def test_the_colour_wheel_legend_is_the_library_s(client: TestClient) -> None:
+    answer = client.get("/api/colorwheel.png?size=48")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    np.testing.assert_array_equal(decoded(answer.content), flow_legend(48))
 
 
 def test_every_static_file_ships_as_package_data() -> None:

@@ -11,7 +11,7 @@ import skimage.data
 import torch
 
 from inpaintkit.model.attention import ContextualAttention
-from inpaintkit.model.visualize import attended_overlay, color_wheel, flow_to_color
+from inpaintkit.model.visualize import attended_overlay, color_wheel, flow_legend, flow_to_color
 
 
 def hue_of(rgb: np.ndarray) -> float:
@@ -136,3 +136,16 @@ def test_overlay_rejects_mismatched_inputs():
         attended_overlay(image.astype(float), offsets, mask)
     with pytest.raises(ValueError, match=r"\(2, h, w\)"):
         attended_overlay(image, offsets[None], mask)
+
+
+def test_flow_legend_is_the_colour_of_each_offset_from_its_centre():
+    legend = flow_legend(64)
+    assert legend.shape == (64, 64, 4) and legend.dtype == np.uint8
+    assert legend[0, 0, 3] == 0 and legend[32, 32, 3] == 255  # corner outside, centre inside
+    # The pixel at (y, x) shows the offset from the centre (31.5, 31.5) at the rim's length 32.
+    for y, x in [(32, 60), (5, 32), (40, 10)]:
+        offset = np.array([y + 0.5 - 32, x + 0.5 - 32], dtype=np.float64).reshape(1, 2, 1, 1)
+        np.testing.assert_array_equal(
+            legend[y, x, :3], flow_to_color(offset, max_magnitude=32)[0, 0, 0]
+        )
+    assert (legend[32, 32, :3] > 240).all()  # near-zero offsets are near white

@@ -23,6 +23,8 @@ was made, where it departs from the released code and what it costs: docs/model.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +39,27 @@ _NORM_EPS = 1e-4
 
 #: ``ContextualAttention(foreground=...)``: match the hole's window only, or every position.
 FOREGROUND_MODES = ("hole", "all")
+
+
+@dataclass
+class AttentionMap:
+    """What :class:`ContextualAttention` attends, as :meth:`~ContextualAttention.attention_map`
+    returns it.
+
+    ``weights (N, Lf, Lb)`` (fp32 or wider, each row sums to 1 over the valid columns, 0 on the
+    others): one row per foreground block of ``window`` in row-major order, one column per
+    background patch on the ``(ceil(h / stride), background_width)`` stride grid.
+    ``valid (N, 1, Lb)``: 1 for background patches without a hole pixel. ``hole (N, 1, H, W)``:
+    the mask at feature size, in {0, 1}. ``grid``: the ``(h, w)`` matching grid (features
+    downscaled by ``rate``); ``window``: the block of that grid whose rows were computed.
+    """
+
+    weights: torch.Tensor
+    valid: torch.Tensor
+    hole: torch.Tensor
+    window: Window
+    grid: tuple[int, int]
+    background_width: int
 
 
 class ContextualAttention(nn.Module):
@@ -116,7 +139,46 @@ class ContextualAttention(nn.Module):
             is attended.
         """
         _check_inputs(foreground, background, mask)
-        n, c, height, width = foreground.shape
+        height, width = foreground.shape[-2:]
+        attended = self.attention_map(foreground, background, mask)
+        if attended is None:  # no hole anywhere: nothing to rebuild
+            out = foreground.to(background.dtype)
+            hole = mask_at(mask, foreground.shape[0], height, width)
+            return (out, _zero_offsets(hole)) if return_offsets else out
+        # A copy when the features are bf16/fp16; otherwise flushed in place, which leaves the
+        # argmax (the offsets) unchanged: a row's largest weight is at least 1 / Lb.
+        weights = flush_subnormal_(attended.weights.to(background.dtype))
+        out = reconstruct(
+            weights, background, (height, width), self.rate, self.stride, attended.window
+        )
+        if self.foreground == "hole":
+            # A selection (tensors.composite): each sample keeps its own known features,
+            # whatever the window other samples' holes made the layer compute.
+            out = composite(foreground.to(out.dtype), out, attended.hole)
+        if not return_offsets:
+            return out
+        offsets = attention_offsets(
+            attended.weights,
+            attended.valid,
+            attended.hole,
+            attended.grid,
+            attended.background_width,
+            self.rate,
+            self.stride,
+            attended.window,
+        )
+        return out, offsets
+
+    def attention_map(
+        self, foreground: torch.Tensor, background: torch.Tensor, mask: torch.Tensor
+    ) -> AttentionMap | None:
+        """The attention weights ``forward`` rebuilds from, with what is needed to read them.
+
+        Same arguments as :meth:`forward`. ``None`` with ``foreground="hole"`` when no sample
+        has a hole (nothing is matched). Used by :meth:`forward` and by tools that study what
+        the layer learned (benchmarks/attention_entropy.py).
+        """
+        n, _, height, width = foreground.shape
         r, s, k = self.rate, self.stride, self.patch_size
         hole = mask_at(mask, n, height, width)  # float32 (N, 1, H, W) in {0, 1}
 
@@ -129,9 +191,8 @@ class ContextualAttention(nn.Module):
             window = scored_window = Window(0, grid[0], 0, grid[1])
         else:
             window = hole_window(hole, r, grid)
-            if window is None:  # no hole anywhere: nothing to rebuild
-                out = foreground.to(background.dtype)
-                return (out, _zero_offsets(hole)) if return_offsets else out
+            if window is None:
+                return None
             scored_window = score_window(window, grid, propagate_size)
 
         bg_h, bg_w = _strided_size(grid[0], s), _strided_size(grid[1], s)
@@ -149,19 +210,7 @@ class ContextualAttention(nn.Module):
         # softmax output is saved by its backward, so it is masked in place only without autograd.
         attention = torch.softmax(scores.mul_(valid * self.softmax_scale), dim=2)
         attention = attention * valid if attention.requires_grad else attention.mul_(valid)
-
-        # A copy when the features are bf16/fp16; otherwise flushed in place, which leaves the
-        # argmax (the offsets) unchanged: a row's largest weight is at least 1 / Lb.
-        weights = flush_subnormal_(attention.to(background.dtype))
-        out = reconstruct(weights, background, (height, width), r, s, window)
-        if self.foreground == "hole":
-            # A selection (tensors.composite): each sample keeps its own known features,
-            # whatever the window other samples' holes made the layer compute.
-            out = composite(foreground.to(out.dtype), out, hole)
-        if not return_offsets:
-            return out
-        offsets = attention_offsets(attention, valid, hole, grid, bg_w, r, s, window)
-        return out, offsets
+        return AttentionMap(attention, valid, hole, window, (grid[0], grid[1]), bg_w)
 
 
 def cosine_scores(

@@ -93,6 +93,17 @@ def flow_to_color(
     return np.floor(255 * color).astype(np.uint8)
 
 
+def flow_legend(size: int) -> np.ndarray:
+    """The colour key of :func:`flow_to_color`: uint8 RGBA ``(size, size, 4)``, a disc whose
+    pixel at offset ``(dy, dx)`` from the centre has that offset's colour (rim = full length),
+    transparent outside the disc."""
+    radius = size / 2
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5 - radius
+    colors = flow_to_color(np.stack([ys, xs])[None], max_magnitude=radius)[0]
+    alpha = np.where(np.hypot(ys, xs) <= radius, 255, 0).astype(np.uint8)
+    return np.dstack([colors, alpha])
+
+
 def attended_overlay(
     image: np.ndarray, offsets: torch.Tensor | np.ndarray, mask: np.ndarray
 ) -> np.ndarray:

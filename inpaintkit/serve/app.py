@@ -54,7 +54,7 @@ from inpaintkit.inpaint import FEATURE_STRIDE
 from inpaintkit.io import DEFAULT_MAX_PIXELS, ImageReadError, open_image, read_mask, to_rgb8
 from inpaintkit.methods import DeepFillMethod, InpaintMethod, PatchMatchMethod
 from inpaintkit.model.attention import ContextualAttention
-from inpaintkit.model.visualize import flow_to_color
+from inpaintkit.model.visualize import flow_legend
 from inpaintkit.serve.folder import FolderError, ImageFolder
 from inpaintkit.serve.guard import LOOPBACK_HOSTS, LocalOnly
 from inpaintkit.serve.jobs import FillQueue, Job
@@ -326,11 +326,7 @@ async def offsets(request: Request) -> Response:
 
 async def colorwheel(request: Request) -> Response:
     size = _query_int(request, "size", 16, 512) or 128
-    radius = size / 2
-    ys, xs = np.mgrid[0:size, 0:size] + 0.5 - radius
-    colors = flow_to_color(np.stack([ys, xs])[None], max_magnitude=radius)[0]
-    alpha = np.where(np.hypot(ys, xs) <= radius, 255, 0).astype(np.uint8)
-    return Response(_png(np.dstack([colors, alpha])), media_type="image/png", headers=_IMMUTABLE)
+    return Response(_png(flow_legend(size)), media_type="image/png", headers=_IMMUTABLE)
 
 
 async def fill(request: Request) -> Response:
