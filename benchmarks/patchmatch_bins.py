@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 from bench_patchmatch import hole_scores
 from patchmatch import patch_match
-from PIL import Image
 
-from inpaintkit.io import atomic_write, list_images, read_mask, read_rgb
+from inpaintkit.io import list_images, read_mask, read_rgb
 from inpaintkit.patchmatch import patchmatch_inpaint
+from inpaintkit.report import comparison_sheet, masked_input, write_png
 
 EVAL = Path("/work/shared/data/eval")
 DEFAULT_CACHE = Path.home() / ".cache" / "inpaintkit" / "patchmatch-bins"
@@ -172,23 +172,13 @@ def table(title: str, groups: dict[str, list[str]], specs: list[str], scores: di
 
 
 def worst_figure(path: Path, rows: list[dict], specs: list[str]) -> None:
-    """Rows of input | each method | ground truth, for the given images."""
+    """Rows of input | each method | ground truth for the given images, as evaluate's sheet."""
     methods = [method_from_spec(s) for s in specs]
-    tiles_per_row = []
+    tiles = []
     for row in rows:
         image, mask = read_rgb(row["image"]), read_mask(row["mask"])
-        shown = image.copy()
-        shown[mask] = 255
-        tiles_per_row.append([shown, *(m(image, mask) for m in methods), image])
-    gap = 4
-    h, w = tiles_per_row[0][0].shape[:2]
-    cols = len(tiles_per_row[0])
-    canvas = np.full((len(rows) * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
-    for r, tiles in enumerate(tiles_per_row):
-        for c, tile in enumerate(tiles):
-            canvas[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile
-    with atomic_write(path) as tmp:
-        Image.fromarray(canvas).save(tmp)
+        tiles.append([masked_input(image, mask), *(m(image, mask) for m in methods), image])
+    write_png(path, comparison_sheet(tiles, ["input", *specs, "ground truth"]))
 
 
 def main() -> None:

@@ -18,18 +18,18 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
-from inpaintkit import io
 from inpaintkit.fill import attention_pictures, fill_arrays
 from inpaintkit.masks import MaskConfig, generate_mask
 from inpaintkit.methods import DeepFillMethod
 from inpaintkit.model.visualize import flow_legend
+from inpaintkit.report import comparison_sheet, masked_input, write_png
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eval" / "photos"
 DEFAULT_PHOTOS = ["wiki001", "wiki005", "wiki009", "wiki012", "wiki046"]
 COLUMNS = ["input", "fill", "attention map", "attended regions", "original"]
-SIZE, GAP, HEADER = 256, 6, 22
+SIZE, LEGEND = 256, 48
 
 
 def load_photo(stem: str) -> np.ndarray:
@@ -38,6 +38,14 @@ def load_photo(stem: str) -> np.ndarray:
         return np.asarray(
             ImageOps.fit(image.convert("RGB"), (SIZE, SIZE), Image.Resampling.LANCZOS)
         )
+
+
+def with_legend(flow: np.ndarray) -> np.ndarray:
+    """The attention map with the colour wheel in its top-right corner."""
+    tile = Image.fromarray(flow)
+    legend = Image.fromarray(flow_legend(LEGEND), "RGBA")
+    tile.paste(legend, (tile.width - LEGEND - 4, 4), legend)
+    return np.asarray(tile)
 
 
 def figure_rows(method: DeepFillMethod, stems: list[str]) -> list[list[np.ndarray]]:
@@ -49,28 +57,9 @@ def figure_rows(method: DeepFillMethod, stems: list[str]) -> list[list[np.ndarra
     filled, offsets = fill_arrays(method, pixels, holes, offsets=True)
     rows = []
     for image, hole, fill, flow_offsets in zip(pixels, holes, filled, offsets, strict=True):
-        shown = image.copy()
-        shown[hole] = 255
         flow, overlay = attention_pictures(fill, flow_offsets, hole)
-        rows.append([shown, fill, flow, overlay, image])
+        rows.append([masked_input(image, hole), fill, with_legend(flow), overlay, image])
     return rows
-
-
-def draw(rows: list[list[np.ndarray]], path: Path) -> None:
-    width = len(COLUMNS) * (SIZE + GAP) - GAP
-    height = HEADER + len(rows) * (SIZE + GAP) - GAP
-    canvas = Image.new("RGB", (width, height), "white")
-    pen = ImageDraw.Draw(canvas)
-    for c, title in enumerate(COLUMNS):
-        pen.text((c * (SIZE + GAP) + 4, 5), title, fill="black")
-    legend = Image.fromarray(flow_legend(48), "RGBA")
-    for r, tiles in enumerate(rows):
-        for c, tile in enumerate(tiles):
-            canvas.paste(Image.fromarray(tile), (c * (SIZE + GAP), HEADER + r * (SIZE + GAP)))
-        corner = (2 * (SIZE + GAP) + SIZE - 52, HEADER + r * (SIZE + GAP) + 4)
-        canvas.paste(legend, corner, legend)
-    with io.atomic_write(path) as tmp:
-        canvas.save(tmp, format="PNG")
 
 
 def main() -> None:
@@ -82,7 +71,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     method = DeepFillMethod(args.checkpoint, device="cpu", precision="fp32")
-    draw(figure_rows(method, args.photos), args.out)
+    write_png(args.out, comparison_sheet(figure_rows(method, args.photos), COLUMNS))
     print(f"wrote {args.out}")
 
 

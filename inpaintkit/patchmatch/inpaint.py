@@ -231,6 +231,11 @@ def patchmatch_inpaint(
     filled, nnf = None, None
     for level in range(len(pyramid) - 1, -1, -1):
         level_image, level_hole = pyramid[level]
+        if not level_hole.any():
+            # Every hole of this level vanished in the downsampling (thin strokes at a coarse
+            # scale): nothing to start or search; the finer level starts from a fresh field.
+            filled, nnf = level_image, np.full((*level_hole.shape, 2), -1, dtype=np.int32)
+            continue
         if filled is None:
             start = onion_peel_fill(level_image, level_hole)
             nnf = np.full((*level_hole.shape, 2), -1, dtype=np.int32)
@@ -239,11 +244,6 @@ def patchmatch_inpaint(
                 level_hole[..., None], upsample_image(filled, level_hole.shape), level_image
             )
             nnf = upsample_nnf(nnf, level_hole.shape)
-        if not level_hole.any():
-            # Every hole of this level vanished in the downsampling (thin strokes at a coarse
-            # scale): nothing to search; the finer level starts from a fresh random field.
-            filled, nnf = start, np.full((*level_hole.shape, 2), -1, dtype=np.int32)
-            continue
         best_last = vote == "best" and level == 0
         level_seed = _level_seed(seed, level)
         if backend == "numba":
