@@ -78,6 +78,12 @@ class OptimizerConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.9)
     critic_steps: int = 5  # Algorithm 1: critic updates per generator update
+    # An exponential moving average of the generator's weights, which the run validates and
+    # saves as generator.safetensors (inpaintkit.weight_average). Half-life in generator steps;
+    # 0 = off (the paper's: its generator is the last weights). During a ramp-up the half-life
+    # is capped at ema_rampup x steps so far (EDM's ema_rampup_ratio; 0 = no cap).
+    ema_half_life: int = 0
+    ema_rampup: float = 0.05
 
 
 @dataclass
@@ -143,6 +149,11 @@ class Recipe:
         ):
             if value <= 0:
                 raise ConfigError(f"{path}: must be positive, got {value}")
+        if self.optimizer.ema_half_life < 0 or self.optimizer.ema_rampup < 0:
+            raise ConfigError(
+                "optimizer.ema_half_life and optimizer.ema_rampup: must be >= 0, got "
+                f"{self.optimizer.ema_half_life} and {self.optimizer.ema_rampup}"
+            )
         if self.schedule.warmup_steps < 0:
             raise ConfigError(
                 f"schedule.warmup_steps: must be >= 0, got {self.schedule.warmup_steps}"

@@ -64,6 +64,7 @@ from inpaintkit.training_state import (
     save_training_state,
 )
 from inpaintkit.typed import ConfigError, build, to_dict
+from inpaintkit.weight_average import WeightAverage
 
 GENERATOR_FILE = "generator.safetensors"
 #: One JSON object per validation: step, samples, train_seconds and the metrics.
@@ -177,6 +178,12 @@ class Trainer:
         # One optimiser over both critics, as the released code's single d_vars trainer.
         critic_params = [*self.local_critic.parameters(), *self.global_critic.parameters()]
         self.d_optimizer = torch.optim.Adam(critic_params, lr=opt.lr, betas=opt.betas)
+        # The weight average starts as a copy; start_run/resume_run set it after loading weights.
+        self.generator_average = (
+            WeightAverage(self.generator, opt.ema_half_life, opt.ema_rampup)
+            if opt.ema_half_life > 0
+            else None
+        )
         # bf16 autocast where the hardware computes it; emulated bf16 on an older CPU is slower than fp32.
         self.autocast_dtype = torch.bfloat16 if perf.bf16 and has_native_bf16(device) else None
         use_compile = perf.compile and device.type == "cuda"
@@ -331,11 +338,28 @@ class Trainer:
         self.g_optimizer.step()
         return scalars
 
+    def update_average(self, step: int) -> None:
+        """After generator step ``step`` (1-based): fold the new weights into the weight average."""
+        if self.generator_average is not None:
+            self.generator_average.update(self.generator, step)
+
+    @property
+    def model(self) -> Generator:
+        """The generator a run validates and saves: the weight average if on, else the weights."""
+        if self.generator_average is not None:
+            return self.generator_average.average
+        return self.generator
+
     # ---- state
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = {
             **module_tensors("generator", self.generator),
+            **(
+                module_tensors("generator_average", self.generator_average.average)
+                if self.generator_average is not None
+                else {}
+            ),
             **module_tensors("local_critic", self.local_critic),
             **module_tensors("global_critic", self.global_critic),
         }
@@ -346,8 +370,17 @@ class Trainer:
     def load_state(
         self, tensors: dict[str, torch.Tensor], meta: dict, critics: bool = True
     ) -> None:
-        """Restore a saved state; ``critics=False`` keeps this trainer's fresh critics and their optimiser."""
+        """Restore a saved state; ``critics=False`` keeps this trainer's fresh critics and their optimiser.
+
+        A state saved without a weight average (or before it was switched on) starts the
+        average from the saved generator.
+        """
         restore_module("generator", self.generator, tensors)
+        if self.generator_average is not None:
+            if any(name.startswith("generator_average.") for name in tensors):
+                restore_module("generator_average", self.generator_average.average, tensors)
+            else:
+                self.generator_average.reset(self.generator)
         restore_optimizer("g_optimizer", self.g_optimizer, tensors, meta["g_optimizer"])
         if critics:
             restore_module("local_critic", self.local_critic, tensors)
@@ -367,6 +400,8 @@ class Trainer:
         with torch.no_grad():
             for mine, theirs in zip(self.generator.parameters(), source.parameters(), strict=True):
                 mine.copy_(theirs)
+        if self.generator_average is not None:
+            self.generator_average.reset(self.generator)
 
 
 # --------------------------------------------------------------------------- validation and images
@@ -819,11 +854,15 @@ def save(
             "samples": str(run.samples_per_rank * dist_info.world),
             "train_seconds": f"{meta['train_seconds']:.0f}",
         }
-        checkpoint.save_generator(out / GENERATOR_FILE, trainer.generator, metadata=metadata)
+        if trainer.generator_average is not None:
+            metadata["weights"] = (
+                f"exponential moving average, half-life {recipe.optimizer.ema_half_life} steps"
+            )
+        checkpoint.save_generator(out / GENERATOR_FILE, trainer.model, metadata=metadata)
         keep_every = recipe.schedule.keep_every
         if keep_every and run.step % keep_every == 0:
             checkpoint.save_generator(
-                out / f"generator-{run.step:08d}.safetensors", trainer.generator, metadata=metadata
+                out / f"generator-{run.step:08d}.safetensors", trainer.model, metadata=metadata
             )
     dist_info.barrier()
     guard.last_good = run.step
@@ -949,6 +988,7 @@ def _train(
                 # Algorithm 1 lines 9-13: one generator update on another batch.
                 scalars.update(trainer.generator_step(*next(batches), adversarial=adversarial))
                 run.step += 1
+                trainer.update_average(run.step)
                 run.samples_per_rank += (critic_steps + 1 if adversarial else 1) * batch
                 guard.watch(scalars)
                 log.add(scalars)
@@ -957,7 +997,7 @@ def _train(
                 if run.step % schedule.log_every == 0 or run.step == schedule.steps:
                     guard.check(run.step)
                     log.write_scalars(run.step, adversarial)
-                log.validate(run, trainer.generator)
+                log.validate(run, trainer.model)
                 log.advance(run.step)
 
                 # SIGINT/SIGTERM: save and stop after this step (every rank at the same step).

@@ -119,3 +119,16 @@ def test_crop_hole_boxes_is_differentiable():
 def test_crop_hole_boxes_rejects_mismatch():
     with pytest.raises(ValueError, match="must match"):
         crop_hole_boxes(torch.zeros(2, 3, 8, 8), torch.zeros(1, 1, 8, 8), 4)
+
+
+@pytest.mark.parametrize("critic", [LocalCritic(input_size=32, channels=8), GlobalCritic(input_size=32, channels=8)])
+def test_critic_layers_start_like_the_authors_tensorflow_code(critic):
+    """Glorot-uniform weights and zero biases (tf.layers.conv2d/dense defaults) on every layer."""
+    layers = [m for m in critic.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 5
+    for layer in layers:
+        fan_out, fan_in = layer.weight.shape[0], layer.weight.shape[1]
+        receptive = layer.weight[0, 0].numel()
+        bound = (6.0 / ((fan_in + fan_out) * receptive)) ** 0.5
+        assert bound * 0.8 < layer.weight.abs().max() <= bound
+        assert torch.count_nonzero(layer.bias) == 0

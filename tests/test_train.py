@@ -723,3 +723,38 @@ def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch):
     assert Trainer(recipe, torch.device("cpu")).autocast_dtype == torch.bfloat16
     # tiny: bf16 off.
     assert Trainer(load_recipe(TINY, FAST), torch.device("cpu")).autocast_dtype is None
+
+
+def test_weight_average_is_what_the_run_validates_saves_and_resumes(dataset, tmp_path):
+    """With optimizer.ema_half_life on: generator.safetensors holds the average, a resume
+    continues it bit for bit, and a run saved without one starts it from its generator."""
+    ema = ["optimizer.ema_half_life=2", "optimizer.ema_rampup=0"]
+    decay = 0.5 ** (1 / 2)
+
+    # A run saved without an average, resumed with one: the average starts from step 2's weights.
+    plain = load_recipe(TINY, [*STRAIGHT, "schedule.steps=2"])
+    train(plain, dataset, tmp_path / "late", device="cpu", progress=False)
+    before = {k: v for k, v in _tensors(tmp_path / "late").items() if k.startswith("generator.")}
+    assert not any(k.startswith("generator_average.") for k in _tensors(tmp_path / "late"))
+    late = load_recipe(TINY, [*STRAIGHT, *ema, "schedule.steps=3"])
+    train(late, dataset, tmp_path / "late", resume=True, device="cpu", progress=False)
+    after = _tensors(tmp_path / "late")
+    saved = load_file(tmp_path / "late" / "generator.safetensors")
+    for key, value in before.items():
+        name = key.removeprefix("generator.")
+        expected = decay * value + (1 - decay) * after[key]
+        torch.testing.assert_close(after[f"generator_average.{name}"], expected)
+        assert torch.equal(saved[name], after[f"generator_average.{name}"])
+    assert any(not torch.equal(saved[k.removeprefix("generator.")], after[k]) for k in before)
+
+    # Two plus two steps equal four, average included.
+    four = load_recipe(TINY, [*STRAIGHT, *ema])
+    train(four, dataset, tmp_path / "straight", device="cpu", progress=False)
+    two = load_recipe(TINY, [*STRAIGHT, *ema, "schedule.steps=2"])
+    train(two, dataset, tmp_path / "split", device="cpu", progress=False)
+    train(four, dataset, tmp_path / "split", resume=True, device="cpu", progress=False)
+    a, b = _tensors(tmp_path / "straight"), _tensors(tmp_path / "split")
+    assert any(k.startswith("generator_average.") for k in a)
+    _assert_equal(a, b)
+    for name in ("generator.safetensors", "generator-00000004.safetensors"):
+        _assert_equal(load_file(tmp_path / "straight" / name), load_file(tmp_path / "split" / name))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inpaintkit.model.layers import init_like_tensorflow
+
 #: Leaky ReLU slope of both critics (appendix D).
 LEAKY_SLOPE = 0.2
 
@@ -37,6 +39,9 @@ class _Critic(nn.Module):
             in_channels = width
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(in_channels * (input_size // factor) ** 2, 1)
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                init_like_tensorflow(layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, s, s)`` in ``[-1, 1]`` -> ``(N,)`` unbounded scores (s = ``input_size``)."""

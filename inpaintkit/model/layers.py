@@ -16,6 +16,21 @@ from torch import nn
 Activation = Literal["elu", "relu", "none"]
 
 
+def init_like_tensorflow(layer: nn.Conv2d | nn.Linear) -> None:
+    """Glorot-uniform weights and zero biases: the defaults of ``tf.layers.conv2d`` and
+    ``tf.layers.dense``, which the authors' code never overrides.
+
+    Why not PyTorch's default (Kaiming-uniform with ``a = sqrt(5)``, a third of Glorot's
+    variance when fan-in equals fan-out): through the coarse network's 17 plain ELU layers it
+    shrinks the activations ~15x (std 0.31 -> 0.02 at init) and the first layer's relative
+    gradient to ~1e-6 (Glorot: ~1e-1), so the network starts blind to its input and the early
+    training only learns biases, i.e. mean colours (docs/model-card.md, stint 3).
+    """
+    nn.init.xavier_uniform_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
 def mirror_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     """Pad ``(N, C, H, W)`` by ``pad`` on every side with reflection.
 
@@ -53,6 +68,7 @@ class GenConv(nn.Module):
         self.conv = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, padding=0
         )
+        init_like_tensorflow(self.conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(mirror_pad(x, self.pad))
