@@ -1,6 +1,7 @@
 """The default model's learning curve and its packaging (docs/model-card.md).
 
     python benchmarks/default_model.py curve RUN [--eval ../shared/data/eval] [--free-every N]
+                                                 [--earlier RUN2 --earlier-label TEXT]
     python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
 
@@ -9,7 +10,8 @@ written every ``schedule.keep_every`` steps) and its latest ``RUN/generator.safe
 rect256 set, and on free256 every ``--free-every`` steps (471 images: minutes per snapshot on
 2 cores); reports are cached under ``RUN/curve/``, so a re-run scores only new snapshots. It draws docs/images/model_curve.png: the run's own validation log
 (``RUN/validation.jsonl``, hole PSNR and hole ℓ1 on 64 held-out training photos) and the
-evaluation sets' scores against generator steps and training hours.
+evaluation sets' scores against generator steps and training hours. ``--earlier RUN2`` draws an
+earlier run's validation log and cached scores beside it, dashed (e.g. the run it replaced).
 
 ``ship`` writes the generator as fp16 into the package (``inpaintkit/weights/``) after
 measuring, on both evaluation sets, what fp16 storage costs against the fp32 file; it refuses
@@ -78,9 +80,16 @@ def snapshot_step(path: Path) -> int:
     return int(re.fullmatch(r"generator-(\d+)\.safetensors", path.name).group(1))
 
 
-def curve(run: Path, eval_root: Path, free_every: int) -> None:
+def _scores(run: Path) -> dict:
+    path = run / "curve" / "scores.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def curve(
+    run: Path, eval_root: Path, free_every: int, earlier: Path | None = None, label: str = ""
+) -> None:
     cache_path = run / "curve" / "scores.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    cache = _scores(run)
     # The kept snapshots, and the run's latest generator (both sets, whatever its step).
     snapshots = {snapshot_step(p): p for p in run.glob("generator-*.safetensors")}
     latest = int(read_metadata(run / "generator.safetensors")["step"])
@@ -100,7 +109,7 @@ def curve(run: Path, eval_root: Path, free_every: int) -> None:
             )
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache_path.write_text(json.dumps(cache, indent=1))
-    draw(run, cache)
+    draw(run, cache, earlier, label)
 
 
 def _validation_log(run: Path) -> list[dict]:
@@ -116,41 +125,50 @@ def _validation_log(run: Path) -> list[dict]:
     return [rows[s] for s in sorted(rows)]
 
 
-def draw(run: Path, cache: dict) -> None:
+def draw(run: Path, cache: dict, earlier: Path | None = None, label: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    validation = _validation_log(run)
+    # (folder, scores, marker, alpha, legend suffix): an earlier run is drawn faint, with crosses.
+    runs = [(run, cache, "o", 1.0, "")]
+    if earlier is not None:
+        runs.append((earlier, _scores(earlier), "x", 0.4, f" ({label or earlier.name})"))
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
     metrics = (("hole_psnr", "hole PSNR (dB)"), ("hole_l1", "hole ℓ1 (%)"))
     for col, (xkey, xlabel) in enumerate(
         (("step", "generator steps"), ("hours", "training hours (2 CPU cores)"))
     ):
-        for row, (key, label) in enumerate(metrics):
+        for row, (key, axis_label) in enumerate(metrics):
             ax = axes[row, col]
-            xs = [r["step"] if xkey == "step" else r["train_seconds"] / 3600 for r in validation]
-            ax.plot(
-                xs,
-                [r[key] for r in validation],
-                color="0.6",
-                lw=1,
-                label="validation (64 held-out photos)",
-            )
-            for name, colour in zip(SETS, ("tab:blue", "tab:orange"), strict=True):
-                points = sorted(
-                    (int(k.split("/")[0]), v) for k, v in cache.items() if k.endswith(name)
+            for source, scores, marker, alpha, suffix in runs:
+                validation = _validation_log(source)
+                xs = [
+                    r["step"] if xkey == "step" else r["train_seconds"] / 3600 for r in validation
+                ]
+                ax.plot(
+                    xs,
+                    [r[key] for r in validation],
+                    color="0.6",
+                    alpha=alpha,
+                    lw=1,
+                    label=f"validation (64 held-out photos){suffix}",
                 )
-                if not points:
-                    continue
-                x = [s if xkey == "step" else v["hours"] for s, v in points]
-                ax.plot(x, [v[key] for _, v in points], "o-", color=colour, label=name)
+                for name, colour in zip(SETS, ("tab:blue", "tab:orange"), strict=True):
+                    points = sorted(
+                        (int(k.split("/")[0]), v) for k, v in scores.items() if k.endswith(name)
+                    )
+                    if points:
+                        x = [s if xkey == "step" else v["hours"] for s, v in points]
+                        y = [v[key] for _, v in points]
+                        ax.plot(x, y, marker + "-", color=colour, alpha=alpha, label=name + suffix)
+            for name, colour in zip(SETS, ("tab:blue", "tab:orange"), strict=True):
                 for ref, value in REFERENCES[name].items():
                     style = "--" if ref == "target" else ":"
                     ax.axhline(value[row], color=colour, ls=style, lw=0.8)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(label)
+            ax.set_ylabel(axis_label)
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="lower right")
     fig.suptitle(
@@ -167,7 +185,9 @@ def ship(source: Path, eval_root: Path) -> None:
     generator = load_generator(source)
     meta = read_metadata(source)
     metadata = {
-        key: meta[key] for key in ("recipe", "step", "samples", "train_seconds") if key in meta
+        key: meta[key]
+        for key in ("recipe", "step", "samples", "train_seconds", "weights")
+        if key in meta
     }
     metadata["source_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,6 +275,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("curve", help="score a run's snapshots and draw docs/images/model_curve.png")
     c.add_argument("run", type=Path)
+    c.add_argument("--earlier", type=Path, default=None, help="an earlier run to draw dashed")
+    c.add_argument("--earlier-label", default="", help="its legend label (default: its folder)")
     c.add_argument(
         "--free-every",
         type=int,
@@ -273,7 +295,7 @@ def main() -> None:
         )
     args = parser.parse_args()
     if args.command == "curve":
-        curve(args.run, args.eval_root, args.free_every)
+        curve(args.run, args.eval_root, args.free_every, args.earlier, args.earlier_label)
     elif args.command == "ship":
         ship(args.source, args.eval_root)
     else:

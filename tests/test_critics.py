@@ -121,7 +121,9 @@ def test_crop_hole_boxes_rejects_mismatch():
         crop_hole_boxes(torch.zeros(2, 3, 8, 8), torch.zeros(1, 1, 8, 8), 4)
 
 
-@pytest.mark.parametrize("critic", [LocalCritic(input_size=32, channels=8), GlobalCritic(input_size=32, channels=8)])
+@pytest.mark.parametrize(
+    "critic", [LocalCritic(input_size=32, channels=8), GlobalCritic(input_size=32, channels=8)]
+)
 def test_critic_layers_start_like_the_authors_tensorflow_code(critic):
     """Glorot-uniform weights and zero biases (tf.layers.conv2d/dense defaults) on every layer."""
     layers = [m for m in critic.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
