@@ -170,7 +170,7 @@ def draw(run: Path, cache: dict, earlier: Path | None = None, label: str = "") -
             ax.set_xlabel(xlabel)
             ax.set_ylabel(axis_label)
             ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8, loc="lower right")
+    axes[1, 0].legend(fontsize=8, loc="upper right")  # the ℓ1 panel has room above its curves
     fig.suptitle(
         "Default model: hole metrics while training (dashed: issue targets; dotted: pypatchmatch / Telea)",
         fontsize=10,

@@ -475,9 +475,12 @@ def test_sigint_exits_130_saying_how_much_is_done_and_a_rerun_continues(tmp_path
     import sys
     import time
 
-    count = 40
+    count = 120  # enough that the run cannot finish between the first file and the signal
     for i in range(count):
-        save(tmp_path / "images" / f"{i:02d}.png", Image.fromarray(photo(64, 64, y=3 * i, x=5 * i)))
+        save(
+            tmp_path / "images" / f"{i:02d}.png",
+            Image.fromarray(photo(64, 64, y=3 * (i % 40), x=5 * (i % 40))),
+        )
     save_mask(tmp_path / "mask.png", hole_mask(64, 64))
     out = tmp_path / "out"
     args = [
