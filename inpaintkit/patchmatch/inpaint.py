@@ -27,6 +27,7 @@ from inpaintkit.patchmatch.pyramid import (
     build_pyramid,
     dilate,
     onion_peel_fill,
+    unassigned_field,
     upsample_image,
     upsample_nnf,
     valid_centres,
@@ -234,11 +235,11 @@ def patchmatch_inpaint(
         if not level_hole.any():
             # Every hole of this level vanished in the downsampling (thin strokes at a coarse
             # scale): nothing to start or search; the finer level starts from a fresh field.
-            filled, nnf = level_image, np.full((*level_hole.shape, 2), -1, dtype=np.int32)
+            filled, nnf = level_image, unassigned_field(level_hole.shape)
             continue
         if filled is None:
             start = onion_peel_fill(level_image, level_hole)
-            nnf = np.full((*level_hole.shape, 2), -1, dtype=np.int32)
+            nnf = unassigned_field(level_hole.shape)
         else:
             start = np.where(
                 level_hole[..., None], upsample_image(filled, level_hole.shape), level_image
@@ -319,9 +320,7 @@ def nearest_neighbor_field(
         )
     targets = np.ones(target.shape[:2], dtype=bool)
     nnf = (
-        np.full((*target.shape[:2], 2), -1, dtype=np.int32)
-        if initial is None
-        else np.array(initial, dtype=np.int32)
+        unassigned_field(target.shape[:2]) if initial is None else np.array(initial, dtype=np.int32)
     )
     if backend == "numba":
         dist = np.zeros(target.shape[:2], dtype=np.float32)

@@ -62,6 +62,12 @@ def upsample_image(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return coarse[rows[:, None], cols[None, :]]
 
 
+def unassigned_field(shape: tuple[int, int]) -> np.ndarray:
+    """An ``int32 (h, w, 2)`` nearest-neighbour field with no match yet (``-1`` everywhere);
+    the search kernels give every such pixel a random valid match."""
+    return np.full((*shape, 2), -1, dtype=np.int32)
+
+
 def upsample_nnf(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Upsample an ``int32 (h, w, 2)`` field to ``shape``: each fine pixel inherits its parent's
     match, doubled and shifted by its position inside the 2x2 block (unassigned stays ``-1``).
