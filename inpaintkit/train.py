@@ -178,7 +178,8 @@ class Trainer:
         # One optimiser over both critics, as the released code's single d_vars trainer.
         critic_params = [*self.local_critic.parameters(), *self.global_critic.parameters()]
         self.d_optimizer = torch.optim.Adam(critic_params, lr=opt.lr, betas=opt.betas)
-        # The weight average starts as a copy; start_run/resume_run set it after loading weights.
+        # The weight average starts as a copy of these weights; init_generator and load_state
+        # reset or restore it when a run starts from other weights.
         self.generator_average = (
             WeightAverage(self.generator, opt.ema_half_life, opt.ema_rampup)
             if opt.ema_half_life > 0
