@@ -387,6 +387,13 @@ class Trainer:
             restore_module("local_critic", self.local_critic, tensors)
             restore_module("global_critic", self.global_critic, tensors)
             restore_optimizer("d_optimizer", self.d_optimizer, tensors, meta["d_optimizer"])
+        # The saved param_groups carry the run's old lr and betas; the recipe's win, so that
+        # resuming with a lower optimizer.lr (what a NaN stop advises) takes effect. The Adam
+        # moments carry over.
+        opt = self.recipe.optimizer
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = opt.lr, tuple(opt.betas)
 
     def init_generator(self, path: Path) -> None:
         """Start from the weights of the generator checkpoint ``path`` (same ``model`` section)."""

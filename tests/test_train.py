@@ -758,3 +758,25 @@ def test_weight_average_is_what_the_run_validates_saves_and_resumes(dataset, tmp
     _assert_equal(a, b)
     for name in ("generator.safetensors", "generator-00000004.safetensors"):
         _assert_equal(load_file(tmp_path / "straight" / name), load_file(tmp_path / "split" / name))
+
+
+def test_resume_takes_the_recipes_learning_rate(dataset, tmp_path):
+    """The saved optimiser state holds the old lr; a resume with optimizer.lr=0 must not move
+    a weight (it would at the saved 1e-4), and the state it saves records lr 0."""
+    train(
+        load_recipe(TINY, [*STRAIGHT, "schedule.steps=2"]),
+        dataset,
+        tmp_path / "run",
+        device="cpu",
+        progress=False,
+    )
+    before = _tensors(tmp_path / "run")
+    frozen = load_recipe(TINY, [*STRAIGHT, "schedule.steps=3", "optimizer.lr=0"])
+    train(frozen, dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+    after, meta = load_training_state(tmp_path / "run")
+    assert meta["step"] == 3
+    for name, value in before.items():
+        if name.startswith(("generator.", "local_critic.", "global_critic.")):
+            assert torch.equal(after[name], value), name
+    for key in ("g_optimizer", "d_optimizer"):
+        assert [g["lr"] for g in meta[key]["param_groups"]] == [0.0]
