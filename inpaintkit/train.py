@@ -839,9 +839,13 @@ def save(
     """Save the run at ``run.step``: the full training state and the generator (collective when world > 1).
 
     Checks the losses first, so a NaN never overwrites the last good state. Every rank's random
-    generators are gathered; rank 0 writes ``state-STEP.safetensors`` + ``training_state.json``
-    and ``generator.safetensors`` (also ``generator-STEP.safetensors`` every
-    ``schedule.keep_every`` steps); then the ranks wait for each other.
+    generators are gathered; rank 0 writes ``generator.safetensors`` (also
+    ``generator-STEP.safetensors`` every ``schedule.keep_every`` steps), then
+    ``state-STEP.safetensors`` + ``training_state.json``; then the ranks wait for each other.
+    The state goes last because ``training_state.json`` is the commit point: a kill between
+    the two leaves generator files a resume rewrites identically, never a committed step whose
+    generator files were not written (a finished run's resume then trains nothing and would
+    leave them stale).
     """
     guard.check(run.step)
     recipe = trainer.recipe
@@ -855,7 +859,6 @@ def save(
             init_from=run.init_from,
             train_seconds=run.train_seconds(),
         )
-        save_training_state(out, run.step, tensors, meta)
         metadata = {
             "recipe": recipe_to_yaml(recipe),
             "step": str(run.step),
@@ -872,6 +875,7 @@ def save(
             checkpoint.save_generator(
                 out / f"generator-{run.step:08d}.safetensors", trainer.model, metadata=metadata
             )
+        save_training_state(out, run.step, tensors, meta)
     dist_info.barrier()
     guard.last_good = run.step
 

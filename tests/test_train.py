@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from skimage import data as skdata
 
 from inpaintkit import losses
+from inpaintkit.checkpoint import read_metadata
 from inpaintkit.config import load_recipe
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.masks import MaskSampler
@@ -780,3 +781,42 @@ def test_resume_takes_the_recipes_learning_rate(dataset, tmp_path):
             assert torch.equal(after[name], value), name
     for key in ("g_optimizer", "d_optimizer"):
         assert [g["lr"] for g in meta[key]["param_groups"]] == [0.0]
+
+
+class _Killed(Exception):
+    """Stands for a SIGKILL between a checkpoint's generator files and its state commit."""
+
+
+def test_a_kill_before_the_state_commits_leaves_generator_files_a_resume_repeats(
+    dataset, tmp_path, monkeypatch
+):
+    """The generator files go first and training_state.json last: killed in between at the
+    final step, the committed state is the previous checkpoint's, the snapshot of the final
+    step exists, and the resume rewrites them bit for bit as an uninterrupted run has them.
+    (In the other order the resume of the finished run trained nothing and left them stale.)"""
+    import inpaintkit.train as train_module
+
+    recipe = load_recipe(TINY, STRAIGHT)
+    train(recipe, dataset, tmp_path / "straight", device="cpu", progress=False)
+    commit = train_module.save_training_state
+
+    def killed_at_step_4(out, step, tensors, meta):
+        if step == 4:
+            raise _Killed
+        return commit(out, step, tensors, meta)
+
+    monkeypatch.setattr(train_module, "save_training_state", killed_at_step_4)
+    with pytest.raises(_Killed):
+        train(recipe, dataset, tmp_path / "killed", device="cpu", progress=False)
+    _, meta = load_training_state(tmp_path / "killed")
+    assert meta["step"] == 2
+    assert read_metadata(tmp_path / "killed" / "generator.safetensors")["step"] == "4"
+    assert (tmp_path / "killed" / "generator-00000004.safetensors").is_file()
+
+    monkeypatch.setattr(train_module, "save_training_state", commit)
+    train(recipe, dataset, tmp_path / "killed", resume=True, device="cpu", progress=False)
+    _assert_equal(_tensors(tmp_path / "straight"), _tensors(tmp_path / "killed"))
+    for name in ("generator.safetensors", "generator-00000004.safetensors"):
+        _assert_equal(
+            load_file(tmp_path / "straight" / name), load_file(tmp_path / "killed" / name)
+        )
