@@ -369,8 +369,8 @@ def test_two_processes_keep_identical_weights_and_match_the_reference(
         assert done.stdout.count(f"done: {steps} steps") == 1  # one rank reports
         assert json.loads((report / "rank0.json").read_text()) == [
             "recipe",
-            "training_state",
             "generator",
+            "training_state",  # last: the commit point (save())
         ]
         assert json.loads((report / "rank1.json").read_text()) == []
         assert len(list((run / "logs").iterdir())) == steps  # one TensorBoard writer per launch
