@@ -505,6 +505,7 @@ class FillPipeline:
         self.reader = ThreadPoolExecutor(options.workers, "decode")
         self.writer = ThreadPoolExecutor(options.workers, "encode")
         self.writes: deque[tuple[FillJob, Future[None]]] = deque()  # submitted, not yet counted
+        self.submitted: list[Future[None]] = []  # every write, for the exact count on Ctrl-C
         self.bar = Progress(
             TextColumn("filling"),
             BarColumn(),
@@ -593,9 +594,9 @@ class FillPipeline:
         if flows is None:
             flows = [None] * len(batch)
         for d, picture, flow in zip(batch, pictures, flows, strict=True):
-            self.writes.append(
-                (d.job, self.writer.submit(_encode, d, picture, flow, self.options.attention_dir))
-            )
+            future = self.writer.submit(_encode, d, picture, flow, self.options.attention_dir)
+            self.submitted.append(future)
+            self.writes.append((d.job, future))
         self._collect(self.depth)
 
     def _collect(self, limit: int) -> None:
@@ -622,10 +623,13 @@ class FillPipeline:
             return
         self.summary.interrupted = True
         for job, future in self.writes:
-            if future.exception() is None:
-                self.summary.filled += 1
-            elif isinstance(future.exception(), FileError):
+            if isinstance(future.exception(), FileError):
                 self.summary.failures.append((str(job.image), one_line(str(future.exception()))))
+        # Counted from every write rather than the running tally: a Ctrl-C that lands between
+        # a write's end and its tally in _collect must not leave a written image uncounted.
+        self.summary.filled = sum(
+            1 for f in self.submitted if not f.cancelled() and f.exception() is None
+        )
 
 
 def fill_files(
