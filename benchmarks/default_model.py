@@ -11,7 +11,8 @@ rect256 set, and on free256 every ``--free-every`` steps (471 images: minutes pe
 2 cores); reports are cached under ``RUN/curve/``, so a re-run scores only new snapshots. It draws docs/images/model_curve.png: the run's own validation log
 (``RUN/validation.jsonl``, hole PSNR and hole ℓ1 on 64 held-out training photos) and the
 evaluation sets' scores against generator steps and training hours. ``--earlier RUN2`` draws an
-earlier run's validation log and cached scores beside it, dashed (e.g. the run it replaced).
+earlier run's validation log and cached scores beside it, faint, with crosses (e.g. the run it
+replaced).
 
 ``ship`` writes the generator as fp16 into the package (``inpaintkit/weights/``) after
 measuring, on both evaluation sets, what fp16 storage costs against the fp32 file; it refuses
@@ -80,15 +81,20 @@ def snapshot_step(path: Path) -> int:
     return int(re.fullmatch(r"generator-(\d+)\.safetensors", path.name).group(1))
 
 
+def _scores_path(run: Path) -> Path:
+    """Where ``curve`` caches a run's evaluation scores."""
+    return run / "curve" / "scores.json"
+
+
 def _scores(run: Path) -> dict:
-    path = run / "curve" / "scores.json"
+    path = _scores_path(run)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def curve(
     run: Path, eval_root: Path, free_every: int, earlier: Path | None = None, label: str = ""
 ) -> None:
-    cache_path = run / "curve" / "scores.json"
+    cache_path = _scores_path(run)
     cache = _scores(run)
     # The kept snapshots, and the run's latest generator (both sets, whatever its step).
     snapshots = {snapshot_step(p): p for p in run.glob("generator-*.safetensors")}
@@ -275,7 +281,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("curve", help="score a run's snapshots and draw docs/images/model_curve.png")
     c.add_argument("run", type=Path)
-    c.add_argument("--earlier", type=Path, default=None, help="an earlier run to draw dashed")
+    c.add_argument(
+        "--earlier", type=Path, default=None, help="an earlier run to draw faint, with crosses"
+    )
     c.add_argument("--earlier-label", default="", help="its legend label (default: its folder)")
     c.add_argument(
         "--free-every",
