@@ -96,6 +96,13 @@ class ScheduleConfig:
     # their completion network before switching the discriminator on. Ours, not the paper's
     # (which runs Algorithm 1 from step 0): a CPU budget buys ~6x more generator steps this way.
     warmup_steps: int = 0
+    # Warmup-stable-decay's cool-down (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
+    # Training Beyond Fixed Training Durations"): over the last lr_cooldown_steps of `steps`
+    # both learning rates fall from optimizer.lr towards 0 as lr x (1 - sqrt(progress)), the
+    # shape that beat linear and cosine decays there. A constant-lr run can be copied and the
+    # copy cooled down to ship, while the original goes on at the constant lr later; the
+    # paper's schedule is a constant lr (0 = no cool-down).
+    lr_cooldown_steps: int = 0
     seed: int = 0
     log_every: int = 100  # scalars to TensorBoard (the only steps that synchronise with the device)
     image_every: int = 1000  # input | coarse | refined | attention | ground-truth grids
@@ -153,6 +160,11 @@ class Recipe:
             raise ConfigError(
                 "optimizer.ema_half_life and optimizer.ema_rampup: must be >= 0, got "
                 f"{self.optimizer.ema_half_life} and {self.optimizer.ema_rampup}"
+            )
+        if not 0 <= self.schedule.lr_cooldown_steps <= self.schedule.steps:
+            raise ConfigError(
+                f"schedule.lr_cooldown_steps: must be in 0..schedule.steps "
+                f"({self.schedule.steps}), got {self.schedule.lr_cooldown_steps}"
             )
         if self.schedule.warmup_steps < 0:
             raise ConfigError(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -339,6 +340,12 @@ class Trainer:
         self.g_optimizer.step()
         return scalars
 
+    def set_learning_rate(self, lr: float) -> None:
+        """Set the generator's and the critics' learning rate (both follow one schedule)."""
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
     def update_average(self, step: int) -> None:
         """After generator step ``step`` (1-based): fold the new weights into the weight average."""
         if self.generator_average is not None:
@@ -530,6 +537,20 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
     random.seed(seed)
+
+
+def learning_rate(recipe: Recipe, step: int) -> float:
+    """The learning rate of generator step ``step`` (0-based, with its critic steps).
+
+    ``optimizer.lr`` until the last ``schedule.lr_cooldown_steps`` steps, then
+    lr x (1 - sqrt(progress)), progress = (step - start) / lr_cooldown_steps in [0, 1): the first
+    cooled step still trains at the full lr, the last at a small positive one.
+    """
+    lr, cooldown = recipe.optimizer.lr, recipe.schedule.lr_cooldown_steps
+    start = recipe.schedule.steps - cooldown
+    if cooldown == 0 or step < start:
+        return lr
+    return lr * (1.0 - math.sqrt((step - start) / cooldown))
 
 
 def critics_trained(meta: dict) -> bool:
@@ -746,8 +767,9 @@ class TrainLog:
             self.sums[key] = self.sums.get(key, 0) + value
             self.counts[key] = self.counts.get(key, 0) + 1
 
-    def write_scalars(self, step: int, adversarial: bool) -> None:
-        """The interval's means (a host sync) and steps per second to TensorBoard and the bar; start a new interval."""
+    def write_scalars(self, step: int, adversarial: bool, lr: float) -> None:
+        """The interval's means (a host sync), steps per second and the last step's learning rate
+        to TensorBoard and the bar; start a new interval."""
         now = time.perf_counter()
         rate = (step - self.clock_step) / max(now - self.clock, 1e-9)
         self.clock, self.clock_step = now, step
@@ -760,6 +782,7 @@ class TrainLog:
             for key, value in means.items():
                 self.writer.add_scalar(key, value, step)
             self.writer.add_scalar("speed/iterations_per_second", rate, step)
+            self.writer.add_scalar("optimizer/lr", lr, step)
         if self.bar is not None:
             phase = "" if adversarial else "warm-up  "
             self.bar.update(
@@ -991,6 +1014,8 @@ def _train(
                 # Algorithm 1 lines 2-8: critic_steps updates of both critics, a fresh batch
                 # each. Warm-up (schedule.warmup_steps): the critics neither run nor change.
                 adversarial = run.step >= schedule.warmup_steps
+                lr = learning_rate(recipe, run.step)
+                trainer.set_learning_rate(lr)
                 scalars: dict[str, torch.Tensor] = {}
                 if adversarial:
                     for _ in range(critic_steps):
@@ -1008,7 +1033,7 @@ def _train(
                 # Report: interval means (after the interval's one host sync), validation, progress.
                 if run.step % schedule.log_every == 0 or run.step == schedule.steps:
                     guard.check(run.step)
-                    log.write_scalars(run.step, adversarial)
+                    log.write_scalars(run.step, adversarial, lr)
                 log.validate(run, trainer.model)
                 log.advance(run.step)
 

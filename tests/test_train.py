@@ -27,7 +27,14 @@ from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import crop_hole_boxes
 from inpaintkit.prepare import PrepareOptions, prepare_dataset
 from inpaintkit.tensors import image_to_tensor
-from inpaintkit.train import SampleStream, Trainer, TrainingError, TrainingSamples, train
+from inpaintkit.train import (
+    SampleStream,
+    Trainer,
+    TrainingError,
+    TrainingSamples,
+    learning_rate,
+    train,
+)
 from inpaintkit.training_state import load_training_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -781,6 +788,37 @@ def test_resume_takes_the_recipes_learning_rate(dataset, tmp_path):
             assert torch.equal(after[name], value), name
     for key in ("g_optimizer", "d_optimizer"):
         assert [g["lr"] for g in meta[key]["param_groups"]] == [0.0]
+
+
+def test_learning_rate_cools_down_over_the_last_steps():
+    """Constant until the last lr_cooldown_steps, then lr x (1 - sqrt(progress)), written out."""
+    recipe = load_recipe(
+        TINY, ["schedule.steps=10", "schedule.lr_cooldown_steps=4", "optimizer.lr=0.2"]
+    )
+    expected = [0.2] * 7 + [0.2 * 0.5, 0.2 * (1 - 0.5**0.5), 0.2 * (1 - 0.75**0.5)]
+    assert [learning_rate(recipe, step) for step in range(10)] == pytest.approx(expected, abs=1e-15)
+    constant = load_recipe(TINY, ["schedule.steps=10", "optimizer.lr=0.2"])
+    assert {learning_rate(constant, step) for step in range(10)} == {0.2}
+
+
+def test_a_cooled_run_equals_one_resumed_at_the_cooled_rates(dataset, tmp_path):
+    """Four steps cooled over the last two train step 2 at the full lr and step 3 at
+    lr x (1 - sqrt(1/2)): bit for bit what three constant-lr steps and a resume at that lr give."""
+    cooled = load_recipe(TINY, [*STRAIGHT, "schedule.lr_cooldown_steps=2"])
+    train(cooled, dataset, tmp_path / "cooled", device="cpu", progress=False)
+    train(
+        load_recipe(TINY, [*STRAIGHT, "schedule.steps=3"]),
+        dataset,
+        tmp_path / "by_hand",
+        device="cpu",
+        progress=False,
+    )
+    last = cooled.optimizer.lr * (1 - 0.5**0.5)
+    by_hand = load_recipe(TINY, [*STRAIGHT, f"optimizer.lr={last!r}"])
+    train(by_hand, dataset, tmp_path / "by_hand", resume=True, device="cpu", progress=False)
+    _assert_equal(_tensors(tmp_path / "cooled"), _tensors(tmp_path / "by_hand"))
+    _, meta = load_training_state(tmp_path / "cooled")
+    assert meta["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(last)
 
 
 class _Killed(Exception):
