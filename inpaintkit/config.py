@@ -69,6 +69,11 @@ class LossConfig:
     spatial_discount_gamma: float = 0.9  # released config 0.9 (the paper's text says 0.99)
     # "bbox": γ^(distance to the hole's box edge), the released code; "distance": the paper's text.
     spatial_discount_mode: Literal["bbox", "distance"] = "bbox"
+    # How both ℓ1 terms average (losses.reconstruction_loss): "batch" over all the batch's hole
+    # (known) pixels, the released code, where every image had the same 128² hole; "image" each
+    # image's mean, then the mean over images, so a thin stroke weighs as much as a big hole,
+    # as in the per-image metrics the model is scored by. [ours]
+    l1_normalization: Literal["batch", "image"] = "batch"
 
 
 @dataclass

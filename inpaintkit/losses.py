@@ -18,6 +18,7 @@ from inpaintkit.model.critics import hole_boxes
 from inpaintkit.model.generator import GeneratorOutput
 
 DiscountMode = Literal["distance", "bbox"]
+L1Normalization = Literal["batch", "image"]
 
 #: Bound on the elements of one min-plus block in :func:`distance_to_known` (memory, not speed).
 _BLOCK_ELEMENTS = 1 << 24
@@ -177,6 +178,7 @@ def reconstruction_loss(
     coarse_weight: float = 1.2,
     hole_weight: float = 1.2,
     known_weight: float = 1.2,
+    normalization: L1Normalization = "batch",
 ) -> ReconstructionLoss:
     """Spatially discounted ℓ1 on the hole plus plain ℓ1 on the known pixels, both stages.
 
@@ -187,6 +189,11 @@ def reconstruction_loss(
         hole(x)  = Σ w·|x − target| / (C · Σ mask)          (mean over the batch's hole pixels)
         known(x) = Σ (1 − mask)·|x − target| / (C · Σ (1 − mask))
         hole     = coarse_weight · hole(coarse) + hole(refined)     (same for known)
+
+    ``normalization="image"`` takes those sums and counts per image and averages the images'
+    means instead (over the images whose region is not empty): every image then weighs the
+    same, as in per-image metrics, where ``"batch"`` weighs an image by its region's area. With
+    equal holes in every image (the released code's one box) the two agree.
 
     Defaults are the authors' released weights (COARSE_L1_ALPHA, L1_LOSS_ALPHA,
     AE_LOSS_ALPHA = 1.2). An empty region contributes 0.
@@ -199,17 +206,26 @@ def reconstruction_loss(
         raise ValueError(
             f"predictions {tuple(coarse.shape)}, {tuple(refined.shape)} must match target {tuple(target.shape)}"
         )
+    if normalization not in ("batch", "image"):
+        raise ValueError(f"normalization must be 'batch' or 'image', got {normalization!r}")
     discount = spatial_discount(mask, gamma, mode).to(target.dtype)
-    known_mask = (mask <= 0.5).to(target.dtype)
-    channels = target.shape[1]
-    hole_area = (mask > 0.5).sum().clamp(min=1) * channels
-    known_area = known_mask.sum().clamp(min=1) * channels
+    hole_mask = (mask > 0.5).to(target.dtype)
+    known_mask = 1.0 - hole_mask
+    # "batch" sums over everything; "image" keeps the batch axis until the last mean.
+    dims = (1, 2, 3) if normalization == "image" else (0, 1, 2, 3)
+
+    def region_mean(x: torch.Tensor, weight: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+        area = region.sum(dims) * target.shape[1]
+        means = ((x - target).abs() * weight).sum(dims) / area.clamp(min=1)
+        if normalization == "batch":
+            return means
+        return means.sum() / (area > 0).sum().clamp(min=1)
 
     def hole_term(x: torch.Tensor) -> torch.Tensor:
-        return ((x - target).abs() * discount).sum() / hole_area
+        return region_mean(x, discount, hole_mask)
 
     def known_term(x: torch.Tensor) -> torch.Tensor:
-        return ((x - target).abs() * known_mask).sum() / known_area
+        return region_mean(x, known_mask, known_mask)
 
     hole = coarse_weight * hole_term(coarse) + hole_term(refined)
     known = coarse_weight * known_term(coarse) + known_term(refined)

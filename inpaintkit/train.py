@@ -298,6 +298,7 @@ class Trainer:
             coarse_weight=cfg.coarse_l1_alpha,
             hole_weight=cfg.l1_loss_alpha,
             known_weight=cfg.ae_loss_alpha,
+            normalization=cfg.l1_normalization,
         )
         scalars = {
             "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages

@@ -123,13 +123,16 @@ def test_spatial_discount_rejects_bad_arguments():
         spatial_discount(torch.zeros(1, 1, 4, 4), 1.5, "bbox")
 
 
-def reference_reconstruction(target, coarse, refined, mask, weights, coarse_w, hole_w, known_w):
-    """Loops over every element: weighted means of |x − target| on hole and known pixels."""
+def reference_reconstruction(
+    target, coarse, refined, mask, weights, coarse_w, hole_w, known_w, per_image=False
+):
+    """Loops over every element: weighted means of |x − target| on hole and known pixels, over
+    the batch's pixels, or (``per_image``) each image's, then the mean of the non-empty ones."""
     n, c, height, width = target.shape
 
-    def term(x, hole):
+    def sums(x, hole, images):
         total, count = 0.0, 0
-        for s in range(n):
+        for s in images:
             for y in range(height):
                 for xx in range(width):
                     if (mask[s, 0, y, xx] > 0.5) != hole:
@@ -138,7 +141,14 @@ def reference_reconstruction(target, coarse, refined, mask, weights, coarse_w, h
                         w = weights[s, 0, y, xx] if hole else 1.0
                         total += w * abs(x[s, ch, y, xx] - target[s, ch, y, xx])
                         count += 1
-        return total / max(count, 1)
+        return total, count
+
+    def term(x, hole):
+        if not per_image:
+            total, count = sums(x, hole, range(n))
+            return total / max(count, 1)
+        means = [t / k for t, k in (sums(x, hole, [s]) for s in range(n)) if k > 0]
+        return sum(means) / max(len(means), 1)
 
     hole = coarse_w * term(coarse, True) + term(refined, True)
     known = coarse_w * term(coarse, False) + term(refined, False)
@@ -162,6 +172,41 @@ def test_reconstruction_loss_vs_loops(mode):
         assert value.item() == pytest.approx(ref, rel=1e-6)
     via_output = reconstruction_loss(target, GeneratorOutput(coarse, refined), masks, **options)
     assert torch.equal(via_output.total, got.total)
+
+
+@pytest.mark.parametrize("mode", ["distance", "bbox"])
+def test_per_image_reconstruction_loss_vs_loops(mode):
+    torch.manual_seed(5)
+    masks = random_masks(4, 6, 7, seed=5)
+    masks[1] = 0  # an image without a hole: left out of the hole mean, not counted as 0
+    assert len({m.sum().item() for m in masks}) > 2  # unequal holes, where the schemes differ
+    target, coarse, refined = (
+        torch.rand(4, 3, 6, 7, dtype=torch.float64) * 2 - 1 for _ in range(3)
+    )
+    weights = spatial_discount(masks, 0.8, mode).double().numpy()
+    arrays = (target.numpy(), coarse.numpy(), refined.numpy(), masks.numpy(), weights)
+    expected = reference_reconstruction(*arrays, 1.5, 0.7, 2.0, per_image=True)
+    options = dict(gamma=0.8, mode=mode, coarse_weight=1.5, hole_weight=0.7, known_weight=2.0)
+    got = reconstruction_loss(target, (coarse, refined), masks, normalization="image", **options)
+    for value, ref in zip((got.total, got.hole, got.known), expected, strict=True):
+        assert value.item() == pytest.approx(ref, rel=1e-6)
+    pooled = reconstruction_loss(target, (coarse, refined), masks, **options)
+    assert abs(pooled.hole.item() - got.hole.item()) > 1e-3
+
+
+def test_per_image_and_batch_normalization_agree_on_equal_holes():
+    """The released code's setting, one same-size box per image: both schemes are one loss."""
+    masks = torch.zeros(3, 1, 8, 8)
+    for i, (y, x) in enumerate([(0, 0), (2, 3), (4, 4)]):
+        masks[i, :, y : y + 4, x : x + 4] = 1
+    target, coarse, refined = (torch.rand(3, 3, 8, 8, dtype=torch.float64) for _ in range(3))
+    pooled = reconstruction_loss(target, (coarse, refined), masks, mode="distance")
+    per_image = reconstruction_loss(
+        target, (coarse, refined), masks, mode="distance", normalization="image"
+    )
+    assert per_image.total.item() == pytest.approx(pooled.total.item(), rel=1e-12)
+    with pytest.raises(ValueError, match="normalization"):
+        reconstruction_loss(target, (coarse, refined), masks, normalization="pixel")
 
 
 def test_reconstruction_loss_perfect_prediction_is_zero_and_differentiable():
