@@ -8,11 +8,17 @@ stroke in its middle is far from the box edge and gets almost no weight, though 
 its pixels is next to a known pixel. This prints, for each family, the mean weight over hole
 pixels and the share of hole pixels weighted below 0.1:
 
-    python benchmarks/discount_weights.py --recipe recipes/default.yaml --count 400 \
+    python benchmarks/discount_weights.py --recipe recipes/default.yaml --count 2000 \
         --masks ../shared/data/eval/free256/masks
 
 Training masks are the recipe's own (``masks.generate_mask``, seed 0), split into its
 rectangles and its strokes; ``--masks`` adds a folder of mask files (white = hole).
+
+A second table asks how the hole term's weight splits by hole size. Averaged over the batch's
+hole pixels (``loss.l1_normalization: batch``), an image weighs by its discounted hole area;
+averaged per image (``image``), every image alike. It takes the drawn training masks in
+batches of the recipe's ``data.batch_size``, in drawing order, and prints each hole-ratio bin's
+share of the masks and of the hole term under both, with the recipe's discount.
 """
 
 from __future__ import annotations
@@ -54,6 +60,38 @@ def weight_table(masks: list[np.ndarray]) -> list[tuple[str, float, float]]:
     return rows
 
 
+def loss_share_table(
+    masks: list[np.ndarray], batch_size: int, gamma: float, mode: str
+) -> list[tuple[str, float, float, float]]:
+    """``(hole-ratio bin, share of masks, share under "batch", under "image")`` per 10 % bin.
+
+    Each mask's weight in its batch (consecutive ``batch_size`` masks, a partial last batch
+    dropped) is its discount sum over the batch's hole pixels ("batch") or over its own,
+    divided by the batch size ("image"): losses.reconstruction_loss's hole term.
+    """
+    usable = len(masks) - len(masks) % batch_size
+    batch = torch.from_numpy(np.stack(masks[:usable])).float()[:, None]  # (N, 1, H, W)
+    discounted = spatial_discount(batch, gamma, mode).sum(dim=(1, 2, 3)).double()
+    area = batch.sum(dim=(1, 2, 3)).double()
+    batch_area = area.view(-1, batch_size).sum(1).repeat_interleave(batch_size)
+    pooled = discounted / batch_area
+    per_image = discounted / area.clamp(min=1) / batch_size
+    ratio = area / (batch.shape[-1] * batch.shape[-2])
+    rows = []
+    for low in range(0, 100, 10):
+        inside = (ratio >= low / 100) & (ratio < (low + 10) / 100)
+        if inside.any():
+            rows.append(
+                (
+                    f"{low}–{low + 10} %",
+                    inside.double().mean().item(),
+                    (pooled[inside].sum() / pooled.sum()).item(),
+                    (per_image[inside].sum() / per_image.sum()).item(),
+                )
+            )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="recipes/default.yaml")
@@ -81,6 +119,21 @@ def main() -> None:
             continue
         for scheme, mean, low in weight_table(masks):
             print(f"| {family} | {len(masks)} | {scheme} | {mean:.2f} | {100 * low:.0f} % |")
+
+    loss = recipe.loss
+    batch_size = recipe.data.batch_size
+    print(
+        f"\nTraining masks ({args.count}) in batches of {batch_size}, discount "
+        f"{loss.spatial_discount_mode} γ = {loss.spatial_discount_gamma}: each hole-size bin's "
+        "share of the masks and of the hole ℓ1 term\n"
+    )
+    print("| hole ratio | masks | hole term, batch mean | hole term, image mean |")
+    print("|---|---:|---:|---:|")
+    shares = loss_share_table(
+        drawn, batch_size, loss.spatial_discount_gamma, loss.spatial_discount_mode
+    )
+    for label, count, pooled, per_image in shares:
+        print(f"| {label} | {100 * count:.1f} % | {100 * pooled:.1f} % | {100 * per_image:.1f} % |")
 
 
 if __name__ == "__main__":
