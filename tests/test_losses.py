@@ -63,12 +63,22 @@ def brute_force_box_distance(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("block", [1 << 24, 50])  # 50 forces many small row blocks
-def test_distance_to_known_vs_brute_force(monkeypatch, block):
-    monkeypatch.setattr(losses, "_BLOCK_ELEMENTS", block)
+def test_distance_to_known_vs_brute_force():
+    """The CPU path (scipy's EDT), with a sample without known pixels and one without a hole."""
     masks = random_masks(5, 13, 17, seed=0)
     expected = brute_force_distance(masks.numpy())
     got = distance_to_known(masks)
+    assert got.shape == masks.shape and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [1 << 24, 50])  # 50 forces many small row blocks
+def test_minplus_distance_to_known_vs_brute_force(monkeypatch, block):
+    """The device path (min-plus in torch), run here on the CPU tensors directly."""
+    monkeypatch.setattr(losses, "_BLOCK_ELEMENTS", block)
+    masks = random_masks(5, 13, 17, seed=0)
+    expected = brute_force_distance(masks.numpy())
+    got = losses._distance_to_known_minplus(masks)
     assert got.shape == masks.shape and got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-5)
 
