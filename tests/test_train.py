@@ -83,9 +83,14 @@ STRAIGHT = [*FAST, "schedule.steps=4", "schedule.checkpoint_every=2", "schedule.
 def straight_run(dataset, tmp_path_factory) -> Path:
     """One 4-step run (generator kept at steps 2 and 4), shared by the tests that compare to it."""
     out = tmp_path_factory.mktemp("straight") / "run"
-    result = train(load_recipe(TINY, STRAIGHT), dataset, out, device="cpu", progress=False)
+    result = train_quietly(load_recipe(TINY, STRAIGHT), dataset, out)
     assert result.step == 4 and not result.interrupted and result.main
     return out
+
+
+def train_quietly(recipe, data: Path, out: Path, **options):
+    """``train`` on the CPU without a progress bar, as the tests here run it."""
+    return train(recipe, data, out, device="cpu", progress=False, **options)
 
 
 def _tensors(run: Path) -> dict[str, torch.Tensor]:
@@ -101,14 +106,12 @@ def _assert_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> Non
 
 def test_two_plus_two_steps_equal_four_bitwise(dataset, straight_run, tmp_path):
     half = load_recipe(TINY, [*STRAIGHT, "schedule.steps=2"])
-    assert train(half, dataset, tmp_path / "split", device="cpu", progress=False).step == 2
-    resumed = train(
+    assert train_quietly(half, dataset, tmp_path / "split").step == 2
+    resumed = train_quietly(
         load_recipe(TINY, STRAIGHT),
         dataset,
         tmp_path / "split",
         resume=True,
-        device="cpu",
-        progress=False,
     )
     assert resumed.step == 4
 
@@ -405,28 +408,25 @@ def test_two_processes_keep_identical_weights_and_match_the_reference(
 def test_existing_run_needs_resume_and_resume_needs_a_run(dataset, tmp_path):
     recipe = load_recipe(TINY, [*FAST, "schedule.steps=1"])
     with pytest.raises(TrainingError, match="no training state"):
-        train(recipe, dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
-    train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
+        train_quietly(recipe, dataset, tmp_path / "run", resume=True)
+    train_quietly(recipe, dataset, tmp_path / "run")
     with pytest.raises(TrainingError, match="already holds a run"):
-        train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
+        train_quietly(recipe, dataset, tmp_path / "run")
     other = load_recipe(TINY, [*FAST, "schedule.steps=2", "model.channels=4"])
     with pytest.raises(TrainingError, match="'model' differs"):
-        train(other, dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+        train_quietly(other, dataset, tmp_path / "run", resume=True)
     # A run saved before a model field existed resumes with that field's default.
     state = tmp_path / "run" / "training_state.json"
     meta = json.loads(state.read_text())
     meta["recipe"]["model"].pop("contextual_attention")
     state.write_text(json.dumps(meta))
     longer = load_recipe(TINY, [*FAST, "schedule.steps=2"])
-    assert (
-        train(longer, dataset, tmp_path / "run", resume=True, device="cpu", progress=False).step
-        == 2
-    )
+    assert train_quietly(longer, dataset, tmp_path / "run", resume=True).step == 2
     meta = json.loads(state.read_text())
     meta["recipe"]["critics"]["retired_option"] = 1
     state.write_text(json.dumps(meta))
     with pytest.raises(TrainingError, match="'critics' differs"):
-        train(longer, dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+        train_quietly(longer, dataset, tmp_path / "run", resume=True)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataset, tmp_path, monkeypatch):
@@ -444,7 +444,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataset, tmp_path, monkey
         TINY, [*FAST, "schedule.steps=4", "schedule.checkpoint_every=2", "schedule.log_every=1"]
     )
     with pytest.raises(TrainingError, match=r"NaN or inf between steps 2 and 3.*step 2"):
-        train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
+        train_quietly(recipe, dataset, tmp_path / "run")
     _, meta = load_training_state(tmp_path / "run")
     assert meta["step"] == 2
     weights = load_file(tmp_path / "run" / "generator.safetensors")
@@ -579,7 +579,7 @@ def _fresh_critics(recipe) -> dict[str, torch.Tensor]:
 def test_warmup_trains_the_generator_alone_then_algorithm_1_starts(dataset, tmp_path):
     warm = [*FAST, "schedule.warmup_steps=2", "schedule.checkpoint_every=1"]
     recipe = load_recipe(TINY, [*warm, "schedule.steps=2"])
-    train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
+    train_quietly(recipe, dataset, tmp_path / "run")
     tensors, meta = load_training_state(tmp_path / "run")
     # The critics neither ran an update nor changed, and only one batch was drawn per step.
     for key, value in _fresh_critics(recipe).items():
@@ -588,13 +588,11 @@ def test_warmup_trains_the_generator_alone_then_algorithm_1_starts(dataset, tmp_
     assert meta["samples_per_rank"] == 2 * recipe.data.batch_size
     assert meta["train_seconds"] > 0
     # Step 3 is an Algorithm 1 step: critic_steps + 1 batches, and the critics move.
-    train(
+    train_quietly(
         load_recipe(TINY, [*warm, "schedule.steps=3"]),
         dataset,
         tmp_path / "run",
         resume=True,
-        device="cpu",
-        progress=False,
     )
     tensors, meta = load_training_state(tmp_path / "run")
     assert (
@@ -636,22 +634,18 @@ def test_warmup_loss_is_the_reconstruction_loss_and_never_runs_a_critic():
 
 def test_image_size_may_change_on_resume_only_while_the_critics_are_untrained(dataset, tmp_path):
     warm = [*FAST, "schedule.warmup_steps=2", "schedule.checkpoint_every=1"]
-    train(
+    train_quietly(
         load_recipe(TINY, [*warm, "schedule.steps=1"]),
         dataset,
         tmp_path / "run",
-        device="cpu",
-        progress=False,
     )
     bigger = [*warm, "data.image_size=48", "critics.local_size=16"]
     # Still warming up: the critics are rebuilt for 48x48 and training goes on at the new size.
-    result = train(
+    result = train_quietly(
         load_recipe(TINY, [*bigger, "schedule.steps=3"]),
         dataset,
         tmp_path / "run",
         resume=True,
-        device="cpu",
-        progress=False,
     )
     assert result.step == 3
     tensors, meta = load_training_state(tmp_path / "run")
@@ -660,13 +654,11 @@ def test_image_size_may_change_on_resume_only_while_the_critics_are_untrained(da
     with pytest.raises(
         TrainingError, match="image_size changed from 48 to 32 after the critics started"
     ):
-        train(
+        train_quietly(
             load_recipe(TINY, [*warm, "schedule.steps=4"]),
             dataset,
             tmp_path / "run",
             resume=True,
-            device="cpu",
-            progress=False,
         )
 
 
@@ -674,40 +666,36 @@ def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_
     source = straight_run / "generator.safetensors"
     # lr 0: the one step leaves the weights where --init-from put them.
     recipe = load_recipe(TINY, [*FAST, "schedule.steps=1", "optimizer.lr=0"])
-    train(recipe, dataset, tmp_path / "run", init_from=source, device="cpu", progress=False)
+    train_quietly(recipe, dataset, tmp_path / "run", init_from=source)
     _assert_equal(load_file(tmp_path / "run" / "generator.safetensors"), load_file(source))
     _, meta = load_training_state(tmp_path / "run")
     assert meta["init_from"] == [f"{source} (step 4)"]
     # The lineage survives a resume; the critics and optimisers were fresh.
-    train(
+    train_quietly(
         load_recipe(TINY, [*FAST, "schedule.steps=2"]),
         dataset,
         tmp_path / "run",
         resume=True,
-        device="cpu",
-        progress=False,
     )
     assert load_training_state(tmp_path / "run")[1]["init_from"] == meta["init_from"]
     with pytest.raises(TrainingError, match="cannot be combined with --resume"):
-        train(
+        train_quietly(
             recipe,
             dataset,
             tmp_path / "run",
             resume=True,
             init_from=source,
-            device="cpu",
-            progress=False,
         )
     narrow = load_recipe(TINY, [*FAST, "schedule.steps=1", "model.channels=4"])
     with pytest.raises(TrainingError, match="model config differs"):
-        train(narrow, dataset, tmp_path / "other", init_from=source, device="cpu", progress=False)
+        train_quietly(narrow, dataset, tmp_path / "other", init_from=source)
     with pytest.raises(TrainingError, match="--init-from"):
-        train(recipe, dataset, tmp_path / "third", init_from=dataset, device="cpu", progress=False)
+        train_quietly(recipe, dataset, tmp_path / "third", init_from=dataset)
 
 
 def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
     recipe = load_recipe(TINY, [*FAST, "schedule.steps=4", "schedule.val_every=2"])
-    train(recipe, dataset, tmp_path / "run", device="cpu", progress=False)
+    train_quietly(recipe, dataset, tmp_path / "run")
     lines = [
         json.loads(line)
         for line in (tmp_path / "run" / "validation.jsonl").read_text().splitlines()
@@ -741,11 +729,11 @@ def test_weight_average_is_what_the_run_validates_saves_and_resumes(dataset, tmp
 
     # A run saved without an average, resumed with one: the average starts from step 2's weights.
     plain = load_recipe(TINY, [*STRAIGHT, "schedule.steps=2"])
-    train(plain, dataset, tmp_path / "late", device="cpu", progress=False)
+    train_quietly(plain, dataset, tmp_path / "late")
     before = {k: v for k, v in _tensors(tmp_path / "late").items() if k.startswith("generator.")}
     assert not any(k.startswith("generator_average.") for k in _tensors(tmp_path / "late"))
     late = load_recipe(TINY, [*STRAIGHT, *ema, "schedule.steps=3"])
-    train(late, dataset, tmp_path / "late", resume=True, device="cpu", progress=False)
+    train_quietly(late, dataset, tmp_path / "late", resume=True)
     after = _tensors(tmp_path / "late")
     saved = load_file(tmp_path / "late" / "generator.safetensors")
     for key, value in before.items():
@@ -757,10 +745,10 @@ def test_weight_average_is_what_the_run_validates_saves_and_resumes(dataset, tmp
 
     # Two plus two steps equal four, average included.
     four = load_recipe(TINY, [*STRAIGHT, *ema])
-    train(four, dataset, tmp_path / "straight", device="cpu", progress=False)
+    train_quietly(four, dataset, tmp_path / "straight")
     two = load_recipe(TINY, [*STRAIGHT, *ema, "schedule.steps=2"])
-    train(two, dataset, tmp_path / "split", device="cpu", progress=False)
-    train(four, dataset, tmp_path / "split", resume=True, device="cpu", progress=False)
+    train_quietly(two, dataset, tmp_path / "split")
+    train_quietly(four, dataset, tmp_path / "split", resume=True)
     a, b = _tensors(tmp_path / "straight"), _tensors(tmp_path / "split")
     assert any(k.startswith("generator_average.") for k in a)
     _assert_equal(a, b)
@@ -771,16 +759,14 @@ def test_weight_average_is_what_the_run_validates_saves_and_resumes(dataset, tmp
 def test_resume_takes_the_recipes_learning_rate(dataset, tmp_path):
     """The saved optimiser state holds the old lr; a resume with optimizer.lr=0 must not move
     a weight (it would at the saved 1e-4), and the state it saves records lr 0."""
-    train(
+    train_quietly(
         load_recipe(TINY, [*STRAIGHT, "schedule.steps=2"]),
         dataset,
         tmp_path / "run",
-        device="cpu",
-        progress=False,
     )
     before = _tensors(tmp_path / "run")
     frozen = load_recipe(TINY, [*STRAIGHT, "schedule.steps=3", "optimizer.lr=0"])
-    train(frozen, dataset, tmp_path / "run", resume=True, device="cpu", progress=False)
+    train_quietly(frozen, dataset, tmp_path / "run", resume=True)
     after, meta = load_training_state(tmp_path / "run")
     assert meta["step"] == 3
     for name, value in before.items():
@@ -805,17 +791,15 @@ def test_a_cooled_run_equals_one_resumed_at_the_cooled_rates(dataset, tmp_path):
     """Four steps cooled over the last two train step 2 at the full lr and step 3 at
     lr x (1 - sqrt(1/2)): bit for bit what three constant-lr steps and a resume at that lr give."""
     cooled = load_recipe(TINY, [*STRAIGHT, "schedule.lr_cooldown_steps=2"])
-    train(cooled, dataset, tmp_path / "cooled", device="cpu", progress=False)
-    train(
+    train_quietly(cooled, dataset, tmp_path / "cooled")
+    train_quietly(
         load_recipe(TINY, [*STRAIGHT, "schedule.steps=3"]),
         dataset,
         tmp_path / "by_hand",
-        device="cpu",
-        progress=False,
     )
     last = cooled.optimizer.lr * (1 - 0.5**0.5)
     by_hand = load_recipe(TINY, [*STRAIGHT, f"optimizer.lr={last!r}"])
-    train(by_hand, dataset, tmp_path / "by_hand", resume=True, device="cpu", progress=False)
+    train_quietly(by_hand, dataset, tmp_path / "by_hand", resume=True)
     _assert_equal(_tensors(tmp_path / "cooled"), _tensors(tmp_path / "by_hand"))
     _, meta = load_training_state(tmp_path / "cooled")
     assert meta["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(last)
@@ -835,7 +819,7 @@ def test_a_kill_before_the_state_commits_leaves_generator_files_a_resume_repeats
     import inpaintkit.train as train_module
 
     recipe = load_recipe(TINY, STRAIGHT)
-    train(recipe, dataset, tmp_path / "straight", device="cpu", progress=False)
+    train_quietly(recipe, dataset, tmp_path / "straight")
     commit = train_module.save_training_state
 
     def killed_at_step_4(out, step, tensors, meta):
@@ -845,14 +829,14 @@ def test_a_kill_before_the_state_commits_leaves_generator_files_a_resume_repeats
 
     monkeypatch.setattr(train_module, "save_training_state", killed_at_step_4)
     with pytest.raises(_Killed):
-        train(recipe, dataset, tmp_path / "killed", device="cpu", progress=False)
+        train_quietly(recipe, dataset, tmp_path / "killed")
     _, meta = load_training_state(tmp_path / "killed")
     assert meta["step"] == 2
     assert read_metadata(tmp_path / "killed" / "generator.safetensors")["step"] == "4"
     assert (tmp_path / "killed" / "generator-00000004.safetensors").is_file()
 
     monkeypatch.setattr(train_module, "save_training_state", commit)
-    train(recipe, dataset, tmp_path / "killed", resume=True, device="cpu", progress=False)
+    train_quietly(recipe, dataset, tmp_path / "killed", resume=True)
     _assert_equal(_tensors(tmp_path / "straight"), _tensors(tmp_path / "killed"))
     for name in ("generator.safetensors", "generator-00000004.safetensors"):
         _assert_equal(
