@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from inpaintkit.model import attention, layers, stride1
 from inpaintkit.model.generator import Generator, GeneratorConfig, GeneratorOutput
-from inpaintkit.model.layers import GenConv, GenDeconv, mirror_pad
+from inpaintkit.model.layers import GenConv, GenDeconv, mirror_pad, pad_exactly
 
 # Appendix D, verbatim (one encoder-decoder; "resize" is a nearest 2x resize before the next conv).
 APPENDIX_ENCODER_DECODER = (
@@ -240,6 +241,38 @@ def test_mirror_pad_falls_back_to_replicate():
     torch.testing.assert_close(mirror_pad(x, 2), F.pad(x, (2, 2, 2, 2), mode="reflect"))
     torch.testing.assert_close(mirror_pad(x, 4), F.pad(x, (4, 4, 4, 4), mode="replicate"))
     assert mirror_pad(x, 0) is x
+
+
+def test_pad_exactly_keeps_bf16_under_cpu_autocast():
+    """CPU autocast runs F.pad's reflect/replicate in fp32; pad_exactly keeps the dtype and values."""
+    x = torch.randn(2, 3, 6, 7).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for mode in ("reflect", "replicate"):
+            assert F.pad(x, (2, 2, 1, 1), mode=mode).dtype == torch.float32  # why it exists
+            padded = pad_exactly(x, (2, 2, 1, 1), mode)
+            assert padded.dtype == torch.bfloat16
+            assert torch.equal(padded, F.pad(x.float(), (2, 2, 1, 1), mode=mode).bfloat16())
+
+
+def test_bf16_forward_is_the_same_with_exact_pads(monkeypatch):
+    """The full model under bf16 autocast gives bit-identical outputs and offsets whether its
+    pads run in bf16 (pad_exactly) or, as autocast would, in fp32."""
+    torch.manual_seed(7)
+    generator = Generator(GeneratorConfig(channels=8)).eval()
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 16:40, 20:48] = 1
+
+    def run():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return generator(image, mask, return_offsets=True)
+
+    exact = run()
+    for module in (layers, attention, stride1):
+        monkeypatch.setattr(module, "pad_exactly", lambda x, p, m: F.pad(x, p, mode=m))
+    through_fp32 = run()
+    for name in ("coarse", "refined", "offsets"):
+        assert torch.equal(getattr(exact, name), getattr(through_fp32, name)), name
 
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 3), (5, 6), (8, 8)])

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inpaintkit.model.hole_window import Window, hole_window, propagate_window, score_window
+from inpaintkit.model.layers import pad_exactly
 from inpaintkit.model.shifted_sums import column_major_views, diagonal_shift_sum
 from inpaintkit.model.stride1 import stride1_paste, stride1_patch_products
 from inpaintkit.tensors import composite
@@ -353,7 +354,7 @@ def _raw_patches(
     need_w = step * (count_w - 1) + kernel
     pad_bottom = max(need_h - lead - height, 0)
     pad_right = max(need_w - lead - width, 0)
-    padded = F.pad(background, (lead, pad_right, lead, pad_bottom), mode="replicate")
+    padded = pad_exactly(background, (lead, pad_right, lead, pad_bottom), "replicate")
     padded = padded[:, :, :need_h, :need_w]
     return F.unfold(padded, kernel, stride=step)
 

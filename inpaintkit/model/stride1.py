@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from inpaintkit.model.hole_window import Window
+from inpaintkit.model.layers import pad_exactly
 from inpaintkit.model.shifted_sums import diagonal_shift_sum
 
 
@@ -79,7 +80,7 @@ def stride1_paste(
     summed = volume.reshape(n, (hf + 1) * (wf + 1), (h + 1) * (w + 1))
     pad_bottom = rate * (h + 1) - lead - height
     pad_right = rate * (w + 1) - lead - width
-    padded = F.pad(background, (lead, pad_right, lead, pad_bottom), mode="replicate")
+    padded = pad_exactly(background, (lead, pad_right, lead, pad_bottom), "replicate")
     phases = F.pixel_unshuffle(padded, rate).flatten(2)  # (N, C·r², (h+1)(w+1))
     columns = torch.bmm(phases, summed.transpose(1, 2))  # (N, C·r², (hf+1)(wf+1))
     return F.pixel_shuffle(columns.view(n, c * rate * rate, hf + 1, wf + 1), rate)
