@@ -87,8 +87,9 @@ def distance_to_known(mask: torch.Tensor) -> torch.Tensor:
     is not "known"). A sample with no known pixel at all gets ``H + W`` everywhere.
 
     On the CPU this is scipy's linear-time EDT per sample (``ndimage.distance_transform_edt``:
-    ~10 ms for four 256² masks on one core against ~150 ms for the min-plus pass below, ~3 %
-    of a CPU training step). On other devices it stays there: :func:`_distance_to_known_minplus`.
+    ~10 ms for four 256² masks on one core against ~150 ms for the min-plus pass, a few per cent
+    of a CPU training step). On other devices the masks stay there, in
+    :func:`_distance_to_known_minplus`.
     """
     if mask.ndim != 4 or mask.shape[1] != 1:
         raise ValueError(f"mask must be (N, 1, H, W), got {tuple(mask.shape)}")

@@ -37,7 +37,9 @@ def pad_exactly(x: torch.Tensor, pads: tuple[int, ...], mode: str) -> torch.Tens
     CPU autocast puts reflection and replication padding on its fp32 list: around every bf16
     conv that meant a cast up before the pad and a cast back before the conv, forward and
     backward, ~14 % of a 256² CPU training step in copies (docs/benchmarks.md). Padding only
-    moves values, so skipping the casts changes no bit of the result (tested).
+    moves values, so the forward is bit-identical (tested). The backward now sums the gradients
+    of reflected border pixels in bf16 rather than fp32; the weight gradients stayed as close to
+    an fp32 step's as before (benchmarks/bench_pad.py).
     """
     with torch.autocast(x.device.type, enabled=False):
         return F.pad(x, pads, mode=mode)
