@@ -4,6 +4,7 @@
                                                  [--earlier RUN2 --earlier-label TEXT]
     python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
+    python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
 written every ``schedule.keep_every`` steps) and its latest ``RUN/generator.safetensors`` with :func:`inpaintkit.evaluate.evaluate` on the
@@ -21,6 +22,11 @@ when hole PSNR moves by 0.1 dB or more on either set.
 ``precision`` decides ``fill``'s CPU defaults: the forward time of the default model at 512²
 (a centred 256² hole, batch 1) in fp32 and bf16 autocast, NCHW and channels_last, side by side
 in one run; and the hole PSNR / ℓ1 of fp32 against bf16 on both evaluation sets.
+
+``sharpness`` puts checkpoints side by side with the floors (and ``--patchmatch``) on rect256
+and every ``--free-every``-th free256 image: hole PSNR, hole ℓ1 and hole TV
+(:func:`inpaintkit.metrics.hole_tv`) against the ground truth's — how much detail a fill has,
+which PSNR and ℓ1 do not see (the adversarial phase's effect: docs/model-card.md).
 
 Needs matplotlib for ``curve`` (``pip install -e .[bench]``).
 """
@@ -276,6 +282,54 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
             )
 
 
+def _eval_tensors(eval_root: Path, name: str, every: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ``every``-th image of an evaluation set (sorted names) and its mask, as tensors."""
+    from inpaintkit.io import list_images, read_mask, read_rgb
+    from inpaintkit.tensors import image_to_tensor, mask_to_tensor
+
+    paths = list_images(eval_root / name / "images")[::every]
+    images = torch.cat([image_to_tensor(read_rgb(path)) for path in paths])
+    masks = torch.cat(
+        [mask_to_tensor(read_mask(eval_root / name / "masks" / path.name)) for path in paths]
+    )
+    return images, masks
+
+
+def sharpness(
+    checkpoints: list[Path], eval_root: Path, free_every: int, patchmatch: bool, batch: int = 8
+) -> None:
+    from inpaintkit.evaluate import build_methods
+    from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
+    from inpaintkit.tensors import signed_to_unit
+
+    methods = build_methods(checkpoints, patchmatch=patchmatch, device="cpu")
+    for name, every in (("rect256", 1), ("free256", free_every)):
+        images, masks = _eval_tensors(eval_root, name, every)
+        truth = signed_to_unit(images)
+        truth_tv = hole_tv(truth, masks)
+        print(f"\n### {name}: {len(images)} images (every {every}), mean per image\n")
+        print("| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV (%) | hole TV / ground truth's |")
+        print("|---|---:|---:|---:|---:|")
+        print(f"| ground truth | | | {truth_tv.mean():.3f} | 1.000 |")
+        for label, method in methods.items():
+            filled = signed_to_unit(
+                torch.cat(
+                    [
+                        method(images[i : i + batch], masks[i : i + batch])
+                        for i in range(0, len(images), batch)
+                    ]
+                )
+            )
+            fill_tv = hole_tv(filled, masks)
+            hole_psnr = psnr(filled, truth, masks)
+            print(
+                f"| {label} | {hole_psnr[hole_psnr.isfinite()].mean():.2f} | "
+                f"{mean_l1_error(filled, truth, masks).mean():.2f} | {fill_tv.mean():.3f} | "
+                f"{(fill_tv / truth_tv).mean():.3f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -297,7 +351,11 @@ def main() -> None:
         "precision", help="fp32 vs bf16, NCHW vs channels_last: speed and hole metrics"
     )
     q.add_argument("--checkpoint", type=Path, default=None, help="default: the packaged model")
-    for p in (c, s, q):
+    h = sub.add_parser("sharpness", help="hole PSNR, ℓ1 and hole TV against the ground truth's")
+    h.add_argument("checkpoints", type=Path, nargs="+")
+    h.add_argument("--free-every", type=int, default=5, help="every N-th free256 image")
+    h.add_argument("--patchmatch", action="store_true", help="also our PatchMatch")
+    for p in (c, s, q, h):
         p.add_argument(
             "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
         )
@@ -306,6 +364,8 @@ def main() -> None:
         curve(args.run, args.eval_root, args.free_every, args.earlier, args.earlier_label)
     elif args.command == "ship":
         ship(args.source, args.eval_root)
+    elif args.command == "sharpness":
+        sharpness(args.checkpoints, args.eval_root, args.free_every, args.patchmatch)
     else:
         precision(args.checkpoint, args.eval_root)
 

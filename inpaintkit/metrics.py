@@ -136,6 +136,30 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return 100.0 * (vertical + horizontal)
 
 
+def hole_tv(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`tv_loss` over the neighbour pairs that touch the hole -> ``(N,)``, x 100 (%).
+
+    ``100 * (mean |x[i+1, j] - x[i, j]| + mean |x[i, j+1] - x[i, j]|)``, each mean over the
+    vertical (resp. horizontal) pairs with at least one hole pixel, and channels; a direction
+    with no such pair adds 0, an image with none at all is NaN. Detail a fill put into its hole:
+    against the ground truth's ``hole_tv`` it says how much blurrier (< 1x) or busier a fill is,
+    which PSNR and ℓ1 cannot (a blurry fill scores well on both).
+    """
+    _check(image, image, mask)
+    x = image.double()
+    hole = (mask > 0.5).double()
+    total = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+    pairs = torch.zeros_like(total)
+    for dim in (2, 3):
+        length = x.shape[dim] - 1
+        steps = (x.narrow(dim, 1, length) - x.narrow(dim, 0, length)).abs().mean(dim=1)
+        touched = torch.maximum(hole.narrow(dim, 1, length), hole.narrow(dim, 0, length))[:, 0]
+        count = touched.sum(dim=(1, 2))
+        total += torch.where(count > 0, (steps * touched).sum(dim=(1, 2)) / count.clamp(min=1), 0.0)
+        pairs += count
+    return torch.where(pairs > 0, 100.0 * total, torch.full_like(total, math.nan))
+
+
 def _gaussian_window(device: torch.device) -> torch.Tensor:
     """The 1-D SSIM window, exactly as ``scipy.ndimage.gaussian_filter`` builds it."""
     radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)

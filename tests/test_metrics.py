@@ -13,6 +13,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from inpaintkit.metrics import (
     METRICS,
     RunningStats,
+    hole_tv,
     image_metrics,
     mean_l1_error,
     mean_l2_error,
@@ -69,6 +70,52 @@ def test_tv_by_hand() -> None:
     assert tv_loss(ramp).item() == pytest.approx(50.0)
     assert tv_loss(t([[0.7]])).item() == 0.0
     assert tv_loss(torch.full((2, 3, 4, 5), 0.3)).tolist() == [0.0, 0.0]
+
+
+def test_hole_tv_by_hand() -> None:
+    # hole = the diagonal of COMPLETED: every one of the four neighbour pairs touches it, so
+    # hole TV is the whole image's TV
+    assert hole_tv(COMPLETED, HOLE).item() == pytest.approx(30.0)
+    # hole = the top-left pixel only: vertical pair (0.1, 0.3) and horizontal pair (0.1, 0.2)
+    corner = t([[1.0, 0.0], [0.0, 0.0]])
+    assert hole_tv(COMPLETED, corner).item() == pytest.approx(100 * (0.2 + 0.1))
+    # a single-row image has no vertical pairs: that direction adds 0
+    row = t([[0.0, 0.5, 0.5]])
+    assert hole_tv(row, t([[0.0, 0.0, 1.0]])).item() == pytest.approx(0.0)
+    assert hole_tv(row, t([[1.0, 0.0, 0.0]])).item() == pytest.approx(50.0)
+    assert math.isnan(hole_tv(COMPLETED, torch.zeros_like(HOLE)).item())
+
+
+def loop_hole_tv(image: np.ndarray, hole: np.ndarray) -> float:
+    """Obviously-correct hole TV of one (C, H, W) image and an (H, W) bool hole."""
+    channels, height, width = image.shape
+    vertical = [
+        abs(float(image[c, i + 1, j]) - float(image[c, i, j]))
+        for c in range(channels)
+        for i in range(height - 1)
+        for j in range(width)
+        if hole[i, j] or hole[i + 1, j]
+    ]
+    horizontal = [
+        abs(float(image[c, i, j + 1]) - float(image[c, i, j]))
+        for c in range(channels)
+        for i in range(height)
+        for j in range(width - 1)
+        if hole[i, j] or hole[i, j + 1]
+    ]
+    mean = lambda values: sum(values) / len(values) if values else 0.0  # noqa: E731
+    return 100 * (mean(vertical) + mean(horizontal))
+
+
+def test_hole_tv_matches_loops_on_random_images() -> None:
+    rng = np.random.default_rng(2)
+    image = rng.random((4, 3, 9, 11))
+    hole = rng.random((4, 9, 11)) < np.array([0.05, 0.3, 0.7, 1.0])[:, None, None]
+    got = hole_tv(torch.from_numpy(image), torch.from_numpy(hole[:, None]).double())
+    for n in range(4):
+        assert got[n].item() == pytest.approx(loop_hole_tv(image[n], hole[n]), rel=1e-10)
+    # a hole covering everything is the whole image's TV
+    assert got[3].item() == pytest.approx(tv_loss(torch.from_numpy(image[3:])).item(), rel=1e-10)
 
 
 def test_ssim_of_constant_images_by_hand() -> None:
