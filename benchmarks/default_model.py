@@ -2,6 +2,7 @@
 
     python benchmarks/default_model.py curve RUN [--eval ../shared/data/eval] [--free-every N]
                                                  [--earlier RUN2 --earlier-label TEXT]
+    python benchmarks/default_model.py raw RUN OUT.safetensors
     python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
     python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
@@ -14,6 +15,10 @@ rect256 set, and on free256 every ``--free-every`` steps (471 images: minutes pe
 evaluation sets' scores against generator steps and training hours. ``--earlier RUN2`` draws an
 earlier run's validation log and cached scores beside it, faint, with crosses (e.g. the run it
 replaced).
+
+``raw`` writes a run's raw generator weights (the training state's, not the weight average
+that ``RUN/generator.safetensors`` holds) with the run's metadata: what ``ship`` packs when the
+raw weights validate better, as after a learning-rate cool-down.
 
 ``ship`` writes the generator as fp16 into the package (``inpaintkit/weights/``) after
 measuring, on both evaluation sets, what fp16 storage costs against the fp32 file; it refuses
@@ -345,6 +350,9 @@ def main() -> None:
         default=5000,
         help="score free256 at snapshots whose step is a multiple of N",
     )
+    r = sub.add_parser("raw", help="write a run's raw (not averaged) generator weights")
+    r.add_argument("run", type=Path)
+    r.add_argument("out", type=Path)
     s = sub.add_parser("ship", help="pack a generator into inpaintkit/weights as fp16")
     s.add_argument("source", type=Path)
     q = sub.add_parser(
@@ -362,6 +370,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "curve":
         curve(args.run, args.eval_root, args.free_every, args.earlier, args.earlier_label)
+    elif args.command == "raw":
+        from inpaintkit.train import export_raw_generator
+
+        step = export_raw_generator(args.run, args.out)
+        print(f"wrote {args.out}: the raw generator of {args.run} at step {step}")
     elif args.command == "ship":
         ship(args.source, args.eval_root)
     elif args.command == "sharpness":

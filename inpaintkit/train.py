@@ -55,6 +55,7 @@ from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
 from inpaintkit.model.generator import Generator
 from inpaintkit.tensors import composite, signed_to_unit, tensor_to_image, uint8_to_signed
 from inpaintkit.training_state import (
+    TrainingStateError,
     has_training_state,
     load_training_state,
     module_tensors,
@@ -902,6 +903,34 @@ def save(
         save_training_state(out, run.step, tensors, meta)
     dist_info.barrier()
     guard.last_good = run.step
+
+
+def export_raw_generator(run: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Write the raw generator weights of a saved run to ``out``; returns the run's step.
+
+    ``generator.safetensors`` holds the weight average when the recipe keeps one; the weights
+    the optimiser moves are only in the training state (``generator.*``). After a learning-rate
+    cool-down they can be the better model (docs/model-card.md, "Stint 5"). ``out`` gets
+    ``generator.safetensors``'s metadata (recipe, step, samples, time) with ``weights`` saying
+    which these are.
+    """
+    run = Path(run)
+    tensors, meta = load_training_state(run)
+    source = run / GENERATOR_FILE
+    generator = checkpoint.load_generator(source)
+    restore_module("generator", generator, tensors)
+    metadata = {
+        key: value
+        for key, value in checkpoint.read_metadata(source).items()
+        if key in ("recipe", "step", "samples", "train_seconds")
+    }
+    if metadata.get("step") != str(meta["step"]):
+        raise TrainingStateError(
+            f"{source} is from step {metadata.get('step')}, the training state from {meta['step']}"
+        )
+    metadata["weights"] = "raw (the optimiser's weights, no average)"
+    checkpoint.save_generator(out, generator, metadata=metadata)
+    return meta["step"]
 
 
 class _StopOnSignal:

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from skimage import data as skdata
 
 from inpaintkit import losses
-from inpaintkit.checkpoint import read_metadata
+from inpaintkit.checkpoint import load_generator, read_metadata
 from inpaintkit.config import load_recipe
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.masks import MaskSampler
@@ -32,6 +32,7 @@ from inpaintkit.train import (
     Trainer,
     TrainingError,
     TrainingSamples,
+    export_raw_generator,
     learning_rate,
     train,
 )
@@ -754,6 +755,27 @@ def test_weight_average_is_what_the_run_validates_saves_and_resumes(dataset, tmp
     _assert_equal(a, b)
     for name in ("generator.safetensors", "generator-00000004.safetensors"):
         _assert_equal(load_file(tmp_path / "straight" / name), load_file(tmp_path / "split" / name))
+
+
+def test_export_raw_generator_writes_the_optimisers_weights(dataset, tmp_path):
+    """With a weight average, generator.safetensors is the average; the export is the state's
+    generator.* tensors, with the run's metadata and a label saying which weights they are."""
+    recipe = load_recipe(TINY, [*STRAIGHT, "optimizer.ema_half_life=2", "optimizer.ema_rampup=0"])
+    train_quietly(recipe, dataset, tmp_path / "run")
+    assert export_raw_generator(tmp_path / "run", tmp_path / "raw.safetensors") == 4
+    raw, state = load_file(tmp_path / "raw.safetensors"), _tensors(tmp_path / "run")
+    average = load_file(tmp_path / "run" / "generator.safetensors")
+    assert raw.keys() == average.keys()
+    for name, value in raw.items():
+        assert torch.equal(value, state[f"generator.{name}"]), name
+    assert any(not torch.equal(raw[k], average[k]) for k in raw)
+    meta, run_meta = (
+        read_metadata(path)
+        for path in (tmp_path / "raw.safetensors", tmp_path / "run" / "generator.safetensors")
+    )
+    assert meta["step"] == "4" and meta["recipe"] == run_meta["recipe"]
+    assert meta["weights"].startswith("raw") and run_meta["weights"].startswith("exponential")
+    load_generator(tmp_path / "raw.safetensors")  # a checkpoint like any other
 
 
 def test_resume_takes_the_recipes_learning_rate(dataset, tmp_path):
