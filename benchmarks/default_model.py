@@ -6,6 +6,7 @@
     python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
     python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
+                                                 [--by-distance]
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
 written every ``schedule.keep_every`` steps) and its latest ``RUN/generator.safetensors`` with :func:`inpaintkit.evaluate.evaluate` on the
@@ -28,10 +29,12 @@ when hole PSNR moves by 0.1 dB or more on either set.
 (a centred 256² hole, batch 1) in fp32 and bf16 autocast, NCHW and channels_last, side by side
 in one run; and the hole PSNR / ℓ1 of fp32 against bf16 on both evaluation sets.
 
-``sharpness`` puts checkpoints side by side with the floors (and ``--patchmatch``) on rect256
-and every ``--free-every``-th free256 image: hole PSNR, hole ℓ1 and hole TV
+``sharpness`` puts checkpoints, each Poisson-blended (``fill``'s default) and pasted (the
+paper's), side by side with the floors (and ``--patchmatch``) on rect256 and every
+``--free-every``-th free256 image: hole PSNR, hole ℓ1 and hole TV
 (:func:`inpaintkit.metrics.hole_tv`) against the ground truth's — how much detail a fill has,
-which PSNR and ℓ1 do not see (the adversarial phase's effect: docs/model-card.md).
+which PSNR and ℓ1 do not see; ``--by-distance`` adds hole ℓ1 by distance from the known
+pixels, where blending acts (docs/model.md, "Blending").
 
 Needs matplotlib for ``curve`` (``pip install -e .[bench]``).
 """
@@ -46,6 +49,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from inpaintkit.checkpoint import DEFAULT_CHECKPOINT, load_generator, read_metadata, save_generator
@@ -300,31 +304,43 @@ def _eval_tensors(eval_root: Path, name: str, every: int) -> tuple[torch.Tensor,
     return images, masks
 
 
+#: Bins of the distance (pixels, Euclidean) from a hole pixel to the nearest known pixel.
+DISTANCE_BINS = ((1, 2), (2, 3), (3, 4), (4, 6), (6, 9), (9, 17), (17, 33), (33, 10**6))
+
+
+def _fill_all(method, images: torch.Tensor, masks: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """``method``'s fills of a whole set in batches, in [0, 1]."""
+    from inpaintkit.tensors import signed_to_unit
+
+    parts = [
+        method(images[i : i + batch], masks[i : i + batch]) for i in range(0, len(images), batch)
+    ]
+    return signed_to_unit(torch.cat(parts))
+
+
 def sharpness(
-    checkpoints: list[Path], eval_root: Path, free_every: int, patchmatch: bool, batch: int = 8
+    checkpoints: list[Path], eval_root: Path, free_every: int, patchmatch: bool, by_distance: bool
 ) -> None:
+    from scipy.ndimage import distance_transform_edt
+
     from inpaintkit.evaluate import build_methods
     from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
     from inpaintkit.tensors import signed_to_unit
 
-    methods = build_methods(checkpoints, patchmatch=patchmatch, device="cpu")
+    methods = build_methods(patchmatch=patchmatch, device="cpu")
+    for path in checkpoints:
+        for blend, suffix in (("poisson", ""), ("none", " (pasted)")):
+            methods[path.stem + suffix] = DeepFillMethod(path, device="cpu", blend=blend)
     for name, every in (("rect256", 1), ("free256", free_every)):
         images, masks = _eval_tensors(eval_root, name, every)
         truth = signed_to_unit(images)
         truth_tv = hole_tv(truth, masks)
+        fills = {label: _fill_all(method, images, masks) for label, method in methods.items()}
         print(f"\n### {name}: {len(images)} images (every {every}), mean per image\n")
         print("| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV (%) | hole TV / ground truth's |")
         print("|---|---:|---:|---:|---:|")
         print(f"| ground truth | | | {truth_tv.mean():.3f} | 1.000 |")
-        for label, method in methods.items():
-            filled = signed_to_unit(
-                torch.cat(
-                    [
-                        method(images[i : i + batch], masks[i : i + batch])
-                        for i in range(0, len(images), batch)
-                    ]
-                )
-            )
+        for label, filled in fills.items():
             fill_tv = hole_tv(filled, masks)
             hole_psnr = psnr(filled, truth, masks)
             print(
@@ -333,6 +349,28 @@ def sharpness(
                 f"{(fill_tv / truth_tv).mean():.3f} |",
                 flush=True,
             )
+        if not by_distance:
+            continue
+        # Hole ℓ1 (%) pooled over the set's hole pixels at each distance from the known ones.
+        distance = torch.from_numpy(
+            np.stack([distance_transform_edt(m[0].numpy() > 0.5) for m in masks])
+        )
+        bins = [(distance >= low) & (distance < high) for low, high in DISTANCE_BINS]
+        names = [
+            f"{low}" if high == low + 1 else f"{low}–{high - 1}" for low, high in DISTANCE_BINS
+        ]
+        names[-1] = f"≥ {DISTANCE_BINS[-1][0]}"
+        print(f"\nhole ℓ1 (%) by distance to the nearest known pixel (px), {name}\n")
+        print("| method | " + " | ".join(names) + " |")
+        print("|---|" + "---:|" * len(names))
+        print(
+            "| share of hole pixels | "
+            + " | ".join(f"{b.double().mean() / (distance > 0).double().mean():.1%}" for b in bins)
+            + " |"
+        )
+        for label, filled in fills.items():
+            error = (filled - truth).abs().mean(dim=1).double()
+            print(f"| {label} | " + " | ".join(f"{100 * error[b].mean():.2f}" for b in bins) + " |")
 
 
 def main() -> None:
@@ -363,6 +401,9 @@ def main() -> None:
     h.add_argument("checkpoints", type=Path, nargs="+")
     h.add_argument("--free-every", type=int, default=5, help="every N-th free256 image")
     h.add_argument("--patchmatch", action="store_true", help="also our PatchMatch")
+    h.add_argument(
+        "--by-distance", action="store_true", help="also hole ℓ1 by distance to the known pixels"
+    )
     for p in (c, s, q, h):
         p.add_argument(
             "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
@@ -378,7 +419,9 @@ def main() -> None:
     elif args.command == "ship":
         ship(args.source, args.eval_root)
     elif args.command == "sharpness":
-        sharpness(args.checkpoints, args.eval_root, args.free_every, args.patchmatch)
+        sharpness(
+            args.checkpoints, args.eval_root, args.free_every, args.patchmatch, args.by_distance
+        )
     else:
         precision(args.checkpoint, args.eval_root)
 

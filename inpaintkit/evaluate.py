@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from inpaintkit import io
+from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.devices import resolve_device
 from inpaintkit.geometry import resize_and_crop
@@ -76,6 +77,8 @@ DEFAULT_SPLIT = "val"
 #: Files of a report folder.
 RESULTS_LOG = "results.jsonl"
 RUN_FILE = "evaluation.json"
+#: Each method's settings (:func:`method_settings`), so a re-run never mixes two versions.
+METHODS_FILE = "methods.json"
 MASKS_DIR = "masks"
 SAMPLES_DIR = "samples"
 
@@ -207,13 +210,30 @@ def build_methods(
     floors: bool = True,
     device: str = "auto",
     patch_size: int | None = None,
+    blends: Sequence[str] = (DEFAULT_BLEND,),
 ) -> dict[str, InpaintMethod]:
     """The methods of one evaluation by report name, weakest first.
 
     Floors (``mean-color``, ``biharmonic``), ``patchmatch``, the bundled model (``deepfill``),
     then each checkpoint, named as :func:`name_checkpoints` says (its own name, its file stem,
-    or its run folder when stems collide).
+    or its run folder when stems collide). ``blends``: how every DeepFill method puts its
+    prediction into the hole (:mod:`inpaintkit.blend`); given both, each DeepFill method is
+    two rows, ``NAME`` Poisson-blended and ``NAME-pasted`` as the paper pastes it.
     """
+    if not blends or any(blend not in BLEND_CHOICES for blend in blends):
+        raise EvaluateError(f"blends must be some of {list(BLEND_CHOICES)}, got {list(blends)}")
+    blends = list(dict.fromkeys(blends))
+
+    def deepfill_rows(name: str, checkpoint: Path | None) -> None:
+        for blend in blends:
+            row = name if len(blends) == 1 or blend == "poisson" else f"{name}-pasted"
+            if row in methods:
+                raise EvaluateError(
+                    f"{checkpoint}: a row would be named {row!r} like another method; "
+                    "name them with --checkpoint NAME=FILE"
+                )
+            methods[row] = DeepFillMethod(checkpoint, device=resolved, blend=blend)
+
     resolved = resolve_device(device)
     methods: dict[str, InpaintMethod] = {}
     if floors:
@@ -222,9 +242,9 @@ def build_methods(
     if patchmatch:
         methods["patchmatch"] = PatchMatchMethod(patch_size=patch_size, device=resolved.type)
     if deepfill_default:
-        methods["deepfill"] = DeepFillMethod(None, device=resolved)
+        deepfill_rows("deepfill", None)
     for name, checkpoint in name_checkpoints(checkpoints):
-        methods[name] = DeepFillMethod(checkpoint, device=resolved)
+        deepfill_rows(name, checkpoint)
     if not methods:
         raise EvaluateError("nothing to evaluate: give --checkpoint, --method or keep --floors")
     return methods
@@ -505,6 +525,39 @@ def _check_identity(options: EvaluateOptions) -> None:
     io.write_text(path, json.dumps(identity, indent=1) + "\n")
 
 
+def method_settings(method: InpaintMethod) -> dict[str, str]:
+    """What a method's results depend on beyond its name (a DeepFill checkpoint and blend)."""
+    settings = getattr(method, "settings", None)
+    return settings() if callable(settings) else {}
+
+
+def _check_method_settings(output: Path, methods: dict[str, InpaintMethod]) -> None:
+    """Refuse to add results under a name the report holds with other settings, then record them.
+
+    Without this a re-run with another ``--checkpoint`` file or ``--blend`` under the same name
+    would skip the images already done and report a mix of two methods as one.
+    """
+    path = output / METHODS_FILE
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except (OSError, json.JSONDecodeError) as err:
+        raise EvaluateError(f"{path}: unreadable ({err}); delete it to start over") from None
+    for name, method in methods.items():
+        settings = method_settings(method)
+        if name in recorded and recorded[name] != settings:
+            differences = ", ".join(
+                f"{key}={recorded[name].get(key)!r} there, {settings.get(key)!r} now"
+                for key in sorted(set(settings) | set(recorded[name]))
+                if settings.get(key) != recorded[name].get(key)
+            )
+            raise EvaluateError(
+                f"{output}: holds results of {name!r} with other settings ({differences}); "
+                "name it differently (--checkpoint NAME=FILE) or use another output folder"
+            )
+        recorded[name] = settings
+    io.write_text(path, json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+
+
 def _sample_paths(output: Path, key: str, names: Sequence[str]) -> dict[str, Path]:
     """Where the comparison-sheet tiles of image ``key`` live: input, each method, ground truth."""
     name = _mask_file_name(key)
@@ -548,6 +601,7 @@ def evaluate(
     truth = GroundTruth(options)
     options.output.mkdir(parents=True, exist_ok=True)
     _check_identity(options)
+    _check_method_settings(options.output, methods)
     holes = Holes(options, truth)
     log = ResultsLog(options.output / RESULTS_LOG)
     names = list(methods)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from inpaintkit.blend import BLEND_CHOICES, poisson_blend
 from inpaintkit.model.generator import Generator
 from inpaintkit.tensors import composite, crop_to, pad_to_multiple
 
@@ -18,8 +19,9 @@ FEATURE_STRIDE = 4
 class InpaintResult:
     """Output of :func:`inpaint`, on the input's device and in its dtype.
 
-    ``image``: ``(N, 3, H, W)`` in ``[-1, 1]``, the refined prediction composited into the
-    holes (known pixels bit-exact copies of the input). ``coarse``: the first stage's
+    ``image``: ``(N, 3, H, W)`` in ``[-1, 1]``, the refined prediction composited (or
+    Poisson-blended, :mod:`inpaintkit.blend`) into the holes, known pixels bit-exact copies of
+    the input. ``coarse``: the first stage's
     prediction, composited the same way. ``offsets``: ``(N, 2, ceil(H/4), ceil(W/4))`` long
     contextual-attention offsets (dy, dx) in feature pixels, or ``None``.
     """
@@ -40,6 +42,7 @@ def inpaint(
     mask: torch.Tensor,
     return_offsets: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    blend: str = "none",
 ) -> InpaintResult:
     """Inpaint ``image (N, 3, H, W)`` in ``[-1, 1]`` where ``mask (N, 1, H, W)`` is 1.
 
@@ -50,7 +53,11 @@ def inpaint(
     ``torch.autocast`` on that device; the outputs are cast back to the input's dtype before
     compositing, so known pixels stay bit-exact in any precision. Offsets are requested only
     when ``return_offsets`` is set (a baseline model without attention returns ``None``).
+    ``blend="poisson"`` blends the refined prediction into the holes instead of pasting it
+    (:func:`inpaintkit.blend.poisson_blend`, on the CPU); ``"none"`` is the paper's output.
     """
+    if blend not in BLEND_CHOICES:
+        raise ValueError(f"blend must be one of {list(BLEND_CHOICES)}, got {blend!r}")
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"image must be (N, 3, H, W), got {tuple(image.shape)}")
     if mask.shape != (image.shape[0], 1, *image.shape[2:]):
@@ -72,8 +79,10 @@ def inpaint(
     with autocast:
         output = generator(x, m, return_offsets=return_offsets)
 
-    def finish(prediction: torch.Tensor) -> torch.Tensor:
+    def finish(prediction: torch.Tensor, blend: str = "none") -> torch.Tensor:
         prediction = crop_to(prediction, size).to(device=image.device, dtype=image.dtype)
+        if blend == "poisson":
+            return poisson_blend(image, prediction, mask)
         return composite(image, prediction, mask)
 
     offsets = None
@@ -81,5 +90,5 @@ def inpaint(
         feature_size = (-(-size[0] // FEATURE_STRIDE), -(-size[1] // FEATURE_STRIDE))
         offsets = crop_to(output.offsets, feature_size).to(image.device)
     return InpaintResult(
-        image=finish(output.refined), coarse=finish(output.coarse), offsets=offsets
+        image=finish(output.refined, blend), coarse=finish(output.coarse), offsets=offsets
     )

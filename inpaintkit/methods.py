@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from skimage.restoration import inpaint_biharmonic
 
+from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
 from inpaintkit.checkpoint import (
     NO_DEFAULT_MODEL,
     CheckpointError,
@@ -160,7 +161,9 @@ class DeepFillMethod:
     ``precision``: ``"fp32"``, ``"bf16"``/``"fp16"`` autocast, or ``"auto"``
     (:func:`default_precision`). ``channels_last`` switches the memory format; ``None`` picks
     :func:`default_channels_last` (measured: docs/benchmarks.md, "fill precision"). Known pixels are composited
-    back in float32, so they stay bit-exact in any precision.
+    back in float32, so they stay bit-exact in any precision. ``blend``: ``"poisson"`` (the
+    default, :data:`inpaintkit.blend.DEFAULT_BLEND`) Poisson-blends the prediction into the holes, ``"none"``
+    pastes it as the paper does (:mod:`inpaintkit.blend`; measured: docs/model.md, "Blending").
     """
 
     name = "deepfill"
@@ -171,7 +174,10 @@ class DeepFillMethod:
         device: str | torch.device = "auto",
         precision: str = "auto",
         channels_last: bool | None = None,
+        blend: str = DEFAULT_BLEND,
     ) -> None:
+        if blend not in BLEND_CHOICES:
+            raise ValueError(f"blend must be one of {list(BLEND_CHOICES)}, got {blend!r}")
         if precision not in PRECISION_CHOICES:
             raise ValueError(
                 f"precision must be one of {list(PRECISION_CHOICES)}, got {precision!r}"
@@ -186,6 +192,7 @@ class DeepFillMethod:
         if channels_last is None:
             channels_last = default_channels_last(self.device, self.precision)
         self.channels_last = channels_last
+        self.blend = blend
         self.generator = load_generator(self.checkpoint, device=str(self.device)).eval()
         if channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
@@ -211,6 +218,7 @@ class DeepFillMethod:
             m,
             return_offsets=return_offsets,
             autocast_dtype=PRECISIONS[self.precision],
+            blend=self.blend,
         )
         # inpaint() composited on the device already; doing it again against the caller's own
         # tensor keeps known pixels bit-exact whatever the transfer did.
@@ -220,3 +228,7 @@ class DeepFillMethod:
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return self.fill_with_offsets(images, masks, return_offsets=False)[0]
+
+    def settings(self) -> dict[str, str]:
+        """What changes this method's fills: ``evaluate`` never mixes results of different ones."""
+        return {"checkpoint": str(self.checkpoint.resolve()), "blend": self.blend}

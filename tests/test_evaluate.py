@@ -337,6 +337,45 @@ def test_checkpoints_are_named_by_stem_run_folder_or_explicitly(photos, tmp_path
     assert missing.exit_code == 2 and "nope.safetensors: no such file" in missing.output
 
 
+def test_blend_is_a_setting_a_report_never_mixes(photos, tmp_path) -> None:
+    """--blend reaches every DeepFill method; a re-run under the same name with another blend
+    (or checkpoint file) is refused instead of reporting a mix of both."""
+    from inpaintkit import checkpoint
+    from inpaintkit.model.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    checkpoint.save_generator(path, Generator(GeneratorConfig(channels=4)))
+    blended = build_methods([path], floors=False, device="cpu")
+    pasted = build_methods([("pasted", path)], floors=False, device="cpu", blends=["none"])
+    assert blended["tiny"].blend == "poisson" and pasted["pasted"].blend == "none"
+    out = tmp_path / "r"
+    evaluate(options(photos, out, limit=2), blended, progress=False)
+    evaluate(options(photos, out, limit=2), pasted, progress=False)  # another name: fine
+    rows = {(row["image"], row["method"]): row for row in read_log(out)}
+    assert {method for _, method in rows} == {"tiny", "pasted"}
+    assert any(
+        rows[(image, "tiny")]["hole_l1"] != rows[(image, "pasted")]["hole_l1"]
+        for image, method in rows
+        if method == "tiny"
+    )
+    recorded = json.loads((out / "methods.json").read_text())
+    assert recorded["tiny"] == {"checkpoint": str(path.resolve()), "blend": "poisson"}
+    evaluate(options(photos, out, limit=2), blended, progress=False)  # same settings: resumes
+    mixed = build_methods([("tiny", path)], floors=False, device="cpu", blends=["none"])
+    with pytest.raises(EvaluateError, match=r"'tiny' with other settings \(blend='poisson' there"):
+        evaluate(options(photos, out, limit=2), mixed, progress=False)
+    # Both blends at once: two rows per DeepFill method, the pasted one named NAME-pasted.
+    both = build_methods([path], floors=False, device="cpu", blends=["poisson", "none"])
+    assert {name: m.blend for name, m in both.items()} == {"tiny": "poisson", "tiny-pasted": "none"}
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(path.read_bytes())
+    with pytest.raises(EvaluateError, match="would be named 'tiny-pasted' like another"):
+        build_methods([path, ("tiny-pasted", other)], floors=False, blends=["poisson", "none"])
+    with pytest.raises(EvaluateError, match="blends must be some of"):
+        build_methods([path], blends=["seamless"])
+
+
 def test_hdf5_without_val_falls_back_to_train_unless_split_is_given(photos, tmp_path) -> None:
     h5 = tmp_path / "photos.h5"
     prepare_dataset(photos, h5, PrepareOptions(size=SIZE), workers=1)  # prepare's default: no val

@@ -19,13 +19,14 @@ from inpaintkit.fill import (
     FillJob,
     FillOptions,
     dilate_mask,
+    fill_arrays,
     fill_files,
     merge_fill,
     pair_files,
     working_size,
 )
 from inpaintkit.io import is_temporary, open_image
-from inpaintkit.methods import NO_DEFAULT_MODEL, MeanColorMethod
+from inpaintkit.methods import NO_DEFAULT_MODEL, DeepFillMethod, MeanColorMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig
 
 
@@ -373,6 +374,35 @@ def test_deepfill_checkpoint_and_attention_pictures(tmp_path: Path) -> None:
         with Image.open(tmp_path / "attention" / "sub" / name) as picture:
             assert picture.format == "PNG" and picture.size == (35, 27) and picture.mode == "RGB"
     assert not temporaries(tmp_path)
+    # --blend none pastes the prediction as the paper does: the library's plain composite.
+    pasted = CliRunner().invoke(
+        fill_command,
+        [
+            str(tmp_path / "images"),
+            "--masks",
+            str(tmp_path / "masks"),
+            "-o",
+            str(tmp_path / "pasted"),
+            "--checkpoint",
+            str(tmp_path / "tiny.safetensors"),
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--blend",
+            "none",
+        ],
+    )
+    assert pasted.exit_code == 0, pasted.output
+    method = DeepFillMethod(
+        tmp_path / "tiny.safetensors", device="cpu", precision="fp32", blend="none"
+    )
+    expected = fill_arrays(method, [pixels], [hole])[0][0]
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "pasted" / "sub" / "cat.png")), expected
+    )
+    blended = DeepFillMethod(tmp_path / "tiny.safetensors", device="cpu", precision="fp32")
+    assert np.abs(fill_arrays(blended, [pixels], [hole])[0][0].astype(int) - expected).max() > 2
 
 
 def test_no_default_model_and_attention_without_deepfill_are_clear_errors(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import inpaintkit.methods
+from inpaintkit.blend import poisson_blend
 from inpaintkit.checkpoint import CheckpointError, save_generator
 from inpaintkit.devices import resolve_device
 from inpaintkit.methods import (
@@ -145,29 +146,35 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory):
 
 
 def deepfill_reference(
-    generator: Generator, images: torch.Tensor, masks: torch.Tensor
+    generator: Generator, images: torch.Tensor, masks: torch.Tensor, blend: str = "none"
 ) -> torch.Tensor:
-    """Plainly: mirror-pad each sample to a multiple of 8, run, crop, paste into the holes."""
+    """Plainly: mirror-pad each sample to a multiple of 8, run, crop, paste into the holes
+    (or Poisson-blend, itself tested against a dense solve in test_blend.py)."""
     out = images.clone()
+    predictions = torch.empty_like(images)
     h, w = images.shape[2:]
     ph, pw = -h % 8, -w % 8
     for i in range(images.shape[0]):
         x = torch.nn.functional.pad(images[i : i + 1], (0, pw, 0, ph), mode="reflect")
         m = torch.nn.functional.pad(masks[i : i + 1], (0, pw, 0, ph), mode="reflect")
         with torch.no_grad():
-            refined = generator(x, m).refined[0, :, :h, :w]
+            predictions[i] = generator(x, m).refined[0, :, :h, :w]
         hole = masks[i, 0] > 0.5
-        out[i][:, hole] = refined[:, hole]
-    return out
+        out[i][:, hole] = predictions[i][:, hole]
+    return poisson_blend(images, predictions, masks) if blend == "poisson" else out
 
 
-def test_deepfill_matches_the_generator_and_gives_offsets(tiny_checkpoint) -> None:
+@pytest.mark.parametrize("blend", ["poisson", "none"])
+def test_deepfill_matches_the_generator_and_gives_offsets(tiny_checkpoint, blend) -> None:
     path, generator = tiny_checkpoint
-    method = DeepFillMethod(path, device="cpu", precision="fp32")
+    method = DeepFillMethod(path, device="cpu", precision="fp32", blend=blend)
     assert method.name == "deepfill"
     images, masks = random_batch(2, 21, 19, seed=1)
     out, offsets = method.fill_with_offsets(images, masks)
-    torch.testing.assert_close(out, deepfill_reference(generator, images, masks), atol=1e-5, rtol=0)
+    expected = deepfill_reference(generator, images, masks, blend)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    if blend == "poisson":  # the blend is not the paste
+        assert (out - deepfill_reference(generator, images, masks)).abs().max() > 0.01
     assert torch.equal(known(out, masks), known(images, masks))
     assert offsets.shape == (2, 2, 6, 5) and offsets.dtype == torch.long
     assert torch.equal(method(images, masks), out)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
 from inpaintkit.cli.options import device_option, patch_size_option
 from inpaintkit.evaluate import (
     GENERATED_MASK_KINDS,
@@ -107,6 +108,16 @@ class CheckpointParam(click.ParamType):
     help="Images shown in the comparison sheet.",
 )
 @patch_size_option
+@click.option(
+    "--blend",
+    type=click.Choice(BLEND_CHOICES),
+    multiple=True,
+    default=[DEFAULT_BLEND],
+    show_default=True,
+    help="How DeepFill methods put their prediction into the hole: Poisson blending or "
+    "pasted as the paper does (docs/model.md, 'Blending'). Given twice, each DeepFill method is "
+    "two rows, NAME blended and NAME-pasted.",
+)
 @device_option()
 @click.option(
     "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
@@ -127,6 +138,7 @@ def evaluate_command(
     size: int,
     samples: int,
     patch_size: int | None,
+    blend: tuple[str, ...],
     device: str,
     quiet: bool,
     no_progress: bool,
@@ -163,6 +175,7 @@ def evaluate_command(
             floors=floors,
             device=device,
             patch_size=patch_size,
+            blends=blend,
         )
         result = evaluate(options, methods, console=console, progress=not (quiet or no_progress))
     except (EvaluateError, ValueError, OSError) as err:

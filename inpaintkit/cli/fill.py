@@ -10,7 +10,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from inpaintkit.cli.options import checkpoint_option, device_option, patch_size_option
+from inpaintkit.cli.options import (
+    blend_option,
+    checkpoint_option,
+    device_option,
+    patch_size_option,
+)
 from inpaintkit.fill import OUTPUT_FORMATS, FillError, FillOptions, fill_files, pair_files
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 
@@ -49,6 +54,7 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
     help="DeepFill autocast precision; auto = bf16 where the device computes it natively "
     "(CUDA, CPUs with AVX512-BF16/AMX), else fp32.",
 )
+@blend_option
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -108,6 +114,7 @@ def fill_command(
     patch_size: int | None,
     device: str,
     precision: str,
+    blend: str,
     batch_size: int | None,
     attention_dir: Path | None,
     invert_masks: bool,
@@ -140,7 +147,7 @@ def fill_command(
         if not jobs:
             raise FillError(f"{images}: no images found")
         if method == "deepfill":
-            inpainter = DeepFillMethod(checkpoint, device=device, precision=precision)
+            inpainter = DeepFillMethod(checkpoint, device=device, precision=precision, blend=blend)
             if attention_dir is not None and not inpainter.generator.config.contextual_attention:
                 raise click.UsageError(
                     f"{inpainter.checkpoint}: a baseline model without contextual "
