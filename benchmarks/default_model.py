@@ -71,11 +71,18 @@ REFERENCES = {
 
 
 def score(
-    checkpoint: Path, eval_root: Path, name: str, report: Path, precision: str = "auto"
+    checkpoint: Path,
+    eval_root: Path,
+    name: str,
+    report: Path,
+    precision: str = "auto",
+    blend: str = "none",
 ) -> dict[str, float]:
     """Hole PSNR / hole ℓ1 / PSNR / ℓ1 of ``checkpoint`` on one evaluation set (resumable report).
 
     ``precision``: DeepFillMethod's autocast (``"auto"``: what ``fill`` uses by default).
+    ``blend``: ``"none"`` by default, so the learning curve and the fp16 check measure the
+    network itself, as they did before ``fill`` blended (and cached scores stay comparable).
     """
     options = EvaluateOptions(
         data=eval_root / name / "images",
@@ -84,7 +91,7 @@ def score(
         samples=4,
         warmup=False,
     )
-    method = DeepFillMethod(checkpoint, device="cpu", precision=precision)
+    method = DeepFillMethod(checkpoint, device="cpu", precision=precision, blend=blend)
     result = evaluate(options, {"model": method}, progress=False)
     metrics = result.summary["model"].metrics
     return {key: metrics[key].mean for key in ("hole_psnr", "hole_l1", "psnr", "l1")} | {
