@@ -10,6 +10,7 @@ Outputs are on the device of ``images``. Methods run without gradients.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -230,5 +231,10 @@ class DeepFillMethod:
         return self.fill_with_offsets(images, masks, return_offsets=False)[0]
 
     def settings(self) -> dict[str, str]:
-        """What changes this method's fills: ``evaluate`` never mixes results of different ones."""
-        return {"checkpoint": str(self.checkpoint.resolve()), "blend": self.blend}
+        """What changes this method's fills: ``evaluate`` never mixes results of different ones.
+
+        The checkpoint by content, not path: retrained weights written over the same file
+        are another method, a checkpoint moved elsewhere is not.
+        """
+        digest = hashlib.sha256(self.checkpoint.read_bytes()).hexdigest()
+        return {"checkpoint_sha256": digest, "blend": self.blend}

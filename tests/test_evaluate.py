@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -360,11 +361,16 @@ def test_blend_is_a_setting_a_report_never_mixes(photos, tmp_path) -> None:
         if method == "tiny"
     )
     recorded = json.loads((out / "methods.json").read_text())
-    assert recorded["tiny"] == {"checkpoint": str(path.resolve()), "blend": "poisson"}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert recorded["tiny"] == {"checkpoint_sha256": digest, "blend": "poisson"}
     evaluate(options(photos, out, limit=2), blended, progress=False)  # same settings: resumes
     mixed = build_methods([("tiny", path)], floors=False, device="cpu", blends=["none"])
     with pytest.raises(EvaluateError, match=r"'tiny' with other settings \(blend='poisson' there"):
         evaluate(options(photos, out, limit=2), mixed, progress=False)
+    # Other weights written over the same file are another method too.
+    checkpoint.save_generator(path, Generator(GeneratorConfig(channels=4)))
+    with pytest.raises(EvaluateError, match="checkpoint_sha256="):
+        evaluate(options(photos, out, limit=2), build_methods([path], floors=False), progress=False)
     # Both blends at once: two rows per DeepFill method, the pasted one named NAME-pasted.
     both = build_methods([path], floors=False, device="cpu", blends=["poisson", "none"])
     assert {name: m.blend for name, m in both.items()} == {"tiny": "poisson", "tiny-pasted": "none"}
