@@ -53,6 +53,6 @@ blend_option = click.option(
     default=DEFAULT_BLEND,
     show_default=True,
     help="DeepFill: Poisson-blend the prediction into the holes, which hides the seams "
-    "(GLCIC's post-processing; +0.8 dB hole PSNR on free-form holes, docs/model.md), or "
+    "(GLCIC's post-processing; +0.7 dB hole PSNR on free-form holes, docs/model.md), or "
     "'none' to paste it as the paper does.",
 )
