@@ -334,10 +334,10 @@ def sharpness(
     from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
     from inpaintkit.tensors import signed_to_unit
 
-    methods = build_methods(patchmatch=patchmatch, device="cpu")
-    for path in checkpoints:
-        for blend, suffix in (("poisson", ""), ("none", " (pasted)")):
-            methods[path.stem + suffix] = DeepFillMethod(path, device="cpu", blend=blend)
+    # Each checkpoint twice, NAME blended and NAME-pasted, named as `evaluate` names them.
+    methods = build_methods(
+        checkpoints, patchmatch=patchmatch, device="cpu", blends=("poisson", "none")
+    )
     for name, every in (("rect256", 1), ("free256", free_every)):
         images, masks = _eval_tensors(eval_root, name, every)
         truth = signed_to_unit(images)

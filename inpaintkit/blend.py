@@ -46,6 +46,12 @@ DIRECT_LIMIT = 1_100_000
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
+def check_blend(blend: str) -> None:
+    """Raise ValueError unless ``blend`` is one of :data:`BLEND_CHOICES`."""
+    if blend not in BLEND_CHOICES:
+        raise ValueError(f"blend must be one of {list(BLEND_CHOICES)}, got {blend!r}")
+
+
 def poisson_blend(
     image: torch.Tensor, prediction: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from inpaintkit.blend import BLEND_CHOICES, poisson_blend
+from inpaintkit.blend import check_blend, poisson_blend
 from inpaintkit.model.generator import Generator
 from inpaintkit.tensors import composite, crop_to, pad_to_multiple
 
@@ -56,8 +56,7 @@ def inpaint(
     ``blend="poisson"`` blends the refined prediction into the holes instead of pasting it
     (:func:`inpaintkit.blend.poisson_blend`, on the CPU); ``"none"`` is the paper's output.
     """
-    if blend not in BLEND_CHOICES:
-        raise ValueError(f"blend must be one of {list(BLEND_CHOICES)}, got {blend!r}")
+    check_blend(blend)
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"image must be (N, 3, H, W), got {tuple(image.shape)}")
     if mask.shape != (image.shape[0], 1, *image.shape[2:]):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from skimage.restoration import inpaint_biharmonic
 
-from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
+from inpaintkit.blend import DEFAULT_BLEND, check_blend
 from inpaintkit.checkpoint import (
     NO_DEFAULT_MODEL,
     CheckpointError,
@@ -177,8 +177,7 @@ class DeepFillMethod:
         channels_last: bool | None = None,
         blend: str = DEFAULT_BLEND,
     ) -> None:
-        if blend not in BLEND_CHOICES:
-            raise ValueError(f"blend must be one of {list(BLEND_CHOICES)}, got {blend!r}")
+        check_blend(blend)
         if precision not in PRECISION_CHOICES:
             raise ValueError(
                 f"precision must be one of {list(PRECISION_CHOICES)}, got {precision!r}"
