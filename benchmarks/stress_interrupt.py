@@ -228,7 +228,8 @@ SCENARIOS = {
             "1",
         ],
         resume=["--resume"],
-        started=lambda o: (o / ".d.h5.partial").exists(),
+        # Work is committed as whole part files; the partial file is the last step's assembly.
+        started=lambda o: any((o / ".d.h5.parts").glob("part-*.h5")),
         snapshot=_prepare_snapshot,
         window=0.6,
         resume_files=(".d.h5.partial",),

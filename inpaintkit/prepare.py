@@ -1,9 +1,10 @@
 """Pack an image folder or file list into one HDF5 file with train/val splits.
 
 The workflow behind ``inpaintkit prepare`` (docs/prepare.md has the layout and options):
-decode in a process pool, write in input order from this process (the only HDF5 writer),
-build under ``.OUT.h5.partial`` so that an interrupted run leaves no ``OUT.h5`` and
-``resume=True`` can continue it, then publish the file and its split lists
+decode in a process pool, commit the results in input order from this process as whole part
+files under ``.OUT.h5.parts/`` (so that a run killed at any moment keeps every committed part
+and ``resume=True`` writes only the rest), assemble ``OUT.h5`` from the parts under
+``.OUT.h5.partial``, then publish the file and its split lists
 ``OUT.train.txt``/``OUT.val.txt`` (:func:`split_list_path`). Same inputs and options give
 byte-identical outputs.
 """
@@ -169,6 +170,9 @@ class PrepareSummary:
     source_bytes: int = 0
     stored_bytes: int = 0
     kept_original: int = 0
+    # Row numbers of each split in OUT.h5 (sorted).
+    train_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    val_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -368,13 +372,26 @@ def decoded_stream(
 
 
 def partial_path(out: str | os.PathLike) -> Path:
-    """Where a run builds ``out`` before publishing it: ``.OUT.h5.partial`` beside it."""
+    """Where a run assembles ``out`` before publishing it: ``.OUT.h5.partial`` beside it."""
     out = Path(out)
     return out.with_name(f".{out.name}.partial")
 
 
+def parts_path(out: str | os.PathLike) -> Path:
+    """The folder of a run's committed parts, ``.OUT.h5.parts`` beside ``out`` (what ``--resume`` reads)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.parts")
+
+
 _STR = h5py.string_dtype("utf-8")
 _BYTES = h5py.vlen_dtype(np.uint8)
+#: The per-image datasets, in the order they are written.
+COLUMNS = ("keys", "sources", "sha256", "original_sizes", "sizes", "images")
+#: A part is committed once it holds this many bytes of images, even before WRITE_BATCH rows,
+#: so that memory stays bounded and a kill loses little work with large (``--resize none``) images.
+PART_BYTES = 128 * 1024**2
+#: The options a part folder was started with (compared by ``--resume``).
+PARTS_OPTIONS = "options.json"
 
 
 def _create_datasets(f: h5py.File, options: PrepareOptions) -> None:
@@ -396,7 +413,7 @@ def _create_datasets(f: h5py.File, options: PrepareOptions) -> None:
         "sizes", (0, 2), dtype=np.int32, track_times=False, maxshape=(None, 2), chunks=(256, 2)
     )
     shape = options.output_shape
-    if options.store == "raw" and shape is not None:
+    if _fixed_layout(options):
         f.create_dataset(
             "images",
             (0, *shape, 3),
@@ -412,6 +429,11 @@ def _create_datasets(f: h5py.File, options: PrepareOptions) -> None:
         )
 
 
+def _fixed_layout(options: PrepareOptions) -> bool:
+    """Raw pixels of one size: ``images`` is ``(N, H, W, 3)``; otherwise one flat row per image."""
+    return options.store == "raw" and options.output_shape is not None
+
+
 _OPTION_ATTRS = ("size", "resize", "resize_to", "store", "encode", "max_pixels")
 
 
@@ -423,52 +445,189 @@ def _option_attrs(options: PrepareOptions) -> dict[str, str]:
     return {f"option_{k}": json.dumps(values[k]) for k in _OPTION_ATTRS}
 
 
-def _stored_count(f: h5py.File) -> int:
-    """Images fully written: the shortest per-image dataset (a kill can land between resizes)."""
-    return min(
-        len(f[name]) for name in ("keys", "sources", "sha256", "original_sizes", "sizes", "images")
-    )
+@dataclass
+class Rows:
+    """Stored images, column by column: what one part holds and what OUT.h5 is built from.
+
+    ``images`` is uint8 ``(n, H, W, 3)`` for the fixed layout, else a list of flat uint8 rows
+    (raw pixels flattened, shape in ``sizes``; or encoded file bytes).
+    """
+
+    keys: list[str]
+    sources: list[str]
+    sha256: np.ndarray  # S64 (n,)
+    original_sizes: np.ndarray  # int32 (n, 2)
+    sizes: np.ndarray  # int32 (n, 2)
+    images: np.ndarray | list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def nbytes(self) -> int:
+        if isinstance(self.images, np.ndarray):
+            return self.images.nbytes
+        return sum(row.nbytes for row in self.images)
+
+    @classmethod
+    def of(cls, batch: list[Decoded], fixed: bool) -> Rows:
+        """The rows of decoded images (in order)."""
+        images = (
+            np.stack([d.pixels for d in batch])
+            if fixed
+            else [
+                d.pixels.reshape(-1) if d.pixels is not None else np.frombuffer(d.encoded, np.uint8)
+                for d in batch
+            ]
+        )
+        return cls(
+            keys=[d.key for d in batch],
+            sources=[d.source for d in batch],
+            sha256=np.array([d.sha256.encode() for d in batch], dtype="S64"),
+            original_sizes=np.array([d.original_size for d in batch], dtype=np.int32).reshape(
+                -1, 2
+            ),
+            sizes=np.array([d.size for d in batch], dtype=np.int32).reshape(-1, 2),
+            images=images,
+        )
+
+    def __getitem__(self, rows: slice) -> Rows:
+        return Rows(*(getattr(self, name)[rows] for name in COLUMNS))
+
+    def __add__(self, other: Rows) -> Rows:
+        def join(a, b):
+            return np.concatenate([a, b]) if isinstance(a, np.ndarray) else [*a, *b]
+
+        return Rows(*(join(getattr(self, n), getattr(other, n)) for n in COLUMNS))
+
+    @classmethod
+    def read(cls, path: Path) -> Rows:
+        """The rows of a part file."""
+        with h5py.File(path, "r") as f:
+            images = f["images"][:]
+            return cls(
+                keys=list(f["keys"].asstr()[:]),
+                sources=list(f["sources"].asstr()[:]),
+                sha256=f["sha256"][:],
+                original_sizes=f["original_sizes"][:],
+                sizes=f["sizes"][:],
+                images=images if images.dtype != object else list(images),
+            )
+
+    def to_bytes(self) -> bytes:
+        """The rows as a small HDF5 file (built in memory: HDF5 never writes to disk here)."""
+        buffer = _bytes_io.BytesIO()
+        with h5py.File(buffer, "w") as f:
+            f.create_dataset("keys", data=np.array(self.keys, dtype=object), dtype=_STR)
+            f.create_dataset("sources", data=np.array(self.sources, dtype=object), dtype=_STR)
+            for name in ("sha256", "original_sizes", "sizes"):
+                f.create_dataset(name, data=getattr(self, name))
+            if isinstance(self.images, np.ndarray):
+                f.create_dataset("images", data=self.images)
+            else:
+                images = f.create_dataset("images", (len(self),), dtype=_BYTES)
+                for i, row in enumerate(self.images):
+                    images[i] = row
+        return buffer.getvalue()
 
 
-#: Room kept free beyond a batch's pixel bytes, for HDF5's metadata and the final flush.
+#: Room kept free beyond a batch's bytes, for HDF5's metadata and the final flush.
 WRITE_HEADROOM = 1 << 20
 
 
-def _check_room(path: Path, batch: list[Decoded]) -> None:
-    """Refuse a write the disk has no room for, before HDF5 attempts it.
+def _check_room(path: Path, nbytes: int, what: str) -> None:
+    """Refuse a write of about ``nbytes`` the disk at ``path`` has no room for, before it starts.
 
     HDF5 handles a failed write badly: the datasets it could not flush stay open in the
     library, which crashes the interpreter at exit. So the free space is checked first.
     """
-    needed = sum(d.stored_bytes for d in batch)
-    needed += needed // 20 + WRITE_HEADROOM
-    free = shutil.disk_usage(path.parent).free
+    needed = nbytes + nbytes // 20 + WRITE_HEADROOM
+    free = shutil.disk_usage(path.parent if not path.is_dir() else path).free
     if free < needed:
         raise PrepareError(
             f"cannot write {path}: No space left on device ({free // 1024} KiB free, "
-            f"the next {len(batch)} images need about {needed // 1024} KiB); "
-            "free some and re-run with --resume"
+            f"{what} need about {needed // 1024} KiB); free some and re-run with --resume"
         )
 
 
-def _append(f: h5py.File, batch: list[Decoded], layout_fixed: bool) -> None:
-    _check_room(Path(f.filename), batch)
-    start = _stored_count(f)
-    end = start + len(batch)
-    for name in ("keys", "sources", "sha256", "original_sizes", "sizes", "images"):
+class Parts:
+    """The committed work of a run: ``part-NNNNNN.h5`` files in :func:`parts_path`'s folder.
+
+    Each part is a complete little HDF5 file of consecutive rows, built in memory and renamed
+    into place (:func:`inpaintkit.io.atomic_write`), so a part either exists whole or not at
+    all, whatever kills the run and whenever. ``--resume`` keeps every part; OUT.h5 is only
+    assembled from them at the end. (A partial HDF5 file cannot be reopened after a SIGKILL:
+    HDF5 leaves its "open for write" status flags set, and refuses it with or without file
+    locking; see docs/prepare.md.)
+    """
+
+    def __init__(self, folder: Path, options: PrepareOptions, resume: bool) -> None:
+        self.folder = folder
+        manifest = folder / PARTS_OPTIONS
+        wanted = json.dumps(_option_attrs(options), sort_keys=True)
+        if resume and manifest.exists():
+            if manifest.read_text(encoding="utf-8") != wanted:
+                raise PrepareError(
+                    f"{folder}: was started with other options; rerun without --resume"
+                )
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            io.write_text(manifest, wanted)
+        self.files = sorted(folder.glob("part-[0-9][0-9][0-9][0-9][0-9][0-9].h5"))
+        # Parts are numbered from 0 without gaps; anything after a gap is not from this run.
+        for i, path in enumerate(self.files):
+            if path.name != self._name(i):
+                for stale in self.files[i:]:
+                    stale.unlink()
+                self.files = self.files[:i]
+                break
+
+    @staticmethod
+    def _name(index: int) -> str:
+        return f"part-{index:06d}.h5"
+
+    def committed(self) -> Iterator[Rows]:
+        """The rows of every part, in order."""
+        for path in self.files:
+            yield Rows.read(path)
+
+    def add(self, rows: Rows) -> None:
+        """Commit ``rows`` as the next part (whole, or not at all)."""
+        data = rows.to_bytes()
+        _check_room(self.folder, len(data), f"the next {len(rows)} images")
+        path = self.folder / self._name(len(self.files))
+        try:
+            with io.atomic_write(path) as tmp:
+                tmp.write_bytes(data)
+        except OSError as err:
+            raise PrepareError(
+                f"cannot write {self.folder}: {err.strerror or err}; "
+                "free some and re-run with --resume"
+            ) from None
+        self.files.append(path)
+
+    def size(self) -> int:
+        """Bytes the parts take on disk."""
+        return sum(p.stat().st_size for p in self.files)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _append(f: h5py.File, rows: Rows) -> None:
+    start = len(f["keys"])
+    end = start + len(rows)
+    for name in COLUMNS:
         f[name].resize(end, axis=0)
-    f["keys"][start:end] = [d.key for d in batch]
-    f["sources"][start:end] = [d.source for d in batch]
-    f["sha256"][start:end] = np.array([d.sha256.encode() for d in batch], dtype="S64")
-    f["original_sizes"][start:end] = np.array([d.original_size for d in batch], dtype=np.int32)
-    f["sizes"][start:end] = np.array([d.size for d in batch], dtype=np.int32)
-    if layout_fixed:
-        f["images"][start:end] = np.stack([d.pixels for d in batch])
+    f["keys"][start:end] = rows.keys
+    f["sources"][start:end] = rows.sources
+    for name in ("sha256", "original_sizes", "sizes"):
+        f[name][start:end] = getattr(rows, name)
+    if isinstance(rows.images, np.ndarray):
+        f["images"][start:end] = rows.images
     else:
-        for i, d in enumerate(batch):
-            payload = (
-                d.pixels.reshape(-1) if d.pixels is not None else np.frombuffer(d.encoded, np.uint8)
-            )
+        for i, payload in enumerate(rows.images):
             f["images"][start + i] = payload
     f.flush()
 
@@ -506,14 +665,16 @@ def prepare_dataset(
     ``on_skip(path, reason)`` is told about every unreadable or duplicate image and
     ``on_progress(done, total)`` once the work is known and after every image (so not before
     the checks that refuse to start: ``out`` exists, no input). Raises :class:`PrepareError` when there is no input image, when none could be
-    read (then no file is left behind, not even the partial one), or when ``out`` exists and
+    read (then no file is left behind, not even the parts), or when ``out`` exists and
     neither ``overwrite`` nor ``resume`` is set (with ``resume`` a finished ``out`` is left as it
-    is: there is nothing to resume). Writes ``out`` and its split lists
-    (:func:`split_list_path`). Returns the run's summary.
+    is: there is nothing to resume). Work is committed in parts (:class:`Parts`) that
+    ``resume`` keeps after any interruption, SIGKILL included; ``out`` is assembled from them.
+    Writes ``out`` and its split lists (:func:`split_list_path`). Returns the run's summary.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         if resume:
+            shutil.rmtree(parts_path(out), ignore_errors=True)  # killed after publishing
             return _finished_summary(out)
         raise PrepareError(f"{out} already exists; pass --overwrite to replace it")
     sources, val_keys = collect_sources(src, options)
@@ -523,56 +684,92 @@ def prepare_dataset(
             f"{where}: no images found ({', '.join(io.IMAGE_SUFFIXES)}); nothing written"
         )
     summary = PrepareSummary(output=out, inputs=len(sources))
-    partial = partial_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    f = _open_partial(partial, options, resume)
-    try:
-        done_keys = set(f["keys"].asstr()[: _stored_count(f)])
-        hashes = {
-            h.decode(): k
-            for h, k in zip(
-                f["sha256"][: len(done_keys)], f["keys"].asstr()[: len(done_keys)], strict=True
-            )
-        }
-        summary.resumed = len(done_keys)
-        todo = [s for s in sources if s.key not in done_keys]
-        fixed = f["images"].ndim == 4
-        done = len(sources) - len(todo)
+    partial_path(out).unlink(missing_ok=True)  # only ever an unfinished assembly
+    parts = Parts(parts_path(out), options, resume)
+    hashes: dict[str, str] = {}  # sha256 -> key of every stored image
+    for rows in parts.committed():
+        hashes.update(zip((h.decode() for h in rows.sha256), rows.keys, strict=True))
+    summary.resumed = len(hashes)
+    done_keys = set(hashes.values())
+    todo = [s for s in sources if s.key not in done_keys]
+    fixed = _fixed_layout(options)
+    done = len(sources) - len(todo)
+    if on_progress:
+        on_progress(done, len(sources))
+    batch: list[Decoded] = []
+    batch_bytes = 0
+    for decoded in decoded_stream(todo, options, workers or os.cpu_count() or 1):
+        done += 1
+        if decoded.error is not None:
+            summary.unreadable.append((decoded.source, decoded.error))
+            if on_skip:
+                on_skip(decoded.source, decoded.error)
+        elif decoded.sha256 in hashes:
+            reason = f"duplicate of {hashes[decoded.sha256]} (same sha256), skipped"
+            summary.duplicates.append((decoded.source, hashes[decoded.sha256]))
+            if on_skip:
+                on_skip(decoded.source, reason)
+        else:
+            hashes[decoded.sha256] = decoded.key
+            summary.source_bytes += decoded.source_bytes
+            summary.stored_bytes += decoded.stored_bytes
+            summary.kept_original += decoded.kept_original
+            batch.append(decoded)
+            batch_bytes += decoded.stored_bytes
+            if len(batch) == WRITE_BATCH or batch_bytes >= PART_BYTES:
+                parts.add(Rows.of(batch, fixed))
+                batch, batch_bytes = [], 0
         if on_progress:
             on_progress(done, len(sources))
-        batch: list[Decoded] = []
-        for decoded in decoded_stream(todo, options, workers or os.cpu_count() or 1):
-            done += 1
-            if decoded.error is not None:
-                summary.unreadable.append((decoded.source, decoded.error))
-                if on_skip:
-                    on_skip(decoded.source, decoded.error)
-            elif decoded.sha256 in hashes:
-                reason = f"duplicate of {hashes[decoded.sha256]} (same sha256), skipped"
-                summary.duplicates.append((decoded.source, hashes[decoded.sha256]))
-                if on_skip:
-                    on_skip(decoded.source, reason)
-            else:
-                hashes[decoded.sha256] = decoded.key
-                summary.source_bytes += decoded.source_bytes
-                summary.stored_bytes += decoded.stored_bytes
-                summary.kept_original += decoded.kept_original
-                batch.append(decoded)
-                if len(batch) == WRITE_BATCH:
-                    _append(f, batch, fixed)
-                    batch = []
-            if on_progress:
-                on_progress(done, len(sources))
-        if batch:
-            _append(f, batch, fixed)
-        summary.written = _stored_count(f)
-        if summary.written == 0:
-            f.close()
-            partial.unlink()  # holds nothing worth resuming
-            raise PrepareError(f"no readable image among {len(sources)} inputs; nothing written")
+    if batch:
+        parts.add(Rows.of(batch, fixed))
+    summary.written = len(hashes)
+    if summary.written == 0:
+        parts.remove()  # holds nothing worth resuming
+        raise PrepareError(f"no readable image among {len(sources)} inputs; nothing written")
+    keys = _assemble(parts, partial_path(out), options, summary, val_keys)
+    # The key lists first: once OUT.h5 has its final name, the run is complete.
+    for split, rows in (("train", summary.train_rows), ("val", summary.val_rows)):
+        io.write_text(split_list_path(out, split), "".join(f"{keys[i]}\n" for i in rows))
+    # Publish through atomic_write like every other output: the finished partial is moved to
+    # atomic_write's temporary name, which is renamed onto OUT.h5 in one step.
+    with io.atomic_write(out) as tmp:
+        os.replace(partial_path(out), tmp)
+    parts.remove()
+    return summary
+
+
+def _assemble(
+    parts: Parts,
+    partial: Path,
+    options: PrepareOptions,
+    summary: PrepareSummary,
+    val_keys: set[str] | None,
+) -> list[str]:
+    """Build ``partial`` (the future OUT.h5) from the committed parts; returns its keys.
+
+    Rows are appended in slices of WRITE_BATCH whatever the parts' sizes, so the file's bytes
+    depend on the inputs and options only, not on where earlier runs were interrupted.
+    """
+    _check_room(partial, parts.size(), f"the {summary.written} images")
+    f = h5py.File(partial, "w", libver="latest", track_order=False)
+    try:
+        for name, value in _option_attrs(options).items():
+            f.attrs[name] = value
+        _create_datasets(f, options)
+        pending: Rows | None = None
+        for rows in parts.committed():
+            pending = rows if pending is None else pending + rows
+            while len(pending) >= WRITE_BATCH:
+                _append(f, pending[:WRITE_BATCH])
+                pending = pending[WRITE_BATCH:]
+        if pending is not None and len(pending):
+            _append(f, pending)
         keys = list(f["keys"].asstr()[:])
         train, val = choose_split(keys, options, val_keys)
         summary.train, summary.val = len(train), len(val)
+        summary.train_rows, summary.val_rows = train, val
         _finish(f, options, summary, train, val)
     except BaseException as err:
         # HDF5 reports a failed write (e.g. a full disk) as either, in a multi-line message.
@@ -581,8 +778,8 @@ def prepare_dataset(
         )
         if write_failed:
             # Closing flushes, which would fail again; HDF5 then keeps the file open and crashes
-            # the interpreter at exit. A partial file whose write failed is not consistent
-            # anyway, so empty it (the flush then has room), close it and drop it.
+            # the interpreter at exit. The assembly is redone from the parts anyway, so empty
+            # it (the flush then has room), close it and drop it.
             os.truncate(partial, 0)
         try:
             f.close()  # a no-op when already closed
@@ -591,18 +788,14 @@ def prepare_dataset(
             with contextlib.suppress(OSError, RuntimeError):
                 f.close()
             write_failed = True
+        partial.unlink(missing_ok=True)
         if write_failed:
-            partial.unlink(missing_ok=True)
-            raise PrepareError(f"cannot write {partial}: {_write_failure(err)}") from None
+            raise PrepareError(
+                f"cannot write {partial}: {_write_failure(err)}; free some and re-run with --resume"
+            ) from None
         raise
     f.close()
-    # Publish through atomic_write like every other output: the finished partial is moved to
-    # atomic_write's temporary name, which is renamed onto OUT.h5 in one step.
-    with io.atomic_write(out) as tmp:
-        os.replace(partial, tmp)
-    for split, rows in (("train", train), ("val", val)):
-        io.write_text(split_list_path(out, split), "".join(f"{keys[i]}\n" for i in rows))
-    return summary
+    return keys
 
 
 def _write_failure(err: BaseException) -> str:
@@ -610,29 +803,6 @@ def _write_failure(err: BaseException) -> str:
     text = str(err)
     found = re.search(r"error message = '([^']*)'", text)
     return found.group(1) if found else (text.splitlines() or [type(err).__name__])[0]
-
-
-def _open_partial(partial: Path, options: PrepareOptions, resume: bool) -> h5py.File:
-    if resume and partial.exists():
-        try:
-            f = h5py.File(partial, "r+")
-            stored = {k: f.attrs.get(k) for k in _option_attrs(options)}
-        except (OSError, KeyError):  # killed while HDF5 metadata was half-written
-            partial.unlink()
-        else:
-            if stored != _option_attrs(options):
-                f.close()
-                raise PrepareError(
-                    f"{partial}: was started with other options; rerun without --resume"
-                )
-            return f
-    elif partial.exists():
-        partial.unlink()
-    f = h5py.File(partial, "w", libver="latest", track_order=False)
-    for name, value in _option_attrs(options).items():
-        f.attrs[name] = value
-    _create_datasets(f, options)
-    return f
 
 
 def _finished_summary(out: Path) -> PrepareSummary:
@@ -663,11 +833,7 @@ def _finish(
     val: np.ndarray,
 ) -> None:
     n = summary.written
-    for name in ("keys", "sources", "sha256", "original_sizes", "sizes", "images"):
-        f[name].resize(n, axis=0)  # drop rows a kill left half-written
     for name, rows in (("train_index", train), ("val_index", val)):
-        if name in f:
-            del f[name]
         f.create_dataset(name, data=rows, track_times=False)
     f.attrs["inpaintkit_version"] = __version__
     f.attrs["layout"] = (

@@ -22,6 +22,7 @@ from inpaintkit.prepare import (
     PrepareError,
     PrepareOptions,
     partial_path,
+    parts_path,
     prepare_dataset,
     split_list_path,
 )
@@ -193,49 +194,59 @@ def test_celeba_geometry_and_variable_sizes(tmp_path):
         assert sorted(map(tuple, f["sizes"][:].tolist())) == [(50, 80), (109, 89), (109, 89)]
 
 
-@pytest.mark.parametrize("store", ["raw", pytest.param("encoded", marks=pytest.mark.slow)])
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path, store):
+def _kill_at_a_fifo(tmp_path, store, count=100, stop=80):
+    """Start the real CLI in a child on a list whose entry ``stop`` is a FIFO (the child blocks
+    reading it, with every part before it committed), SIGKILL it there, then put a PNG in its
+    place. Returns ``(CLI arguments without OUT, OUT)``."""
     src = tmp_path / "src"
     src.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(400):
-        Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(
-            src / f"n{i:04d}.png", compress_level=0
-        )
-    args = [str(src), "--size", "64", "--store", store, "--val-count", "40", "--workers", "1"]
+    names = []
+    for i in range(count):
+        name = src / f"n{i:03d}.png"
+        if i == stop:
+            os.mkfifo(name)
+        else:
+            Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(name)
+        names.append(f"{name.name}\n")
+    (src / "list.txt").write_text("".join(names))
+    args = [str(src / "list.txt"), "--size", "16", "--store", store, "--val-count", "9"]
+    args += ["--workers", "1"]
     out = tmp_path / "killed" / "d.h5"
-    partial = partial_path(out)
-    cmd = [
-        sys.executable,
-        "-c",
-        "from inpaintkit.cli import main; main()",
-        "prepare",
-        *args[:1],
-        str(out),
-        *args[1:],
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-c", "from inpaintkit.cli import main; main()", "prepare"]
+    proc = subprocess.Popen([*cmd, args[0], str(out), *args[1:]], stderr=subprocess.DEVNULL)
+    first_part = parts_path(out) / "part-000000.h5"
     deadline = time.time() + 60
-    while time.time() < deadline and (not partial.exists() or partial.stat().st_size < 200_000):
-        time.sleep(0.005)
+    while time.time() < deadline and not first_part.exists() and proc.poll() is None:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not out.exists(), "the run finished before it could be killed; make the input larger"
-    assert partial.exists()
-    result = CliRunner().invoke(main, ["prepare", *args[:1], str(out), *args[1:], "--resume"])
-    assert result.exit_code == 0, result.output
-    assert not partial.exists()
-    reference = tmp_path / "clean" / "d.h5"
-    assert (
-        CliRunner().invoke(main, ["prepare", *args[:1], str(reference), *args[1:]]).exit_code == 0
+    assert first_part.exists() and not out.exists()
+    os.unlink(src / f"n{stop:03d}.png")
+    Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(
+        src / f"n{stop:03d}.png"
     )
-    resumed, clean = _content(out), _content(reference)
-    assert resumed.keys() == clean.keys()
-    for name in clean:
-        if isinstance(clean[name], list):
-            assert resumed[name] == clean[name], name
-        else:
-            np.testing.assert_array_equal(resumed[name], clean[name], err_msg=name)
+    return args, out
+
+
+@pytest.mark.parametrize("store", ["raw", pytest.param("encoded", marks=pytest.mark.slow)])
+def test_sigkill_then_resume_keeps_the_committed_rows_and_matches_a_fresh_run(tmp_path, store):
+    args, out = _kill_at_a_fifo(tmp_path, store)
+    other = CliRunner().invoke(main, ["prepare", args[0], str(out), "--size", "8", "--resume"])
+    assert other.exit_code == 1
+    assert f"{parts_path(out)}: was started with other options; rerun without --resume" in (
+        other.output
+    )
+    (parts_path(out) / "part-000005.h5").write_bytes(b"not from this run")  # after a gap: ignored
+    result = CliRunner().invoke(main, ["prepare", args[0], str(out), *args[1:], "--resume"])
+    assert result.exit_code == 0, result.output
+    # The 64 rows of the committed part were kept, not redone.
+    assert "100 images (91 train, 9 val), 64 from the interrupted run" in result.output
+    assert not parts_path(out).exists() and not partial_path(out).exists()
+    reference = tmp_path / "clean" / "d.h5"
+    fresh = CliRunner().invoke(main, ["prepare", args[0], str(reference), *args[1:]])
+    assert fresh.exit_code == 0, fresh.output
+    assert out.read_bytes() == reference.read_bytes()  # the whole file, byte for byte
     assert (out.parent / "d.val.txt").read_text() == (reference.parent / "d.val.txt").read_text()
 
 

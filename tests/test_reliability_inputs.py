@@ -361,14 +361,14 @@ def test_full_disk(tiny_disk, tmp_path, invoke):
     result = invoke("prepare", folder, tiny_disk / "d.h5", "--size", "48", "--workers", "1")
     assert result.exit_code == 1
     (line,) = error_lines(result.stderr)
-    assert f"cannot write {tiny_disk / '.d.h5.partial'}: No space left on device" in line
-    assert not (tiny_disk / "d.h5").exists()  # only the documented .d.h5.partial may remain
-    assert {p.name for p in files_below(tiny_disk)} <= {".d.h5.partial"}
+    assert f"cannot write {tiny_disk / '.d.h5.parts'}: No space left on device" in line
+    assert not (tiny_disk / "d.h5").exists()  # only the documented .d.h5.parts may remain
+    assert all(p.relative_to(tiny_disk).parts[0] == ".d.h5.parts" for p in files_below(tiny_disk))
 
 
 def test_prepare_refuses_a_write_the_disk_has_no_room_for(tmp_path, invoke, monkeypatch):
     """Free space is checked before HDF5 writes (a failed HDF5 write can crash the interpreter
-    at exit); the partial file stays for --resume once space is freed. Runs without a tmpfs."""
+    at exit); the committed parts stay for --resume once space is freed. Runs without a tmpfs."""
     import shutil
 
     import inpaintkit.prepare as prepare
@@ -383,7 +383,7 @@ def test_prepare_refuses_a_write_the_disk_has_no_room_for(tmp_path, invoke, monk
     result = invoke("prepare", folder, out, "--size", "16", "--workers", "1")
     assert result.exit_code == 1
     (line,) = error_lines(result.stderr)
-    assert f"cannot write {tmp_path / '.d.h5.partial'}: No space left on device (4 KiB free" in line
+    assert f"cannot write {tmp_path / '.d.h5.parts'}: No space left on device (4 KiB free" in line
     assert not out.exists()
     monkeypatch.setattr(prepare.shutil, "disk_usage", real)
     assert (

@@ -122,7 +122,8 @@ def _parse_hw(value: str | None) -> tuple[int, int] | None:
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue an interrupted run from its .OUT.h5.partial file (a finished OUT.h5 is kept as is).",
+    help="Continue an interrupted (even killed) run from the parts it committed in .OUT.h5.parts/ "
+    "(a finished OUT.h5 is kept as is).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.h5 (refused otherwise).")
 @click.option(
