@@ -15,6 +15,10 @@ The workflow behind ``inpaintkit evaluate`` (docs/evaluate.md):
 5. the report (:mod:`inpaintkit.report`): metrics.json, metrics.csv, comparison.png,
    comparison.html, all written atomically.
 
+With a :class:`~inpaintkit.sharding.Shard` (a job array) a run evaluates only the images its
+shard owns and writes all of the above into ``REPORT_DIR/shards/K-of-N/``; :func:`merge_shards`
+then writes, from the N shard reports, the report a single run would have written.
+
 Images are streamed one at a time; memory does not grow with the dataset apart from the set
 of finished (image, method) names read back from the log.
 """
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +57,7 @@ from inpaintkit.methods import (
 from inpaintkit.metrics import METRICS, image_metrics, tv_loss
 from inpaintkit.pairing import MaskFolder, pair_masks
 from inpaintkit.report import (
+    MethodSummary,
     comparison_html,
     comparison_sheet,
     encode_value,
@@ -60,6 +67,7 @@ from inpaintkit.report import (
     write_metrics_json,
     write_png,
 )
+from inpaintkit.sharding import Shard, shard_of
 from inpaintkit.tensors import (
     composite,
     image_to_tensor,
@@ -81,6 +89,8 @@ RUN_FILE = "evaluation.json"
 METHODS_FILE = "methods.json"
 MASKS_DIR = "masks"
 SAMPLES_DIR = "samples"
+#: Where the shards of a job array write their reports: ``REPORT_DIR/shards/K-of-N/``.
+SHARDS_DIR = "shards"
 
 
 class EvaluateError(ValueError):
@@ -95,7 +105,8 @@ class EvaluateOptions:
     None, masks of ``mask_kind`` are generated from ``seed`` and the image's index.
     ``limit``: evaluate only the first N images. ``samples``: images in the comparison sheet.
     ``warmup``: run each method once, untimed, before its first timed image (CUDA start-up,
-    numba compilation), so s/image is the steady-state cost.
+    numba compilation), so s/image is the steady-state cost. ``shard``: evaluate only the
+    images this shard of a job array owns, into :attr:`folder`.
     """
 
     data: Path
@@ -108,6 +119,7 @@ class EvaluateOptions:
     limit: int | None = None
     samples: int = 8
     warmup: bool = True
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         self.data, self.output = Path(self.data), Path(self.output)
@@ -131,6 +143,13 @@ class EvaluateOptions:
             else {"mask_kind": self.mask_kind, "seed": self.seed}
         )
         return {"data": str(self.data.resolve()), "split": self.split, "size": self.size, **masks}
+
+    @property
+    def folder(self) -> Path:
+        """Where this run's files go: ``output``, or ``output/shards/K-of-N`` for a shard."""
+        if self.shard is None:
+            return self.output
+        return self.output / SHARDS_DIR / self.shard.name
 
 
 @dataclass
@@ -391,7 +410,7 @@ class Holes:
     def __init__(self, options: EvaluateOptions, truth: GroundTruth) -> None:
         self.options = options
         self.truth = truth
-        self.folder = options.output / MASKS_DIR if options.masks is None else options.masks
+        self.folder = options.folder / MASKS_DIR if options.masks is None else options.masks
         self.paired: dict[str, Path | str] = {}
         if options.masks is None:
             self.mask_config = MaskConfig(kind=options.mask_kind)
@@ -435,9 +454,20 @@ class Holes:
             raise EvaluateError(f"{path}: {err}") from None
 
 
-def iter_samples(truth: GroundTruth, holes: Holes) -> Iterator[Sample]:
-    """Each image with its hole, in order; one that cannot be used comes with its ``problem``."""
-    for index, key in enumerate(truth.keys):
+def owned_indexes(truth: GroundTruth, shard: Shard | None) -> list[int]:
+    """The images ``shard`` evaluates (all without one), by index: those whose key it owns."""
+    return [i for i, key in enumerate(truth.keys) if shard is None or shard.owns(key)]
+
+
+def iter_samples(
+    truth: GroundTruth, holes: Holes, indexes: Sequence[int] | None = None
+) -> Iterator[Sample]:
+    """Each image (of ``indexes``, default all) with its hole, in order.
+
+    One that cannot be used comes with its ``problem``.
+    """
+    for index in range(len(truth)) if indexes is None else indexes:
+        key = truth.keys[index]
         try:
             image, original = truth.read(index)
             hole = holes.hole(index, key, original)
@@ -495,20 +525,30 @@ class ResultsLog:
 
     def rows(self, methods: Sequence[str], images: int) -> Iterator[dict]:
         """Rows of ``methods`` for the first ``images`` images (as stored), in log order."""
-        wanted = set(methods)
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                if row["method"] in wanted and row["index"] < images:
-                    yield row
+        return read_rows(self.path, methods, images)
+
+
+def read_rows(path: Path, methods: Sequence[str], images: int) -> Iterator[dict]:
+    """Rows of ``methods`` for the first ``images`` images of the log at ``path``, in log order.
+
+    Complete lines only: a last line cut short by an interruption is not a result.
+    """
+    wanted = set(methods)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            row = json.loads(line)
+            if row["method"] in wanted and row["index"] < images:
+                yield row
 
 
 # --------------------------------------------------------------------------- the run
 
 
-def _check_identity(options: EvaluateOptions) -> None:
-    """Refuse to mix results of a different dataset or mask set into REPORT_DIR."""
-    path = options.output / RUN_FILE
+def _check_identity(options: EvaluateOptions, folder: Path) -> None:
+    """Refuse to mix results of a different dataset or mask set into ``folder``."""
+    path = folder / RUN_FILE
     identity = options.identity()
     if path.exists():
         try:
@@ -518,7 +558,7 @@ def _check_identity(options: EvaluateOptions) -> None:
         for key in sorted(set(identity) | set(previous)):
             if identity.get(key) != previous.get(key):
                 raise EvaluateError(
-                    f"{options.output}: holds an evaluation with {key}={previous.get(key)!r}, "
+                    f"{folder}: holds an evaluation with {key}={previous.get(key)!r}, "
                     f"not {identity.get(key)!r}; use another output folder"
                 )
         return
@@ -531,11 +571,14 @@ def method_settings(method: InpaintMethod) -> dict[str, str]:
     return settings() if callable(settings) else {}
 
 
-def _check_method_settings(output: Path, methods: dict[str, InpaintMethod]) -> None:
+def _check_method_settings(
+    output: Path, methods: dict[str, InpaintMethod], record: bool = True
+) -> None:
     """Refuse to add results under a name the report holds with other settings, then record them.
 
     Without this a re-run with another ``--checkpoint`` file or ``--blend`` under the same name
-    would skip the images already done and report a mix of two methods as one.
+    would skip the images already done and report a mix of two methods as one. ``record``:
+    write the settings into ``output``'s methods.json (a shard report being merged is only read).
     """
     path = output / METHODS_FILE
     try:
@@ -555,7 +598,8 @@ def _check_method_settings(output: Path, methods: dict[str, InpaintMethod]) -> N
                 "name it differently (--checkpoint NAME=FILE) or use another output folder"
             )
         recorded[name] = settings
-    io.write_text(path, json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+    if record:
+        io.write_text(path, json.dumps(recorded, indent=1, sort_keys=True) + "\n")
 
 
 def _sample_paths(output: Path, key: str, names: Sequence[str]) -> dict[str, Path]:
@@ -594,16 +638,21 @@ def evaluate(
     console: Console | None = None,
     progress: bool = True,
 ) -> EvaluateResult:
-    """Run every method on every image, log results, and write the report into ``options.output``."""
+    """Run every method on every image, log results, and write the report into ``options.folder``.
+
+    With ``options.shard``, only the images that shard owns (:func:`owned_indexes`).
+    """
     if not methods:
         raise EvaluateError("nothing to evaluate")
     console = console or Console(stderr=True)
     truth = GroundTruth(options)
-    options.output.mkdir(parents=True, exist_ok=True)
-    _check_identity(options)
-    _check_method_settings(options.output, methods)
+    folder = options.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_identity(options, folder)
+    _check_method_settings(folder, methods)
     holes = Holes(options, truth)
-    log = ResultsLog(options.output / RESULTS_LOG)
+    log = ResultsLog(folder / RESULTS_LOG)
+    indexes = owned_indexes(truth, options.shard)
     names = list(methods)
     warmed: set[str] = set()
     skipped: list[tuple[str, str]] = []
@@ -615,8 +664,8 @@ def evaluate(
         with Progress(
             *columns, console=console, disable=not progress or not console.is_terminal
         ) as bar:
-            task = bar.add_task("evaluate", total=len(truth))
-            for sample in iter_samples(truth, holes):
+            task = bar.add_task("evaluate", total=len(indexes))
+            for sample in iter_samples(truth, holes, indexes):
                 bar.advance(task)
                 if sample.problem is not None:
                     skipped.append((sample.key, sample.problem))
@@ -625,7 +674,7 @@ def evaluate(
                     )
                     continue
                 is_sample = sample.index < options.samples
-                tiles = _sample_paths(options.output, sample.key, names) if is_sample else {}
+                tiles = _sample_paths(folder, sample.key, names) if is_sample else {}
                 pending = [
                     name
                     for name in names
@@ -683,7 +732,165 @@ def evaluate(
     finally:
         log.close()
 
-    summary = summarize(log.rows(names, len(truth)), names)
+    run = {
+        **options.identity(),
+        "limit": options.limit,
+        "images": len(indexes),
+        "methods": names,
+        "skipped": [{"image": k, "reason": r} for k, r in skipped],
+    }
+    if options.shard is not None:
+        run["shard"] = str(options.shard)
+    summary = write_report(folder, run, len(truth), sample_keys)
+    return EvaluateResult(summary=summary, images=len(indexes), computed=computed, skipped=skipped)
+
+
+def write_report(
+    folder: Path, run: dict, images: int, sample_keys: Sequence[str]
+) -> dict[str, MethodSummary]:
+    """metrics.json, metrics.csv and the comparison sheet of ``folder``, from its results.jsonl.
+
+    ``run``: the run's config (metrics.json's ``config``; its ``methods`` are the report's
+    rows); ``images``: rows of images from this index on (past ``--limit``) are left out;
+    ``sample_keys``: the images of the sheet, whose tiles are in ``folder/samples``.
+    """
+    names = run["methods"]
+    log = folder / RESULTS_LOG
+    summary = summarize(read_rows(log, names, images), names)
+    write_metrics_json(folder / "metrics.json", run, summary, lambda: read_rows(log, names, images))
+    write_metrics_csv(folder / "metrics.csv", summary, lambda: read_rows(log, names, images))
+    if sample_keys:
+        labels = ["input", *names, "ground truth"]
+        tiles = [
+            [io.read_rgb(path) for path in _sample_paths(folder, key, names).values()]
+            for key in sample_keys
+        ]
+        write_png(folder / "comparison.png", comparison_sheet(tiles, labels))
+        io.write_text(
+            folder / "comparison.html", comparison_html(tiles, labels, sample_keys, summary)
+        )
+    return summary
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def shard_folders(output: Path) -> tuple[int, dict[int, Path]]:
+    """The shard reports of a job array under ``output/shards``: N, and each shard's folder.
+
+    Every shard ``0 .. N-1`` must have a folder, and all of one N.
+    """
+    found: dict[int, dict[int, Path]] = {}
+    for path in sorted((output / SHARDS_DIR).glob("*-of-*")):
+        match = re.fullmatch(r"(\d+)-of-(\d+)", path.name)
+        if match and path.is_dir():
+            found.setdefault(int(match[2]), {})[int(match[1])] = path
+    if not found:
+        raise EvaluateError(
+            f"{output / SHARDS_DIR}: no shard reports; run evaluate --shard K/N -o {output} first"
+        )
+    if len(found) > 1:
+        counts = ", ".join(str(n) for n in sorted(found))
+        raise EvaluateError(
+            f"{output / SHARDS_DIR}: holds shards of job arrays of different sizes (N = {counts}); "
+            "keep the folders of one"
+        )
+    ((count, folders),) = found.items()
+    missing = [f"{k}/{count}" for k in range(count) if k not in folders]
+    if missing:
+        raise EvaluateError(f"{output}: no report yet from shard {', '.join(missing)}; run it")
+    return count, folders
+
+
+def _finished_config(folder: Path, shard: Shard) -> dict:
+    """The config of the last run of ``shard`` that finished (its metrics.json)."""
+    path = folder / "metrics.json"
+    if not path.exists():
+        raise EvaluateError(
+            f"{folder}: shard {shard} has not finished (no metrics.json); re-run it with --shard {shard}"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["config"]
+    except (OSError, json.JSONDecodeError, KeyError) as err:
+        raise EvaluateError(f"{path}: unreadable ({err}); re-run shard {shard}") from None
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy a file, atomically."""
+    with io.atomic_write(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def merge_shards(options: EvaluateOptions, methods: dict[str, InpaintMethod]) -> EvaluateResult:
+    """Write into ``options.output`` the report one run would have written, from its shards'.
+
+    ``options`` and ``methods`` are those the shards ran with (``--shard`` aside). Every
+    shard must have finished with these methods and ``--limit``, and together they must hold
+    a result for every (image, method) but the images they skipped; otherwise an error names
+    the shard to re-run. results.jsonl gets the shards' rows in the order one run logs them
+    (image by image, methods in order), so every mean and deviation is one run's to the
+    last bit (s/image aside, which differs between any two runs); generated masks and the
+    sheet's tiles are copied from the shards. A row the report already holds and the shards
+    do not (an earlier run without --shard) is never dropped: that is an error.
+    """
+    if not methods:
+        raise EvaluateError("nothing to evaluate")
+    if options.shard is not None:
+        raise EvaluateError("merging takes every shard: leave --shard out")
+    truth = GroundTruth(options)
+    names = list(methods)
+    count, folders = shard_folders(options.output)
+    rows: dict[tuple[int, int], dict] = {}
+    problems: dict[str, str] = {}  # skipped image -> why
+    for index, folder in sorted(folders.items()):
+        shard = Shard(index, count)
+        config = _finished_config(folder, shard)
+        _check_identity(options, folder)
+        _check_method_settings(folder, methods, record=False)
+        if (
+            sorted(config.get("methods", [])) != sorted(names)
+            or config.get("limit") != options.limit
+        ):
+            raise EvaluateError(
+                f"{folder}: the last finished run evaluated {config.get('methods')} with limit "
+                f"{config.get('limit')}, not {names} with limit {options.limit}; re-run shard "
+                f"{shard} with these methods"
+            )
+        problems.update((entry["image"], entry["reason"]) for entry in config["skipped"])
+        for row in read_rows(folder / RESULTS_LOG, names, len(truth)):
+            rows.setdefault((row["index"], names.index(row["method"])), row)
+    for i, key in enumerate(truth.keys):
+        for position, name in enumerate(names):
+            if key not in problems and (i, position) not in rows:
+                raise EvaluateError(
+                    f"{folders[shard_of(key, count)]}: no result for {key} with {name}; "
+                    "re-run that shard"
+                )
+
+    output = options.output
+    _check_identity(options, output)
+    _check_method_settings(output, methods)
+    merged = [rows[position] for position in sorted(rows)]
+    _refuse_to_drop(output / RESULTS_LOG, {(row["image"], row["method"]) for row in merged})
+    with io.atomic_write(output / RESULTS_LOG) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in merged:
+            f.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+    if options.masks is None:  # generated masks, for --masks REPORT_DIR/masks
+        for folder in folders.values():
+            for mask in sorted((folder / MASKS_DIR).rglob("*.png")):
+                target = output / MASKS_DIR / mask.relative_to(folder / MASKS_DIR)
+                if not io.is_temporary(mask) and not target.exists():
+                    _copy(mask, target)
+    sample_keys = [key for key in truth.keys[: options.samples] if key not in problems]
+    for key in sample_keys:
+        shard_tiles = _sample_paths(folders[shard_of(key, count)], key, names)
+        for what, target in _sample_paths(output, key, names).items():
+            if not shard_tiles[what].exists():
+                raise EvaluateError(
+                    f"{shard_tiles[what]}: missing; re-run its shard with --samples {options.samples}"
+                )
+            _copy(shard_tiles[what], target)
+    skipped = [(key, problems[key]) for key in truth.keys if key in problems]
     run = {
         **options.identity(),
         "limit": options.limit,
@@ -691,18 +898,21 @@ def evaluate(
         "methods": names,
         "skipped": [{"image": k, "reason": r} for k, r in skipped],
     }
-    write_metrics_json(
-        options.output / "metrics.json", run, summary, lambda: log.rows(names, len(truth))
-    )
-    write_metrics_csv(options.output / "metrics.csv", summary, lambda: log.rows(names, len(truth)))
-    if sample_keys:
-        labels = ["input", *names, "ground truth"]
-        tiles = [
-            [io.read_rgb(path) for path in _sample_paths(options.output, key, names).values()]
-            for key in sample_keys
-        ]
-        write_png(options.output / "comparison.png", comparison_sheet(tiles, labels))
-        io.write_text(
-            options.output / "comparison.html", comparison_html(tiles, labels, sample_keys, summary)
-        )
-    return EvaluateResult(summary=summary, images=len(truth), computed=computed, skipped=skipped)
+    summary = write_report(output, run, len(truth), sample_keys)
+    return EvaluateResult(summary=summary, images=len(truth), computed=0, skipped=skipped)
+
+
+def _refuse_to_drop(log: Path, merged: set[tuple[str, str]]) -> None:
+    """Raise if the results.jsonl at ``log`` holds a result that ``merged`` lacks."""
+    if not log.exists():
+        return
+    with open(log, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            row = json.loads(line)
+            if (row["image"], row["method"]) not in merged:
+                raise EvaluateError(
+                    f"{log}: holds a result the shards do not ({row['image']} with "
+                    f"{row['method']}); merge into another -o, or delete it"
+                )

@@ -16,8 +16,10 @@ from inpaintkit.evaluate import (
     build_methods,
     choose_split,
     evaluate,
+    merge_shards,
 )
 from inpaintkit.report import summary_table
+from inpaintkit.sharding import ShardError, parse_shard
 
 
 class CheckpointParam(click.ParamType):
@@ -120,6 +122,19 @@ class CheckpointParam(click.ParamType):
 )
 @device_option()
 @click.option(
+    "--shard",
+    metavar="K/N|auto",
+    help="Evaluate only shard K of N (K from 0) of a job array, into OUTPUT/shards/K-of-N; "
+    "auto: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT (docs/scale.md).",
+)
+@click.option(
+    "--merge-shards",
+    "merge",
+    is_flag=True,
+    help="Write OUTPUT's report from its finished shards (same options, without --shard): "
+    "the report one run would have written.",
+)
+@click.option(
     "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
 )
 # The old spelling of --quiet, kept working.
@@ -140,6 +155,8 @@ def evaluate_command(
     patch_size: int | None,
     blend: tuple[str, ...],
     device: str,
+    shard: str | None,
+    merge: bool,
     quiet: bool,
     no_progress: bool,
 ) -> None:
@@ -152,6 +169,12 @@ def evaluate_command(
     inpaintkit evaluate val.h5 --method patchmatch --checkpoint full.safetensors -o report
     inpaintkit evaluate photos/ --masks holes/ --checkpoint runs/a/generator.safetensors --checkpoint b=runs/b/generator.safetensors -o report
     """
+    if shard is not None and merge:
+        raise click.UsageError("--merge-shards merges every shard: leave --shard out")
+    try:
+        part = None if shard is None else parse_shard(shard)
+    except ShardError as err:
+        raise click.BadParameter(str(err), param_hint="--shard") from None
     console = Console(stderr=True)
     try:
         split, note = choose_split(data, split)
@@ -167,6 +190,7 @@ def evaluate_command(
             seed=seed,
             limit=limit,
             samples=samples,
+            shard=part,
         )
         methods = build_methods(
             checkpoints,
@@ -177,15 +201,22 @@ def evaluate_command(
             patch_size=patch_size,
             blends=blend,
         )
-        result = evaluate(options, methods, console=console, progress=not (quiet or no_progress))
+        if merge:
+            result = merge_shards(options, methods)
+        else:
+            result = evaluate(
+                options, methods, console=console, progress=not (quiet or no_progress)
+            )
     except (EvaluateError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     # Piped or redirected output has no terminal width; do not let rich squeeze the table to 80.
     out = Console() if Console().is_terminal else Console(width=200)
-    out.print(summary_table(result.summary, title=f"{data.name}: {result.images} images"))
+    title = f"{data.name}: {result.images} images" + (f", shard {part}" if part else "")
+    out.print(summary_table(result.summary, title=title))
     console.print(
         f"{result.images} images, {result.computed} new results, {len(result.skipped)} skipped; "
-        f"report in {output}",
+        f"report in {options.folder}",
         markup=False,
         highlight=False,
+        soft_wrap=True,  # a path cut in two cannot be pasted
     )
