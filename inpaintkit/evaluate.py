@@ -732,17 +732,24 @@ def evaluate(
     finally:
         log.close()
 
-    run = {
-        **options.identity(),
-        "limit": options.limit,
-        "images": len(indexes),
-        "methods": names,
-        "skipped": [{"image": k, "reason": r} for k, r in skipped],
-    }
+    run = _run_config(options, len(indexes), names, skipped)
     if options.shard is not None:
         run["shard"] = str(options.shard)
     summary = write_report(folder, run, len(truth), sample_keys)
     return EvaluateResult(summary=summary, images=len(indexes), computed=computed, skipped=skipped)
+
+
+def _run_config(
+    options: EvaluateOptions, images: int, names: list[str], skipped: list[tuple[str, str]]
+) -> dict:
+    """metrics.json's ``config``: what was evaluated, on how many images, what was skipped."""
+    return {
+        **options.identity(),
+        "limit": options.limit,
+        "images": images,
+        "methods": names,
+        "skipped": [{"image": k, "reason": r} for k, r in skipped],
+    }
 
 
 def write_report(
@@ -891,13 +898,7 @@ def merge_shards(options: EvaluateOptions, methods: dict[str, InpaintMethod]) ->
                 )
             _copy(shard_tiles[what], target)
     skipped = [(key, problems[key]) for key in truth.keys if key in problems]
-    run = {
-        **options.identity(),
-        "limit": options.limit,
-        "images": len(truth),
-        "methods": names,
-        "skipped": [{"image": k, "reason": r} for k, r in skipped],
-    }
+    run = _run_config(options, len(truth), names, skipped)
     summary = write_report(output, run, len(truth), sample_keys)
     return EvaluateResult(summary=summary, images=len(truth), computed=0, skipped=skipped)
 
