@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
 import click
@@ -9,6 +11,8 @@ from rich.console import Console
 
 from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
 from inpaintkit.cli.options import device_option, patch_size_option
+from inpaintkit.devices import resolve_device
+from inpaintkit.distributed import init_distributed
 from inpaintkit.evaluate import (
     GENERATED_MASK_KINDS,
     EvaluateError,
@@ -19,7 +23,7 @@ from inpaintkit.evaluate import (
     merge_shards,
 )
 from inpaintkit.report import summary_table
-from inpaintkit.sharding import ShardError, parse_shard
+from inpaintkit.sharding import Shard, ShardError, parse_shard
 
 
 class CheckpointParam(click.ParamType):
@@ -163,7 +167,8 @@ def evaluate_command(
     """Score methods on the same images and masks: a Table 1 of the paper, and a comparison sheet.
 
     DATA is a prepared HDF5 file (its --split) or a folder of ground-truth images. A re-run
-    with the same OUTPUT continues where the last one stopped.
+    with the same OUTPUT continues where the last one stopped. Under torchrun each rank
+    evaluates a shard and rank 0 merges them (docs/scale.md).
 
     \b
     inpaintkit evaluate val.h5 --method patchmatch --checkpoint full.safetensors -o report
@@ -175,6 +180,20 @@ def evaluate_command(
         part = None if shard is None else parse_shard(shard)
     except ShardError as err:
         raise click.BadParameter(str(err), param_hint="--shard") from None
+    ranks = None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if shard is not None or merge:
+            raise click.UsageError(
+                "under torchrun every rank evaluates a shard of its own and rank 0 merges "
+                "them: leave --shard and --merge-shards out"
+            )
+        # The ranks only wait for each other once, at the end, so gloo on the CPU (and its
+        # 30-minute timeout rather than NCCL's 10) whatever the device; each rank takes its
+        # own GPU.
+        ranks, _ = init_distributed(use_cuda=False)
+        part = Shard(ranks.rank, ranks.world)
+        if resolve_device(device).type == "cuda":
+            device = f"cuda:{ranks.local_rank}"
     console = Console(stderr=True)
     try:
         split, note = choose_split(data, split)
@@ -204,17 +223,27 @@ def evaluate_command(
         if merge:
             result = merge_shards(options, methods)
         else:
-            result = evaluate(
-                options, methods, console=console, progress=not (quiet or no_progress)
-            )
+            progress = not (quiet or no_progress) and (ranks is None or ranks.main)
+            result = evaluate(options, methods, console=console, progress=progress)
+        if ranks is not None:
+            ranks.barrier()  # every shard has finished
+            if ranks.main:
+                options = dataclasses.replace(options, shard=None)
+                result, part, merge = merge_shards(options, methods), None, True
     except (EvaluateError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
+    finally:
+        if ranks is not None:
+            ranks.close()
+    if ranks is not None and not ranks.main:
+        return  # rank 0 shows the merged report
     # Piped or redirected output has no terminal width; do not let rich squeeze the table to 80.
     out = Console() if Console().is_terminal else Console(width=200)
     title = f"{data.name}: {result.images} images" + (f", shard {part}" if part else "")
     out.print(summary_table(result.summary, title=title))
+    done = "merged from the shards" if merge else f"{result.computed} new results"
     console.print(
-        f"{result.images} images, {result.computed} new results, {len(result.skipped)} skipped; "
+        f"{result.images} images, {done}, {len(result.skipped)} skipped; "
         f"report in {options.folder}",
         markup=False,
         highlight=False,
