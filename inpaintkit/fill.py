@@ -18,7 +18,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from scipy.ndimage import distance_transform_edt
 
+from inpaintkit.distributed import Distributed
 from inpaintkit.io import (
     IMAGE_SUFFIXES,
     ImageReadError,
@@ -39,6 +40,7 @@ from inpaintkit.io import (
 from inpaintkit.methods import AttentionMethod, InpaintMethod
 from inpaintkit.model.visualize import attended_overlay, flow_to_color
 from inpaintkit.pairing import PairingError, pair_masks
+from inpaintkit.sharding import Shard, all_gather_json, interleave
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor, tensor_to_image
 
 #: ``--format`` choices -> Pillow format name.
@@ -119,6 +121,19 @@ class FillSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)
     # Stopped by KeyboardInterrupt (SIGINT); the outputs written are complete.
     interrupted: bool = False
+    total: int = 0  # jobs the run was given (under torchrun: the whole job's, summed over ranks)
+
+    @classmethod
+    def combine(cls, parts: Iterable[dict]) -> FillSummary:
+        """One summary from the ``asdict`` of each rank's: counts summed, failures in rank order."""
+        combined = cls()
+        for part in parts:
+            combined.filled += part["filled"]
+            combined.skipped += part["skipped"]
+            combined.failures.extend((image, reason) for image, reason in part["failures"])
+            combined.interrupted |= part["interrupted"]
+            combined.total += part["total"]
+        return combined
 
     @property
     def failed(self) -> int:
@@ -183,6 +198,15 @@ def pair_files(
         )
         for pair in pairs
     ]
+
+
+def shard_jobs(jobs: list[FillJob], shard: Shard | None) -> list[FillJob]:
+    """The jobs of ``shard`` of a job array (every job without one), in order.
+
+    A job belongs to the shard that owns its image's relative path (:meth:`Shard.owns`), so
+    the split does not depend on which outputs exist: a re-run of a shard is the same shard.
+    """
+    return jobs if shard is None else [j for j in jobs if shard.owns(j.relative.as_posix())]
 
 
 # --------------------------------------------------------------------------- masks and sizes
@@ -401,6 +425,19 @@ class FillPlan:
     # To fill: same working sizes together (from the file headers), then by path.
     todo: list[FillJob]
 
+    def __len__(self) -> int:
+        return len(self.failed) + len(self.skipped) + len(self.todo)
+
+    def part(self, rank: int, world: int) -> FillPlan:
+        """Rank ``rank``'s share of every list (:func:`inpaintkit.sharding.interleave`).
+
+        The failures and skips are shared out too, so the ranks' summaries add up to the
+        single process's.
+        """
+        return FillPlan(
+            *(interleave(items, rank, world) for items in (self.failed, self.skipped, self.todo))
+        )
+
 
 def plan_fill(jobs: list[FillJob], options: FillOptions) -> FillPlan:
     """Sort ``jobs`` into failures, skips and work, and order the work (reads file headers only).
@@ -519,6 +556,7 @@ class FillPipeline:
 
     def run(self, plan: FillPlan) -> FillSummary:
         """Report the plan's failures and skips, fill its work; stop cleanly on KeyboardInterrupt."""
+        self.summary.total = len(plan)
         for job, reason in plan.failed:
             self.fail(job, reason)
         for _ in plan.skipped:
@@ -638,6 +676,7 @@ def fill_files(
     options: FillOptions | None = None,
     console: Console | None = None,
     progress: bool = True,
+    ranks: Distributed | None = None,
 ) -> FillSummary:
     """Fill every job with ``method``; report each bad file in one line and carry on.
 
@@ -647,13 +686,28 @@ def fill_files(
     KeyboardInterrupt (SIGINT, Ctrl-C) stops the run: the images already inpainted are still
     written (each output atomically), then the summary comes back with ``interrupted=True``;
     a re-run skips what was done. ``options.attention_dir`` needs an :class:`AttentionMethod`.
+
+    ``ranks``: this process's place in a torchrun job, which every rank calls with the same
+    ``jobs``. Each rank fills its interleaved share of the plan (:meth:`FillPlan.part`) and
+    every rank gets back the whole job's summary (a collective at the end).
     """
     options = options or FillOptions()
     if options.attention_dir is not None and not isinstance(method, AttentionMethod):
         raise FillError(
             f"--attention needs --method deepfill (the {method.name} method has no attention)"
         )
+    ranks = ranks or Distributed()
+    plan = plan_fill(jobs, options)
+    if ranks.world > 1:
+        # No rank writes before every rank has planned: an output written meanwhile would be
+        # skipped by a slower rank's plan, and the ranks' interleaves would no longer agree.
+        ranks.barrier()
+        plan = plan.part(ranks.rank, ranks.world)
     pipeline = FillPipeline(
-        method, options, console or Console(stderr=True), progress, total=len(jobs)
+        method, options, console or Console(stderr=True), progress, total=len(plan)
     )
-    return pipeline.run(plan_fill(jobs, options))
+    summary = pipeline.run(plan)
+    if ranks.world == 1:
+        return summary
+    # Interrupted ranks take part too, so that no rank waits for one that left.
+    return FillSummary.combine(all_gather_json(ranks, asdict(summary)))

@@ -16,8 +16,18 @@ from inpaintkit.cli.options import (
     device_option,
     patch_size_option,
 )
-from inpaintkit.fill import OUTPUT_FORMATS, FillError, FillOptions, fill_files, pair_files
+from inpaintkit.devices import resolve_device
+from inpaintkit.distributed import init_distributed
+from inpaintkit.fill import (
+    OUTPUT_FORMATS,
+    FillError,
+    FillOptions,
+    fill_files,
+    pair_files,
+    shard_jobs,
+)
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
+from inpaintkit.sharding import ShardError, parse_shard
 
 
 @click.command("fill", short_help="Inpaint the holes of images given by mask files.")
@@ -103,6 +113,12 @@ from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMeth
     help="Threads decoding input files (and as many encoding outputs) while the method runs.",
 )
 @click.option(
+    "--shard",
+    metavar="K/N|auto",
+    help="Fill only shard K of N (K from 0) of a job array, without torch.distributed; "
+    "auto: SLURM_ARRAY_TASK_ID of SLURM_ARRAY_TASK_COUNT. Shards never overlap (docs/scale.md).",
+)
+@click.option(
     "--quiet", is_flag=True, help="No progress bar (there is none when stderr is not a terminal)."
 )
 def fill_command(
@@ -124,11 +140,13 @@ def fill_command(
     format_: str | None,
     overwrite: bool,
     workers: int,
+    shard: str | None,
     quiet: bool,
 ) -> None:
     """Fill the holes of IMAGES (a file or a folder) given by mask files.
 
     Outputs that exist are skipped, so a re-run of an interrupted command continues it.
+    Under torchrun each rank fills its share; --shard K/N splits the work of a job array.
 
     \b
     inpaintkit fill photos --masks masks -o filled
@@ -138,23 +156,35 @@ def fill_command(
         raise click.UsageError(
             "--attention needs --method deepfill (PatchMatch computes no attention map)"
         )
+    try:
+        part = None if shard is None else parse_shard(shard)
+    except ShardError as err:
+        raise click.BadParameter(str(err), param_hint="--shard") from None
     console = Console(stderr=True)
     rerun = (
         "re-run the same command" + (" without --overwrite" if overwrite else "") + " to continue"
     )
+    # Under torchrun (WORLD_SIZE > 1): this rank's place and device (cuda:LOCAL_RANK or the CPU).
+    ranks, rank_device, summary = None, device, None
     try:
         jobs = pair_files(images, masks, output, format_, attention_dir)
         if not jobs:
             raise FillError(f"{images}: no images found")
+        jobs = shard_jobs(jobs, part)
+        ranks, torch_device = init_distributed(resolve_device(device).type == "cuda")
+        if ranks.world > 1:
+            rank_device = str(torch_device)
         if method == "deepfill":
-            inpainter = DeepFillMethod(checkpoint, device=device, precision=precision, blend=blend)
+            inpainter = DeepFillMethod(
+                checkpoint, device=rank_device, precision=precision, blend=blend
+            )
             if attention_dir is not None and not inpainter.generator.config.contextual_attention:
                 raise click.UsageError(
                     f"{inpainter.checkpoint}: a baseline model without contextual "
                     "attention; --attention has no attention map to draw"
                 )
         else:
-            inpainter = PatchMatchMethod(patch_size=patch_size, device=device)
+            inpainter = PatchMatchMethod(patch_size=patch_size, device=rank_device)
         options = FillOptions(
             invert_masks=invert_masks,
             dilate=dilate,
@@ -166,20 +196,34 @@ def fill_command(
             workers=workers,
             attention_dir=attention_dir,
         )
-        summary = fill_files(jobs, inpainter, options, console=console, progress=not quiet)
+        # One progress bar and one summary per job: rank 0's (every rank prints its own errors).
+        summary = fill_files(
+            jobs,
+            inpainter,
+            options,
+            console=console,
+            progress=not quiet and ranks.main,
+            ranks=ranks,
+        )
     except (FillError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:  # before the first image, or a second Ctrl-C while stopping
         console.print(f"Interrupted; {rerun}", markup=False, highlight=False)
         sys.exit(128 + signal.SIGINT)
+    finally:
+        if summary is None and ranks is not None:  # stopped early: no rank to wait for
+            ranks.close()
+    # Every rank exits with the whole job's code (summed over the ranks); rank 0 says it.
+    prefix = "" if part is None else f"shard {part}: "
     if summary.interrupted:
-        console.print(
-            f"Interrupted: {summary.done} of {len(jobs)} done; {rerun}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        sys.exit(128 + signal.SIGINT)
-    console.print(str(summary), markup=False, highlight=False)
-    if summary.failed:
-        sys.exit(1)
+        message = f"{prefix}Interrupted: {summary.done} of {summary.total} done; {rerun}"
+        code = 128 + signal.SIGINT
+    else:
+        message, code = prefix + str(summary), 1 if summary.failed else 0
+    if ranks.main:
+        console.print(message, markup=False, highlight=False, soft_wrap=True)
+    # torchrun stops every rank as soon as one exits non-zero: not before rank 0 has spoken.
+    ranks.barrier()
+    ranks.close()
+    if code:
+        sys.exit(code)
