@@ -126,6 +126,18 @@ def _contents(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in files_below(out)}
 
 
+def _torchrun(*args: str | os.PathLike) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 ARGS...``, one thread per rank, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=300,
+    )
+
+
 # Run by torchrun in each rank: the CLI, recording every file this rank renames into place.
 RANK_SCRIPT = """
 import json, os, sys
@@ -150,24 +162,7 @@ def test_torchrun_two_ranks_write_each_output_once_as_one_process_does(folder, s
     (out / done).parent.mkdir(parents=True)
     (out / done).write_bytes(single[done])
     (tmp_path / "rank.py").write_text(RANK_SCRIPT)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(tmp_path / "rank.py"),
-            str(tmp_path),
-            "fill",
-            *_fill_args(folder, out),
-        ],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=300,
-    )
+    run = _torchrun(tmp_path / "rank.py", tmp_path, "fill", *_fill_args(folder, out))
     output = run.stdout + run.stderr
     assert run.returncode != 0, output  # a file failed: exit 1, as one process
     assert output.count("filled 9, skipped 1 (already done), failed 1") == 1, output  # rank 0
@@ -352,27 +347,7 @@ def test_evaluate_under_torchrun_is_shards_that_rank_0_merges(photos, tmp_path):
     args = ["--size", "32", "--limit", "5", "--samples", "2", "--quiet"]
     single = CliRunner().invoke(main, ["evaluate", str(photos), "-o", str(tmp_path / "one"), *args])
     assert single.exit_code == 0, single.output
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "inpaintkit.cli",
-            "evaluate",
-            str(photos),
-            "-o",
-            str(tmp_path / "two"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=300,
-    )
+    run = _torchrun("-m", "inpaintkit.cli", "evaluate", photos, "-o", tmp_path / "two", *args)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
     assert output.count("5 images, merged from the shards, 0 skipped") == 1, output
