@@ -90,15 +90,18 @@ def conv_throughput(device, dtype, quick: bool) -> float:
     return flops * n / (time.perf_counter() - start) / 1e12
 
 
-def warmup_rate(recipe, batch: int, steps: int) -> float:
+def warmup_rate(recipe, batch: int, steps: int, device=None) -> float:
     """Seconds per reconstruction-only generator step (the warm-up phase), after one untimed step."""
+    device = device or torch.device("cpu")
     torch.manual_seed(0)
-    trainer = Trainer(recipe, torch.device("cpu"))
+    trainer = Trainer(recipe, device)
     x, m = trainer.prepare(*make_batches(recipe, batch)[0])
     trainer.generator_step(x, m, adversarial=False)
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         trainer.generator_step(x, m, adversarial=False)
+    sync(device)
     return (time.perf_counter() - start) / steps
 
 

@@ -547,6 +547,7 @@ def test_bfloat16_close_to_float32():
     assert (got.float() - want).abs().mean() < 0.1
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     fg, bg, mask = random_case(n=2, c=4, height=12, width=12, seed=12)
