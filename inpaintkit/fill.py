@@ -7,6 +7,7 @@ images into batches for the inpainting method (:mod:`inpaintkit.methods`), and e
 writes the results in background threads through :func:`inpaintkit.io.atomic_write`.
 
 File-side guarantees: the output has the input's mode (L, LA, RGB, RGBA; palette becomes RGB,
+or RGBA when it has a transparent colour,
 16-bit and float grey become 8-bit L, other modes RGB), alpha is copied as is, EXIF orientation is
 applied (outputs are stored upright without EXIF), and every known pixel is copied bit-exactly
 (lossless formats keep it so on disk). A bad file is reported in one line and the run goes on.
@@ -37,6 +38,7 @@ from inpaintkit.io import (
     read_mask,
     to_rgb8,
 )
+from inpaintkit.memory import MemoryBudgetError, check_fill, default_budget
 from inpaintkit.methods import AttentionMethod, InpaintMethod
 from inpaintkit.model.visualize import attended_overlay, flow_to_color
 from inpaintkit.pairing import PairingError, pair_masks
@@ -87,6 +89,9 @@ class FillOptions:
     batch_size: int = 4  # images of the same working size inpainted together
     workers: int = 2  # threads decoding and (separately) encoding files
     attention_dir: Path | None = None  # write attention pictures here (methods with offsets only)
+    # Bytes one image's fill may need (inpaintkit.memory's estimate from its header); an image
+    # over it fails with the size and the option that allows it. None: memory.default_budget().
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         if self.dilate < 0:
@@ -267,7 +272,10 @@ def split_channels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, s
     """A Pillow image -> ``(uint8 RGB (H, W, 3), uint8 alpha (H, W) or None, output mode)``.
 
     The RGB of RGBA is the stored colour (not flattened) so known pixels survive unchanged.
+    A palette image with a transparent colour becomes RGBA, its transparency kept as alpha.
     """
+    if image.mode == "PA" or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
     if image.mode in ("L", "LA"):
         data = np.asarray(image)
         gray = data if image.mode == "L" else data[..., 0]
@@ -539,6 +547,10 @@ class FillPipeline:
         self.options = options
         self.summary = FillSummary()
         self.depth = options.batch_size + 2 * options.workers
+        try:
+            self.budget = options.memory_budget or default_budget()
+        except MemoryBudgetError as err:
+            raise FillError(str(err)) from None
         self.reader = ThreadPoolExecutor(options.workers, "decode")
         self.writer = ThreadPoolExecutor(options.workers, "encode")
         self.writes: deque[tuple[FillJob, Future[None]]] = deque()  # submitted, not yet counted
@@ -605,8 +617,12 @@ class FillPipeline:
     def _decode(self, job: FillJob) -> DecodedImage | tuple[FillJob, str]:
         """Runs in a decode thread: the decoded image, or ``(job, one-line reason)``."""
         try:
+            # Refused from the header, before any pixel is decoded (inpaintkit.memory).
+            if (size := header_size(job.image)) is not None:
+                work = working_size(*size, self.options.max_size)
+                check_fill(size, work, self.method.name, self.budget)
             return _decode(job, self.options)
-        except FileError as err:
+        except (FileError, MemoryBudgetError) as err:
             return job, str(err)
         except (OSError, ValueError) as err:  # e.g. an image mode Pillow cannot convert
             return job, f"cannot read ({type(err).__name__}: {err})"

@@ -8,10 +8,11 @@ bool ``(H, W)`` arrays with ``True = hole``. Every file inpaintkit writes goes t
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -165,18 +166,47 @@ def read_mask(
     channel, when present, is ignored.
     """
     image = open_image(path, max_pixels)
-    gray = np.asarray(to_rgb8(image.convert("RGB") if "A" in image.mode else image).mean(axis=2))
-    hole = gray > threshold
+    if image.mode in ("1", "L"):  # the usual mask: one channel, its mean is itself
+        hole = np.asarray(image.convert("L")) > threshold
+    else:
+        rgb = to_rgb8(image.convert("RGB") if "A" in image.mode else image)
+        # mean > threshold, as the integer sum > 3 * threshold: no float64 copy of a large mask.
+        hole = rgb.sum(axis=2, dtype=np.uint16) > 3 * threshold
     return ~hole if invert else hole
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """All image files below ``folder`` (recursively), sorted, skipping hidden and temporary files."""
+def list_images(
+    folder: str | os.PathLike, on_problem: Callable[[Path, str], None] | None = None
+) -> list[Path]:
+    """All image files below ``folder`` (recursively), sorted, skipping hidden and temporary files.
+
+    Linked folders are not descended into. A symbolic link that loops (a link to itself or a
+    chain back to it, or a linked folder containing the link) is skipped and, with
+    ``on_problem``, reported as ``on_problem(path, one-line reason)``, once per link.
+    """
     folder = Path(folder)
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    found = []
+    for p in folder.rglob("*"):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
+        if p.is_symlink() and (loop := _link_loop(p)) is not None:
+            if on_problem is not None:
+                on_problem(p, loop)
+        elif p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(p)
+    return sorted(found)
+
+
+def _link_loop(link: Path) -> str | None:
+    """Why following the symbolic link ``link`` goes round in a circle, or None if it does not."""
+    try:
+        target = link.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop so
+        return "symbolic link loop (the link leads back to itself), skipped"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself), skipped"
+        return None  # a dangling link: not an image, as before
+    if target.is_dir() and link.parent.resolve().is_relative_to(target):
+        return f"symbolic link loop (it leads back to {target}, a folder it is in), skipped"
+    return None

@@ -86,12 +86,17 @@ def pair_masks(
     """
     images, masks = Path(images), Path(masks)
     skipped = [Path(folder) for folder in exclude if folder is not None]
+    loops: list[MaskPair] = []  # symbolic link loops in IMAGES, each reported as a problem
+
+    def loop(path: Path, reason: str) -> None:
+        loops.append(MaskPair(path, path.relative_to(images), None, reason))
+
     if images.is_file():
         sources = [(images, Path(images.name))]
     elif images.is_dir():
         sources = [
             (p, p.relative_to(images))
-            for p in list_images(images)
+            for p in list_images(images, on_problem=loop)
             if not any(_within(p, folder) for folder in skipped)
         ]
     else:
@@ -108,4 +113,5 @@ def pair_masks(
             pairs.append(MaskPair(image, relative, *mask_folder.find(relative, exclude=image)))
 
     used_as_masks = {pair.mask.resolve() for pair in pairs if pair.mask is not None}
-    return [pair for pair in pairs if pair.image.resolve() not in used_as_masks]
+    kept = [pair for pair in pairs if pair.image.resolve() not in used_as_masks]
+    return kept + loops

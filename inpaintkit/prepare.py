@@ -218,9 +218,14 @@ def _keys_for(paths: list[Path], root: Path | None = None) -> list[Source]:
 
 
 def collect_sources(
-    src: str | os.PathLike | None, options: PrepareOptions
+    src: str | os.PathLike | None,
+    options: PrepareOptions,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> tuple[list[Source], set[str] | None]:
-    """The inputs in order, and the keys of the given validation list (None: split by seed)."""
+    """The inputs in order, and the keys of the given validation list (None: split by seed).
+
+    ``on_skip(path, reason)`` hears of each symbolic link loop in a source folder (skipped).
+    """
     if options.train_list is not None:
         if src is not None:
             raise PrepareError("give either SRC or --train-list/--val-list, not both")
@@ -233,7 +238,8 @@ def collect_sources(
         raise PrepareError("no input: give SRC (a folder or a file list)")
     src = Path(src)
     if src.is_dir():
-        return _keys_for(io.list_images(src), root=src), None
+        report = None if on_skip is None else (lambda path, why: on_skip(str(path), why))
+        return _keys_for(io.list_images(src, on_problem=report), root=src), None
     if src.is_file() and src.suffix.lower() in LIST_SUFFIXES:
         return _keys_for(read_list(src)), None
     raise PrepareError(f"{src}: not a folder or a file list ({', '.join(LIST_SUFFIXES)})")
@@ -677,7 +683,7 @@ def prepare_dataset(
             shutil.rmtree(parts_path(out), ignore_errors=True)  # killed after publishing
             return _finished_summary(out)
         raise PrepareError(f"{out} already exists; pass --overwrite to replace it")
-    sources, val_keys = collect_sources(src, options)
+    sources, val_keys = collect_sources(src, options, on_skip)
     if not sources:
         where = src if src is not None else f"{options.train_list} and {options.val_list}"
         raise PrepareError(

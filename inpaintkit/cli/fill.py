@@ -14,6 +14,7 @@ from inpaintkit.cli.options import (
     blend_option,
     checkpoint_option,
     device_option,
+    memory_budget_option,
     patch_size_option,
 )
 from inpaintkit.devices import resolve_device
@@ -96,6 +97,7 @@ from inpaintkit.sharding import ShardError, parse_shard
     type=click.IntRange(min=8),
     help="Inpaint at a working size with the longer side <= N, paste the upsampled fill into the original.",
 )
+@memory_budget_option()
 @click.option(
     "--format",
     "format_",
@@ -137,6 +139,7 @@ def fill_command(
     dilate: int,
     resize_masks: bool,
     max_size: int | None,
+    memory_budget: int | None,
     format_: str | None,
     overwrite: bool,
     workers: int,
@@ -190,6 +193,7 @@ def fill_command(
             dilate=dilate,
             resize_masks=resize_masks,
             max_size=max_size,
+            memory_budget=memory_budget,
             format=format_,
             overwrite=overwrite,
             batch_size=batch_size or (16 if inpainter.device.type == "cuda" else 1),

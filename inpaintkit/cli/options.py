@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
+from inpaintkit.memory import BUDGET_ENV, MemoryBudgetError, parse_bytes
 
 
 def device_option(help: str = "auto = CUDA when available."):
@@ -56,3 +57,25 @@ blend_option = click.option(
     "(GLCIC's post-processing; +0.7 dB hole PSNR on free-form holes, docs/model.md), or "
     "'none' to paste it as the paper does.",
 )
+
+
+def _memory_budget(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except MemoryBudgetError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def memory_budget_option(
+    help: str = "Memory one image may need, e.g. 8G or 512M; larger ones are refused from their "
+    "header with the working size that fits",
+):
+    """``--memory-budget SIZE`` -> bytes or None (inpaintkit.memory; None: its default budget)."""
+    return click.option(
+        "--memory-budget",
+        metavar="SIZE",
+        callback=_memory_budget,
+        help=f"{help} (default: {BUDGET_ENV}, else half the memory available at start).",
+    )

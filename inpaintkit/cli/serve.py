@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from inpaintkit.checkpoint import CheckpointError
-from inpaintkit.cli.options import checkpoint_option, device_option
+from inpaintkit.cli.options import checkpoint_option, device_option, memory_budget_option
 
 
 def _echo(line: str) -> None:
@@ -47,6 +47,10 @@ def _echo(line: str) -> None:
     metavar="NAME",
     help="Another name the page may be reached by (its Host header); repeatable. Others are refused.",
 )
+@memory_budget_option(
+    "Memory the server may hold beyond its model, e.g. 8G: images and results, waiting fills, "
+    "the running fill and uploads being decoded share it (docs/serve.md)"
+)
 @click.option("--quiet", is_flag=True, help="Print only the address, not a line per fill.")
 def serve_command(
     folder: Path | None,
@@ -56,6 +60,7 @@ def serve_command(
     device: str,
     open_browser: bool,
     allow_hosts: tuple[str, ...],
+    memory_budget: int | None,
     quiet: bool,
 ) -> None:
     """Serve a local web page to inpaint images interactively.
@@ -96,6 +101,7 @@ def serve_command(
             hosts=server_names(host, allow_hosts),
             port=sock.getsockname()[1],
             log=None if quiet else _echo,
+            memory_budget=memory_budget,
         )
     except (ServeError, CheckpointError, ValueError, OSError) as err:
         if sock is not None:

@@ -29,8 +29,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
+import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+import unicodedata
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -49,15 +52,22 @@ from starlette.staticfiles import StaticFiles
 from inpaintkit import __version__
 from inpaintkit.checkpoint import CheckpointError
 from inpaintkit.devices import resolve_device
-from inpaintkit.fill import attention_pictures
+from inpaintkit.fill import attention_pictures, working_size
 from inpaintkit.inpaint import FEATURE_STRIDE
 from inpaintkit.io import DEFAULT_MAX_PIXELS, ImageReadError, open_image, read_mask, to_rgb8
+from inpaintkit.memory import (
+    DECODE_BYTES_PER_PIXEL,
+    MemoryBudgetError,
+    check_fill,
+    default_budget,
+    format_bytes,
+)
 from inpaintkit.methods import DeepFillMethod, InpaintMethod, PatchMatchMethod
 from inpaintkit.model.attention import ContextualAttention
 from inpaintkit.model.visualize import flow_legend
 from inpaintkit.serve.folder import FolderError, ImageFolder
 from inpaintkit.serve.guard import LOOPBACK_HOSTS, LocalOnly
-from inpaintkit.serve.jobs import FillQueue, Job
+from inpaintkit.serve.jobs import DEFAULT_MAX_QUEUED, FillQueue, Job, QueueFull
 from inpaintkit.serve.store import ImageStore, StoredImage
 
 #: The page, its JS modules and its CSS: package data, no build step, no CDN.
@@ -103,6 +113,68 @@ class ServeState:
     max_pixels: int
     device: torch.device
     attention_patch: int | None  # side of an attended patch, in working-resolution pixels
+    budget: ServeBudget
+    gate: DecodeGate
+
+
+@dataclass(frozen=True)
+class ServeBudget:
+    """One memory cap for the whole server, shared out (bytes; docs/serve.md, "Memory").
+
+    ``total`` is the budget (``--memory-budget``, default :func:`inpaintkit.memory.default_budget`):
+    half holds the images and results (:class:`ImageStore`), an eighth the fills waiting and
+    running (their holes and working copies), a quarter the method while one fill runs, an
+    eighth the uploads being decoded. The model and Python come on top.
+    """
+
+    total: int
+
+    @property
+    def store(self) -> int:
+        return self.total // 2
+
+    @property
+    def queue(self) -> int:
+        return self.total // 8
+
+    @property
+    def fill(self) -> int:
+        return self.total // 4
+
+    @property
+    def decode(self) -> int:
+        return self.total // 8
+
+
+class DecodeGate:
+    """Bytes reserved by the decodes under way; one that would pass ``limit`` is refused (503).
+
+    A single decode over the limit alone is refused for good (413): it would never fit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int, what: str) -> Iterator[None]:
+        if nbytes > self.limit:
+            raise ApiError(
+                413,
+                f"{what} needs about {format_bytes(nbytes)} to decode, over the server's "
+                f"{format_bytes(self.limit)} for decoding; start serve with a larger "
+                "--memory-budget",
+            )
+        with self._lock:
+            if self._held and self._held + nbytes > self.limit:
+                raise ApiError(503, "the server is decoding other uploads; try again in a moment")
+            self._held += nbytes
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= nbytes
 
 
 def build_methods(
@@ -149,7 +221,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) past ``limit`` bytes before it is all read."""
     too_large = ApiError(413, f"upload too large: the limit is {limit / 1024**2:.0f} MB")
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    if length is not None and parse_number("Content-Length", length, 0, 1 << 62) > limit:
         raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
@@ -169,17 +241,42 @@ def _png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_image(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+def _header_pixels(data: bytes, what: str, max_pixels: int) -> int:
+    """Pixels a file's header announces (nothing decoded); 400 for what is no image or too large."""
     try:
-        return to_rgb8(open_image(io.BytesIO(data), max_pixels))
-    except ImageReadError as err:
-        raise ApiError(400, f"{name}: {err}") from None
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        # Decoding gives the one-line reason (io.open_image); the header alone gives none.
+        height = width = 0
+        if isinstance(err, Image.DecompressionBombError):
+            raise ApiError(400, f"{what}: refused as a decompression bomb: {err}") from None
+    if width * height > max_pixels:
+        raise ApiError(
+            400,
+            f"{what}: {width}x{height} image exceeds the {max_pixels}-pixel limit "
+            "(possible decompression bomb)",
+        )
+    return width * height
 
 
-def _decode_mask(data: bytes, size: tuple[int, int] | None, max_pixels: int) -> np.ndarray:
+def _decode_image(data: bytes, name: str, max_pixels: int, gate: DecodeGate) -> np.ndarray:
+    pixels = _header_pixels(data, name, max_pixels)
+    with gate.hold(DECODE_BYTES_PER_PIXEL * pixels, f"{name}"):
+        try:
+            return to_rgb8(open_image(io.BytesIO(data), max_pixels))
+        except ImageReadError as err:
+            raise ApiError(400, f"{name}: {err}") from None
+
+
+def _decode_mask(
+    data: bytes, size: tuple[int, int] | None, max_pixels: int, gate: DecodeGate
+) -> np.ndarray:
     """bool ``(H, W)`` from a mask file's bytes (white = hole), checked against ``size``."""
+    pixels = _header_pixels(data, "mask", max_pixels)
     try:
-        hole = read_mask(io.BytesIO(data), max_pixels=max_pixels)
+        with gate.hold(DECODE_BYTES_PER_PIXEL * pixels, "the mask"):
+            hole = read_mask(io.BytesIO(data), max_pixels=max_pixels)
     except ImageReadError as err:
         raise ApiError(400, f"mask: {err}") from None
     if size is not None and hole.shape != size:
@@ -190,8 +287,10 @@ def _decode_mask(data: bytes, size: tuple[int, int] | None, max_pixels: int) -> 
 
 
 def _display_name(name: str | None) -> str:
-    """A file name the page may show and download under (no folders, bounded length)."""
-    base = PurePosixPath((name or "").replace("\\", "/")).name.strip()
+    """A file name the page may show, log and download under: no folders, no control or
+    format characters (NUL, newlines, terminal escapes, bidirectional overrides), bounded."""
+    printable = "".join(c for c in (name or "") if not unicodedata.category(c).startswith("C"))
+    base = PurePosixPath(printable.replace("\\", "/")).name.strip()
     return base[:200] or "image.png"
 
 
@@ -236,13 +335,39 @@ def _job_json(state: ServeState, job: Job) -> dict:
     return out
 
 
-def _query_int(request: Request, name: str, low: int, high: int) -> int | None:
-    value = request.query_params.get(name)
-    if value in (None, ""):
+#: Whole numbers and decimals as requests may spell them: ASCII digits only. Python's int()
+#: and float() also take Unicode digits ('١٢٣'), '1_000', spaces, 'nan' and 'inf', and
+#: str.isdigit() passes superscripts ('¹²³') that int() then refuses.
+_WHOLE = re.compile(r"[0-9]{1,15}")
+_DECIMAL = re.compile(r"[0-9]{1,15}(\.[0-9]{1,9})?")
+
+
+def parse_number(
+    name: str, value: str, low: float, high: float, fraction: bool = False
+) -> int | float:
+    """The one parser of every number a request carries (query values, Content-Length).
+
+    ``value`` must be ASCII digits (with ``fraction``, optionally a decimal point and more
+    digits) and lie in ``[low, high]``; anything else is an :class:`ApiError` 400 naming
+    ``name``, the range and the value, never a 500.
+    """
+    pattern, kind = (_DECIMAL, "number") if fraction else (_WHOLE, "whole number")
+    if pattern.fullmatch(value) is None or not low <= (number := float(value)) <= high:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ApiError(400, f"{name} must be a {kind} from {low:g} to {high:g}, got {shown!r}")
+    return number if fraction else int(value)
+
+
+def _query_number(
+    request: Request, name: str, low: float, high: float, fraction: bool = False
+) -> int | float | None:
+    """Query value ``name`` through :func:`parse_number`; None when absent or empty."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise ApiError(400, f"{name} is given {len(values)} times; give it once")
+    if not values or values[0] == "":
         return None
-    if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
-        raise ApiError(400, f"{name} must be a whole number from {low} to {high}, got {value!r}")
-    return int(value)
+    return parse_number(name, values[0], low, high, fraction)
 
 
 def _folder(state: ServeState) -> ImageFolder:
@@ -276,6 +401,7 @@ async def info(request: Request) -> Response:
         "folder": None if state.folder is None else state.folder.root.name,
         "max_upload_bytes": state.max_upload_bytes,
         "max_pixels": state.max_pixels,
+        "memory_budget": state.budget.total,
     })  # fmt: skip
 
 
@@ -283,7 +409,7 @@ async def upload(request: Request) -> Response:
     state = _state(request)
     name = _display_name(request.query_params.get("name"))
     data = await _read_body(request, state.max_upload_bytes)
-    pixels = await run_in_threadpool(_decode_image, data, name, state.max_pixels)
+    pixels = await run_in_threadpool(_decode_image, data, name, state.max_pixels, state.gate)
     image = StoredImage(pixels, name)
     return JSONResponse(_image_json(state, state.store.add(image), image), status_code=201)
 
@@ -325,7 +451,7 @@ async def offsets(request: Request) -> Response:
 
 
 async def colorwheel(request: Request) -> Response:
-    size = _query_int(request, "size", 16, 512) or 128
+    size = _query_number(request, "size", 16, 512) or 128
     return Response(_png(flow_legend(size)), media_type="image/png", headers=_IMMUTABLE)
 
 
@@ -338,14 +464,23 @@ async def fill(request: Request) -> Response:
         raise ApiError(400, state.unavailable[method])
     if method not in state.methods:
         raise ApiError(400, f"unknown method {method!r}; choose from {', '.join(state.methods)}")
-    max_size = _query_int(request, "max_size", 8, 1 << 20)
+    max_size = _query_number(request, "max_size", 8, 1 << 20)
     data = await _read_body(request, state.max_upload_bytes)
-    hole = await run_in_threadpool(_decode_mask, data, image.pixels.shape[:2], state.max_pixels)
+    size = image.pixels.shape[:2]
+    try:
+        check_fill(size, working_size(*size, max_size), method, state.budget.fill,
+                   size_option="max_size", budget_option="serve --memory-budget")  # fmt: skip
+    except MemoryBudgetError as err:
+        raise ApiError(413, str(err)) from None
+    hole = await run_in_threadpool(_decode_mask, data, size, state.max_pixels, state.gate)
     if not hole.any():
         raise ApiError(400, "the mask is empty: paint over what should be filled")
-    job = await run_in_threadpool(
-        state.queue.submit, method, image.pixels, hole, image.name, max_size
-    )
+    try:
+        job = await run_in_threadpool(
+            state.queue.submit, method, image.pixels, hole, image.name, max_size
+        )
+    except QueueFull as err:
+        raise ApiError(503, str(err)) from None
     return JSONResponse(_job_json(state, job), status_code=202)
 
 
@@ -354,11 +489,7 @@ async def job_state(request: Request) -> Response:
     job = state.queue.get(request.path_params["job"])
     if job is None:
         raise ApiError(404, "no such fill (the server forgets old ones): fill again")
-    wait = request.query_params.get("wait", "0")
-    try:
-        seconds = min(max(float(wait), 0.0), 30.0)
-    except ValueError:
-        raise ApiError(400, f"wait must be a number of seconds, got {wait!r}") from None
+    seconds = _query_number(request, "wait", 0, 30, fraction=True) or 0
     if seconds > 0:
         await state.queue.wait(job, seconds)
     return JSONResponse(_job_json(state, job))
@@ -372,9 +503,11 @@ async def folder_list(request: Request) -> Response:
 
 async def folder_open(request: Request) -> Response:
     state = _state(request)
-    path = request.query_params.get("path", "")
-    pixels = await run_in_threadpool(_folder(state).read_image, path)
-    image = StoredImage(pixels, PurePosixPath(path).name)
+    folder, path = _folder(state), request.query_params.get("path", "")
+    height, width = await run_in_threadpool(folder.image_size, path)
+    with state.gate.hold(DECODE_BYTES_PER_PIXEL * height * width, path):
+        pixels = await run_in_threadpool(folder.read_image, path)
+    image = StoredImage(pixels, _display_name(path))
     return JSONResponse({**_image_json(state, state.store.add(image), image), "path": path})
 
 
@@ -384,7 +517,7 @@ async def folder_mask(request: Request) -> Response:
     if request.method == "PUT":
         size = await run_in_threadpool(folder.image_size, path)
         data = await _read_body(request, state.max_upload_bytes)
-        hole = await run_in_threadpool(_decode_mask, data, size, state.max_pixels)
+        hole = await run_in_threadpool(_decode_mask, data, size, state.max_pixels, state.gate)
         return JSONResponse({"saved": await run_in_threadpool(folder.save_mask, path, hole)})
     hole = await run_in_threadpool(folder.read_mask, path)
     if hole is None:
@@ -402,7 +535,10 @@ async def folder_thumb(request: Request) -> Response:
 async def _api_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-    return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+    status = getattr(exc, "status", 400)
+    # 503 is "busy" (a full queue, decodes under way): a client may try again shortly.
+    headers = {"Retry-After": "2"} if status == 503 else None
+    return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -419,6 +555,8 @@ def create_app(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     batch_size: int | None = None,
     log: Callable[[str], None] | None = None,
+    memory_budget: int | None = None,
+    max_queued: int = DEFAULT_MAX_QUEUED,
 ) -> Starlette:
     """The ``inpaintkit serve`` application (ASGI), with the model loaded.
 
@@ -428,24 +566,31 @@ def create_app(
     ``port``: the names and port this server is reached by; requests naming anything else
     are refused (:class:`~inpaintkit.serve.guard.LocalOnly`). ``max_upload_bytes`` and
     ``max_pixels`` bound uploads. ``batch_size``: same-size fills run together (default:
-    :data:`CUDA_BATCH` on CUDA, 1 on CPU). ``log`` receives one line per finished fill.
+    :data:`CUDA_BATCH` on CUDA, 1 on CPU). ``log`` receives one line per finished fill. ``memory_budget``: the
+    bytes the server may hold beyond its model (default :func:`inpaintkit.memory.default_budget`),
+    shared out by :class:`ServeBudget`; ``max_queued`` fills may wait, more get a 503.
     """
     resolved = resolve_device(device)
     methods, unavailable = build_methods(checkpoint, resolved)
-    store = ImageStore()
+    budget = ServeBudget(memory_budget or default_budget())
+    store = ImageStore(max_bytes=budget.store)
     model = "default model" if checkpoint is None else Path(checkpoint).name
     batch = batch_size or (CUDA_BATCH if resolved.type == "cuda" else 1)
     state = ServeState(
         methods=methods,
         unavailable=unavailable,
         labels={"deepfill": f"DeepFill ({model})", "patchmatch": "PatchMatch"},
-        queue=FillQueue(methods, store, batch_size=batch, log=log),
+        queue=FillQueue(
+            methods, store, batch_size=batch, log=log, max_queued=max_queued, max_bytes=budget.queue
+        ),
         store=store,
         folder=None if folder is None else ImageFolder(folder, max_pixels),
         max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels,
         device=resolved,
         attention_patch=attention_patch(methods["deepfill"]) if "deepfill" in methods else None,
+        budget=budget,
+        gate=DecodeGate(budget.decode),
     )
 
     @contextlib.asynccontextmanager

@@ -28,21 +28,35 @@ from inpaintkit.serve.store import Attention, ImageStore, StoredImage
 #: Job states; the last two are final.
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
-#: Finished jobs remembered for the page to collect (the oldest are forgotten first).
+#: Finished jobs remembered for the page to collect (the oldest are forgotten first). A finished
+#: job keeps only its state and its result's id: its pixels are released when it ends.
 KEEP_FINISHED = 64
+#: Fills waiting at most (not counting the running ones); more are refused with QueueFull.
+DEFAULT_MAX_QUEUED = 16
+
+
+class QueueFull(RuntimeError):
+    """The queue holds as many waiting fills (or bytes of them) as it may; try again later."""
 
 
 @dataclass(eq=False)
 class Job:
-    """One fill: the image at full and at working resolution, its hole, and what became of it."""
+    """One fill: the image at full and at working resolution, its hole, and what became of it.
+
+    The arrays are held while the job waits and runs, and set to None when it ends (a finished
+    job only answers the page: its state and the id of its result in the store).
+    """
 
     id: str
     method: str
     name: str  # the image's name, for the result and the log
-    pixels: np.ndarray  # uint8 (H, W, 3)
-    hole: np.ndarray  # bool (H, W), True = hole
-    work_pixels: np.ndarray  # uint8 (h, w, 3): what the method sees
-    work_hole: np.ndarray  # bool (h, w)
+    pixels: np.ndarray | None  # uint8 (H, W, 3)
+    hole: np.ndarray | None  # bool (H, W), True = hole
+    work_pixels: np.ndarray | None  # uint8 (h, w, 3): what the method sees
+    work_hole: np.ndarray | None  # bool (h, w)
+    size: tuple[int, int] = (0, 0)  # (H, W), kept after the arrays are released
+    work_size: tuple[int, int] = (0, 0)  # (h, w)
+    nbytes: int = 0  # bytes of the arrays only this job holds (its hole and working copies)
     state: str = QUEUED
     error: str | None = None  # one line, when FAILED
     result: str | None = None  # the result's id in the ImageStore, when DONE
@@ -78,13 +92,22 @@ class FillQueue:
         store: ImageStore,
         batch_size: int = 1,
         log: Callable[[str], None] | None = None,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        max_bytes: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size < 1 or max_queued < 1:
+            raise ValueError(
+                f"batch_size and max_queued must be at least 1, got {batch_size}, {max_queued}"
+            )
         self.methods = methods
         self.store = store
         self.batch_size = batch_size
         self.log = log
+        self.max_queued = max_queued
+        # Bytes the waiting and running jobs may hold of their own (None: no limit); one job
+        # alone is always accepted, so that the limit never refuses every fill.
+        self.max_bytes = max_bytes
+        self._held = 0
         self._queue: deque[Job] = deque()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._seconds_per_pixel: dict[str, float] = {}
@@ -104,18 +127,54 @@ class FillQueue:
         name: str,
         max_size: int | None = None,
     ) -> Job:
-        """Queue a fill of ``pixels`` where ``hole``; ``max_size`` as ``fill --max-size``."""
+        """Queue a fill of ``pixels`` where ``hole``; ``max_size`` as ``fill --max-size``.
+
+        Raises :class:`QueueFull` when ``max_queued`` fills already wait, or when the bytes
+        the waiting and running jobs hold would pass ``max_bytes``.
+        """
         if method not in self.methods:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(self.methods)}")
+        with self._cond:
+            self._check_room(hole.nbytes)
         work_pixels, work_hole = to_working(pixels, hole, max_size)
+        nbytes = hole.nbytes
+        if work_pixels is not pixels:
+            nbytes += work_pixels.nbytes + work_hole.nbytes
         with self._cond:
             if self._closed:
                 raise RuntimeError("the server is shutting down")
-            job = Job(f"{next(self._ids)}", method, name, pixels, hole, work_pixels, work_hole)
+            self._check_room(nbytes)
+            job = Job(
+                f"{next(self._ids)}",
+                method,
+                name,
+                pixels,
+                hole,
+                work_pixels,
+                work_hole,
+                size=hole.shape,
+                work_size=work_hole.shape,
+                nbytes=nbytes,
+            )
+            self._held += nbytes
             self._queue.append(job)
             self._jobs[job.id] = job
             self._cond.notify_all()
         return job
+
+    def _check_room(self, nbytes: int) -> None:
+        """Raise QueueFull if one more job of ``nbytes`` does not fit (call holding the lock)."""
+        if len(self._queue) >= self.max_queued:
+            raise QueueFull(
+                f"the server has {len(self._queue)} fills waiting, its limit; "
+                "try again when one has finished"
+            )
+        if self.max_bytes is not None and self._held and self._held + nbytes > self.max_bytes:
+            raise QueueFull(
+                f"the fills under way hold {self._held / 1e6:.0f} MB and this one needs "
+                f"{nbytes / 1e6:.0f} MB more, over the queue's {self.max_bytes / 1e6:.0f} MB; "
+                "try again when one has finished"
+            )
 
     def get(self, job_id: str) -> Job | None:
         with self._cond:
@@ -165,6 +224,11 @@ class FillQueue:
                 setattr(job, key, value)
             if job.final:
                 job.finished = time.monotonic()
+                # What the page still asks for is the state and the result's id: let go of
+                # the pixels (the result lives in the store, under its own bound).
+                job.pixels = job.hole = job.work_pixels = job.work_hole = None
+                self._held -= job.nbytes
+                job.nbytes = 0
                 finished = [j for j in self._jobs.values() if j.final]
                 for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:
                     del self._jobs[old.id]
@@ -186,7 +250,7 @@ class FillQueue:
             for job in list(self._queue):
                 if len(batch) == self.batch_size:
                     break
-                if job.method == first.method and job.work_pixels.shape == first.work_pixels.shape:
+                if job.method == first.method and job.work_size == first.work_size:
                     self._queue.remove(job)
                     batch.append(job)
             return batch
@@ -194,7 +258,8 @@ class FillQueue:
     def _work(self) -> None:
         while (batch := self._take()) is not None:
             rate = self._seconds_per_pixel.get(batch[0].method)
-            estimate = None if rate is None else rate * sum(j.work_hole.size for j in batch)
+            work_pixels = sum(j.work_size[0] * j.work_size[1] for j in batch)
+            estimate = None if rate is None else rate * work_pixels
             for job in batch:
                 self._set(job, RUNNING, started=time.monotonic(), estimate=estimate)
             self._run(batch)
@@ -217,7 +282,9 @@ class FillQueue:
             )
             return
         seconds = time.perf_counter() - start
-        self._seconds_per_pixel[batch[0].method] = seconds / sum(j.work_hole.size for j in batch)
+        self._seconds_per_pixel[batch[0].method] = seconds / sum(
+            j.work_size[0] * j.work_size[1] for j in batch
+        )
         for i, job in enumerate(batch):
             attention = None
             if flows is not None:
@@ -234,7 +301,7 @@ class FillQueue:
         else:
             self._set(job, FAILED, error=error)
         if self.log is not None:
-            height, width = job.hole.shape
+            height, width = job.size
             self.log(
                 f"filled {job.name} ({job.method}, {width}x{height}) in {seconds:.2f} s"
                 if error is None
