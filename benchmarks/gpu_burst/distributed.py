@@ -19,7 +19,8 @@ import time
 
 import torch
 import torch.distributed as dist
-from bench_fill import photo_batch  # sibling script (benchmarks/ is on sys.path)
+from bench_fill import photo_batch  # sibling scripts (benchmarks/ is on sys.path)
+from bench_generator import median_time
 from torch.nn.parallel import DistributedDataParallel
 
 from inpaintkit.checkpoint import load_generator
@@ -43,18 +44,6 @@ def reconstruction_step(net: torch.nn.Module, images: torch.Tensor, masks: torch
     """Forward and backward of a plain ℓ1 loss on both stages (gradients left in ``.grad``)."""
     out = net(images, masks)
     ((out.coarse - images).abs().mean() + (out.refined - images).abs().mean()).backward()
-
-
-def timed_ms(fn, device: torch.device, repeats: int = 5) -> float:
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats * 1e3
 
 
 def run(plan, results) -> None:
@@ -86,7 +75,7 @@ def run(plan, results) -> None:
         results.save()
 
         reduced = plain.clone()
-        results["all_reduce_ms"] = timed_ms(lambda: dist.all_reduce(reduced), device)
+        results["all_reduce_ms"] = median_time(lambda: dist.all_reduce(reduced), device, 5) * 1e3
         results["all_reduce_mb"] = round(plain.numel() * plain.element_size() / 1e6, 1)
         results["all_reduce_unchanged"] = bool(torch.equal(reduced, plain))
         flag = torch.tensor([2], device=device)
