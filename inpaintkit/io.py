@@ -23,7 +23,8 @@ from PIL import Image, ImageOps
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 #: Default ceiling on decoded pixels; larger files are refused as decompression bombs.
-#: 16384 x 16384 is more than any camera produces and still fits comfortably in memory.
+#: 16384 x 16384 is more than any camera produces. Pixels are not bytes: filling an image this
+#: large can need tens of GB, which inpaintkit.memory's budget refuses from the header.
 DEFAULT_MAX_PIXELS = 16384 * 16384
 
 

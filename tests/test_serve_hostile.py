@@ -8,36 +8,26 @@ upload over the server's memory budget is refused from its size before it is dec
 
 from __future__ import annotations
 
-import io
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+# test_serve skips the module without the serve extra; its helpers and its tiny model serve here.
+import test_serve
 from PIL import Image
+from test_serve import BASE, TestClient, png
 
-pytest.importorskip(
-    "starlette", reason='the serve extra is not installed (pip install -e ".[serve]")'
-)
-pytest.importorskip("httpx")
-
-# ruff: noqa: E402
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from starlette.testclient import TestClient
-
-from inpaintkit.checkpoint import save_generator
 from inpaintkit.methods import MeanColorMethod
-from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.serve import create_app
 from inpaintkit.serve.app import parse_number
 from inpaintkit.serve.jobs import DONE, FillQueue, QueueFull
 from inpaintkit.serve.store import ImageStore
 
-BASE = "http://127.0.0.1:8000"
+#: test_serve's ``checkpoint`` fixture (a tiny random generator, saved once per module), by this name.
+tiny_checkpoint = test_serve.checkpoint
 
 #: What a fuzzer sends for a number.
 ODD_NUMBERS = [
@@ -66,27 +56,11 @@ ODD_NUMBERS = [
 ]
 
 
-def png(array: np.ndarray) -> bytes:
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    save_generator(path, Generator(GeneratorConfig(channels=4)))
-    return path
-
-
-@pytest.fixture(scope="module")
-def client(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+def client(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("folder")
     Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(folder / "a.png")
-    app = create_app(folder, checkpoint=checkpoint, device="cpu", port=8000)
+    app = create_app(folder, checkpoint=tiny_checkpoint, device="cpu", port=8000)
     with TestClient(app, base_url=BASE) as test_client:
         yield test_client
 
@@ -196,8 +170,8 @@ class Blocking:
         return MeanColorMethod()(images, masks)
 
 
-def test_the_queue_refuses_past_its_length_with_a_503(checkpoint: Path) -> None:
-    app = create_app(checkpoint=checkpoint, device="cpu", port=8000, max_queued=2)
+def test_the_queue_refuses_past_its_length_with_a_503(tiny_checkpoint: Path) -> None:
+    app = create_app(checkpoint=tiny_checkpoint, device="cpu", port=8000, max_queued=2)
     queue = app.state.serve.queue
     blocking = queue.methods["patchmatch"] = Blocking()
     with TestClient(app, base_url=BASE) as client:
@@ -259,9 +233,9 @@ def test_a_finished_job_lets_go_of_its_pixels_and_the_queue_bounds_its_bytes() -
 
 
 def test_fills_and_uploads_over_the_memory_budget_are_refused_from_their_size(
-    checkpoint: Path,
+    tiny_checkpoint: Path,
 ) -> None:
-    app = create_app(checkpoint=checkpoint, device="cpu", port=8000, memory_budget=4 * 1024**2)
+    app = create_app(checkpoint=tiny_checkpoint, device="cpu", port=8000, memory_budget=4 * 1024**2)
     with TestClient(app, base_url=BASE) as client:
         assert client.get("/api/info").json()["memory_budget"] == 4 * 1024**2
         big = client.post(
