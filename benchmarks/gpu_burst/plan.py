@@ -72,12 +72,14 @@ GPU = Plan(
 DRY_RUN = Plan(
     name="dry run (CPU, tiny sizes)",
     device="cpu",
-    wall=170.0,
+    wall=175.0,
+    # Ceilings for two cores shared with other work: the steps took 2, 5, 12, 45 and 5 s on a
+    # quiet machine (2026-12-06), and one Algorithm 1 iteration between 3 and 15 s on a busy one.
     budgets=(
         ("environment", 20.0),
         ("cuda_tests", 30.0),
         ("checks", 40.0),
-        ("throughput", 50.0),
+        ("throughput", 75.0),
         ("distributed", 25.0),
     ),
     finish=10.0,
