@@ -620,7 +620,8 @@ class FillPipeline:
             # Refused from the header, before any pixel is decoded (inpaintkit.memory).
             if (size := header_size(job.image)) is not None:
                 work = working_size(*size, self.options.max_size)
-                check_fill(size, work, self.method.name, self.budget)
+                device = str(getattr(self.method, "device", "cpu"))
+                check_fill(size, work, self.method.name, self.budget, device=device)
             return _decode(job, self.options)
         except (FileError, MemoryBudgetError) as err:
             return job, str(err)

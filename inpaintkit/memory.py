@@ -43,6 +43,10 @@ METHOD_BYTES_PER_PIXEL: dict[str, int] = {
 }
 #: For a method not listed above: the largest cost listed.
 UNKNOWN_METHOD_BYTES_PER_PIXEL = max(METHOD_BYTES_PER_PIXEL.values())
+#: Host bytes per working pixel of a method running on a GPU: its float input and output
+#: copies (measured 56 for mean colour, which is nothing else). Its activations live in GPU
+#: memory, which this budget does not cover.
+GPU_HOST_BYTES_PER_PIXEL = 64
 
 _SIZE = re.compile(r"([0-9]{1,15})(\.[0-9]{1,6})?\s*([KMGT]?)(I?B?)", re.IGNORECASE)
 
@@ -99,15 +103,26 @@ def format_bytes(count: float) -> str:
     return f"{count / 1e6:.0f} MB"
 
 
-def fill_need(size: tuple[int, int], work_size: tuple[int, int], method: str) -> int:
-    """Estimated peak bytes of filling one ``(H, W)`` image at working size ``(h, w)`` with ``method``."""
-    per_pixel = METHOD_BYTES_PER_PIXEL.get(method, UNKNOWN_METHOD_BYTES_PER_PIXEL)
+def method_bytes_per_pixel(method: str, device: str = "cpu") -> int:
+    """Host bytes per working pixel that ``method`` adds while it runs on ``device``."""
+    if not str(device).startswith("cpu"):
+        return GPU_HOST_BYTES_PER_PIXEL
+    return METHOD_BYTES_PER_PIXEL.get(method, UNKNOWN_METHOD_BYTES_PER_PIXEL)
+
+
+def fill_need(
+    size: tuple[int, int], work_size: tuple[int, int], method: str, device: str = "cpu"
+) -> int:
+    """Estimated peak host bytes of filling one ``(H, W)`` image at working size ``(h, w)``."""
+    per_pixel = method_bytes_per_pixel(method, device)
     return FULL_SIZE_BYTES_PER_PIXEL * size[0] * size[1] + per_pixel * work_size[0] * work_size[1]
 
 
-def largest_working_side(size: tuple[int, int], method: str, budget: int) -> int | None:
+def largest_working_side(
+    size: tuple[int, int], method: str, budget: int, device: str = "cpu"
+) -> int | None:
     """The largest longer side of a working size whose fill fits ``budget`` (None: none fits)."""
-    per_pixel = METHOD_BYTES_PER_PIXEL.get(method, UNKNOWN_METHOD_BYTES_PER_PIXEL)
+    per_pixel = method_bytes_per_pixel(method, device)
     left = budget - FULL_SIZE_BYTES_PER_PIXEL * size[0] * size[1]
     if left <= 0:
         return None
@@ -123,17 +138,18 @@ def check_fill(
     budget: int,
     size_option: str = "--max-size",
     budget_option: str = "--memory-budget",
+    device: str = "cpu",
 ) -> None:
     """Raise :class:`MemoryBudgetError` (one line) if this fill's estimate passes ``budget``.
 
     The line names the size, the estimate and the budget, the working size that would fit
     (``size_option``) and ``budget_option``, so that the user can choose.
     """
-    need = fill_need(size, work_size, method)
+    need = fill_need(size, work_size, method, device)
     if need <= budget:
         return
     height, width = size
-    fits = largest_working_side(size, method, budget)
+    fits = largest_working_side(size, method, budget, device)
     remedy = (
         f"pass {size_option} {fits // 8 * 8} (a working size) or "
         if fits is not None and fits < max(work_size)

@@ -79,6 +79,11 @@ def test_budget_estimates_parsing_and_default(monkeypatch):
         check_fill(size, size, "patchmatch", 8 * 1024**3)
     check_fill(size, (4856, 4856), "patchmatch", 8 * 1024**3)
     assert "\n" not in str(refused.value)
+    # On a GPU the activations are not host memory: a 12 MP photo fits there, not on the CPU.
+    photo = (3000, 4000)
+    check_fill(photo, photo, "deepfill", 8 * 1024**3, device="cuda:0")
+    with pytest.raises(MemoryBudgetError, match="filling it with deepfill needs about 15.6 GB"):
+        check_fill(photo, photo, "deepfill", 8 * 1024**3, device="cpu")
     # Too large even to decode within the budget: no working size is proposed.
     with pytest.raises(MemoryBudgetError) as hopeless:
         check_fill(size, (512, 512), "patchmatch", 1024**3)

@@ -469,7 +469,8 @@ async def fill(request: Request) -> Response:
     size = image.pixels.shape[:2]
     try:
         check_fill(size, working_size(*size, max_size), method, state.budget.fill,
-                   size_option="max_size", budget_option="serve --memory-budget")  # fmt: skip
+                   size_option="max_size", budget_option="serve --memory-budget",
+                   device=str(state.device))  # fmt: skip
     except MemoryBudgetError as err:
         raise ApiError(413, str(err)) from None
     hole = await run_in_threadpool(_decode_mask, data, size, state.max_pixels, state.gate)
