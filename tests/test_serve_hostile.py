@@ -8,8 +8,6 @@ upload over the server's memory budget is refused from its size before it is dec
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 # test_serve skips the module without the serve extra; its helpers and its tiny model serve here.
 import test_serve
 from PIL import Image
-from test_serve import BASE, TestClient, png
+from test_serve import BASE, GatedMethod, TestClient, png, wait_until
 
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.serve import create_app
@@ -157,30 +155,17 @@ def test_upload_names_are_cleaned_of_control_characters(client) -> None:
         assert answer.status_code == 201 and answer.json()["name"] == shown, (name, answer.text)
 
 
-class Blocking:
-    """A method that waits for ``release`` before filling (mean colour): keeps the worker busy."""
-
-    name = "patchmatch"
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def __call__(self, images, masks):
-        assert self.release.wait(30)
-        return MeanColorMethod()(images, masks)
-
-
 def test_the_queue_refuses_past_its_length_with_a_503(tiny_checkpoint: Path) -> None:
     app = create_app(checkpoint=tiny_checkpoint, device="cpu", port=8000, max_queued=2)
     queue = app.state.serve.queue
-    blocking = queue.methods["patchmatch"] = Blocking()
+    blocking = queue.methods["patchmatch"] = GatedMethod()
     with TestClient(app, base_url=BASE) as client:
         image, hole = _image_and_hole(client)
         answers = []
         for _ in range(4):
             answers.append(client.post(f"/api/fill?image={image}&method=patchmatch", content=hole))
             if len(answers) == 1:  # the first is taken by the worker: it no longer waits
-                _wait_until(
+                wait_until(
                     lambda: (
                         client.get(f"/api/jobs/{answers[0].json()['id']}").json()["state"]
                         == "running"
@@ -189,9 +174,9 @@ def test_the_queue_refuses_past_its_length_with_a_503(tiny_checkpoint: Path) -> 
         assert [a.status_code for a in answers] == [202, 202, 202, 503]
         assert answers[3].headers["retry-after"] == "2"
         assert "the server has 2 fills waiting, its limit; try again" in answers[3].json()["error"]
-        blocking.release.set()
+        blocking.gate.set()
         for answer in answers[:3]:
-            _wait_until(
+            wait_until(
                 lambda a=answer: client.get(f"/api/jobs/{a.json()['id']}").json()["state"] == DONE
             )
         # Room again once they ran.
@@ -199,34 +184,27 @@ def test_the_queue_refuses_past_its_length_with_a_503(tiny_checkpoint: Path) -> 
         assert again.status_code == 202, again.text
 
 
-def _wait_until(condition, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-
 def test_a_finished_job_lets_go_of_its_pixels_and_the_queue_bounds_its_bytes() -> None:
     store = ImageStore()
     queue = FillQueue({"mean-color": MeanColorMethod()}, store, max_bytes=3000)
-    pixels = np.zeros((40, 50, 3), np.uint8)
+    pixels = np.full((40, 50, 3), 100, np.uint8)  # not black: GatedMethod fails black ones
     hole = np.zeros((40, 50), bool)
     hole[5:9, 5:9] = True
     try:
         job = queue.submit("mean-color", pixels, hole, "a.png", max_size=25)
         assert job.nbytes == hole.nbytes + 20 * 25 * 3 + 20 * 25  # the hole, the working copies
-        _wait_until(lambda: job.state == DONE)
+        wait_until(lambda: job.state == DONE)
         assert job.pixels is None and job.hole is None and job.work_pixels is None
         assert job.work_hole is None and job.size == (40, 50) and queue._held == 0
         assert store.get(job.result).pixels.shape == (40, 50, 3)  # the result lives in the store
         # Past max_bytes (with one job holding bytes) a second is refused; one alone never is.
-        blocking = queue.methods["mean-color"] = Blocking()
+        blocking = queue.methods["mean-color"] = GatedMethod()
         first = queue.submit("mean-color", pixels, hole, "a.png", max_size=25)
-        _wait_until(lambda: first.state == "running")
+        wait_until(lambda: first.state == "running")
         with pytest.raises(QueueFull, match="over the queue's"):
             queue.submit("mean-color", pixels, hole, "b.png", max_size=25)
-        blocking.release.set()
-        _wait_until(lambda: first.state == DONE)
+        blocking.gate.set()
+        wait_until(lambda: first.state == DONE)
         assert queue._held == 0
     finally:
         queue.close()
