@@ -66,6 +66,14 @@ class LossConfig:
     gan_loss_alpha: float = 0.001  # adversarial term of the generator (GAN_LOSS_ALPHA)
     global_wgan_loss_alpha: float = 1.0  # global critic vs local critic (GLOBAL_WGAN_LOSS_ALPHA)
     wgan_gp_lambda: float = 10.0  # gradient-penalty weight λ (WGAN_GP_LAMBDA; WGAN-GP paper)
+    # Lazy regularisation (Karras et al. 2020, StyleGAN2 section 3.1): the gradient penalty on
+    # every k-th critic update only, weighted k x so its expected pull is unchanged. Its double
+    # backward is the costliest part of a critic update (docs/benchmarks.md, "Where an
+    # Algorithm 1 iteration's time goes"). 1 = every update, the paper's. [ours]
+    gradient_penalty_every: int = 1
+    # The penalty on the first gradient_penalty_batch samples of the batch only (0 = all, the
+    # paper's): the penalty is a mean over samples, so a sub-batch estimates it unbiased. [ours]
+    gradient_penalty_batch: int = 0
     spatial_discount_gamma: float = 0.9  # released config 0.9 (the paper's text says 0.99)
     # "bbox": γ^(distance to the hole's box edge), the released code; "distance": the paper's text.
     spatial_discount_mode: Literal["bbox", "distance"] = "bbox"
@@ -83,6 +91,13 @@ class OptimizerConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.9)
     critic_steps: int = 5  # Algorithm 1: critic updates per generator update
+    # The critics' learning rate (None: lr, the paper's). It follows lr's cool-down, scaled.
+    critic_lr: float | None = None
+    # One generator forward per generator step: the step's own batch and refined output (its
+    # gradient cut) also feed one of the critic_steps critic updates, which then needs no batch
+    # and no generator forward of its own. DeepFill v2's released code (critic_steps 1) works
+    # this way; Algorithm 1 draws a fresh batch and forward for each critic update. [ours]
+    share_generator_forward: bool = False
     # An exponential moving average of the generator's weights, which the run validates and
     # saves as generator.safetensors (inpaintkit.weight_average). Half-life in generator steps;
     # 0 = off (the paper's: its generator is the last weights). During a ramp-up the half-life
@@ -101,6 +116,15 @@ class ScheduleConfig:
     # their completion network before switching the discriminator on. Ours, not the paper's
     # (which runs Algorithm 1 from step 0): a CPU budget buys ~6x more generator steps this way.
     warmup_steps: int = 0
+    # Then critic_warmup_steps steps that train the critics alone (critic_steps updates each,
+    # generator unchanged), so that a generator started from reconstruction-only weights
+    # (--init-from) takes its first adversarial gradients from critics that already tell real
+    # from fake, not from random ones. [ours]
+    critic_warmup_steps: int = 0
+    # Stop the run when validation hole PSNR falls more than this many dB below the best this
+    # run has validated (its start included with --init-from): the adversarial phase can trade
+    # all its accuracy for texture. The last checkpoint at or before the best is kept. 0 = off.
+    max_validation_drop_db: float = 0.0
     # Warmup-stable-decay's cool-down (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
     # Training Beyond Fixed Training Durations"): over the last lr_cooldown_steps of `steps`
     # both learning rates fall from optimizer.lr towards 0 as lr x (1 - sqrt(progress)), the
@@ -171,9 +195,21 @@ class Recipe:
                 f"schedule.lr_cooldown_steps: must be in 0..schedule.steps "
                 f"({self.schedule.steps}), got {self.schedule.lr_cooldown_steps}"
             )
-        if self.schedule.warmup_steps < 0:
+        for path, value in (
+            ("schedule.warmup_steps", self.schedule.warmup_steps),
+            ("schedule.critic_warmup_steps", self.schedule.critic_warmup_steps),
+            ("schedule.max_validation_drop_db", self.schedule.max_validation_drop_db),
+            ("loss.gradient_penalty_batch", self.loss.gradient_penalty_batch),
+        ):
+            if value < 0:
+                raise ConfigError(f"{path}: must be >= 0, got {value}")
+        if self.loss.gradient_penalty_every <= 0:
             raise ConfigError(
-                f"schedule.warmup_steps: must be >= 0, got {self.schedule.warmup_steps}"
+                f"loss.gradient_penalty_every: must be positive, got {self.loss.gradient_penalty_every}"
+            )
+        if self.optimizer.critic_lr is not None and self.optimizer.critic_lr <= 0:
+            raise ConfigError(
+                f"optimizer.critic_lr: must be positive, got {self.optimizer.critic_lr}"
             )
 
 

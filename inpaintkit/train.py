@@ -3,7 +3,8 @@
 For every generator step, ``optimizer.critic_steps`` (5) updates of the local and global
 WGAN-GP critics on fresh batches and masks, then one generator update with the spatially
 discounted ℓ1 losses on the coarse and refined outputs plus the two adversarial losses
-(paper section 4, Algorithm 1; loss bookkeeping as the authors' released ``inpaint_model.py``).
+(paper section 4, Algorithm 1; loss bookkeeping as the authors' released ``inpaint_model.py``),
+after an optional reconstruction-only warm-up and critic warm-up (:func:`inpaintkit.trainer.phase_of`).
 
 Determinism: every random choice is a function of the recipe seed and the run's position.
 Sample ``p`` of rank ``r`` has its image index from a :class:`DistributedSampler` permutation
@@ -15,17 +16,16 @@ Multi-process (torchrun): each rank computes gradients on its own batch and they
 over the ranks before each optimiser step (:mod:`inpaintkit.distributed`); rank 0 alone
 writes files, logs and prints.
 
-Layout: the data stream, :class:`Trainer` (networks, optimisers and the two update rules),
-validation, then the setup of a run in named steps (:func:`check_run_folder`,
+Layout: the networks and update rules are :mod:`inpaintkit.trainer` (the critics
+:mod:`inpaintkit.adversarial`), what a run reports and watches :mod:`inpaintkit.train_log`.
+Here: the data stream, the setup of a run in named steps (:func:`check_run_folder`,
 :func:`start_run` / :func:`resume_run`, :func:`open_images`, :func:`batch_stream`,
-:class:`TrainLog`, :class:`LossGuard`, :func:`save`) and last the loop itself, :func:`_train`,
-which reads top to bottom as Algorithm 1.
+:func:`save`) and last the loop itself, :func:`_train`, which reads top to bottom as Algorithm 1.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
@@ -39,42 +39,44 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from inpaintkit import checkpoint, losses, metrics
+from inpaintkit import checkpoint
 from inpaintkit.config import Recipe, recipe_to_yaml, save_recipe
 from inpaintkit.data import InpaintingDataset
-from inpaintkit.devices import has_native_bf16, resolve_device
-from inpaintkit.distributed import (
-    Distributed,
-    average_gradients,
-    broadcast_parameters,
-    gather_rng,
-    init_distributed,
-)
+from inpaintkit.devices import resolve_device
+from inpaintkit.distributed import Distributed, gather_rng, init_distributed
 from inpaintkit.masks import MaskSampler
-from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
-from inpaintkit.model.generator import Generator
-from inpaintkit.tensors import composite, signed_to_unit, tensor_to_image, uint8_to_signed
+from inpaintkit.train_log import (
+    BEST_GENERATOR_FILE,
+    VALIDATION_LOG,
+    LossGuard,
+    TrainLog,
+    ValidationGuard,
+    validate,
+)
+from inpaintkit.trainer import Trainer, TrainingError, batches_per_step, phase_of
 from inpaintkit.training_state import (
     TrainingStateError,
     has_training_state,
     load_training_state,
-    module_tensors,
-    optimizer_tensors,
     restore_module,
-    restore_optimizer,
     restore_rng,
     save_training_state,
 )
 from inpaintkit.typed import ConfigError, build, to_dict
-from inpaintkit.weight_average import WeightAverage
+
+__all__ = [
+    "VALIDATION_LOG",
+    "SampleStream",
+    "Trainer",
+    "TrainingError",
+    "TrainingSamples",
+    "export_raw_generator",
+    "learning_rate",
+    "train",
+    "validate",
+]
 
 GENERATOR_FILE = "generator.safetensors"
-#: One JSON object per validation: step, samples, train_seconds and the metrics.
-VALIDATION_LOG = "validation.jsonl"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot start or continue (bad output folder, diverged loss, ...)."""
 
 
 @dataclass
@@ -152,351 +154,6 @@ class TrainingSamples(Dataset):
             image = self.images[index]
         mask = torch.from_numpy(self.masks(position * self.world + self.rank))[None]
         return image, mask
-
-
-# --------------------------------------------------------------------------- the models
-
-
-class Trainer:
-    """Networks, optimisers and the two update rules of Algorithm 1 for one recipe."""
-
-    def __init__(self, recipe: Recipe, device: torch.device, world: int = 1) -> None:
-        self.recipe = recipe
-        self.device = device
-        self.world = world
-        size, channels = recipe.data.image_size, recipe.critics.channels
-        self.generator = Generator(recipe.model).to(device)
-        self.local_critic = LocalCritic(recipe.critics.local_size, channels).to(device)
-        self.global_critic = GlobalCritic(size, channels).to(device)
-        perf = recipe.performance
-        self.channels_last = perf.channels_last
-        if self.channels_last:
-            for net in (self.generator, self.local_critic, self.global_critic):
-                net.to(memory_format=torch.channels_last)
-        for net in (self.generator, self.local_critic, self.global_critic):
-            broadcast_parameters(net, world)
-        opt = recipe.optimizer
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=opt.lr, betas=opt.betas)
-        # One optimiser over both critics, as the released code's single d_vars trainer.
-        critic_params = [*self.local_critic.parameters(), *self.global_critic.parameters()]
-        self.d_optimizer = torch.optim.Adam(critic_params, lr=opt.lr, betas=opt.betas)
-        # The weight average starts as a copy of these weights; init_generator and load_state
-        # reset or restore it when a run starts from other weights.
-        self.generator_average = (
-            WeightAverage(self.generator, opt.ema_half_life, opt.ema_rampup)
-            if opt.ema_half_life > 0
-            else None
-        )
-        # bf16 autocast where the hardware computes it; emulated bf16 on an older CPU is slower than fp32.
-        self.autocast_dtype = torch.bfloat16 if perf.bf16 and has_native_bf16(device) else None
-        use_compile = perf.compile and device.type == "cuda"
-        self.g_forward = torch.compile(self.generator) if use_compile else self.generator
-        # The gradient penalty always runs the eager critics: compiled graphs do not double-backward.
-        self.local_forward = torch.compile(self.local_critic) if use_compile else self.local_critic
-        self.global_forward = (
-            torch.compile(self.global_critic) if use_compile else self.global_critic
-        )
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    def prepare(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A loader batch on the device, in the chosen layout, ready for the steps.
-
-        ``image`` uint8 ``(N, 3, S, S)`` and ``mask`` bool or uint8 ``(N, 1, S, S)`` (1 = hole),
-        as :class:`TrainingSamples` yields them -> float32 image in ``[-1, 1]`` (the values of
-        :func:`inpaintkit.tensors.image_to_tensor`) and float32 mask in {0, 1}. The copies are
-        non-blocking (from pinned memory on CUDA) and the float tensors are made on the device.
-        """
-        image = uint8_to_signed(image, self.device)
-        mask = mask.to(self.device, non_blocking=True).to(torch.float32)
-        if self.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-            mask = mask.contiguous(memory_format=torch.channels_last)
-        return image, mask
-
-    def critic_losses(
-        self, real: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Algorithm 1 lines 3-7: the critics' loss on one batch, ready for ``backward``.
-
-        ``real (N, 3, S, S)`` in [-1, 1], ``mask (N, 1, S, S)`` in {0, 1} (from :meth:`prepare`).
-        Loss = global + local WGAN loss (``mean D(fake) - mean D(real)``, fake = the generator's
-        refined output composited into the hole, local = each hole's box resampled to
-        ``critics.local_size``) + both hole-masked gradient penalties (their interpolation
-        weights drawn from torch's global generator). Returns ``(loss, detached scalars)``.
-        """
-        loss_cfg = self.recipe.loss
-        with torch.no_grad(), self.autocast():
-            refined = self.g_forward(real, mask).refined
-        fake = composite(real, refined.float(), mask)
-        local_size = self.recipe.critics.local_size
-        real_local = crop_hole_boxes(real, mask, local_size)
-        fake_local = crop_hole_boxes(fake, mask, local_size)
-        mask_local = crop_hole_boxes(mask, mask, local_size)
-        with self.autocast():
-            real_scores_g = self.global_forward(real).float()
-            fake_scores_g = self.global_forward(fake).float()
-            real_scores_l = self.local_forward(real_local).float()
-            fake_scores_l = self.local_forward(fake_local).float()
-        d_global = losses.critic_wgan_loss(real_scores_g, fake_scores_g)
-        d_local = losses.critic_wgan_loss(real_scores_l, fake_scores_l)
-        # Gradient penalty in fp32 (outside autocast): (‖∇‖ - 1)² is a small difference of
-        # numbers near 1, which bf16's 8-bit mantissa would turn into noise.
-        gp_global = losses.gradient_penalty(
-            self.global_critic, real, fake, mask, loss_cfg.wgan_gp_lambda
-        )
-        gp_local = losses.gradient_penalty(
-            self.local_critic, real_local, fake_local, mask_local, loss_cfg.wgan_gp_lambda
-        )
-        d_loss = d_global + d_local + gp_global + gp_local
-        return d_loss, {
-            "critic/loss": d_loss.detach(),
-            "critic/global_wgan": d_global.detach(),
-            "critic/local_wgan": d_local.detach(),
-            "critic/global_gradient_penalty": gp_global.detach(),
-            "critic/local_gradient_penalty": gp_local.detach(),
-            # Wasserstein estimates E[D(x)] - E[D(G(z))]: the critics' view of the gap.
-            "wasserstein/global": (real_scores_g.mean() - fake_scores_g.mean()).detach(),
-            "wasserstein/local": (real_scores_l.mean() - fake_scores_l.mean()).detach(),
-        }
-
-    def critic_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Algorithm 1 lines 3-8: one update of both critics. Returns detached device scalars."""
-        d_loss, scalars = self.critic_losses(real, mask)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        average_gradients(self.local_critic, self.world)
-        average_gradients(self.global_critic, self.world)
-        self.d_optimizer.step()
-        return scalars
-
-    def generator_losses(
-        self, real: torch.Tensor, mask: torch.Tensor, adversarial: bool = True
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Algorithm 1 lines 10-12: the generator's loss on one batch, ready for ``backward``.
-
-        ``real``, ``mask`` as in :meth:`critic_losses`. Loss = ``reconstruction_loss`` of the
-        coarse and refined outputs (``l1_loss_alpha`` · discounted hole ℓ1 + ``ae_loss_alpha``
-        · known ℓ1, coarse weighted ``coarse_l1_alpha``) + ``gan_loss_alpha`` ·
-        (``global_wgan_loss_alpha`` · ``-mean D_global(fake)`` + ``-mean D_local(fake box)``).
-        The critics' parameters are left out of the graph: ``backward`` reaches only the
-        generator. ``adversarial=False`` (the warm-up phase) leaves out the second term and
-        never runs the critics. Returns ``(loss, detached scalars)``.
-        """
-        cfg = self.recipe.loss
-        with self.autocast():
-            out = self.g_forward(real, mask)
-        coarse, refined = out.coarse.float(), out.refined.float()
-        rec = losses.reconstruction_loss(
-            real,
-            (coarse, refined),
-            mask,
-            gamma=cfg.spatial_discount_gamma,
-            mode=cfg.spatial_discount_mode,
-            coarse_weight=cfg.coarse_l1_alpha,
-            hole_weight=cfg.l1_loss_alpha,
-            known_weight=cfg.ae_loss_alpha,
-            normalization=cfg.l1_normalization,
-        )
-        scalars = {
-            "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
-            "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
-        }
-        if not adversarial:
-            return rec.total, {"generator/loss": rec.total.detach(), **scalars}
-        fake = composite(real, refined, mask)
-        local_size = self.recipe.critics.local_size
-        for critic in (self.local_critic, self.global_critic):
-            critic.requires_grad_(False)
-        try:
-            with self.autocast():
-                g_global = losses.generator_wgan_loss(self.global_forward(fake).float())
-                g_local = losses.generator_wgan_loss(
-                    self.local_forward(crop_hole_boxes(fake, mask, local_size)).float()
-                )
-        finally:
-            for critic in (self.local_critic, self.global_critic):
-                critic.requires_grad_(True)
-        g_loss = cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local) + rec.total
-        return g_loss, {
-            "generator/loss": g_loss.detach(),
-            **scalars,
-            "generator/global_wgan": g_global.detach(),
-            "generator/local_wgan": g_local.detach(),
-        }
-
-    def generator_step(
-        self, real: torch.Tensor, mask: torch.Tensor, adversarial: bool = True
-    ) -> dict[str, torch.Tensor]:
-        """Algorithm 1 lines 10-13: one generator update (``adversarial`` as in :meth:`generator_losses`).
-
-        Returns detached device scalars.
-        """
-        g_loss, scalars = self.generator_losses(real, mask, adversarial)
-        self.g_optimizer.zero_grad(set_to_none=True)
-        g_loss.backward()
-        average_gradients(self.generator, self.world)
-        self.g_optimizer.step()
-        return scalars
-
-    def set_learning_rate(self, lr: float) -> None:
-        """Set the generator's and the critics' learning rate (both follow one schedule)."""
-        for optimizer in (self.g_optimizer, self.d_optimizer):
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-
-    def update_average(self, step: int) -> None:
-        """After generator step ``step`` (1-based): fold the new weights into the weight average."""
-        if self.generator_average is not None:
-            self.generator_average.update(self.generator, step)
-
-    @property
-    def model(self) -> Generator:
-        """The generator a run validates and saves: the weight average if on, else the weights."""
-        if self.generator_average is not None:
-            return self.generator_average.average
-        return self.generator
-
-    # ---- state
-
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
-        tensors = {
-            **module_tensors("generator", self.generator),
-            **(
-                module_tensors("generator_average", self.generator_average.average)
-                if self.generator_average is not None
-                else {}
-            ),
-            **module_tensors("local_critic", self.local_critic),
-            **module_tensors("global_critic", self.global_critic),
-        }
-        g_tensors, g_meta = optimizer_tensors("g_optimizer", self.g_optimizer)
-        d_tensors, d_meta = optimizer_tensors("d_optimizer", self.d_optimizer)
-        return {**tensors, **g_tensors, **d_tensors}, {"g_optimizer": g_meta, "d_optimizer": d_meta}
-
-    def load_state(
-        self, tensors: dict[str, torch.Tensor], meta: dict, critics: bool = True
-    ) -> None:
-        """Restore a saved state; ``critics=False`` keeps this trainer's fresh critics and their optimiser.
-
-        A state saved without a weight average (or before it was switched on) starts the
-        average from the saved generator.
-        """
-        restore_module("generator", self.generator, tensors)
-        if self.generator_average is not None:
-            if any(name.startswith("generator_average.") for name in tensors):
-                restore_module("generator_average", self.generator_average.average, tensors)
-            else:
-                self.generator_average.reset(self.generator)
-        restore_optimizer("g_optimizer", self.g_optimizer, tensors, meta["g_optimizer"])
-        if critics:
-            restore_module("local_critic", self.local_critic, tensors)
-            restore_module("global_critic", self.global_critic, tensors)
-            restore_optimizer("d_optimizer", self.d_optimizer, tensors, meta["d_optimizer"])
-        # The saved param_groups carry the run's old lr and betas; the recipe's win, so that
-        # resuming with a lower optimizer.lr (what a NaN stop advises) takes effect. The Adam
-        # moments carry over.
-        opt = self.recipe.optimizer
-        for optimizer in (self.g_optimizer, self.d_optimizer):
-            for group in optimizer.param_groups:
-                group["lr"], group["betas"] = opt.lr, tuple(opt.betas)
-
-    def init_generator(self, path: Path) -> None:
-        """Start from the weights of the generator checkpoint ``path`` (same ``model`` section)."""
-        try:
-            source = checkpoint.load_generator(path)
-        except checkpoint.CheckpointError as err:
-            raise TrainingError(f"--init-from: {err}") from None
-        if source.config != self.recipe.model:
-            raise TrainingError(
-                f"--init-from {path}: its model config differs from the recipe's model section"
-            )
-        with torch.no_grad():
-            for mine, theirs in zip(self.generator.parameters(), source.parameters(), strict=True):
-                mine.copy_(theirs)
-        if self.generator_average is not None:
-            self.generator_average.reset(self.generator)
-
-
-# --------------------------------------------------------------------------- validation and images
-
-
-@torch.no_grad()
-def validate(
-    generator: Generator,
-    images: torch.Tensor,
-    masks: torch.Tensor,
-    batch_size: int,
-    grid_rows: int = 4,
-) -> tuple[dict[str, float], np.ndarray]:
-    """Fill the fixed validation set; return mean metrics and an image grid.
-
-    ``images (N, 3, S, S)`` in [-1, 1] and ``masks (N, 1, S, S)`` on the generator's device.
-    Metrics are :func:`metrics.image_metrics` on the composited fill, averaged with
-    :class:`metrics.RunningStats`. The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes
-    white) | coarse | refined (composited) | attention map (flow colours, grey without
-    attention) | ground truth.
-    """
-    stats: dict[str, metrics.RunningStats] = {}
-    columns = []
-    for start in range(0, images.shape[0], batch_size):
-        x, m = images[start : start + batch_size], masks[start : start + batch_size]
-        out = generator(x, m, return_offsets=generator.config.contextual_attention)
-        completed = composite(x, out.refined.float(), m)
-        for key, values in metrics.image_metrics(
-            signed_to_unit(completed), signed_to_unit(x), m.double()
-        ).items():
-            for value in values.tolist():
-                stats.setdefault(key, metrics.RunningStats()).add(value)
-        if len(columns) < grid_rows:
-            size = x.shape[-1]
-            if out.offsets is not None:
-                from inpaintkit.model.visualize import flow_to_color  # only needed for image grids
-
-                flow = torch.from_numpy(flow_to_color(out.offsets.cpu()))
-                scale = size // flow.shape[1]
-                attention = flow.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-            else:
-                attention = torch.full((x.shape[0], size, size, 3), 128, dtype=torch.uint8)
-            parts = [
-                tensor_to_image(composite(x, torch.ones_like(x), m)),
-                tensor_to_image(out.coarse.float()),
-                tensor_to_image(completed),
-                attention.numpy(),
-                tensor_to_image(x),
-            ]
-            rows = np.concatenate(parts, axis=2)  # (n, S, 5S, 3)
-            columns.extend(rows[: grid_rows - len(columns)])
-    means = {key: s.mean for key, s in stats.items()}
-    return means, np.concatenate(columns, axis=0)
-
-
-def _fixed_validation_set(
-    recipe: Recipe, data: Path, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The first ``schedule.val_images`` of the val split, centre-cropped, with fixed masks."""
-    size = recipe.data.image_size
-    try:
-        split = InpaintingDataset(
-            data, split=recipe.data.val_split, crop_size=size, random_crop=False, random_flip=False
-        )
-    except (KeyError, ValueError) as err:
-        print(f"note: no validation ({err})")
-        return None
-    count = min(recipe.schedule.val_images, len(split))
-    if count == 0:
-        return None
-    images = torch.stack([split[i] for i in range(count)]).to(device)
-    # A mask set of its own (seed + 1) so the validation holes never coincide with training ones.
-    masks = (
-        MaskSampler(recipe.masks, size, size, seed=recipe.schedule.seed + 1)
-        .batch(range(count))
-        .to(device)
-    )
-    return images, masks
 
 
 # --------------------------------------------------------------------------- setting a run up
@@ -692,170 +349,7 @@ def _ignore_stop_signals(worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-# --------------------------------------------------------------------------- logging, checks, saving
-
-
-class TrainLog:
-    """What a run reports: TensorBoard scalars and images, the progress bar, ``validation.jsonl``.
-
-    Every rank sums its step scalars on the device (:meth:`add`, no host sync) and averages
-    them at each log interval (:meth:`write_scalars`); only rank 0 has a writer, a progress bar
-    and a validation set, so elsewhere the rest does nothing. A context manager: the bar
-    shows and the writer stays open inside the ``with``.
-    """
-
-    def __init__(
-        self,
-        recipe: Recipe,
-        data: Path,
-        out: Path,
-        run: RunState,
-        dist_info: Distributed,
-        device: torch.device,
-        resume: bool,
-        progress: bool,
-    ) -> None:
-        self.recipe = recipe
-        self.out = out
-        self.dist_info = dist_info
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-        self.validation: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.writer = None
-        self.bar = None
-        if dist_info.main:
-            with torch.random.fork_rng(devices=[]):  # reading images draws from torch's generator
-                self.validation = _fixed_validation_set(recipe, data, device)
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(
-                log_dir=str(out / "logs"), purge_step=run.step + 1 if resume else None
-            )
-        self.clock, self.clock_step = time.perf_counter(), run.step  # for the steps per second
-        if progress and dist_info.main:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn(f"[bold]{recipe.name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-            )
-            self.task = self.bar.add_task(
-                "train", total=recipe.schedule.steps, completed=run.step, info=""
-            )
-
-    def __enter__(self) -> TrainLog:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        if self.writer is not None:
-            self.writer.close()
-
-    def add(self, scalars: dict[str, torch.Tensor]) -> None:
-        """Add one step's detached device scalars to the interval's sums."""
-        for key, value in scalars.items():
-            self.sums[key] = self.sums.get(key, 0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
-
-    def write_scalars(self, step: int, adversarial: bool, lr: float) -> None:
-        """The interval's means (a host sync), steps per second and the last step's learning rate
-        to TensorBoard and the bar; start a new interval."""
-        now = time.perf_counter()
-        rate = (step - self.clock_step) / max(now - self.clock, 1e-9)
-        self.clock, self.clock_step = now, step
-        # Means over the interval; a phase change inside it gives keys fewer counts.
-        values = torch.stack([v.float() for v in self.sums.values()]).cpu().tolist()
-        means = {
-            key: value / self.counts[key] for key, value in zip(self.sums, values, strict=True)
-        }
-        if self.writer is not None:
-            for key, value in means.items():
-                self.writer.add_scalar(key, value, step)
-            self.writer.add_scalar("speed/iterations_per_second", rate, step)
-            self.writer.add_scalar("optimizer/lr", lr, step)
-        if self.bar is not None:
-            phase = "" if adversarial else "warm-up  "
-            self.bar.update(
-                self.task, info=f"{phase}G {means['generator/loss']:.4f}  {rate:.2f} it/s"
-            )
-        self.sums, self.counts = {}, {}
-
-    def validate(self, run: RunState, generator: Generator) -> None:
-        """On validation and image steps: metrics to TensorBoard and ``validation.jsonl``, the image grid."""
-        schedule, step = self.recipe.schedule, run.step
-        if self.validation is None or (
-            step % schedule.val_every != 0 and step % schedule.image_every != 0
-        ):
-            return
-        val_means, grid = validate(generator, *self.validation, self.recipe.data.batch_size)
-        if step % schedule.val_every == 0:
-            for key, value in val_means.items():
-                self.writer.add_scalar(f"validation/{key}", value, step)
-            record = {
-                "step": step,
-                "samples": run.samples_per_rank * self.dist_info.world,
-                "train_seconds": round(run.train_seconds(), 1),
-                **val_means,
-            }
-            _append_line(self.out / VALIDATION_LOG, json.dumps(record))
-        if step % schedule.image_every == 0:
-            self.writer.add_image(
-                "input|coarse|refined|attention|truth", grid, step, dataformats="HWC"
-            )
-
-    def advance(self, step: int) -> None:
-        """Move the progress bar to ``step``."""
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step)
-
-
-def _append_line(path: Path, line: str) -> None:
-    """Append one line to a log and flush it to disk (a kill can cut at most the line being written)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-class LossGuard:
-    """Stops the run when a loss becomes NaN or inf, without a host sync every step.
-
-    :meth:`watch` folds each step's scalars into one device flag; :meth:`check` reads it on
-    every rank (at log intervals and before each save) and raises :class:`TrainingError`.
-    ``last_good`` is the step of the last state saved with finite losses.
-    """
-
-    def __init__(self, out: Path, step: int, dist_info: Distributed, device: torch.device) -> None:
-        self.out = out
-        self.dist_info = dist_info
-        self.finite = torch.ones((), dtype=torch.bool, device=device)
-        self.checked = self.last_good = step
-
-    def watch(self, scalars: dict[str, torch.Tensor]) -> None:
-        for value in scalars.values():
-            self.finite &= torch.isfinite(value)
-
-    def check(self, step: int) -> None:
-        """Raise :class:`TrainingError` if a loss of any rank became NaN or inf since the last check."""
-        if not self.dist_info.all_true(self.finite):
-            raise TrainingError(
-                f"a loss became NaN or inf between steps {self.checked} and {step}; stopped. "
-                f"The last good checkpoint (step {self.last_good}) is kept in {self.out}; resume it with "
-                "--resume, perhaps with a lower optimizer.lr"
-            )
-        self.checked = step
+# --------------------------------------------------------------------------- saving
 
 
 def save(
@@ -1037,34 +531,32 @@ def _train(
     run.started = time.perf_counter()
 
     schedule, batch = recipe.schedule, recipe.data.batch_size
-    critic_steps = recipe.optimizer.critic_steps
+    validation_guard = ValidationGuard(recipe, out)
     with log:
+        # A run started from trained weights validates them first: the curve's starting point,
+        # and the best the validation guard measures falls against.
+        if init_from is not None and run.step == 0:
+            _validated(log, validation_guard, run, trainer, out, dist_info)
         with _StopOnSignal() as stop:
             while run.step < schedule.steps:
-                # Algorithm 1 lines 2-8: critic_steps updates of both critics, a fresh batch
-                # each. Warm-up (schedule.warmup_steps): the critics neither run nor change.
-                adversarial = run.step >= schedule.warmup_steps
+                # One generator step in its phase (trainer.phase_of): warm-up, critics alone,
+                # or Algorithm 1 (lines 2-8: the critics' updates, 9-13: the generator's).
+                phase = phase_of(recipe, run.step)
                 lr = learning_rate(recipe, run.step)
                 trainer.set_learning_rate(lr)
-                scalars: dict[str, torch.Tensor] = {}
-                if adversarial:
-                    for _ in range(critic_steps):
-                        for key, value in trainer.critic_step(*next(batches)).items():
-                            scalars[key] = scalars.get(key, 0) + value / critic_steps
-
-                # Algorithm 1 lines 9-13: one generator update on another batch.
-                scalars.update(trainer.generator_step(*next(batches), adversarial=adversarial))
+                scalars = trainer.train_step(batches, run.step)
                 run.step += 1
-                trainer.update_average(run.step)
-                run.samples_per_rank += (critic_steps + 1 if adversarial else 1) * batch
+                if phase != "critics":
+                    trainer.update_average(run.step)
+                run.samples_per_rank += batches_per_step(recipe, phase) * batch
                 guard.watch(scalars)
                 log.add(scalars)
 
                 # Report: interval means (after the interval's one host sync), validation, progress.
                 if run.step % schedule.log_every == 0 or run.step == schedule.steps:
                     guard.check(run.step)
-                    log.write_scalars(run.step, adversarial, lr)
-                log.validate(run, trainer.model)
+                    log.write_scalars(run.step, phase, lr)
+                _validated(log, validation_guard, run, trainer, out, dist_info)
                 log.advance(run.step)
 
                 # SIGINT/SIGTERM: save and stop after this step (every rank at the same step).
@@ -1079,3 +571,33 @@ def _train(
         if run.step != guard.last_good:
             save(out, trainer, run, guard, dist_info)
     return TrainResult(run.step, False, out / GENERATOR_FILE, main=dist_info.main)
+
+
+def _validated(
+    log: TrainLog,
+    validation_guard: ValidationGuard,
+    run: RunState,
+    trainer: Trainer,
+    out: Path,
+    dist_info: Distributed,
+) -> None:
+    """Validate on validation steps (rank 0 alone), keep the generator of each new best as
+    ``generator-best.safetensors``, and stop every rank on a fall past the guard's limit."""
+    means = log.validate(run, trainer.model)
+    error: TrainingError | None = None
+    if means is not None:
+        try:
+            if validation_guard.check(run.step, means):
+                checkpoint.save_generator(
+                    out / BEST_GENERATOR_FILE,
+                    trainer.model,
+                    metadata={"recipe": recipe_to_yaml(trainer.recipe), "step": str(run.step)},
+                )
+        except TrainingError as err:
+            error = err
+    if run.step % trainer.recipe.schedule.val_every == 0:
+        ok = torch.tensor(error is None, device=trainer.device)
+        if not dist_info.all_true(ok):
+            raise error or TrainingError(
+                f"step {run.step}: rank 0's validation guard stopped the run"
+            )

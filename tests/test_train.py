@@ -613,7 +613,7 @@ def test_warmup_loss_is_the_reconstruction_loss_and_never_runs_a_critic():
     def forbidden(*args, **kwargs):
         raise AssertionError("a critic ran during warm-up")
 
-    trainer.local_forward = trainer.global_forward = forbidden
+    trainer.critics.local_forward = trainer.critics.global_forward = forbidden
     torch.manual_seed(0)
     loss, scalars = trainer.generator_losses(real, mask, adversarial=False)
     torch.manual_seed(0)
@@ -708,15 +708,15 @@ def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
 
 
 def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch):
-    import inpaintkit.train as train_module
+    import inpaintkit.trainer as trainer_module
     from inpaintkit.devices import has_native_bf16
 
     assert has_native_bf16(torch.device("cuda"))
     assert not has_native_bf16(torch.device("meta"))
     recipe = load_recipe(TINY, [*FAST, "performance.bf16=true"])
-    monkeypatch.setattr(train_module, "has_native_bf16", lambda device: False)
+    monkeypatch.setattr(trainer_module, "has_native_bf16", lambda device: False)
     assert Trainer(recipe, torch.device("cpu")).autocast_dtype is None
-    monkeypatch.setattr(train_module, "has_native_bf16", lambda device: True)
+    monkeypatch.setattr(trainer_module, "has_native_bf16", lambda device: True)
     assert Trainer(recipe, torch.device("cpu")).autocast_dtype == torch.bfloat16
     # tiny: bf16 off.
     assert Trainer(load_recipe(TINY, FAST), torch.device("cpu")).autocast_dtype is None

@@ -1,0 +1,331 @@
+"""The networks, optimisers and update rules of one training run (paper Algorithm 1).
+
+:class:`Trainer` holds the generator, its optimiser and weight average, and the critics
+(:class:`inpaintkit.adversarial.Critics`). One generator step is one of three phases, by the
+step's number (recipe ``schedule``): a reconstruction-only warm-up step, a critic warm-up step
+(critics only) or an Algorithm 1 iteration (:meth:`Trainer.train_step`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+from torch.profiler import record_function
+
+from inpaintkit import checkpoint, losses
+from inpaintkit.adversarial import Critics, critic_updates_before, penalty_weight
+from inpaintkit.config import Recipe
+from inpaintkit.devices import has_native_bf16
+from inpaintkit.distributed import average_gradients, broadcast_parameters
+from inpaintkit.model.generator import Generator, GeneratorOutput
+from inpaintkit.tensors import uint8_to_signed
+from inpaintkit.training_state import (
+    module_tensors,
+    optimizer_tensors,
+    restore_module,
+    restore_optimizer,
+)
+from inpaintkit.weight_average import WeightAverage
+
+Phase = Literal["warm-up", "critics", "adversarial"]
+#: Batches a run draws: (image (N, 3, S, S) in [-1, 1], mask (N, 1, S, S) in {0, 1}) on the device.
+Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (bad output folder, diverged loss, ...)."""
+
+
+def phase_of(recipe: Recipe, step: int) -> Phase:
+    """What generator step ``step`` (0-based) trains: the warm-up, the critics alone, or both."""
+    schedule = recipe.schedule
+    if step < schedule.warmup_steps:
+        return "warm-up"
+    if step < schedule.warmup_steps + schedule.critic_warmup_steps:
+        return "critics"
+    return "adversarial"
+
+
+def batches_per_step(recipe: Recipe, phase: Phase) -> int:
+    """How many batches a step of ``phase`` draws from the stream."""
+    critic_steps = recipe.optimizer.critic_steps
+    if phase == "warm-up":
+        return 1
+    if phase == "critics":
+        return critic_steps
+    return critic_steps if recipe.optimizer.share_generator_forward else critic_steps + 1
+
+
+class Trainer:
+    """Networks, optimisers and the update rules of Algorithm 1 for one recipe."""
+
+    def __init__(self, recipe: Recipe, device: torch.device, world: int = 1) -> None:
+        self.recipe = recipe
+        self.device = device
+        self.world = world
+        perf = recipe.performance
+        # bf16 autocast where the hardware computes it; emulated bf16 on an older CPU is slower than fp32.
+        self.autocast_dtype = torch.bfloat16 if perf.bf16 and has_native_bf16(device) else None
+        self.channels_last = perf.channels_last
+        self.generator = Generator(recipe.model).to(device)
+        if self.channels_last:
+            self.generator.to(memory_format=torch.channels_last)
+        broadcast_parameters(self.generator, world)
+        self.critics = Critics(recipe, device, world, self.autocast)
+        opt = recipe.optimizer
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), lr=opt.lr, betas=opt.betas)
+        # The weight average starts as a copy of these weights; init_generator and load_state
+        # reset or restore it when a run starts from other weights.
+        self.generator_average = (
+            WeightAverage(self.generator, opt.ema_half_life, opt.ema_rampup)
+            if opt.ema_half_life > 0
+            else None
+        )
+        use_compile = perf.compile and device.type == "cuda"
+        self.g_forward = torch.compile(self.generator) if use_compile else self.generator
+
+    # The critics by their old names (tests, benchmarks and saved states use them).
+    @property
+    def local_critic(self) -> torch.nn.Module:
+        return self.critics.local
+
+    @property
+    def global_critic(self) -> torch.nn.Module:
+        return self.critics.global_
+
+    @property
+    def d_optimizer(self) -> torch.optim.Optimizer:
+        return self.critics.optimizer
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def prepare(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loader batch on the device, in the chosen layout, ready for the steps.
+
+        ``image`` uint8 ``(N, 3, S, S)`` and ``mask`` bool or uint8 ``(N, 1, S, S)`` (1 = hole),
+        as :class:`inpaintkit.train.TrainingSamples` yields them -> float32 image in ``[-1, 1]``
+        (the values of :func:`inpaintkit.tensors.image_to_tensor`) and float32 mask in {0, 1}.
+        The copies are non-blocking (from pinned memory on CUDA) and the float tensors are made
+        on the device.
+        """
+        image = uint8_to_signed(image, self.device)
+        mask = mask.to(self.device, non_blocking=True).to(torch.float32)
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+            mask = mask.contiguous(memory_format=torch.channels_last)
+        return image, mask
+
+    # ---- the generator's forward and losses
+
+    def forward(self, real: torch.Tensor, mask: torch.Tensor, grad: bool = True) -> GeneratorOutput:
+        """The generator on a prepared batch, under autocast; ``grad=False`` builds no graph."""
+        with torch.set_grad_enabled(grad), record_function("generator forward"), self.autocast():
+            return self.g_forward(real, mask)
+
+    def critic_losses(
+        self, real: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Algorithm 1 lines 3-7 on one batch, with a generator forward of its own and the
+        gradient penalty at λ: :meth:`Critics.losses`."""
+        refined = self.forward(real, mask, grad=False).refined
+        return self.critics.losses(real, mask, refined, self.recipe.loss.wgan_gp_lambda)
+
+    def generator_losses(
+        self,
+        real: torch.Tensor,
+        mask: torch.Tensor,
+        adversarial: bool = True,
+        out: GeneratorOutput | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Algorithm 1 lines 10-12: the generator's loss on one batch, ready for ``backward``.
+
+        ``real``, ``mask`` as in :meth:`prepare`; ``out`` a forward of them with its graph
+        (None: run one). Loss = ``reconstruction_loss`` of the coarse and refined outputs
+        (``l1_loss_alpha`` · discounted hole ℓ1 + ``ae_loss_alpha`` · known ℓ1, coarse weighted
+        ``coarse_l1_alpha``) + ``gan_loss_alpha`` · (``global_wgan_loss_alpha`` · ``-mean
+        D_global(fake)`` + ``-mean D_local(fake box)``). ``backward`` reaches only the
+        generator. ``adversarial=False`` (the warm-up phase) leaves out the second term and
+        never runs the critics. Returns ``(loss, detached scalars)``.
+        """
+        cfg = self.recipe.loss
+        if out is None:
+            out = self.forward(real, mask)
+        coarse, refined = out.coarse.float(), out.refined.float()
+        rec = losses.reconstruction_loss(
+            real,
+            (coarse, refined),
+            mask,
+            gamma=cfg.spatial_discount_gamma,
+            mode=cfg.spatial_discount_mode,
+            coarse_weight=cfg.coarse_l1_alpha,
+            hole_weight=cfg.l1_loss_alpha,
+            known_weight=cfg.ae_loss_alpha,
+            normalization=cfg.l1_normalization,
+        )
+        scalars = {
+            "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
+            "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
+        }
+        if not adversarial:
+            return rec.total, {"generator/loss": rec.total.detach(), **scalars}
+        g_global, g_local = self.critics.generator_losses(real, mask, refined)
+        g_loss = cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local) + rec.total
+        return g_loss, {
+            "generator/loss": g_loss.detach(),
+            **scalars,
+            "generator/global_wgan": g_global.detach(),
+            "generator/local_wgan": g_local.detach(),
+        }
+
+    # ---- the updates
+
+    def critic_step(self, real: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Algorithm 1 lines 3-8: one update of both critics with the penalty at λ (its own forward)."""
+        refined = self.forward(real, mask, grad=False).refined
+        return self.critics.update(real, mask, refined, self.recipe.loss.wgan_gp_lambda)
+
+    def generator_step(
+        self,
+        real: torch.Tensor,
+        mask: torch.Tensor,
+        adversarial: bool = True,
+        out: GeneratorOutput | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Algorithm 1 lines 10-13: one generator update (arguments as :meth:`generator_losses`).
+
+        Returns detached device scalars.
+        """
+        g_loss, scalars = self.generator_losses(real, mask, adversarial, out)
+        self.g_optimizer.zero_grad(set_to_none=True)
+        with record_function("generator backward"):
+            g_loss.backward()
+        average_gradients(self.generator, self.world)
+        with record_function("generator optimizer"):
+            self.g_optimizer.step()
+        return scalars
+
+    def train_step(self, batches: Batches, step: int) -> dict[str, torch.Tensor]:
+        """Generator step ``step`` (0-based) of the run, in its phase, on batches drawn from ``batches``.
+
+        - warm-up: one reconstruction-only generator update;
+        - critics: ``critic_steps`` critic updates, each on a fresh batch and forward;
+        - adversarial: ``critic_steps`` critic updates, then one generator update. With
+          ``share_generator_forward`` the generator's batch and forward also serve the last
+          critic update (its gradient cut), otherwise every critic update draws its own.
+
+        Draws :func:`batches_per_step` batches. Returns the step's detached device scalars,
+        the critics' averaged over their updates.
+        """
+        phase = phase_of(self.recipe, step)
+        if phase == "warm-up":
+            return self.generator_step(*next(batches), adversarial=False)
+        critic_steps = self.recipe.optimizer.critic_steps
+        first_update = critic_updates_before(self.recipe, step)
+        shared = phase == "adversarial" and self.recipe.optimizer.share_generator_forward
+        scalars: dict[str, torch.Tensor] = {}
+
+        def critic_update(index: int, real, mask, refined) -> None:
+            penalty = penalty_weight(self.recipe, first_update + index)
+            for key, value in self.critics.update(real, mask, refined, penalty).items():
+                scalars[key] = scalars.get(key, 0) + value / critic_steps
+
+        for index in range(critic_steps - 1 if shared else critic_steps):
+            with record_function("data"):
+                real, mask = next(batches)
+            critic_update(index, real, mask, self.forward(real, mask, grad=False).refined)
+        if phase == "critics":
+            return scalars
+        with record_function("data"):
+            real, mask = next(batches)
+        out = None
+        if shared:
+            out = self.forward(real, mask)
+            critic_update(critic_steps - 1, real, mask, out.refined)
+        scalars.update(self.generator_step(real, mask, adversarial=True, out=out))
+        return scalars
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Set the generator's learning rate, and the critics' (``critic_lr`` scaled alike)."""
+        for group in self.g_optimizer.param_groups:
+            group["lr"] = lr
+        for group in self.critics.optimizer.param_groups:
+            group["lr"] = self.critics.learning_rate(lr)
+
+    def update_average(self, step: int) -> None:
+        """After generator step ``step`` (1-based): fold the new weights into the weight average."""
+        if self.generator_average is not None:
+            self.generator_average.update(self.generator, step)
+
+    @property
+    def model(self) -> Generator:
+        """The generator a run validates and saves: the weight average if on, else the weights."""
+        if self.generator_average is not None:
+            return self.generator_average.average
+        return self.generator
+
+    # ---- state
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {
+            **module_tensors("generator", self.generator),
+            **(
+                module_tensors("generator_average", self.generator_average.average)
+                if self.generator_average is not None
+                else {}
+            ),
+            **module_tensors("local_critic", self.critics.local),
+            **module_tensors("global_critic", self.critics.global_),
+        }
+        g_tensors, g_meta = optimizer_tensors("g_optimizer", self.g_optimizer)
+        d_tensors, d_meta = optimizer_tensors("d_optimizer", self.critics.optimizer)
+        return {**tensors, **g_tensors, **d_tensors}, {"g_optimizer": g_meta, "d_optimizer": d_meta}
+
+    def load_state(
+        self, tensors: dict[str, torch.Tensor], meta: dict, critics: bool = True
+    ) -> None:
+        """Restore a saved state; ``critics=False`` keeps this trainer's fresh critics and their optimiser.
+
+        A state saved without a weight average (or before it was switched on) starts the
+        average from the saved generator.
+        """
+        restore_module("generator", self.generator, tensors)
+        if self.generator_average is not None:
+            if any(name.startswith("generator_average.") for name in tensors):
+                restore_module("generator_average", self.generator_average.average, tensors)
+            else:
+                self.generator_average.reset(self.generator)
+        restore_optimizer("g_optimizer", self.g_optimizer, tensors, meta["g_optimizer"])
+        if critics:
+            restore_module("local_critic", self.critics.local, tensors)
+            restore_module("global_critic", self.critics.global_, tensors)
+            restore_optimizer("d_optimizer", self.critics.optimizer, tensors, meta["d_optimizer"])
+        # The saved param_groups carry the run's old lr and betas; the recipe's win, so that
+        # resuming with a lower optimizer.lr (what a NaN stop advises) takes effect. The Adam
+        # moments carry over.
+        opt = self.recipe.optimizer
+        for optimizer in (self.g_optimizer, self.critics.optimizer):
+            for group in optimizer.param_groups:
+                group["betas"] = tuple(opt.betas)
+        self.set_learning_rate(opt.lr)
+
+    def init_generator(self, path) -> None:
+        """Start from the weights of the generator checkpoint ``path`` (same ``model`` section)."""
+        try:
+            source = checkpoint.load_generator(path)
+        except checkpoint.CheckpointError as err:
+            raise TrainingError(f"--init-from: {err}") from None
+        if source.config != self.recipe.model:
+            raise TrainingError(
+                f"--init-from {path}: its model config differs from the recipe's model section"
+            )
+        with torch.no_grad():
+            for mine, theirs in zip(self.generator.parameters(), source.parameters(), strict=True):
+                mine.copy_(theirs)
+        if self.generator_average is not None:
+            self.generator_average.reset(self.generator)
