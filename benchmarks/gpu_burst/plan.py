@@ -91,6 +91,7 @@ DRY_RUN = Plan(
         "data.batch_size=2",
         "data.num_workers=0",
         "schedule.val_images=2",
+        "schedule.critic_warmup_steps=1",  # the dry run reaches the generator's updates
     ),
     export_every=4.0,
     check_size=64,

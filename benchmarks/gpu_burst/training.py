@@ -38,8 +38,10 @@ class TrainingPlan:
 #: cheaper adversarial recipe (critic-only warm-up, ...) once it lands; the sizes of the dry
 #: run and the loader workers come after these overrides (plan.py), the checkpoint cadence last.
 TRAINING = TrainingPlan(
-    recipe="default",
-    overrides=("schedule.warmup_steps=0", "data.batch_size=16"),
+    # The adversarial phase (recipes/default-adversarial.yaml: fresh critics warmed up alone,
+    # then one shared-forward critic update per generator update) at the paper's batch.
+    recipe="default-adversarial",
+    overrides=("data.batch_size=16", "schedule.critic_warmup_steps=200"),
 )
 
 #: Files this step writes into $OUT.

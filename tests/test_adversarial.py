@@ -1,0 +1,228 @@
+"""The adversarial phase's levers (inpaintkit/adversarial.py, Trainer.train_step): each against a
+plain recomputation, and the critic warm-up and validation guard through real runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+# The tiny dataset and 4-step run of test_train, as fixtures of this module too.
+from test_train import (  # noqa: F401
+    FAST,
+    TINY,
+    _fresh_critics,
+    dataset,
+    one_thread,
+    straight_run,
+    train_quietly,
+)
+
+from inpaintkit import losses
+from inpaintkit.adversarial import critic_updates_before, penalty_weight
+from inpaintkit.config import load_recipe
+from inpaintkit.masks import MaskSampler
+from inpaintkit.train import TrainingError
+from inpaintkit.train_log import BEST_GENERATOR_FILE
+from inpaintkit.trainer import Trainer, batches_per_step, phase_of
+from inpaintkit.training_state import load_training_state
+
+
+def _batches(recipe, count: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` prepared-like batches: images in [-1, 1] and the recipe's masks."""
+    g = torch.Generator().manual_seed(seed)
+    size, n = recipe.data.image_size, recipe.data.batch_size
+    masks = MaskSampler(recipe.masks, size, size, seed)
+    return [
+        (torch.rand(n, 3, size, size, generator=g) * 2 - 1, masks.batch(range(i * n, (i + 1) * n)))
+        for i in range(count)
+    ]
+
+
+def test_phases_and_batches_follow_the_schedule():
+    recipe = load_recipe(TINY, [*FAST, "schedule.warmup_steps=2", "schedule.critic_warmup_steps=3"])
+    assert [phase_of(recipe, s) for s in range(7)] == ["warm-up"] * 2 + ["critics"] * 3 + [
+        "adversarial"
+    ] * 2
+    shared = load_recipe(
+        TINY, [*FAST, "optimizer.critic_steps=3", "optimizer.share_generator_forward=true"]
+    )
+    assert batches_per_step(shared, "adversarial") == 3  # the generator's batch serves one update
+    assert batches_per_step(shared, "critics") == 3
+    assert batches_per_step(load_recipe(TINY, FAST), "adversarial") == 2
+
+
+def test_lazy_penalty_weights_every_kth_update_k_times():
+    recipe = load_recipe(
+        TINY,
+        [
+            *FAST,
+            "loss.gradient_penalty_every=4",
+            "loss.wgan_gp_lambda=10",
+            "schedule.warmup_steps=5",
+        ],
+    )
+    assert [penalty_weight(recipe, i) for i in range(9)] == [40, 0, 0, 0, 40, 0, 0, 0, 40]
+    # Counting over the run: none during the warm-up, critic_steps per step after it.
+    assert critic_updates_before(recipe, 3) == 0
+    assert critic_updates_before(recipe, 8) == 3 * recipe.optimizer.critic_steps
+
+
+def _plain_shared_step(trainer: Trainer, real, mask, penalty: float) -> None:
+    """The shared-forward Algorithm 1 step written out: one forward, a critic update on its
+    detached fill, then the generator's loss against the updated critics."""
+    recipe = trainer.recipe
+    out = trainer.generator(real, mask)
+    d_loss, _ = trainer.critics.losses(real, mask, out.refined, penalty)
+    trainer.d_optimizer.zero_grad()
+    d_loss.backward()
+    trainer.d_optimizer.step()
+    rec = losses.reconstruction_loss(
+        real,
+        (out.coarse, out.refined),
+        mask,
+        gamma=recipe.loss.spatial_discount_gamma,
+        mode=recipe.loss.spatial_discount_mode,
+        coarse_weight=recipe.loss.coarse_l1_alpha,
+        hole_weight=recipe.loss.l1_loss_alpha,
+        known_weight=recipe.loss.ae_loss_alpha,
+        normalization=recipe.loss.l1_normalization,
+    )
+    g_global, g_local = trainer.critics.generator_losses(real, mask, out.refined)
+    cfg = recipe.loss
+    loss = cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local) + rec.total
+    trainer.g_optimizer.zero_grad()
+    loss.backward()
+    trainer.g_optimizer.step()
+
+
+@pytest.mark.parametrize("step", [0, 1])  # a penalised update (index 0) and a lazy one (index 1)
+def test_shared_forward_step_equals_the_plain_computation(step):
+    overrides = [
+        *FAST,
+        "optimizer.share_generator_forward=true",
+        "loss.gradient_penalty_every=2",
+        "loss.gan_loss_alpha=0.5",  # a strong adversarial term, so a wrong order would show
+        "schedule.warmup_steps=0",
+    ]
+    recipe = load_recipe(TINY, overrides)
+    batch = _batches(recipe, 1)
+    trainers = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        trainers.append(Trainer(recipe, torch.device("cpu")))
+    ours, plain = trainers
+    torch.manual_seed(1)
+    ours.train_step(iter(batch), step)
+    torch.manual_seed(1)
+    _plain_shared_step(plain, *batch[0], penalty_weight(recipe, step))
+    for a, b in zip(
+        ours.state_tensors()[0].values(), plain.state_tensors()[0].values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # The generator and the critics both moved (the test is not vacuous).
+    torch.manual_seed(0)
+    fresh = Trainer(recipe, torch.device("cpu"))
+    for net in ("generator", "global_critic"):
+        moved = [
+            not torch.equal(p, q)
+            for p, q in zip(
+                getattr(ours, net).parameters(), getattr(fresh, net).parameters(), strict=True
+            )
+        ]
+        assert any(moved), net
+
+
+def test_penalty_on_a_sub_batch_is_the_penalty_of_those_samples():
+    recipe = load_recipe(TINY, [*FAST, "loss.gradient_penalty_batch=1"])
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    real, mask = _batches(recipe, 1)[0]
+    refined = torch.rand_like(real) * 2 - 1
+    torch.manual_seed(5)
+    _, scalars = trainer.critics.losses(real, mask, refined, 10.0)
+    torch.manual_seed(5)
+    fake = real * (1 - mask) + refined * mask
+    expected = losses.gradient_penalty(trainer.global_critic, real[:1], fake[:1], mask[:1], 10.0)
+    torch.testing.assert_close(scalars["critic/global_gradient_penalty"], expected.detach())
+    # Penalty weight 0 (a lazy update): no penalty at all.
+    _, scalars = trainer.critics.losses(real, mask, refined, 0.0)
+    assert scalars["critic/global_gradient_penalty"] == 0
+
+
+def test_critic_lr_scales_with_the_schedule():
+    recipe = load_recipe(TINY, [*FAST, "optimizer.lr=1e-4", "optimizer.critic_lr=4e-4"])
+    trainer = Trainer(recipe, torch.device("cpu"))
+    trainer.set_learning_rate(0.5e-4)  # e.g. halfway down a cool-down
+    assert trainer.g_optimizer.param_groups[0]["lr"] == pytest.approx(0.5e-4)
+    assert trainer.d_optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
+
+
+def test_critic_warmup_trains_the_critics_alone_then_the_generator(dataset, tmp_path):  # noqa: F811
+    warm = [*FAST, "schedule.critic_warmup_steps=2", "schedule.checkpoint_every=1"]
+    recipe = load_recipe(TINY, [*warm, "schedule.steps=2"])
+    torch.manual_seed(recipe.schedule.seed)
+    initial = {
+        k: v.clone() for k, v in Trainer(recipe, torch.device("cpu")).generator.state_dict().items()
+    }
+    train_quietly(recipe, dataset, tmp_path / "run")
+    tensors, meta = load_training_state(tmp_path / "run")
+    for key, value in initial.items():
+        assert torch.equal(tensors[f"generator.{key}"], value), key
+    assert not any(k.startswith("g_optimizer.state") for k in tensors)
+    fresh = _fresh_critics(recipe)
+    assert any(not torch.equal(tensors[k], fresh[k]) for k in fresh)
+    assert meta["samples_per_rank"] == 2 * recipe.optimizer.critic_steps * recipe.data.batch_size
+    # Step 3 trains the generator.
+    train_quietly(
+        load_recipe(TINY, [*warm, "schedule.steps=3"]), dataset, tmp_path / "run", resume=True
+    )
+    tensors, _ = load_training_state(tmp_path / "run")
+    assert any(k.startswith("g_optimizer.state") for k in tensors)
+
+
+def test_validation_guard_stops_on_a_fall_and_keeps_the_best(
+    dataset,  # noqa: F811
+    straight_run,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    import inpaintkit.train_log as train_log
+
+    falling = iter([20.0, 20.5, 19.0])  # step 0 (the --init-from weights), 2, then 4: -1.5 dB
+
+    def fake_validate(*args, **kwargs):
+        means, grid = original(*args, **kwargs)
+        return {**means, "hole_psnr": next(falling)}, grid
+
+    original = train_log.validate
+    monkeypatch.setattr(train_log, "validate", fake_validate)
+    recipe = load_recipe(
+        TINY,
+        [
+            *FAST,
+            "schedule.steps=6",
+            "schedule.val_every=2",
+            "schedule.checkpoint_every=2",
+            "schedule.max_validation_drop_db=1.0",
+        ],
+    )
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"fell to 19.00 dB at step 4.*20.50 dB at step 2"):
+        train_quietly(recipe, dataset, run, init_from=straight_run / "generator.safetensors")
+    _, meta = load_training_state(run)
+    assert meta["step"] == 2  # step 4 was never saved
+    steps = [
+        json.loads(line)["step"] for line in (run / "validation.jsonl").read_text().splitlines()
+    ]
+    assert steps == [0, 2, 4]
+    from inpaintkit.checkpoint import read_metadata
+
+    assert read_metadata(run / BEST_GENERATOR_FILE)["step"] == "2"
+    # A resume reads the best back from validation.jsonl and still refuses the fall.
+    falling = iter([19.0])
+    with pytest.raises(TrainingError, match="20.50 dB at step 2"):
+        train_quietly(recipe, dataset, run, resume=True)
+    assert Path(run / BEST_GENERATOR_FILE).is_file()
