@@ -72,27 +72,14 @@ def test_lazy_penalty_weights_every_kth_update_k_times():
 
 def _plain_shared_step(trainer: Trainer, real, mask, penalty: float) -> None:
     """The shared-forward Algorithm 1 step written out: one forward, a critic update on its
-    detached fill, then the generator's loss against the updated critics."""
-    recipe = trainer.recipe
+    detached fill, then the generator's loss (Trainer.generator_losses, checked against a hand
+    computation in test_train) on that same forward against the updated critics."""
     out = trainer.generator(real, mask)
     d_loss, _ = trainer.critics.losses(real, mask, out.refined, penalty)
     trainer.d_optimizer.zero_grad()
     d_loss.backward()
     trainer.d_optimizer.step()
-    rec = losses.reconstruction_loss(
-        real,
-        (out.coarse, out.refined),
-        mask,
-        gamma=recipe.loss.spatial_discount_gamma,
-        mode=recipe.loss.spatial_discount_mode,
-        coarse_weight=recipe.loss.coarse_l1_alpha,
-        hole_weight=recipe.loss.l1_loss_alpha,
-        known_weight=recipe.loss.ae_loss_alpha,
-        normalization=recipe.loss.l1_normalization,
-    )
-    g_global, g_local = trainer.critics.generator_losses(real, mask, out.refined)
-    cfg = recipe.loss
-    loss = cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local) + rec.total
+    loss, _ = trainer.generator_losses(real, mask, adversarial=True, out=out)
     trainer.g_optimizer.zero_grad()
     loss.backward()
     trainer.g_optimizer.step()
