@@ -30,6 +30,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scipy.ndimage import distance_transform_edt
 
 from inpaintkit.distributed import Distributed
+from inpaintkit.hd_strategy import (
+    DEFAULT_STRATEGY,
+    BoxAttention,
+    HDPlan,
+    StrategyError,
+    fill_method_crops,
+    plan_image,
+    resize_limit,
+    work_bound,
+    working_size,
+)
 from inpaintkit.io import (
     IMAGE_SUFFIXES,
     ImageReadError,
@@ -84,6 +95,8 @@ class FillOptions:
     # Nearest-neighbour resize a mask of the wrong size instead of failing that file.
     resize_masks: bool = False
     max_size: int | None = None  # inpaint at a working size whose longer side is at most this
+    # How a large photo is filled (inpaintkit.hd_strategy): auto, original, resize or crop.
+    hd_strategy: str = DEFAULT_STRATEGY
     format: str | None = None  # output format (a key of OUTPUT_FORMATS); None = the input's
     overwrite: bool = False  # redo outputs that already exist
     batch_size: int = 4  # images of the same working size inpainted together
@@ -98,6 +111,10 @@ class FillOptions:
             raise FillError(f"dilate must be >= 0, got {self.dilate}")
         if self.max_size is not None and self.max_size < 8:
             raise FillError(f"max size must be at least 8 pixels, got {self.max_size}")
+        try:
+            resize_limit(self.hd_strategy, self.max_size)
+        except StrategyError as err:
+            raise FillError(str(err)) from None
         if self.format is not None and self.format.lower() not in OUTPUT_FORMATS:
             raise FillError(
                 f"unknown output format {self.format!r}; choose from {', '.join(OUTPUT_FORMATS)}"
@@ -228,15 +245,6 @@ def dilate_mask(hole: np.ndarray, radius: int) -> np.ndarray:
     return distance_transform_edt(~hole) <= radius
 
 
-def working_size(height: int, width: int, max_size: int | None) -> tuple[int, int]:
-    """``(h, w)`` scaled so the longer side is at most ``max_size`` (aspect kept, never enlarged)."""
-    longest = max(height, width)
-    if max_size is None or longest <= max_size:
-        return height, width
-    scale = max_size / longest
-    return max(1, min(max_size, round(height * scale))), max(1, min(max_size, round(width * scale)))
-
-
 def header_size(path: Path) -> tuple[int, int] | None:
     """``(H, W)`` after EXIF orientation from the file header alone, or None if unreadable."""
     try:
@@ -266,6 +274,8 @@ class DecodedImage:
     work_pixels: np.ndarray  # uint8 (h, w, 3) at the working resolution
     work_hole: np.ndarray  # bool (h, w)
     icc_profile: bytes | None
+    # How it is filled; under crop, work_pixels and work_hole are pixels and hole themselves.
+    plan: HDPlan = field(default_factory=lambda: HDPlan("original"))
 
 
 def split_channels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -316,9 +326,20 @@ def _decode(job: FillJob, options: FillOptions) -> DecodedImage:
             )
         hole = _resize(hole.astype(np.uint8) * 255, (height, width), Image.Resampling.NEAREST) > 127
     hole = dilate_mask(hole, options.dilate)
-    work_pixels, work_hole = to_working(pixels, hole, options.max_size)
+    plan = plan_image(options.hd_strategy, hole, options.max_size)
+    work_pixels, work_hole = (
+        (pixels, hole) if plan.strategy == "crop" else to_working(pixels, hole, plan.limit)
+    )
     return DecodedImage(
-        job, pixels, alpha, mode, hole, work_pixels, work_hole, image.info.get("icc_profile")
+        job,
+        pixels,
+        alpha,
+        mode,
+        hole,
+        work_pixels,
+        work_hole,
+        image.info.get("icc_profile"),
+        plan,
     )
 
 
@@ -412,11 +433,18 @@ def _encode(
     work_filled: np.ndarray,
     offsets: np.ndarray | None,
     attention_dir: Path | None,
+    box: BoxAttention | None = None,
 ) -> None:
+    """Write the fill and, into ``attention_dir``, the pictures of ``offsets`` (or, under
+    ``crop``, of the largest box's attention ``box``, drawn over that box's working fill)."""
     save_image(merge_fill(decoded, work_filled), decoded.job.output, decoded.icc_profile)
+    if box is not None:
+        work_filled, offsets, work_hole = box.work_filled, box.offsets, box.work_hole
+    else:
+        work_hole = decoded.work_hole
     if attention_dir is not None and offsets is not None:
         flow_path, overlay_path = attention_paths(decoded.job.relative, attention_dir)
-        flow, overlay = attention_pictures(work_filled, offsets, decoded.work_hole)
+        flow, overlay = attention_pictures(work_filled, offsets, work_hole)
         save_image(Image.fromarray(flow), flow_path)
         save_image(Image.fromarray(overlay), overlay_path)
 
@@ -463,9 +491,8 @@ def plan_fill(jobs: list[FillJob], options: FillOptions) -> FillPlan:
             plan.todo.append(job)
 
     def order(job: FillJob) -> tuple[tuple[int, int], str]:
-        return working_size(*(header_size(job.image) or (0, 0)), options.max_size), str(
-            job.relative
-        )
+        size = header_size(job.image) or (0, 0)
+        return work_bound(size, options.hd_strategy, options.max_size), str(job.relative)
 
     plan.todo.sort(key=order)
     return plan
@@ -603,6 +630,9 @@ class FillPipeline:
             if isinstance(decoded, tuple):
                 self.fail(*decoded)
                 continue
+            if decoded.plan.strategy == "crop":  # boxes of their own sizes: never batched
+                self._inpaint_crops(decoded)
+                continue
             if batch and decoded.work_pixels.shape != batch[0].work_pixels.shape:
                 self._inpaint(batch)
                 batch = []
@@ -619,7 +649,8 @@ class FillPipeline:
         try:
             # Refused from the header, before any pixel is decoded (inpaintkit.memory).
             if (size := header_size(job.image)) is not None:
-                work = working_size(*size, self.options.max_size)
+                # The mask is not read yet: the largest working size its strategy may use.
+                work = work_bound(size, self.options.hd_strategy, self.options.max_size)
                 device = str(getattr(self.method, "device", "cpu"))
                 check_fill(size, work, self.method.name, self.budget, device=device)
             return _decode(job, self.options)
@@ -652,6 +683,26 @@ class FillPipeline:
             future = self.writer.submit(_encode, d, picture, flow, self.options.attention_dir)
             self.submitted.append(future)
             self.writes.append((d.job, future))
+        self._collect(self.depth)
+
+    def _inpaint_crops(self, decoded: DecodedImage) -> None:
+        """Fill one image box by box (``crop``) and hand it to an encode thread."""
+        try:
+            filled, attention = fill_method_crops(
+                self.method,
+                decoded.pixels,
+                decoded.hole,
+                decoded.plan.boxes,
+                attention=self.attention is not None,
+            )
+        except Exception as err:  # noqa: BLE001 - one bad image must not stop the run
+            self.fail(decoded.job, f"inpainting failed: {type(err).__name__}: {err}")
+            return
+        future = self.writer.submit(
+            _encode, decoded, filled, None, self.options.attention_dir, attention
+        )
+        self.submitted.append(future)
+        self.writes.append((decoded.job, future))
         self._collect(self.depth)
 
     def _collect(self, limit: int) -> None:

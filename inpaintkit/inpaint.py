@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from inpaintkit.blend import check_blend, poisson_blend
+from inpaintkit.hd_strategy import CROP_SIDE, Box, fill_boxes, plan_image
 from inpaintkit.model.generator import Generator
 from inpaintkit.tensors import composite, crop_to, pad_to_multiple
 
@@ -43,6 +44,8 @@ def inpaint(
     return_offsets: bool = False,
     autocast_dtype: torch.dtype | None = None,
     blend: str = "none",
+    hd_strategy: str = "original",
+    max_size: int | None = None,
 ) -> InpaintResult:
     """Inpaint ``image (N, 3, H, W)`` in ``[-1, 1]`` where ``mask (N, 1, H, W)`` is 1.
 
@@ -55,8 +58,19 @@ def inpaint(
     when ``return_offsets`` is set (a baseline model without attention returns ``None``).
     ``blend="poisson"`` blends the refined prediction into the holes instead of pasting it
     (:func:`inpaintkit.blend.poisson_blend`, on the CPU); ``"none"`` is the paper's output.
+
+    ``hd_strategy`` (:mod:`inpaintkit.hd_strategy`; ``max_size`` is ``resize``'s limit):
+    ``"original"``, the default here, runs the generator on the whole input as the paper
+    does; ``"resize"``, ``"crop"`` and ``"auto"`` (what ``fill`` and ``serve`` default to)
+    fill each sample as its mask asks, the refined and the coarse output alike. Offsets exist
+    only for a whole image at its own size: ``return_offsets`` with a sample that is not
+    filled ``original`` is a ValueError.
     """
     check_blend(blend)
+    if hd_strategy != "original" or max_size is not None:
+        return _inpaint_hd(
+            generator, image, mask, return_offsets, autocast_dtype, blend, hd_strategy, max_size
+        )
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"image must be (N, 3, H, W), got {tuple(image.shape)}")
     if mask.shape != (image.shape[0], 1, *image.shape[2:]):
@@ -90,4 +104,53 @@ def inpaint(
         offsets = crop_to(output.offsets, feature_size).to(image.device)
     return InpaintResult(
         image=finish(output.refined, blend), coarse=finish(output.coarse), offsets=offsets
+    )
+
+
+def _inpaint_hd(
+    generator: Generator,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    return_offsets: bool,
+    autocast_dtype: torch.dtype | None,
+    blend: str,
+    hd_strategy: str,
+    max_size: int | None,
+) -> InpaintResult:
+    """:func:`inpaint` under an HD strategy: each sample planned from its own mask, filled alone."""
+    if image.ndim != 4 or mask.shape != (image.shape[0], 1, *image.shape[2:]):
+        raise ValueError(
+            f"image (N, 3, H, W) and mask (N, 1, H, W) must match, got "
+            f"{tuple(image.shape)} and {tuple(mask.shape)}"
+        )
+
+    def fill(x: torch.Tensor, m: torch.Tensor) -> list[torch.Tensor]:
+        result = inpaint(generator, x, m, False, autocast_dtype, blend)
+        return [result.image, result.coarse]
+
+    images, coarses, offsets = [], [], []
+    for i in range(image.shape[0]):
+        sample, hole = image[i : i + 1], mask[i : i + 1]
+        plan = plan_image(hd_strategy, hole[0, 0].cpu().numpy() > 0.5, max_size)
+        if plan.strategy == "original":
+            result = inpaint(generator, sample, hole, return_offsets, autocast_dtype, blend)
+            filled, coarse = result.image, result.coarse
+            offsets.append(result.offsets)
+        else:
+            if return_offsets:
+                raise ValueError(
+                    f"attention offsets need a sample filled whole at its own size; sample {i} "
+                    f"is filled by {plan.strategy} (pass hd_strategy='original')"
+                )
+            whole = [Box(0, 0, *sample.shape[-2:])]
+            boxes, side = (
+                (plan.boxes, CROP_SIDE) if plan.strategy == "crop" else (whole, plan.limit)
+            )
+            filled, coarse = fill_boxes(fill, sample, hole, boxes, side)
+        images.append(filled)
+        coarses.append(coarse)
+    return InpaintResult(
+        image=torch.cat(images),
+        coarse=torch.cat(coarses),
+        offsets=torch.cat(offsets) if return_offsets and None not in offsets else None,
     )

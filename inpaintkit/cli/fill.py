@@ -14,6 +14,7 @@ from inpaintkit.cli.options import (
     blend_option,
     checkpoint_option,
     device_option,
+    hd_strategy_option,
     memory_budget_option,
     patch_size_option,
 )
@@ -95,8 +96,10 @@ from inpaintkit.sharding import ShardError, parse_shard
 @click.option(
     "--max-size",
     type=click.IntRange(min=8),
-    help="Inpaint at a working size with the longer side <= N, paste the upsampled fill into the original.",
+    help="Inpaint at a working size with the longer side <= N, paste the upsampled fill into the "
+    "original: the limit of --hd-strategy resize (auto with it is resize).",
 )
+@hd_strategy_option
 @memory_budget_option()
 @click.option(
     "--format",
@@ -139,6 +142,7 @@ def fill_command(
     dilate: int,
     resize_masks: bool,
     max_size: int | None,
+    hd_strategy: str,
     memory_budget: int | None,
     format_: str | None,
     overwrite: bool,
@@ -193,6 +197,7 @@ def fill_command(
             dilate=dilate,
             resize_masks=resize_masks,
             max_size=max_size,
+            hd_strategy=hd_strategy,
             memory_budget=memory_budget,
             format=format_,
             overwrite=overwrite,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
+from inpaintkit.hd_strategy import DEFAULT_STRATEGY, STRATEGIES
 from inpaintkit.memory import BUDGET_ENV, MemoryBudgetError, parse_bytes
 
 
@@ -56,6 +57,18 @@ blend_option = click.option(
     help="DeepFill: Poisson-blend the prediction into the holes, which hides the seams "
     "(GLCIC's post-processing; +0.7 dB hole PSNR on free-form holes, docs/model.md), or "
     "'none' to paste it as the paper does.",
+)
+
+
+#: ``--hd-strategy auto|original|resize|crop``: how a photo larger than the training scale is filled.
+hd_strategy_option = click.option(
+    "--hd-strategy",
+    type=click.Choice(STRATEGIES),
+    default=DEFAULT_STRATEGY,
+    show_default=True,
+    help="Large photos: 'crop' fills a box around each hole region at the model's scale and "
+    "pastes it back; 'resize' fills the whole photo scaled to --max-size (default 1024); "
+    "'original' at full size; 'auto' picks per image (docs/scale.md, 'Big photos').",
 )
 
 

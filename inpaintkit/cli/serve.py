@@ -9,7 +9,12 @@ from pathlib import Path
 import click
 
 from inpaintkit.checkpoint import CheckpointError
-from inpaintkit.cli.options import checkpoint_option, device_option, memory_budget_option
+from inpaintkit.cli.options import (
+    checkpoint_option,
+    device_option,
+    hd_strategy_option,
+    memory_budget_option,
+)
 
 
 def _echo(line: str) -> None:
@@ -51,6 +56,7 @@ def _echo(line: str) -> None:
     "Memory the server may hold beyond its model, e.g. 8G: images and results, waiting fills, "
     "the running fill and uploads being decoded share it (docs/serve.md)"
 )
+@hd_strategy_option
 @click.option("--quiet", is_flag=True, help="Print only the address, not a line per fill.")
 def serve_command(
     folder: Path | None,
@@ -61,6 +67,7 @@ def serve_command(
     open_browser: bool,
     allow_hosts: tuple[str, ...],
     memory_budget: int | None,
+    hd_strategy: str,
     quiet: bool,
 ) -> None:
     """Serve a local web page to inpaint images interactively.
@@ -102,6 +109,7 @@ def serve_command(
             port=sock.getsockname()[1],
             log=None if quiet else _echo,
             memory_budget=memory_budget,
+            hd_strategy=hd_strategy,
         )
     except (ServeError, CheckpointError, ValueError, OSError) as err:
         if sock is not None:

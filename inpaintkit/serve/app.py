@@ -7,7 +7,7 @@ with a 4xx status, which the page shows as is)::
     GET  /api/info                       methods (and why one is unavailable), limits, folder mode
     POST /api/images?name=N              body: an image file -> {id, name, width, height}
     GET  /api/images/ID/image.png        the image (uploads come back decoded: EXIF-rotated, RGB)
-    POST /api/fill?image=ID&method=M[&max_size=S]   body: mask PNG, white = hole -> 202 {job}
+    POST /api/fill?image=ID&method=M[&max_size=S][&hd_strategy=H]   body: mask PNG, white = hole -> 202 {job}
     GET  /api/jobs/JOB[?wait=S]          state, queue position, progress; waits up to S s for a change
     GET  /api/images/ID/flow.png         a fill's attention offsets as optical-flow colours (fig. 4), RGBA: the hole only
     GET  /api/images/ID/overlay.png      appendix C: the regions the hole attended to
@@ -52,7 +52,15 @@ from starlette.staticfiles import StaticFiles
 from inpaintkit import __version__
 from inpaintkit.checkpoint import CheckpointError
 from inpaintkit.devices import resolve_device
-from inpaintkit.fill import attention_pictures, working_size
+from inpaintkit.fill import attention_pictures
+from inpaintkit.hd_strategy import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    StrategyError,
+    check_strategy,
+    resize_limit,
+    work_bound,
+)
 from inpaintkit.inpaint import FEATURE_STRIDE
 from inpaintkit.io import DEFAULT_MAX_PIXELS, ImageReadError, open_image, read_mask, to_rgb8
 from inpaintkit.memory import (
@@ -115,6 +123,7 @@ class ServeState:
     attention_patch: int | None  # side of an attended patch, in working-resolution pixels
     budget: ServeBudget
     gate: DecodeGate
+    hd_strategy: str = DEFAULT_STRATEGY  # a fill's HD strategy when its request names none
 
 
 @dataclass(frozen=True)
@@ -402,6 +411,9 @@ async def info(request: Request) -> Response:
         "max_upload_bytes": state.max_upload_bytes,
         "max_pixels": state.max_pixels,
         "memory_budget": state.budget.total,
+        # The fill request's hd_strategy: the choices, and the one used when it names none.
+        "hd_strategies": list(STRATEGIES),
+        "hd_strategy": state.hd_strategy,
     })  # fmt: skip
 
 
@@ -465,10 +477,16 @@ async def fill(request: Request) -> Response:
     if method not in state.methods:
         raise ApiError(400, f"unknown method {method!r}; choose from {', '.join(state.methods)}")
     max_size = _query_number(request, "max_size", 8, 1 << 20)
+    hd_strategy = request.query_params.get("hd_strategy") or state.hd_strategy
+    try:
+        resize_limit(hd_strategy, max_size)
+    except StrategyError as err:
+        raise ApiError(400, str(err).replace("--max-size", "max_size")) from None
     data = await _read_body(request, state.max_upload_bytes)
     size = image.pixels.shape[:2]
     try:
-        check_fill(size, working_size(*size, max_size), method, state.budget.fill,
+        # The mask is not read yet: the largest working size the strategy may use.
+        check_fill(size, work_bound(size, hd_strategy, max_size), method, state.budget.fill,
                    size_option="max_size", budget_option="serve --memory-budget",
                    device=str(state.device))  # fmt: skip
     except MemoryBudgetError as err:
@@ -478,7 +496,7 @@ async def fill(request: Request) -> Response:
         raise ApiError(400, "the mask is empty: paint over what should be filled")
     try:
         job = await run_in_threadpool(
-            state.queue.submit, method, image.pixels, hole, image.name, max_size
+            state.queue.submit, method, image.pixels, hole, image.name, max_size, hd_strategy
         )
     except QueueFull as err:
         raise ApiError(503, str(err)) from None
@@ -558,6 +576,7 @@ def create_app(
     log: Callable[[str], None] | None = None,
     memory_budget: int | None = None,
     max_queued: int = DEFAULT_MAX_QUEUED,
+    hd_strategy: str = DEFAULT_STRATEGY,
 ) -> Starlette:
     """The ``inpaintkit serve`` application (ASGI), with the model loaded.
 
@@ -570,7 +589,9 @@ def create_app(
     :data:`CUDA_BATCH` on CUDA, 1 on CPU). ``log`` receives one line per finished fill. ``memory_budget``: the
     bytes the server may hold beyond its model (default :func:`inpaintkit.memory.default_budget`),
     shared out by :class:`ServeBudget`; ``max_queued`` fills may wait, more get a 503.
+    ``hd_strategy``: a fill's HD strategy when its request names none (:mod:`inpaintkit.hd_strategy`).
     """
+    check_strategy(hd_strategy)
     resolved = resolve_device(device)
     methods, unavailable = build_methods(checkpoint, resolved)
     budget = ServeBudget(memory_budget or default_budget())
@@ -592,6 +613,7 @@ def create_app(
         attention_patch=attention_patch(methods["deepfill"]) if "deepfill" in methods else None,
         budget=budget,
         gate=DecodeGate(budget.decode),
+        hd_strategy=hd_strategy,
     )
 
     @contextlib.asynccontextmanager

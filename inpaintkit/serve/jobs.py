@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inpaintkit.fill import fill_arrays, one_line, paste_fill, to_working
+from inpaintkit.hd_strategy import DEFAULT_STRATEGY, HDPlan, fill_method_crops, plan_image
 from inpaintkit.methods import InpaintMethod
 from inpaintkit.serve.store import Attention, ImageStore, StoredImage
 
@@ -57,6 +58,8 @@ class Job:
     size: tuple[int, int] = (0, 0)  # (H, W), kept after the arrays are released
     work_size: tuple[int, int] = (0, 0)  # (h, w)
     nbytes: int = 0  # bytes of the arrays only this job holds (its hole and working copies)
+    # How it is filled (inpaintkit.hd_strategy); under crop the working arrays are the image's.
+    plan: HDPlan = field(default_factory=lambda: HDPlan("original"))
     state: str = QUEUED
     error: str | None = None  # one line, when FAILED
     result: str | None = None  # the result's id in the ImageStore, when DONE
@@ -126,8 +129,11 @@ class FillQueue:
         hole: np.ndarray,
         name: str,
         max_size: int | None = None,
+        hd_strategy: str = DEFAULT_STRATEGY,
     ) -> Job:
-        """Queue a fill of ``pixels`` where ``hole``; ``max_size`` as ``fill --max-size``.
+        """Queue a fill of ``pixels`` where ``hole``; ``max_size`` and ``hd_strategy`` as
+        ``fill --max-size`` and ``--hd-strategy`` (a StrategyError, a ValueError, when they
+        do not go together).
 
         Raises :class:`QueueFull` when ``max_queued`` fills already wait, or when the bytes
         the waiting and running jobs hold would pass ``max_bytes``.
@@ -136,7 +142,10 @@ class FillQueue:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(self.methods)}")
         with self._cond:
             self._check_room(hole.nbytes)
-        work_pixels, work_hole = to_working(pixels, hole, max_size)
+        plan = plan_image(hd_strategy, hole, max_size)
+        work_pixels, work_hole = (
+            (pixels, hole) if plan.strategy == "crop" else to_working(pixels, hole, plan.limit)
+        )
         nbytes = hole.nbytes
         if work_pixels is not pixels:
             nbytes += work_pixels.nbytes + work_hole.nbytes
@@ -155,6 +164,7 @@ class FillQueue:
                 size=hole.shape,
                 work_size=work_hole.shape,
                 nbytes=nbytes,
+                plan=plan,
             )
             self._held += nbytes
             self._queue.append(job)
@@ -250,7 +260,11 @@ class FillQueue:
             for job in list(self._queue):
                 if len(batch) == self.batch_size:
                     break
-                if job.method == first.method and job.work_size == first.work_size:
+                if (
+                    job.method == first.method
+                    and job.work_size == first.work_size
+                    and "crop" not in (job.plan.strategy, first.plan.strategy)  # own box sizes
+                ):
                     self._queue.remove(job)
                     batch.append(job)
             return batch
@@ -258,7 +272,7 @@ class FillQueue:
     def _work(self) -> None:
         while (batch := self._take()) is not None:
             rate = self._seconds_per_pixel.get(batch[0].method)
-            work_pixels = sum(j.work_size[0] * j.work_size[1] for j in batch)
+            work_pixels = sum(j.plan.work_pixels(j.size) for j in batch)
             estimate = None if rate is None else rate * work_pixels
             for job in batch:
                 self._set(job, RUNNING, started=time.monotonic(), estimate=estimate)
@@ -269,9 +283,18 @@ class FillQueue:
         wants_offsets = hasattr(method, "fill_with_offsets")
         start = time.perf_counter()
         try:
-            pictures, flows = fill_arrays(
-                method, [j.work_pixels for j in batch], [j.work_hole for j in batch], wants_offsets
-            )
+            if batch[0].plan.strategy == "crop":
+                # The page draws attention over the whole image; a box's would not line up.
+                job = batch[0]
+                filled, _ = fill_method_crops(method, job.pixels, job.hole, job.plan.boxes)
+                pictures, flows = [filled], None
+            else:
+                pictures, flows = fill_arrays(
+                    method,
+                    [j.work_pixels for j in batch],
+                    [j.work_hole for j in batch],
+                    wants_offsets,
+                )
         except Exception as err:  # noqa: BLE001 - a failed fill is reported to the page, the server goes on
             if len(batch) > 1:  # only the culprit should fail
                 for job in batch:
@@ -283,7 +306,7 @@ class FillQueue:
             return
         seconds = time.perf_counter() - start
         self._seconds_per_pixel[batch[0].method] = seconds / sum(
-            j.work_size[0] * j.work_size[1] for j in batch
+            j.plan.work_pixels(j.size) for j in batch
         )
         for i, job in enumerate(batch):
             attention = None
