@@ -33,7 +33,9 @@ class InpaintResult:
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
+    # A module without parameters (onnx_method.OnnxGenerator, an onnxruntime session) runs on the CPU.
+    parameter = next(module.parameters(), None)
+    return torch.device("cpu") if parameter is None else parameter.device
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import click
 
 from inpaintkit import __version__
 from inpaintkit.cli.evaluate import evaluate_command
+from inpaintkit.cli.export import export_command
 from inpaintkit.cli.fill import fill_command
 from inpaintkit.cli.prepare import prepare_command
 from inpaintkit.cli.serve import serve_command
@@ -23,6 +24,7 @@ def main() -> None:
 # Subcommands register themselves below, one import and one add_command each. Each sets a
 # short_help, which `inpaintkit --help` shows whole (Click would cut a long docstring line).
 main.add_command(evaluate_command)
+main.add_command(export_command)
 main.add_command(fill_command)
 main.add_command(prepare_command)
 main.add_command(serve_command)

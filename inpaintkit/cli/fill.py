@@ -29,6 +29,7 @@ from inpaintkit.fill import (
     shard_jobs,
 )
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
+from inpaintkit.onnx_method import OnnxMethod
 from inpaintkit.sharding import ShardError, parse_shard
 
 
@@ -65,6 +66,20 @@ from inpaintkit.sharding import ShardError, parse_shard
     show_default=True,
     help="DeepFill autocast precision; auto = bf16 where the device computes it natively "
     "(CUDA, CPUs with AVX512-BF16/AMX), else fp32.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnxruntime"]),
+    default="torch",
+    show_default=True,
+    help="DeepFill: the PyTorch generator, or a model from `inpaintkit export` (--onnx) run by "
+    "onnxruntime on the CPU (pip install 'inpaintkit[onnx]'; docs/deploy.md).",
+)
+@click.option(
+    "--onnx",
+    "onnx_model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The .onnx model `inpaintkit export` wrote, for --runtime onnxruntime.",
 )
 @blend_option
 @click.option(
@@ -135,6 +150,8 @@ def fill_command(
     patch_size: int | None,
     device: str,
     precision: str,
+    runtime: str,
+    onnx_model: Path | None,
     blend: str,
     batch_size: int | None,
     attention_dir: Path | None,
@@ -159,6 +176,10 @@ def fill_command(
     inpaintkit fill photos --masks masks -o filled
     inpaintkit fill photo.jpg --masks hole.png -o photo_filled.png --method patchmatch
     """
+    if runtime == "onnxruntime":
+        _check_onnx_options(method, onnx_model, checkpoint, device, precision, attention_dir)
+    elif onnx_model is not None:
+        raise click.UsageError("--onnx needs --runtime onnxruntime")
     if attention_dir is not None and method != "deepfill":
         raise click.UsageError(
             "--attention needs --method deepfill (PatchMatch computes no attention map)"
@@ -181,7 +202,9 @@ def fill_command(
         ranks, torch_device = init_distributed(resolve_device(device).type == "cuda")
         if ranks.world > 1:
             rank_device = str(torch_device)
-        if method == "deepfill":
+        if runtime == "onnxruntime":
+            inpainter = OnnxMethod(onnx_model, blend=blend)
+        elif method == "deepfill":
             inpainter = DeepFillMethod(
                 checkpoint, device=rank_device, precision=precision, blend=blend
             )
@@ -236,3 +259,29 @@ def fill_command(
     ranks.close()
     if code:
         sys.exit(code)
+
+
+def _check_onnx_options(
+    method: str,
+    onnx_model: Path | None,
+    checkpoint: Path | None,
+    device: str,
+    precision: str,
+    attention_dir: Path | None,
+) -> None:
+    """Refuse what ``--runtime onnxruntime`` cannot do, one line each."""
+    if onnx_model is None:
+        raise click.UsageError(
+            "--runtime onnxruntime needs --onnx MODEL (from `inpaintkit export`)"
+        )
+    if method != "deepfill":
+        raise click.UsageError("--runtime onnxruntime runs DeepFill; --method must be deepfill")
+    if checkpoint is not None:
+        raise click.UsageError(
+            "--checkpoint does not apply to --runtime onnxruntime: the weights are in the "
+            "--onnx model (export that checkpoint with `inpaintkit export --checkpoint`)"
+        )
+    if device == "cuda" or precision not in ("auto", "fp32"):
+        raise click.UsageError("--runtime onnxruntime runs in fp32 on the CPU")
+    if attention_dir is not None:
+        raise click.UsageError("--attention needs --runtime torch (the ONNX model has no offsets)")
