@@ -26,6 +26,7 @@ from inpaintkit.patchmatch import batched, cpu
 from inpaintkit.patchmatch.pyramid import (
     build_pyramid,
     dilate,
+    downsample,
     onion_peel_fill,
     unassigned_field,
     upsample_image,
@@ -163,6 +164,17 @@ def _check_inputs(
         raise ValueError(f"patchmatch_inpaint: vote must be 'weighted' or 'best', got {vote!r}")
 
 
+def guide_levels(guide: np.ndarray, count: int) -> list[np.ndarray]:
+    """``guide`` as float32 ``(h, w, C)`` at each of ``count`` pyramid levels, finest first,
+    halved by the same 2x2 means as the image (every pixel counts: the guide has no hole)."""
+    level = guide.reshape(guide.shape[0], guide.shape[1], -1).astype(np.float32)
+    levels = [level]
+    while len(levels) < count:
+        level = downsample(level, np.zeros(level.shape[:2], dtype=bool))[0]
+        levels.append(level)
+    return levels
+
+
 def usable_radius(hole: np.ndarray, radius: int) -> int:
     """Largest patch radius <= ``radius`` for which a valid source patch exists.
 
@@ -184,6 +196,7 @@ def patchmatch_inpaint(
     levels: int | None = None,
     vote: Vote = "weighted",
     backend: Literal["auto", "numba", "torch"] = "auto",
+    guide: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fill the hole of ``image`` with patches copied from its known region.
 
@@ -202,6 +215,11 @@ def patchmatch_inpaint(
             so every filled value occurs among the known pixels).
         backend: ``"auto"`` (numba on CPU, torch elsewhere) or force one; ``"torch"`` on CPU is
             what the tests use to cover the CUDA formulation.
+        guide: an optional first guess for the hole, uint8 or float in ``[0, 255]`` of
+            ``image``'s shape (e.g. a network's fill). The coarsest level then starts from it,
+            2x2-averaged down to that level, instead of from the onion-peel fill, so the EM
+            steps copy known texture onto the guide's structure; ``levels`` says how coarse
+            that start is (docs/patchmatch.md, "Guided by a network").
 
     Returns:
         uint8 array of ``image``'s shape; known pixels are bit-exact copies of the input.
@@ -210,6 +228,10 @@ def patchmatch_inpaint(
         ValueError: the mask covers every pixel (nothing to copy from), or bad arguments.
     """
     _check_inputs(image, mask, patch_size, iterations, levels, vote)
+    if guide is not None and guide.shape != image.shape:
+        raise ValueError(
+            f"patchmatch_inpaint: guide must have the image's shape {image.shape}, got {guide.shape}"
+        )
     hole = np.asarray(mask, dtype=bool)
     if not hole.any():
         return image.copy()
@@ -229,6 +251,7 @@ def patchmatch_inpaint(
     pixels = image.reshape(image.shape[0], image.shape[1], -1).astype(np.float32)
     radius = usable_radius(hole, patch_size // 2)
     pyramid = build_pyramid(pixels, hole, radius, levels)
+    guide_pyramid = None if guide is None else guide_levels(guide, len(pyramid))
     filled, nnf = None, None
     for level in range(len(pyramid) - 1, -1, -1):
         level_image, level_hole = pyramid[level]
@@ -238,7 +261,11 @@ def patchmatch_inpaint(
             filled, nnf = level_image, unassigned_field(level_hole.shape)
             continue
         if filled is None:
-            start = onion_peel_fill(level_image, level_hole)
+            start = (
+                onion_peel_fill(level_image, level_hole)
+                if guide_pyramid is None
+                else np.where(level_hole[..., None], guide_pyramid[level], level_image)
+            )
             nnf = unassigned_field(level_hole.shape)
         else:
             start = np.where(
