@@ -75,6 +75,7 @@ from inpaintkit.tensors import (
     tensor_to_image,
     uint8_to_unit,
 )
+from inpaintkit.texture import TEXTURE_CHOICES, GuidedPatchMatchMethod
 
 #: Generated mask kinds (``masks.MaskConfig.kind`` values that need no files).
 GENERATED_MASK_KINDS = ("rect", "freeform", "mixed")
@@ -230,6 +231,7 @@ def build_methods(
     device: str = "auto",
     patch_size: int | None = None,
     blends: Sequence[str] = (DEFAULT_BLEND,),
+    textures: Sequence[str] = ("network",),
 ) -> dict[str, InpaintMethod]:
     """The methods of one evaluation by report name, weakest first.
 
@@ -238,9 +240,16 @@ def build_methods(
     or its run folder when stems collide). ``blends``: how every DeepFill method puts its
     prediction into the hole (:mod:`inpaintkit.blend`); given both, each DeepFill method is
     two rows, ``NAME`` Poisson-blended and ``NAME-pasted`` as the paper pastes it.
+    ``textures``: ``"network"`` keeps the network's own output; ``"patchmatch"`` adds, after
+    each DeepFill row, ``NAME+patchmatch``: PatchMatch guided by that row's fill
+    (:mod:`inpaintkit.texture`), which shares the row's network.
     """
     if not blends or any(blend not in BLEND_CHOICES for blend in blends):
         raise EvaluateError(f"blends must be some of {list(BLEND_CHOICES)}, got {list(blends)}")
+    if not textures or any(texture not in TEXTURE_CHOICES for texture in textures):
+        raise EvaluateError(
+            f"textures must be some of {list(TEXTURE_CHOICES)}, got {list(textures)}"
+        )
     blends = list(dict.fromkeys(blends))
 
     def deepfill_rows(name: str, checkpoint: Path | None) -> None:
@@ -251,7 +260,17 @@ def build_methods(
                     f"{checkpoint}: a row would be named {row!r} like another method; "
                     "name them with --checkpoint NAME=FILE"
                 )
-            methods[row] = DeepFillMethod(checkpoint, device=resolved, blend=blend)
+            network = DeepFillMethod(checkpoint, device=resolved, blend=blend)
+            if "network" in textures:
+                methods[row] = network
+            if "patchmatch" in textures:
+                guided = f"{row}+patchmatch"
+                if guided in methods:
+                    raise EvaluateError(
+                        f"{checkpoint}: a row would be named {guided!r} like another method; "
+                        "name them with --checkpoint NAME=FILE"
+                    )
+                methods[guided] = GuidedPatchMatchMethod(network, patch_size=patch_size)
 
     resolved = resolve_device(device)
     methods: dict[str, InpaintMethod] = {}

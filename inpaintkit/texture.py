@@ -50,6 +50,8 @@ class GuidedPatchMatchMethod:
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
         self.network = network
+        # Where the network runs (fill sizes its batches by it); PatchMatch runs on the CPU.
+        self.device = getattr(network, "device", torch.device("cpu"))
         self.levels = levels
         self.patch_size = patch_size
         self.seed = seed

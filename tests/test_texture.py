@@ -90,3 +90,40 @@ def test_guided_method_keeps_known_pixels_and_names_its_settings(tmp_path):
     assert offsets is not None and offsets.shape[:2] == (2, 2)
     with pytest.raises(ValueError, match="levels"):
         GuidedPatchMatchMethod(network, levels=0)
+
+
+def test_fill_and_evaluate_offer_the_guided_texture(tmp_path, invoke):
+    from PIL import Image
+
+    from inpaintkit.evaluate import EvaluateError, build_methods
+
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_generator(checkpoint, Generator(GeneratorConfig(channels=4)))
+    image = two_textures(seed=3)
+    hole = np.zeros(image.shape[:2], dtype=bool)
+    hole[10:30, 24:40] = True
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    result = invoke(
+        "fill", tmp_path / "photo.png", "--masks", tmp_path / "mask.png",
+        "-o", tmp_path / "out.png", "--checkpoint", checkpoint, "--texture", "patchmatch",
+        "--device", "cpu", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    filled = np.asarray(Image.open(tmp_path / "out.png"))
+    np.testing.assert_array_equal(filled[~hole], image[~hole])
+    known = {tuple(p) for p in image[~hole]}
+    assert all(tuple(p) in known for p in filled[hole])  # copied, not predicted
+    refused = invoke(
+        "fill", tmp_path / "photo.png", "--masks", tmp_path / "mask.png",
+        "-o", tmp_path / "pm.png", "--method", "patchmatch", "--texture", "patchmatch",
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "--texture patchmatch needs a network" in refused.output
+
+    rows = build_methods(
+        [("tiny", checkpoint)], floors=False, device="cpu", textures=("network", "patchmatch")
+    )
+    assert list(rows) == ["tiny", "tiny+patchmatch"]
+    assert rows["tiny+patchmatch"].network is rows["tiny"]
+    with pytest.raises(EvaluateError, match="textures must be some of"):
+        build_methods([("tiny", checkpoint)], textures=("photo",))

@@ -24,6 +24,7 @@ from inpaintkit.evaluate import (
 )
 from inpaintkit.report import summary_table
 from inpaintkit.sharding import Shard, ShardError, parse_shard
+from inpaintkit.texture import TEXTURE_CHOICES
 
 
 class CheckpointParam(click.ParamType):
@@ -124,6 +125,16 @@ class CheckpointParam(click.ParamType):
     "pasted as the paper does (docs/model.md, 'Blending'). Given twice, each DeepFill method is "
     "two rows, NAME blended and NAME-pasted.",
 )
+@click.option(
+    "--texture",
+    type=click.Choice(TEXTURE_CHOICES),
+    multiple=True,
+    default=["network"],
+    show_default=True,
+    help="DeepFill methods' texture: the network's own, or patchmatch: PatchMatch copies known "
+    "patches onto the network's fill (docs/model.md, 'Texture from the photo'). Given twice, "
+    "each DeepFill row is followed by a NAME+patchmatch row.",
+)
 @device_option()
 @click.option(
     "--shard",
@@ -158,6 +169,7 @@ def evaluate_command(
     samples: int,
     patch_size: int | None,
     blend: tuple[str, ...],
+    texture: tuple[str, ...],
     device: str,
     shard: str | None,
     merge: bool,
@@ -219,6 +231,7 @@ def evaluate_command(
             device=device,
             patch_size=patch_size,
             blends=blend,
+            textures=texture,
         )
         if merge:
             result = merge_shards(options, methods)

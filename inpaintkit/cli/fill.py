@@ -31,6 +31,7 @@ from inpaintkit.fill import (
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 from inpaintkit.onnx_method import OnnxMethod
 from inpaintkit.sharding import ShardError, parse_shard
+from inpaintkit.texture import TEXTURE_CHOICES, GuidedPatchMatchMethod
 
 
 @click.command("fill", short_help="Inpaint the holes of images given by mask files.")
@@ -82,6 +83,14 @@ from inpaintkit.sharding import ShardError, parse_shard
     help="The .onnx model `inpaintkit export` wrote, for --runtime onnxruntime.",
 )
 @blend_option
+@click.option(
+    "--texture",
+    type=click.Choice(TEXTURE_CHOICES),
+    default="network",
+    show_default=True,
+    help="The network's own texture, or patchmatch: PatchMatch copies patches of the photo "
+    "onto the network's fill (sharper, slower; docs/model.md, 'Texture from the photo').",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
@@ -153,6 +162,7 @@ def fill_command(
     runtime: str,
     onnx_model: Path | None,
     blend: str,
+    texture: str,
     batch_size: int | None,
     attention_dir: Path | None,
     invert_masks: bool,
@@ -180,6 +190,10 @@ def fill_command(
         _check_onnx_options(method, onnx_model, checkpoint, device, precision, attention_dir)
     elif onnx_model is not None:
         raise click.UsageError("--onnx needs --runtime onnxruntime")
+    if texture == "patchmatch" and method != "deepfill":
+        raise click.UsageError(
+            "--texture patchmatch needs a network to guide it: --method deepfill"
+        )
     if attention_dir is not None and method != "deepfill":
         raise click.UsageError(
             "--attention needs --method deepfill (PatchMatch computes no attention map)"
@@ -215,6 +229,8 @@ def fill_command(
                 )
         else:
             inpainter = PatchMatchMethod(patch_size=patch_size, device=rank_device)
+        if texture == "patchmatch":
+            inpainter = GuidedPatchMatchMethod(inpainter, patch_size=patch_size)
         options = FillOptions(
             invert_masks=invert_masks,
             dilate=dilate,
