@@ -51,6 +51,7 @@ from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.model.visualize import flow_legend
 from inpaintkit.serve import create_app
 from inpaintkit.serve.app import STATIC
+from inpaintkit.serve.estimate import FillTimes
 from inpaintkit.serve.guard import LocalOnly
 from inpaintkit.serve.jobs import DONE, FAILED, QUEUED, RUNNING, FillQueue
 from inpaintkit.serve.server import BackgroundServer, is_loopback, open_socket, server_names
@@ -718,12 +719,14 @@ def test_the_command_prints_its_address_and_warns_off_loopback(
 ) -> None:
     served = []
 
-    def run(app, sock) -> None:  # instead of serving until Ctrl-C
+    def run(app, sock, on_stop=None) -> None:  # instead of serving until Ctrl-C
         served.append(app)
         app.state.serve.queue.close()
         sock.close()
 
     monkeypatch.setattr(inpaintkit.serve.server, "run", run)
+    # No start-up measurement: this test ends the server before it would be needed.
+    monkeypatch.setattr(FillTimes, "calibrate", lambda self, method, fill: None)
     result = CliRunner().invoke(
         main, ["serve", str(folder), "--checkpoint", str(checkpoint), "--port", "0", "--quiet"]
     )
@@ -740,25 +743,46 @@ def test_the_command_prints_its_address_and_warns_off_loopback(
     assert len(served) == 2
 
 
-def test_the_real_command_serves_until_ctrl_c(checkpoint: Path) -> None:
+def test_the_real_command_stops_at_once_on_ctrl_c_and_says_so(checkpoint: Path) -> None:
     # Ctrl-C in a terminal: SIGINT with its default handling (a background job ignores it).
     child = subprocess.Popen(
-        cli_argv("serve", "--checkpoint", checkpoint, "--port", "0"), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=child_env(),
+        cli_argv("serve", "--checkpoint", checkpoint, "--port", "0", "--quiet"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
+    polled = []
     try:
         line = child.stdout.readline()
         url = re.fullmatch(
             r"inpaintkit serve: (http://127\.0\.0\.1:\d+/)  \(Ctrl-C to stop\)\n", line
         )
         assert url, line
-        assert httpx.get(url[1] + "api/info").json()["methods"][0]["available"]
+        with httpx.Client(base_url=url[1], timeout=60) as web:
+            assert web.get("api/info").json()["methods"][0]["available"]
+            # A fill of several seconds under way, and a request waiting on it.
+            big = np.asarray(Image.fromarray(data.astronaut()).resize((1024, 1024)))
+            image = web.post("api/images?name=big.png", content=png(big)).json()["id"]
+            mask = np.zeros((1024, 1024), bool)
+            mask[256:768, 256:768] = True
+            job = web.post(f"api/fill?image={image}&method=patchmatch", content=png(mask)).json()
+            wait_until(lambda: web.get(f"api/jobs/{job['id']}").json()["state"] == RUNNING, 60)
+        poll = threading.Thread(
+            target=lambda: polled.append(httpx.get(f"{url[1]}api/jobs/{job['id']}?wait=30", timeout=60))
+        )  # fmt: skip
+        poll.start()
+        time.sleep(0.3)
+        start = time.monotonic()
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=60)
+        stopped = time.monotonic() - start
+        poll.join(60)
     finally:
         child.kill()
-    assert child.returncode == 0 and err == ""
+    assert (
+        child.returncode == 0 and err == "inpaintkit serve: stopped (a fill was left unfinished)\n"
+    )
+    assert stopped < 2.0, f"{stopped:.2f} s from Ctrl-C to exit"
+    assert polled and polled[0].json()["state"] == RUNNING  # answered, not cut off
 
 
 def test_the_command_fails_in_one_line(checkpoint: Path, tmp_path: Path) -> None:

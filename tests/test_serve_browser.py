@@ -129,7 +129,10 @@ def page(photos: Path):
     """``(driver, url, client)``: the page of a folder-mode server open in headless Chromium."""
     checkpoint = os.environ.get("INPAINTKIT_SCREENSHOT_CHECKPOINT", photos / "tiny.safetensors")
     sock = open_socket("127.0.0.1", 0)
-    app = create_app(photos / "photos", checkpoint, device="cpu", port=sock.getsockname()[1])
+    # calibrate: the page's estimates rest on a start-up fill per method, as under the command.
+    app = create_app(
+        photos / "photos", checkpoint, device="cpu", port=sock.getsockname()[1], calibrate=True
+    )
     with BackgroundServer(app, sock) as url, httpx.Client(base_url=url) as client:
         driver = chrome()
         try:
@@ -164,6 +167,26 @@ def drag(driver: webdriver.Chrome, points: list[tuple[float, float]]) -> None:
     actions.perform()
 
 
+def fill_enabled(driver: webdriver.Chrome) -> bool:
+    return driver.find_element(By.ID, "fill").is_enabled()
+
+
+def canvas_pixel(driver: webdriver.Chrome, x: float, y: float) -> np.ndarray:
+    """The stage canvas's RGB at image position (x, y), once the pending repaint is done."""
+    script = """
+        const [x, y, done] = arguments;
+        requestAnimationFrame(() => requestAnimationFrame(() => {
+            const canvas = document.querySelector("#view");
+            const rect = canvas.getBoundingClientRect();
+            const point = window.inpaintkit.imageToClient(x, y);
+            const ratio = canvas.width / rect.width;
+            const pixel = canvas.getContext("2d").getImageData(
+                Math.floor((point.x - rect.left) * ratio), Math.floor((point.y - rect.top) * ratio), 1, 1);
+            done(Array.from(pixel.data.slice(0, 3)));
+        }));"""
+    return np.array(driver.execute_async_script(script, x, y), float)
+
+
 def test_paint_fill_and_explore(page, photos: Path, tmp_path: Path) -> None:
     driver, url, client = page
     open_page(driver, url)
@@ -175,19 +198,27 @@ def test_paint_fill_and_explore(page, photos: Path, tmp_path: Path) -> None:
     # Open the photo through the file picker's input, paint with real mouse events.
     driver.find_element(By.ID, "file").send_keys(str(photo))
     wait_for_state(driver, "edit")
+    assert not fill_enabled(driver)  # nothing painted: nothing to fill
     drag(driver, [tuple(p) for p in np.linspace(STROKE[0], STROKE[1], 7)])
     is_empty = "return window.inpaintkit.state.mask.isEmpty()"
-    assert driver.execute_script(is_empty) is False
+    assert driver.execute_script(is_empty) is False and fill_enabled(driver)
 
-    # Ctrl+Z takes the stroke back, Ctrl+Shift+Z redoes it.
+    # Ctrl+Z takes the stroke back (Fill is disabled again), Ctrl+Shift+Z redoes it.
     ActionChains(driver).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
-    assert driver.execute_script(is_empty) is True
+    assert driver.execute_script(is_empty) is True and not fill_enabled(driver)
     ActionChains(driver).key_down(Keys.CONTROL).key_down(Keys.SHIFT).send_keys("z") \
         .key_up(Keys.SHIFT).key_up(Keys.CONTROL).perform()  # fmt: skip
-    assert driver.execute_script(is_empty) is False
+    assert driver.execute_script(is_empty) is False and fill_enabled(driver)
 
-    driver.find_element(By.ID, "fill").click()
+    # Enter fills, also while the Size list has the focus.
+    driver.execute_script("document.querySelector('#size').focus()")
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
     wait_for_state(driver, "result")
+    # The whole result shows, and the slider says so; the estimate was measured here.
+    assert driver.find_element(By.ID, "compare").get_attribute("value") == "100"
+    assert driver.execute_script("return window.inpaintkit.state.compare") == 1
+    assert re.search(r"Filled with deepfill in [\d.]+ s \(estimated [\d.]+ s\)",
+                     driver.find_element(By.ID, "status").text)  # fmt: skip
     result_id = driver.execute_script("return window.inpaintkit.state.result.id")
     filled = png_array(client.get(f"/api/images/{result_id}/image.png").content)
     changed = (filled != original).any(axis=2)
@@ -222,11 +253,21 @@ def test_paint_fill_and_explore(page, photos: Path, tmp_path: Path) -> None:
     if os.environ.get("INPAINTKIT_SCREENSHOT"):
         shutil.copyfile(shot, os.environ["INPAINTKIT_SCREENSHOT"])
 
-    # Keep and continue: the result is the image now, with an empty mask.
+    # A drag over the result moves the before/after line: the result on its left, the
+    # photo and its painted mask on its right.
+    drag(driver, [(200.5, 120.5), (150.5, 120.5), (90.5, 120.5)])
+    assert abs(driver.execute_script("return window.inpaintkit.state.compare") - 90.5 / 240) < 0.02
+    assert driver.find_element(By.ID, "compare").get_attribute("value") in ("37", "38")
+    driver.execute_script("document.querySelector('button[data-overlay=\"none\"]').click()")
+    tint = 0.45 * original[80, 150] + 0.55 * np.array([255, 40, 40])
+    assert np.abs(canvas_pixel(driver, 150.5, 80.5) - tint).max() <= 4  # right: before
+    assert np.abs(canvas_pixel(driver, 70.5, 80.5) - filled[80, 70]).max() <= 4  # left: after
+
+    # Keep and continue: the result is the image now, with an empty mask (nothing to fill).
     driver.find_element(By.ID, "keep").click()
     wait_for_state(driver, "edit")
     assert driver.execute_script("return window.inpaintkit.state.image.id") == result_id
-    assert driver.execute_script(is_empty) is True
+    assert driver.execute_script(is_empty) is True and not fill_enabled(driver)
     assert_no_script_errors(driver)
 
 
@@ -237,11 +278,21 @@ def test_folder_masks_are_edited_and_saved_back(page, photos: Path) -> None:
     assert [item.get_attribute("data-path") for item in items] == ["cat.png", "cup.png"]
     assert "mask: cup_mask.png" in items[1].text and "no mask yet" in items[0].text
 
-    items[1].click()
+    # cat.png has no mask: no Fill until one is painted. Leaving it keeps the painted mask
+    # (marked in the list), and opening it again brings the mask back.
+    items[0].click()
     wait_for_state(driver, "edit")
-    assert driver.execute_script(
-        "return window.inpaintkit.state.image.path === 'cup.png' && !window.inpaintkit.state.mask.isEmpty()"
+    assert not fill_enabled(driver)
+    drag(driver, [(40, 40), (120, 40)])
+    assert fill_enabled(driver)
+
+    items[1].click()
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return window.inpaintkit.state.image.path") == "cup.png"
     )
+    assert driver.execute_script("return !window.inpaintkit.state.mask.isEmpty()")
+    assert fill_enabled(driver)  # its mask file is a hole to fill
+    assert "unsaved" in items[0].get_attribute("class")
     ActionChains(driver).send_keys("r").perform()  # the rectangle tool
     drag(driver, [(150, 100), (200, 140)])
     driver.find_element(By.ID, "save-mask").click()
@@ -251,4 +302,14 @@ def test_folder_masks_are_edited_and_saved_back(page, photos: Path) -> None:
     saved = np.asarray(Image.open(photos / "photos" / "cup_mask.png")) > 127
     assert saved[20:50, 20:60].all() and saved[102:138, 152:198].all()
     assert saved.sum() < 30 * 40 + 52 * 42  # nothing else
+
+    driver.find_elements(By.CSS_SELECTOR, "#folder-list li")[0].click()
+    WebDriverWait(driver, 30).until(
+        lambda d: (
+            "the mask you painted on it before is back" in d.find_element(By.ID, "status").text
+        )
+    )
+    assert driver.execute_script("return window.inpaintkit.state.image.path") == "cat.png"
+    assert driver.execute_script("return !window.inpaintkit.state.mask.isEmpty()")
+    assert fill_enabled(driver)
     assert_no_script_errors(driver)

@@ -330,6 +330,7 @@ def _job_json(state: ServeState, job: Job) -> dict:
         if job.started is None
         else ((job.finished or time.monotonic()) - job.started),
         "estimate": job.estimate,
+        "estimate_basis": job.estimate_basis,
         "error": job.error,
         "result": None,
     }
@@ -577,6 +578,7 @@ def create_app(
     memory_budget: int | None = None,
     max_queued: int = DEFAULT_MAX_QUEUED,
     hd_strategy: str = DEFAULT_STRATEGY,
+    calibrate: bool = False,
 ) -> Starlette:
     """The ``inpaintkit serve`` application (ASGI), with the model loaded.
 
@@ -590,6 +592,8 @@ def create_app(
     bytes the server may hold beyond its model (default :func:`inpaintkit.memory.default_budget`),
     shared out by :class:`ServeBudget`; ``max_queued`` fills may wait, more get a 503.
     ``hd_strategy``: a fill's HD strategy when its request names none (:mod:`inpaintkit.hd_strategy`).
+    ``calibrate``: time one fill per method as the server starts, the first estimates' basis
+    (:mod:`inpaintkit.serve.estimate`).
     """
     check_strategy(hd_strategy)
     resolved = resolve_device(device)
@@ -603,7 +607,13 @@ def create_app(
         unavailable=unavailable,
         labels={"deepfill": f"DeepFill ({model})", "patchmatch": "PatchMatch"},
         queue=FillQueue(
-            methods, store, batch_size=batch, log=log, max_queued=max_queued, max_bytes=budget.queue
+            methods,
+            store,
+            batch_size=batch,
+            log=log,
+            max_queued=max_queued,
+            max_bytes=budget.queue,
+            calibrate=calibrate,
         ),
         store=store,
         folder=None if folder is None else ImageFolder(folder, max_pixels),
@@ -619,7 +629,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        state.queue.close()
+        # After Ctrl-C (`inpaintkit serve` closed the queue already) the fill under way is
+        # left behind, so that the command stops at once; otherwise it gets 5 s to finish.
+        state.queue.close(timeout=0 if state.queue.closed else 5.0)
 
     routes = [
         Route("/", page),

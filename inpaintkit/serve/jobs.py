@@ -24,6 +24,7 @@ import numpy as np
 from inpaintkit.fill import fill_arrays, one_line, paste_fill, to_working
 from inpaintkit.hd_strategy import DEFAULT_STRATEGY, HDPlan, fill_method_crops, plan_image
 from inpaintkit.methods import InpaintMethod
+from inpaintkit.serve.estimate import FillTimes
 from inpaintkit.serve.store import Attention, ImageStore, StoredImage
 
 #: Job states; the last two are final.
@@ -66,9 +67,8 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     finished: float | None = None
-    estimate: float | None = (
-        None  # seconds the run should take, from the last fill (set when it starts)
-    )
+    estimate: float | None = None  # seconds the run should take (set when it starts)
+    estimate_basis: str | None = None  # what the estimate rests on, in words (FillTimes)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = field(default_factory=list)
 
     @property
@@ -86,7 +86,9 @@ class FillQueue:
 
     ``methods``: name -> inpainting method (:mod:`inpaintkit.methods`); those with
     ``fill_with_offsets`` also give the attention offsets. Results go into ``store``.
-    ``log`` receives one line per finished job.
+    ``log`` receives one line per finished job. ``calibrate``: before the first job, time
+    one fill per method (:meth:`FillTimes.calibrate`), so that even the first fill shows an
+    estimate (``inpaintkit serve`` does; tests need not).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class FillQueue:
         log: Callable[[str], None] | None = None,
         max_queued: int = DEFAULT_MAX_QUEUED,
         max_bytes: int | None = None,
+        calibrate: bool = False,
     ) -> None:
         if batch_size < 1 or max_queued < 1:
             raise ValueError(
@@ -113,7 +116,9 @@ class FillQueue:
         self._held = 0
         self._queue: deque[Job] = deque()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._seconds_per_pixel: dict[str, float] = {}
+        # Measured seconds per working pixel, per method and strategy: the page's estimates.
+        self.times = FillTimes()
+        self._calibrate = calibrate
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
         self._closed = False
@@ -198,6 +203,16 @@ class FillQueue:
             running = sum(1 for j in self._jobs.values() if j.state == RUNNING)
             return running + next((i for i, j in enumerate(self._queue) if j is job), 0)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: no more jobs are taken."""
+        return self._closed
+
+    def running(self) -> int:
+        """How many jobs are being filled now."""
+        with self._cond:
+            return sum(1 for job in self._jobs.values() if job.state == RUNNING)
+
     async def wait(self, job: Job, timeout: float) -> None:
         """Return when ``job`` changes state (or is final already), or after ``timeout`` s."""
         loop = asyncio.get_running_loop()
@@ -214,16 +229,22 @@ class FillQueue:
             with self._cond, contextlib.suppress(ValueError):
                 job._waiters.remove((loop, future))
 
-    def close(self, timeout: float | None = 5.0) -> None:
-        """Stop taking jobs; fail the queued ones; wait for the running one up to ``timeout`` s."""
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Stop taking jobs; fail the queued ones; answer every request waiting on a job now;
+        wait for the running fill up to ``timeout`` s. Returns whether one still runs (a fill
+        is one call into the method: it cannot be interrupted, only left behind)."""
         with self._cond:
             self._closed = True
             queued = list(self._queue)
             self._queue.clear()
             self._cond.notify_all()
+            running = [job for job in self._jobs.values() if job.state == RUNNING]
         for job in queued:
             self._set(job, FAILED, error="the server is shutting down")
+        for job in running:  # their long polls return now, so the server can stop at once
+            self._wake_waiters(job)
         self._thread.join(timeout)
+        return self._thread.is_alive()
 
     # ------------------------------------------------------------------ the worker's side
 
@@ -242,6 +263,11 @@ class FillQueue:
                 finished = [j for j in self._jobs.values() if j.final]
                 for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:
                     del self._jobs[old.id]
+        self._wake_waiters(job)
+
+    def _wake_waiters(self, job: Job) -> None:
+        """Answer the requests waiting on ``job`` (:meth:`wait`)."""
+        with self._cond:
             waiters, job._waiters = job._waiters, []
         for loop, future in waiters:
             # The waiting request may be gone with its event loop (a closed test client).
@@ -269,13 +295,28 @@ class FillQueue:
                     batch.append(job)
             return batch
 
+    def _calibrate_methods(self) -> None:
+        """Time one fill per method before the first job (:meth:`FillTimes.calibrate`)."""
+        for name, method in self.methods.items():
+            if self._closed:
+                return
+            with contextlib.suppress(Exception):  # no start-up figure: the first fill gives one
+                self.times.calibrate(name, lambda p, h, m=method: fill_arrays(m, [p], [h], False))
+
     def _work(self) -> None:
+        if self._calibrate:
+            self._calibrate_methods()
         while (batch := self._take()) is not None:
-            rate = self._seconds_per_pixel.get(batch[0].method)
+            first = batch[0]
             work_pixels = sum(j.plan.work_pixels(j.size) for j in batch)
-            estimate = None if rate is None else rate * work_pixels
+            estimate = self.times.estimate(first.method, first.plan.strategy, work_pixels)
+            seconds, basis = (
+                (None, None) if estimate is None else (estimate.seconds, estimate.basis)
+            )
             for job in batch:
-                self._set(job, RUNNING, started=time.monotonic(), estimate=estimate)
+                self._set(
+                    job, RUNNING, started=time.monotonic(), estimate=seconds, estimate_basis=basis
+                )
             self._run(batch)
 
     def _run(self, batch: list[Job]) -> None:
@@ -305,8 +346,11 @@ class FillQueue:
             )
             return
         seconds = time.perf_counter() - start
-        self._seconds_per_pixel[batch[0].method] = seconds / sum(
-            j.plan.work_pixels(j.size) for j in batch
+        self.times.record(
+            batch[0].method,
+            batch[0].plan.strategy,
+            sum(j.plan.work_pixels(j.size) for j in batch),
+            seconds,
         )
         for i, job in enumerate(batch):
             attention = None

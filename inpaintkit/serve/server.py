@@ -11,12 +11,16 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from inpaintkit.serve.guard import LOOPBACK_HOSTS
+
+#: Seconds the open requests get to finish after Ctrl-C.
+GRACE = 0.5
 
 #: Hosts meaning "every interface of this machine".
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -84,13 +88,35 @@ def server_url(sock: socket.socket, host: str) -> str:
     return f"http://{shown}:{port}/"
 
 
-def _server(app: ASGIApp) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also calls ``on_stop`` the moment Ctrl-C arrives: before it
+    waits for the open requests to end, so that the app can answer its long polls at once."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], object] | None) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first = not self.should_exit
+        super().handle_exit(sig, frame)
+        if first and self.on_stop is not None:
+            self.on_stop()
 
 
-def run(app: ASGIApp, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until Ctrl-C (uvicorn; its own logs: warnings only)."""
-    _server(app).run(sockets=[sock])
+def _server(app: ASGIApp, on_stop: Callable[[], object] | None = None) -> uvicorn.Server:
+    # A request still open GRACE s after Ctrl-C is cut off (uvicorn's default waits for all).
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=GRACE)  # fmt: skip
+    return _Server(config, on_stop)
+
+
+def run(app: ASGIApp, sock: socket.socket, on_stop: Callable[[], object] | None = None) -> None:
+    """Serve ``app`` on ``sock`` until Ctrl-C (uvicorn; its own logs: warnings only).
+
+    ``on_stop`` is called as soon as Ctrl-C arrives (``inpaintkit serve``: the fill queue
+    closes, which answers the requests waiting on it).
+    """
+    _server(app, on_stop).run(sockets=[sock])
 
 
 class BackgroundServer:

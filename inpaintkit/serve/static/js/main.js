@@ -21,13 +21,18 @@ const state = {
   maskOpacity: 0.55,
   overlay: "none",
   overlayOpacity: 0.85,
-  compare: 0,
+  compare: 1, // where the before/after line is, as a fraction of the width: after on its left
   hover: null, // image position under the mouse
   pinned: null, // image position clicked in the attention explorer
   drag: null,
   space: false,
   folderItems: [],
 };
+
+// Masks painted on images the page has left, not saved: image key -> MaskLayer. Opening the
+// image again brings its mask back (with its history). Bounded by their pixels, oldest first.
+const keptMasks = new Map();
+const KEPT_PIXELS = 50e6;
 
 const view = new Viewport($("#view"), draw, (zoom) => {
   $("#zoom-value").textContent = `${Math.round(zoom * 100)}%`;
@@ -69,7 +74,6 @@ function setMode(mode) {
   $("#edit-tools").hidden = !(editing || mode === "filling");
   $("#result-tools").hidden = mode !== "result";
   $("#attention-tools").hidden = !(mode === "result" && state.result && state.result.attention);
-  $("#fill").disabled = !editing;
   $("#save-mask").hidden = !(state.image && state.image.path);
   updateButtons();
   view.redraw();
@@ -81,6 +85,8 @@ function updateButtons() {
   $("#undo").disabled = !(editing && mask && mask.canUndo);
   $("#redo").disabled = !(editing && mask && mask.canRedo);
   $("#clear").disabled = !editing;
+  // Fill needs a hole: the same rule for an opened file, a folder image, a kept result, undo.
+  $("#fill").disabled = !(editing && mask && !mask.isEmpty());
 }
 
 function onMaskChange() {
@@ -123,19 +129,18 @@ function draw(ctx) {
   if (!image) return;
   const zoom = view.zoom;
   if (state.mode === "result" && result) {
+    // The before/after line: the result on its left, the image and its mask on its right.
     ctx.drawImage(result.img, 0, 0);
     const split = state.compare * result.width;
-    if (split > 0) {
+    if (split < result.width) {
       ctx.save();
       ctx.beginPath();
-      ctx.rect(0, 0, split, result.height);
+      ctx.rect(split, 0, result.width - split, result.height);
       ctx.clip();
       ctx.drawImage(image.img, 0, 0);
       ctx.globalAlpha = state.maskOpacity;
       ctx.drawImage(state.mask.canvas, 0, 0);
       ctx.restore();
-      ctx.fillStyle = "white";
-      ctx.fillRect(split - 1 / zoom, 0, 2 / zoom, result.height);
     }
     const picture = result.pictures[state.overlay];
     if (state.overlay !== "none" && picture) {
@@ -145,6 +150,7 @@ function draw(ctx) {
       ctx.drawImage(picture, 0, 0, result.width, result.height);
       ctx.restore();
     }
+    if (split > 0 && split < result.width) drawCompareLine(ctx, split, result.height, zoom);
     const point = state.pinned || state.hover;
     if (point && result.attention) result.attention.draw(ctx, point.x, point.y, zoom, Boolean(state.pinned));
     return;
@@ -174,6 +180,32 @@ function draw(ctx) {
     ctx.stroke();
     ctx.restore();
   }
+}
+
+/** The before/after line at image column `x`, labelled at the top (sizes in screen pixels). */
+function drawCompareLine(ctx, x, height, zoom) {
+  const px = 1 / zoom;
+  ctx.save();
+  ctx.fillStyle = "white";
+  ctx.fillRect(x - px, 0, 2 * px, height);
+  ctx.font = `${12 * px}px system-ui, sans-serif`;
+  ctx.textBaseline = "top";
+  for (const [text, side] of [["After", -1], ["Before", 1]]) {
+    const width = ctx.measureText(text).width;
+    const left = side < 0 ? x - 8 * px - width : x + 8 * px;
+    ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
+    ctx.fillRect(left - 4 * px, 4 * px, width + 8 * px, 20 * px);
+    ctx.fillStyle = "white";
+    ctx.fillText(text, left, 8 * px);
+  }
+  ctx.restore();
+}
+
+/** Move the before/after line to `fraction` of the width (0: all before, 1: all after). */
+function setCompare(fraction) {
+  state.compare = Math.min(1, Math.max(0, fraction));
+  $("#compare").value = Math.round(state.compare * 100);
+  view.redraw();
 }
 
 function describeAttention() {
@@ -232,7 +264,11 @@ canvas.addEventListener("pointermove", (event) => {
     }
   } else if (drag && drag.kind === "rect") {
     drag.last = state.hover;
+  } else if (drag && drag.kind === "pin" && Math.hypot(event.clientX - drag.client.x, event.clientY - drag.client.y) > 4) {
+    drag.kind = "compare"; // a click pins a pixel, a drag moves the before/after line
+    canvas.classList.add("comparing");
   }
+  if (drag && drag.kind === "compare") setCompare(state.hover.x / state.result.width);
   if (state.mode === "result") describeAttention();
   view.redraw();
 });
@@ -247,6 +283,8 @@ function endDrag(event) {
     const end = view.toImage(event.clientX, event.clientY);
     state.mask.rect(drag.start.x, drag.start.y, end.x, end.y, false);
     state.mask.commit();
+  } else if (drag.kind === "compare") {
+    canvas.classList.remove("comparing");
   } else if (drag.kind === "pin") {
     const moved = Math.hypot(event.clientX - drag.client.x, event.clientY - drag.client.y) > 4;
     if (!moved) {
@@ -285,7 +323,15 @@ function redo() {
 
 window.addEventListener("keydown", (event) => {
   const target = event.target;
-  if (target instanceof HTMLSelectElement || (target instanceof HTMLInputElement && target.type !== "range")) return;
+  const typing = target instanceof HTMLInputElement && target.type !== "range";
+  if (event.key === "Enter" && !typing && !(target instanceof HTMLButtonElement) && !event.ctrlKey && !event.metaKey && !event.altKey) {
+    // Enter fills from anywhere but a field or a button (Enter presses that button): also
+    // while the Method or Size list has the focus.
+    event.preventDefault();
+    fill();
+    return;
+  }
+  if (target instanceof HTMLSelectElement || typing) return;
   const key = event.key.toLowerCase();
   if (event.ctrlKey || event.metaKey) {
     if (key === "z") {
@@ -305,7 +351,6 @@ window.addEventListener("keydown", (event) => {
   else if (key === "]") setBrush(state.brush * 1.25);
   else if (key === "f") view.fit();
   else if (key === "1") view.setZoom(1, canvas.clientWidth / 2, canvas.clientHeight / 2, true);
-  else if (key === "enter") fill();
   else if (key === " ") {
     state.space = true;
     event.preventDefault();
@@ -318,17 +363,62 @@ window.addEventListener("keyup", (event) => {
 
 // ------------------------------------------------------------------ images
 
+/** What an image's kept mask is found under: its path in FOLDER, else its name and size
+ * (the same file opened again), or the result it is. */
+function imageKey(meta, path) {
+  return path ? `folder:${path}` : `file:${meta.name}:${meta.width}x${meta.height}`;
+}
+
+/** Keep the mask of the image being left if it has unsaved changes (keptMasks). */
+function keepMask() {
+  const { image, mask } = state;
+  if (!image || !mask || !mask.dirty) return;
+  keptMasks.delete(image.key);
+  keptMasks.set(image.key, mask);
+  let pixels = 0;
+  for (const kept of keptMasks.values()) pixels += kept.width * kept.height;
+  for (const [key, kept] of keptMasks) {
+    if (pixels <= KEPT_PIXELS || key === image.key) break;
+    keptMasks.delete(key);
+    pixels -= kept.width * kept.height;
+  }
+  markUnsaved();
+}
+
+/** Folder images whose painted mask is kept but not saved are marked in the list. */
+function markUnsaved() {
+  for (const item of $$("#folder-list li")) {
+    const unsaved = keptMasks.has(`folder:${item.dataset.path}`);
+    item.classList.toggle("unsaved", unsaved);
+    item.title = unsaved ? "Its painted mask is kept but not saved: open it to go on, Save mask to write it" : "";
+  }
+}
+
+/** Show an image for editing; returns whether a mask painted on it before came back. */
 async function showImage(meta, maskImage = null, path = null) {
   const img = await fetchImage(`/api/images/${meta.id}/image.png`);
-  state.image = { ...meta, img, path };
-  state.mask = new MaskLayer(meta.width, meta.height, onMaskChange);
-  if (maskImage) state.mask.load(maskImage);
+  keepMask();
+  const key = imageKey(meta, path);
+  const kept = keptMasks.get(key);
+  keptMasks.delete(key);
+  const restored = Boolean(kept && kept.width === meta.width && kept.height === meta.height);
+  state.image = { ...meta, img, path, key };
+  if (restored) {
+    state.mask = kept;
+  } else {
+    state.mask = new MaskLayer(meta.width, meta.height, onMaskChange);
+    if (maskImage) state.mask.load(maskImage);
+  }
   state.result = null;
   state.pinned = null;
   for (const item of $$("#folder-list li")) item.classList.toggle("current", item.dataset.path === path);
+  markUnsaved();
   view.setContent(meta.width, meta.height);
   setMode("edit");
+  return restored;
 }
+
+const RESTORED = " (the mask you painted on it before is back, not saved)";
 
 async function openFile(file) {
   if (!file) return;
@@ -340,8 +430,8 @@ async function openFile(file) {
       body: file,
       type: file.type || "application/octet-stream",
     });
-    await showImage(meta);
-    setStatus(`${meta.name}: ${meta.width}×${meta.height}`);
+    const restored = await showImage(meta);
+    setStatus(`${meta.name}: ${meta.width}×${meta.height}${restored ? RESTORED : ""}`);
   } catch (error) {
     setStatus("");
     showError(error);
@@ -362,14 +452,17 @@ function showProgress(job) {
     return;
   }
   const started = performance.now() - job.elapsed * 1000;
+  // The estimate is this server's measured seconds per working pixel (serve/estimate.py);
+  // the page says what it rests on.
+  $("#progress").title = job.estimate ? `Estimate: ${job.estimate_basis}` : "No estimate yet: this server has not timed this method yet";
   const tick = () => {
     const seconds = (performance.now() - started) / 1000;
     if (job.estimate) {
       bar.value = Math.min(0.97, seconds / job.estimate);
-      $("#progress-text").textContent = `Filling… ${seconds.toFixed(1)} s of ~${job.estimate.toFixed(1)} s`;
+      $("#progress-text").textContent = `Filling… ${seconds.toFixed(1)} s of ~${job.estimate.toFixed(1)} s (measured here)`;
     } else {
       bar.removeAttribute("value");
-      $("#progress-text").textContent = `Filling… ${seconds.toFixed(1)} s`;
+      $("#progress-text").textContent = `Filling… ${seconds.toFixed(1)} s (no estimate yet)`;
     }
     progressTimer = requestAnimationFrame(tick);
   };
@@ -390,8 +483,9 @@ async function fill() {
   }
   const blob = await canvasBlob(state.mask.toCanvas());
   const method = $("#method").value;
-  const maxSize = $("#max-size").value;
-  const query = `image=${encodeURIComponent(state.image.id)}&method=${encodeURIComponent(method)}` + (maxSize ? `&max_size=${maxSize}` : "");
+  // "auto", "original", "crop" or "resize:N": fill's --hd-strategy (and --max-size N).
+  const [strategy, maxSize] = $("#size").value.split(":");
+  const query = `image=${encodeURIComponent(state.image.id)}&method=${encodeURIComponent(method)}&hd_strategy=${strategy}` + (maxSize ? `&max_size=${maxSize}` : "");
   setMode("filling");
   const image = state.image;
   const started = performance.now();
@@ -404,7 +498,9 @@ async function fill() {
     if (state.image !== image) return; // another image was opened meanwhile
     if (job.state === "failed") throw new ApiError(job.error);
     await showResult(job.result);
-    setStatus(`Filled with ${method} in ${((performance.now() - started) / 1000).toFixed(2)} s`);
+    // A finished job keeps its estimate (a fast one may never be seen running).
+    const against = job.estimate ? ` (estimated ${job.estimate.toFixed(1)} s)` : "";
+    setStatus(`Filled with ${method} in ${((performance.now() - started) / 1000).toFixed(2)} s${against}`);
   } catch (error) {
     if (state.image !== image) return;
     setMode("edit");
@@ -423,6 +519,7 @@ async function showResult(meta) {
   }
   state.result = { ...meta, img, attention, pictures: {} };
   state.pinned = null;
+  setCompare(1); // the result shows whole, and the slider says "After"
   setMode("result");
   if (state.overlay !== "none") await selectOverlay(attention ? state.overlay : "none");
 }
@@ -456,6 +553,7 @@ async function loadFolder() {
     li.addEventListener("click", () => openFolderItem(item));
     list.append(li);
   }
+  markUnsaved();
 }
 
 async function openFolderItem(item) {
@@ -472,8 +570,8 @@ async function openFolderItem(item) {
         maskImage = null;
       }
     }
-    await showImage(meta, maskImage, item.path);
-    setStatus(`${item.path}: ${meta.width}×${meta.height}`);
+    const restored = await showImage(meta, maskImage, item.path);
+    setStatus(`${item.path}: ${meta.width}×${meta.height}${restored ? RESTORED : ""}`);
   } catch (error) {
     setStatus("");
     showError(error);
@@ -490,6 +588,7 @@ async function saveMask() {
       body: blob,
       type: "image/png",
     });
+    state.mask.markSaved();
     setStatus(`Saved ${answer.saved}`);
     await loadFolder();
   } catch (error) {
@@ -525,10 +624,7 @@ $("#overlay-opacity").addEventListener("input", (event) => {
   state.overlayOpacity = Number(event.target.value) / 100;
   view.redraw();
 });
-$("#compare").addEventListener("input", (event) => {
-  state.compare = Number(event.target.value) / 100;
-  view.redraw();
-});
+$("#compare").addEventListener("input", (event) => setCompare(Number(event.target.value) / 100));
 $("#undo").addEventListener("click", undo);
 $("#redo").addEventListener("click", redo);
 $("#clear").addEventListener("click", () => state.mask && state.mask.clear());
@@ -542,7 +638,8 @@ $("#download-result").addEventListener("click", () => {
 $("#keep").addEventListener("click", async () => {
   const result = state.result;
   if (!result) return;
-  state.image = { ...result, path: null }; // the result is a new image: not FOLDER's file
+  keepMask(); // the mask of a folder image stays unsaved until it is saved
+  state.image = { ...result, path: null, key: `result:${result.id}` }; // not FOLDER's file
   state.mask = new MaskLayer(result.width, result.height, onMaskChange);
   state.result = null;
   state.pinned = null;
@@ -579,6 +676,10 @@ async function start() {
       option.title = method.reason || "";
       select.append(option);
     }
+    // The server's HD strategy (serve --hd-strategy) is the Size list's first choice.
+    const size = $("#size");
+    if (info.hd_strategy && ![...size.options].some((o) => o.value === info.hd_strategy)) size.prepend(new Option(info.hd_strategy, info.hd_strategy));
+    if (info.hd_strategy) size.value = info.hd_strategy;
     const usable = info.methods.find((m) => m.available);
     if (usable) select.value = usable.name;
     const missing = info.methods.filter((m) => !m.available);

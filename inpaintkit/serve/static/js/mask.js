@@ -1,7 +1,9 @@
 // The mask being painted: a full-resolution canvas (opaque colour = hole) with undo/redo.
 //
 // Undo keeps, per operation, only the rectangle it changed (before and after), so long
-// editing sessions on large photos stay small.
+// editing sessions on large photos stay small. Whether the mask is empty is known at every
+// moment without reading the whole canvas (the Fill button follows it): each operation
+// records it before and after, and only an erase over a non-empty mask scans the canvas.
 
 export const MASK_COLOR = "rgb(255, 40, 40)";
 const HISTORY_BYTES = 256 * 1024 * 1024;
@@ -11,6 +13,13 @@ function canvas(width, height) {
   c.width = width;
   c.height = height;
   return c;
+}
+
+/** Whether mask pixels (ImageData) hold a hole pixel: alpha >= 50 %, as toCanvas() writes it. */
+function hasHole(pixels) {
+  const d = pixels.data;
+  for (let i = 3; i < d.length; i += 4) if (d[i] >= 128) return true;
+  return false;
 }
 
 export class MaskLayer {
@@ -26,6 +35,9 @@ export class MaskLayer {
     this.undoStack = [];
     this.redoStack = [];
     this.box = null; // what the operation in progress touched: [x0, y0, x1, y1]
+    this.erased = false; // whether the operation in progress erased anything
+    this.empty = true; // no hole pixel (as of the last committed operation)
+    this.dirty = false; // changed since it was loaded or saved
   }
 
   get canUndo() {
@@ -43,6 +55,7 @@ export class MaskLayer {
     this.backupCtx.clearRect(0, 0, this.width, this.height);
     this.backupCtx.drawImage(this.canvas, 0, 0);
     this.box = null;
+    this.erased = false;
   }
 
   touch(x0, y0, x1, y1) {
@@ -53,6 +66,7 @@ export class MaskLayer {
   }
 
   style(erase) {
+    if (erase) this.erased = true;
     this.ctx.globalCompositeOperation = erase ? "destination-out" : "source-over";
     this.ctx.strokeStyle = this.ctx.fillStyle = MASK_COLOR;
   }
@@ -85,6 +99,7 @@ export class MaskLayer {
 
   clear() {
     this.begin();
+    this.erased = true;
     this.ctx.clearRect(0, 0, this.width, this.height);
     this.touch(0, 0, this.width, this.height);
     this.commit();
@@ -101,11 +116,21 @@ export class MaskLayer {
     if (x1 <= x0 || y1 <= y0) return;
     const w = x1 - x0;
     const h = y1 - y0;
+    const after = this.ctx.getImageData(x0, y0, w, h);
+    const emptyBefore = this.empty;
+    // Painting can only fill an empty mask inside the rectangle it touched; erasing can only
+    // empty a mask, and then anywhere.
+    if (this.erased) this.empty = emptyBefore || !hasHole(this.ctx.getImageData(0, 0, this.width, this.height));
+    else this.empty = emptyBefore && !hasHole(after);
+    this.erased = false;
+    this.dirty = true;
     this.undoStack.push({
       x: x0,
       y: y0,
       before: this.backupCtx.getImageData(x0, y0, w, h),
-      after: this.ctx.getImageData(x0, y0, w, h),
+      after,
+      emptyBefore,
+      emptyAfter: this.empty,
     });
     this.redoStack = [];
     let bytes = this.undoStack.reduce((sum, op) => sum + 2 * op.before.data.length, 0);
@@ -128,6 +153,8 @@ export class MaskLayer {
     const op = from.pop();
     if (!op) return;
     this.ctx.putImageData(op[side], op.x, op.y);
+    this.empty = side === "before" ? op.emptyBefore : op.emptyAfter;
+    this.dirty = true;
     to.push(op);
     this.onChange();
   }
@@ -150,9 +177,16 @@ export class MaskLayer {
     }
     this.ctx.globalCompositeOperation = "source-over";
     this.ctx.putImageData(pixels, 0, 0);
+    this.empty = !hasHole(pixels);
+    this.dirty = false;
     this.undoStack = [];
     this.redoStack = [];
     this.onChange();
+  }
+
+  /** The mask is now what is saved (its file was written). */
+  markSaved() {
+    this.dirty = false;
   }
 
   /** The mask as the files `fill` reads: white = hole (alpha >= 50%), black elsewhere. */
@@ -171,8 +205,6 @@ export class MaskLayer {
   }
 
   isEmpty() {
-    const d = this.ctx.getImageData(0, 0, this.width, this.height).data;
-    for (let i = 3; i < d.length; i += 4) if (d[i] >= 128) return false;
-    return true;
+    return this.empty;
   }
 }
