@@ -8,8 +8,9 @@ for speed in PyTorch: it reads the hole's bounding box from the mask (a host syn
 and data-dependent shapes) and sums shifted slices in place with Python arithmetic on the
 sizes. Neither exporter follows that: the TorchScript tracer fails on it
 (``divmod(int, Tensor)``), and ``torch.export`` (the dynamo exporter) needs the window computed
-over the whole grid and then spent 230 s on the 2-core machine resolving the symbolic sizes of
-its ~400 slice operations for a 4-channel generator (docs/deploy.md, "Which exporter").
+over the whole grid, then spent 120-230 s on the 2-core machine resolving the symbolic sizes
+of its ~400 slice operations for a 4-channel generator, and the ONNX file it gave was wrong
+(docs/deploy.md, "Which exporter").
 
 With ``attention_foreground="hole"`` the layer keeps the input features outside the hole and
 its hole window is exact, so rebuilding the whole grid and compositing with the hole gives the
