@@ -25,7 +25,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from inpaintkit import __version__
-from inpaintkit.fill import fill_arrays
+from inpaintkit.fill import fill_arrays, paste_fill, to_working
+from inpaintkit.hd_strategy import DEFAULT_STRATEGY, fill_method_crops, plan_image
 from inpaintkit.io import atomic_write, read_mask
 from inpaintkit.methods import DeepFillMethod, InpaintMethod, PatchMatchMethod
 from inpaintkit.report import comparison_sheet, write_png
@@ -284,11 +285,18 @@ def mask_for(photo: GalleryPhoto, pixels: np.ndarray, redraw: bool) -> np.ndarra
 
 def timed_fill(
     method: InpaintMethod, pixels: np.ndarray, hole: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """The filled image and the seconds it took (`fill_arrays`, the call `inpaintkit fill` makes)."""
+) -> tuple[np.ndarray, float, str]:
+    """The filled image as `inpaintkit fill` makes it (the default HD strategy), the seconds
+    it took, and the strategy `auto` chose."""
+    plan = plan_image(DEFAULT_STRATEGY, hole)
     start = time.perf_counter()
-    filled, _ = fill_arrays(method, [pixels], [hole], offsets=False)
-    return filled[0], time.perf_counter() - start
+    if plan.strategy == "crop":
+        filled, _ = fill_method_crops(method, pixels, hole, plan.boxes)
+    else:
+        work_pixels, work_hole = to_working(pixels, hole, plan.limit)
+        work_filled = fill_arrays(method, [work_pixels], [work_hole], offsets=False)[0][0]
+        filled = paste_fill(pixels, hole, work_filled)
+    return filled, time.perf_counter() - start, plan.strategy
 
 
 def overview(rows: dict[str, list[np.ndarray]]) -> np.ndarray:
@@ -311,6 +319,7 @@ class Row:
     size: tuple[int, int]  # (W, H)
     hole_share: float
     seconds: dict[str, float]  # method label -> seconds of its fill
+    strategy: str  # what the default HD strategy chose for it
 
 
 def provenance(data: Path) -> dict[str, str]:
@@ -350,7 +359,8 @@ def page(rows: list[Row], labels: list[str], model: str, device: str, data: Path
         lines += [
             f"## {i}. {row.photo.caption}",
             "",
-            f"`{row.photo.source}`, {width}×{height}, hole {100 * row.hole_share:.1f} % of the image.",
+            f"`{row.photo.source}`, {width}×{height}, hole {100 * row.hole_share:.1f} % of the "
+            f"image, filled as `--hd-strategy {DEFAULT_STRATEGY}` chose: `{row.strategy}`.",
             "",
             "| painted hole | " + " | ".join(f"{m}: {row.seconds[m]:.2f} s" for m in labels) + " |",
             "|---" * (len(labels) + 1) + "|",
@@ -372,8 +382,8 @@ def page(rows: list[Row], labels: list[str], model: str, device: str, data: Path
             for m in labels
         ),
         "",
-        "Each time is one call of `inpaintkit.fill.fill_arrays` (what `fill` runs per image, without",
-        "reading and writing files), after one untimed warm-up fill per method.",
+        "Each time is one photo filled as `inpaintkit fill` fills it, without reading and writing",
+        "files, after one untimed warm-up fill per method.",
         "",
         "## Photos",
         "",
@@ -426,12 +436,12 @@ def main() -> None:
         write_jpeg(OUT / f"{photo.name}.jpg", shown[0])
         seconds = {}
         for label, method in methods.items():
-            filled, seconds[label] = timed_fill(method, pixels, hole)
+            filled, seconds[label], strategy = timed_fill(method, pixels, hole)
             write_jpeg(OUT / f"{photo.name}_{label.split()[0].lower()}.jpg", filled)
             shown.append(filled)
         pictures[photo.name] = shown
         height, width = hole.shape
-        rows.append(Row(photo, (width, height), float(hole.mean()), seconds))
+        rows.append(Row(photo, (width, height), float(hole.mean()), seconds, strategy))
         print(photo.name, " ".join(f"{k}: {v:.2f} s" for k, v in seconds.items()), flush=True)
     write_jpeg(OUT / "overview.jpg", overview(pictures))
     text = page(rows, list(methods), model, str(deepfill.device), args.data)
