@@ -19,6 +19,7 @@ import torch
 
 from inpaintkit.methods import InpaintMethod, _check_inputs
 from inpaintkit.patchmatch import patchmatch_inpaint
+from inpaintkit.patchmatch.inpaint import Vote
 from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
 
 #: Texture sources of ``fill --texture``: the network's own output, or PatchMatch guided by it.
@@ -33,8 +34,10 @@ class GuidedPatchMatchMethod:
     """DeepFill's fill, then PatchMatch (patch copies from the known region) started from it.
 
     ``network``: the method whose fill guides: a :class:`~inpaintkit.methods.DeepFillMethod`
-    (its blending applies to the guide) or any other :class:`InpaintMethod`. ``levels``: pyramid levels from the guide's entry to full size. ``patch_size``:
-    PatchMatch's (``None``: its default). Per sample on the CPU (numba), like
+    (its blending applies to the guide) or any other :class:`InpaintMethod`. ``levels``:
+    pyramid levels from the guide's entry to full size. ``vote``: the finest level's, ``"best"``
+    copies a known pixel into each hole pixel, ``"weighted"`` averages the covering patches'
+    proposals (smoother). ``patch_size``: PatchMatch's (``None``: its default). Per sample on the CPU (numba), like
     :class:`~inpaintkit.methods.PatchMatchMethod`; deterministic for a given ``seed``.
     """
 
@@ -44,6 +47,7 @@ class GuidedPatchMatchMethod:
         self,
         network: InpaintMethod,
         levels: int = GUIDED_LEVELS,
+        vote: Vote = "best",
         patch_size: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -53,6 +57,7 @@ class GuidedPatchMatchMethod:
         # Where the network runs (fill sizes its batches by it); PatchMatch runs on the CPU.
         self.device = getattr(network, "device", torch.device("cpu"))
         self.levels = levels
+        self.vote = vote
         self.patch_size = patch_size
         self.seed = seed
 
@@ -66,7 +71,7 @@ class GuidedPatchMatchMethod:
             guides, offsets = self.network.fill_with_offsets(images, masks)
         else:
             guides, offsets = self.network(images, masks), None
-        options = {"seed": self.seed, "levels": self.levels, "vote": "best"}
+        options = {"seed": self.seed, "levels": self.levels, "vote": self.vote}
         if self.patch_size is not None:
             options["patch_size"] = self.patch_size
         pictures = tensor_to_image(images)  # (N, H, W, 3) uint8
@@ -92,6 +97,7 @@ class GuidedPatchMatchMethod:
             "network": self.network.name,
             "texture": "patchmatch",
             "levels": str(self.levels),
+            "vote": self.vote,
             "patch_size": str(self.patch_size),
             "seed": str(self.seed),
         }

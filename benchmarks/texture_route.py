@@ -1,0 +1,67 @@
+"""Issue #25's second route, measured like the adversarial phase: PatchMatch guided by DeepFill.
+
+For each evaluation set, the network's fill (``fill``'s default Poisson blending), then
+:class:`inpaintkit.texture.GuidedPatchMatchMethod` at several pyramid depths, with the finest
+level copying known pixels (``vote="best"``, what ``fill --texture patchmatch`` runs) or
+averaging them (``"weighted"``), and plain PatchMatch: hole PSNR, hole l1, hole TV / the
+ground truth's (docs/metrics.md) and seconds per image (indicative: the machine is shared).
+
+    python benchmarks/texture_route.py --checkpoint inpaintkit/weights/deepfill_v1.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from default_model import ROOT, _eval_tensors, _fill_all
+
+from inpaintkit.methods import DeepFillMethod, PatchMatchMethod
+from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
+from inpaintkit.tensors import signed_to_unit
+from inpaintkit.texture import GuidedPatchMatchMethod
+
+#: (pyramid levels, finest-level vote) of the guided rows.
+VARIANTS = ((2, "weighted"), (3, "weighted"), (2, "best"), (3, "best"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the packaged model")
+    parser.add_argument("--free-every", type=int, default=5, help="every N-th free256 image")
+    parser.add_argument(
+        "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
+    )
+    args = parser.parse_args()
+    network = DeepFillMethod(args.checkpoint, device="cpu")
+    methods = {"network (fill's default)": network}
+    for levels, vote in VARIANTS:
+        methods[f"guided, {levels} levels, {vote}"] = GuidedPatchMatchMethod(
+            network, levels=levels, vote=vote
+        )
+    methods["PatchMatch alone"] = PatchMatchMethod(device="cpu")
+    for name, every in (("rect256", 1), ("free256", args.free_every)):
+        images, masks = _eval_tensors(args.eval_root, name, every)
+        truth = signed_to_unit(images)
+        truth_tv = hole_tv(truth, masks)
+        print(f"\n### {name}: {len(images)} images (every {every}), mean per image\n")
+        print("| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV / ground truth's | s / image |")
+        print("|---|---:|---:|---:|---:|")
+        for label, method in methods.items():
+            start = time.perf_counter()
+            filled = _fill_all(method, images, masks)
+            seconds = (time.perf_counter() - start) / len(images)
+            hole_psnr = psnr(filled, truth, masks)
+            print(
+                f"| {label} | {hole_psnr[hole_psnr.isfinite()].mean():.2f} | "
+                f"{mean_l1_error(filled, truth, masks).mean():.2f} | "
+                f"{(hole_tv(filled, masks) / truth_tv).mean():.3f} | {seconds:.2f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
