@@ -20,7 +20,8 @@ from inpaintkit.export import ExportError, export_onnx
     type=click.Path(dir_okay=False, path_type=Path),
     help="The .onnx file to write (atomically: a temporary name, renamed when checked).",
 )
-def export_command(checkpoint: Path | None, output: Path) -> None:
+@click.option("--quiet", is_flag=True, help="Print nothing on success (there is no progress bar).")
+def export_command(checkpoint: Path | None, output: Path, quiet: bool) -> None:
     """Export the generator, contextual attention included, to ONNX for onnxruntime.
 
     Batch, height and width are dynamic (H and W multiples of 8, at least 72); the image and
@@ -34,4 +35,5 @@ def export_command(checkpoint: Path | None, output: Path) -> None:
         summary = export_onnx(output, checkpoint)
     except (ExportError, CheckpointError, OSError) as err:
         raise click.ClickException(str(err)) from None
-    click.echo(str(summary))
+    if not quiet:
+        click.echo(str(summary))
