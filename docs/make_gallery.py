@@ -401,7 +401,9 @@ def page(rows: list[Row], labels: list[str], model: str, device: str, data: Path
         lines.append(f"- `{row.photo.source}` ({row.photo.name}): {origin}")
     lines += [
         "",
-        "The wallpapers are GPL-2+ per their Debian packages' `debian/copyright`.",
+        "The wallpapers are GPL-2+ per their Debian packages' `debian/copyright`. The shared",
+        "data's README does not record the Wikipedia photos' licences one by one: each is its",
+        "author's, as published on Wikipedia.",
         "",
     ]
     return "\n".join(lines)
