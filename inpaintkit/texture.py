@@ -25,9 +25,11 @@ from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
 #: Texture sources of ``fill --texture``: the network's own output, or PatchMatch guided by it.
 TEXTURE_CHOICES = ("network", "patchmatch")
 #: Pyramid levels PatchMatch runs from the network's fill: the fill enters at 1 / 2^(L-1) of the
-#: working size (64² for a 256² image). Fewer levels keep more of the network (higher PSNR,
-#: less texture); chosen on rect256 and free256 (docs/model.md, "Texture from the photo").
-GUIDED_LEVELS = 3
+#: working size (128² for a 256² image). Fewer levels keep more of the network (higher PSNR,
+#: less texture). 2 is the deepest that stays within issue #25's 0.5 dB of the network's hole
+#: PSNR on both evaluation sets (3 costs 0.74 dB on free256; benchmarks/texture_route.py,
+#: docs/model.md, "Texture from the photo").
+GUIDED_LEVELS = 2
 
 
 class GuidedPatchMatchMethod:
