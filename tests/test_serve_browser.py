@@ -217,7 +217,7 @@ def test_paint_fill_and_explore(page, photos: Path, tmp_path: Path) -> None:
     # The whole result shows, and the slider says so; the estimate was measured here.
     assert driver.find_element(By.ID, "compare").get_attribute("value") == "100"
     assert driver.execute_script("return window.inpaintkit.state.compare") == 1
-    assert re.search(r"Filled with deepfill in [\d.]+ s \(estimated [\d.]+ s\)",
+    assert re.search(r"Filled with deepfill in [\d.]+ s \(the fill itself [\d.]+ s, estimated [\d.]+ s\)",
                      driver.find_element(By.ID, "status").text)  # fmt: skip
     result_id = driver.execute_script("return window.inpaintkit.state.result.id")
     filled = png_array(client.get(f"/api/images/{result_id}/image.png").content)

@@ -592,7 +592,7 @@ def create_app(
     bytes the server may hold beyond its model (default :func:`inpaintkit.memory.default_budget`),
     shared out by :class:`ServeBudget`; ``max_queued`` fills may wait, more get a 503.
     ``hd_strategy``: a fill's HD strategy when its request names none (:mod:`inpaintkit.hd_strategy`).
-    ``calibrate``: time one fill per method as the server starts, the first estimates' basis
+    ``calibrate``: time a 128² and a 512² fill per method as the server starts, the first estimates' basis
     (:mod:`inpaintkit.serve.estimate`).
     """
     check_strategy(hd_strategy)

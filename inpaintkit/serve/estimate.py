@@ -2,22 +2,23 @@
 
 The page shows the time a fill has run against an estimate. The estimate is measured here,
 on this machine, with its current load: :class:`FillTimes` keeps the last fills of each
-method and HD strategy (how many working pixels, how many seconds) and scales the one
-nearest in size to the new fill's working pixels. Nearest, not an average: the seconds per
-pixel are not constant. A fixed cost per call weighs on small images (on 2 CPU cores
-DeepFill took ~65 µs per pixel at 256², ~36 at 512² and 1024²), PatchMatch's time grows with
-the hole as well as the image, and ``crop`` pays per box; the fill most like the new one
-predicts it best.
+method and HD strategy (how many working pixels, how many seconds) and reads the new fill's
+working pixels off them: interpolated between the measured sizes around it, beyond the
+largest at that one's seconds per pixel, below the smallest along the line through the two
+smallest. Not one rate for every size: the seconds per pixel are not constant. A fixed cost
+per call weighs on small images (on 2 CPU cores DeepFill took ~65 µs per pixel at 256², ~36
+at 512² and 1024²), PatchMatch's time grows with the hole as well as the image, and
+``crop`` pays per box.
 
 Before a method and strategy have their own fill, :meth:`FillTimes.calibrate` (run by the
-fill worker when the server starts) has timed one :data:`CALIBRATION_SIDE`² fill per method,
-and that stands in; without it the page shows no estimate. Every estimate says what it rests
+fill worker when the server starts) has timed a fill of each :data:`CALIBRATION_SIDES`
+square per method (a small one, where the fixed cost shows, and a 512² one), and those
+stand in; without them the page shows no estimate. Every estimate says what it rests
 on (:attr:`Estimate.basis`), and the page shows that too.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
@@ -26,19 +27,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Side of the square image :meth:`FillTimes.calibrate` fills, and of its square hole.
-CALIBRATION_SIDE, CALIBRATION_HOLE = 512, 128
+#: Sides of the square images :meth:`FillTimes.calibrate` fills, each with a centred square
+#: hole of a quarter of the side.
+CALIBRATION_SIDES = (128, 512)
 #: Fills remembered per method and strategy (the newest replace the oldest).
 KEEP = 8
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One fill: ``pixels`` working pixels in ``seconds``; ``calibration``: the start-up one."""
+    """One fill: ``pixels`` working pixels in ``seconds``."""
 
     pixels: int
     seconds: float
-    calibration: bool = False
 
     @property
     def seconds_per_pixel(self) -> float:
@@ -57,10 +58,11 @@ def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.2f} MP" if pixels >= 10_000 else f"{pixels} pixels"
 
 
-def calibration_image() -> tuple[np.ndarray, np.ndarray]:
-    """uint8 ``(S, S, 3)`` and bool ``(S, S)``: a smooth picture with texture and a centred
-    square hole (what PatchMatch searches matters to its time, so not a flat image)."""
-    side, hole_side = CALIBRATION_SIDE, CALIBRATION_HOLE
+def calibration_image(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 ``(side, side, 3)`` and bool ``(side, side)``: a smooth picture with texture and a
+    centred square hole of ``side // 4`` (what PatchMatch searches matters to its time, so not
+    a flat image)."""
+    hole_side = side // 4
     rng = np.random.default_rng(0)
     ys, xs = np.mgrid[0:side, 0:side] / side
     base = np.stack([xs, ys, 0.5 + 0.5 * np.sin(6 * xs + 4 * ys)], axis=-1) * 200
@@ -76,7 +78,7 @@ class FillTimes:
 
     def __init__(self) -> None:
         self._fills: dict[tuple[str, str], deque[Measurement]] = {}
-        self._calibrated: dict[str, Measurement] = {}  # method -> its start-up fill
+        self._calibrated: dict[str, list[Measurement]] = {}  # method -> its start-up fills
         self._lock = threading.Lock()
 
     def record(self, method: str, strategy: str, pixels: int, seconds: float) -> None:
@@ -89,28 +91,47 @@ class FillTimes:
         """How long ``pixels`` working pixels should take; None before any measurement."""
         with self._lock:
             fills = list(self._fills.get((method, strategy), ()))
-            calibration = self._calibrated.get(method)
-        if not fills and calibration is None:
+            pool = fills or list(self._calibrated.get(method, ()))
+        if not pool:
             return None
-        pool = fills or [calibration]
-        # Nearest in size on a log scale: 2x larger is as far as 2x smaller.
-        nearest = min(pool, key=lambda m: abs(math.log(max(1, pixels) / max(1, m.pixels))))
-        rate = nearest.seconds_per_pixel
-        where = (
-            f"this server's start-up {method} fill ({_megapixels(nearest.pixels)})"
-            if not fills
-            else f"this server's {method} fill nearest in size ({_megapixels(nearest.pixels)}, "
-            f"{strategy})"
+        source = (
+            f"this server's {method} fills ({strategy})"
+            if fills
+            else f"this server's start-up {method} fills"
         )
-        return Estimate(
-            rate * pixels, f"{rate * 1e6:.1f} µs per working pixel, measured on {where}"
-        )
+        # One point per size, the newest (the machine's load changes; the latest says most).
+        points = sorted({m.pixels: m for m in pool}.values(), key=lambda m: m.pixels)
+        below = [m for m in points if m.pixels <= pixels]
+        above = [m for m in points if m.pixels > pixels]
+        if below and above:
+            low, high = below[-1], above[0]
+            share = (pixels - low.pixels) / (high.pixels - low.pixels)
+            seconds = low.seconds + share * (high.seconds - low.seconds)
+            how = (
+                f"at {_megapixels(low.pixels)}"
+                if share == 0
+                else f"between {_megapixels(low.pixels)} and {_megapixels(high.pixels)}"
+            )
+        elif below:  # the largest measured or beyond: its seconds per pixel
+            top = below[-1]
+            seconds = pixels * top.seconds_per_pixel
+            how = f"{top.seconds_per_pixel * 1e6:.1f} µs per working pixel at {_megapixels(top.pixels)}"
+        else:  # smaller than any: along the line through the two smallest (the fixed cost)
+            first = above[0]
+            seconds = pixels * first.seconds_per_pixel
+            if len(above) > 1:
+                slope = (above[1].seconds - first.seconds) / (above[1].pixels - first.pixels)
+                seconds = max(seconds, first.seconds - slope * (first.pixels - pixels))
+            how = f"below {_megapixels(first.pixels)}"
+        return Estimate(seconds, f"{how}, measured on {source}")
 
     def calibrate(self, method: str, fill: Callable[[np.ndarray, np.ndarray], object]) -> None:
-        """Time ``fill(pixels, hole)`` on :func:`calibration_image` as ``method``'s start-up figure."""
-        pixels, hole = calibration_image()
-        start = time.perf_counter()
-        fill(pixels, hole)
-        seconds = time.perf_counter() - start
-        with self._lock:
-            self._calibrated[method] = Measurement(hole.size, seconds, calibration=True)
+        """Time ``fill(pixels, hole)`` on each :func:`calibration_image`: ``method``'s start-up figures."""
+        for side in CALIBRATION_SIDES:
+            pixels, hole = calibration_image(side)
+            start = time.perf_counter()
+            fill(pixels, hole)
+            seconds = time.perf_counter() - start
+            with self._lock:
+                measured = self._calibrated.setdefault(method, [])
+                measured.append(Measurement(hole.size, seconds))

@@ -87,8 +87,8 @@ class FillQueue:
     ``methods``: name -> inpainting method (:mod:`inpaintkit.methods`); those with
     ``fill_with_offsets`` also give the attention offsets. Results go into ``store``.
     ``log`` receives one line per finished job. ``calibrate``: before the first job, time
-    one fill per method (:meth:`FillTimes.calibrate`), so that even the first fill shows an
-    estimate (``inpaintkit serve`` does; tests need not).
+    a small and a 512² fill per method (:meth:`FillTimes.calibrate`), so that even the first
+    fill shows an estimate (``inpaintkit serve`` does; tests need not).
     """
 
     def __init__(
@@ -296,7 +296,7 @@ class FillQueue:
             return batch
 
     def _calibrate_methods(self) -> None:
-        """Time one fill per method before the first job (:meth:`FillTimes.calibrate`)."""
+        """Time each method's start-up fills before the first job (:meth:`FillTimes.calibrate`)."""
         for name, method in self.methods.items():
             if self._closed:
                 return

@@ -498,8 +498,9 @@ async function fill() {
     if (state.image !== image) return; // another image was opened meanwhile
     if (job.state === "failed") throw new ApiError(job.error);
     await showResult(job.result);
-    // A finished job keeps its estimate (a fast one may never be seen running).
-    const against = job.estimate ? ` (estimated ${job.estimate.toFixed(1)} s)` : "";
+    // The fill's own time (the server's, as the estimate is) beside its estimate; a finished
+    // job keeps both (a fast one may never be seen running).
+    const against = job.estimate ? ` (the fill itself ${job.elapsed.toFixed(1)} s, estimated ${job.estimate.toFixed(1)} s)` : "";
     setStatus(`Filled with ${method} in ${((performance.now() - started) / 1000).toFixed(2)} s${against}`);
   } catch (error) {
     if (state.image !== image) return;
