@@ -40,7 +40,14 @@ METHOD_BYTES_PER_PIXEL: dict[str, int] = {
     "biharmonic": 64,
     "patchmatch": 192,
     "deepfill": 1280,
+    "deepfill-onnx": 1280,
 }
+#: Peak bytes per *squared* working pixel, for a method whose memory grows with the area
+#: squared: the ONNX model's contextual attention scores every position against every patch
+#: over the whole grid (inpaintkit/export.py). Measured peak RSS 1.22 GiB at 512², 11.9 GiB at
+#: 1024² (docs/benchmarks.md, "ONNX Runtime against PyTorch"); 0.0105 fits 1024² after the
+#: linear part.
+METHOD_BYTES_PER_SQUARED_PIXEL: dict[str, float] = {"deepfill-onnx": 0.0105}
 #: For a method not listed above: the largest cost listed.
 UNKNOWN_METHOD_BYTES_PER_PIXEL = max(METHOD_BYTES_PER_PIXEL.values())
 #: Host bytes per working pixel of a method running on a GPU: its float input and output
@@ -110,12 +117,23 @@ def method_bytes_per_pixel(method: str, device: str = "cpu") -> int:
     return METHOD_BYTES_PER_PIXEL.get(method, UNKNOWN_METHOD_BYTES_PER_PIXEL)
 
 
+def method_bytes_per_squared_pixel(method: str, device: str = "cpu") -> float:
+    """Host bytes per squared working pixel that ``method`` adds on ``device`` (0: linear)."""
+    if not str(device).startswith("cpu"):
+        return 0.0
+    return METHOD_BYTES_PER_SQUARED_PIXEL.get(method, 0.0)
+
+
 def fill_need(
     size: tuple[int, int], work_size: tuple[int, int], method: str, device: str = "cpu"
 ) -> int:
     """Estimated peak host bytes of filling one ``(H, W)`` image at working size ``(h, w)``."""
     per_pixel = method_bytes_per_pixel(method, device)
-    return FULL_SIZE_BYTES_PER_PIXEL * size[0] * size[1] + per_pixel * work_size[0] * work_size[1]
+    pixels = work_size[0] * work_size[1]
+    squared = method_bytes_per_squared_pixel(method, device)
+    return int(
+        FULL_SIZE_BYTES_PER_PIXEL * size[0] * size[1] + per_pixel * pixels + squared * pixels**2
+    )
 
 
 def largest_working_side(
@@ -127,7 +145,14 @@ def largest_working_side(
     if left <= 0:
         return None
     aspect = min(size) / max(size)  # working pixels = side * side * aspect
-    side = int((left / per_pixel / aspect) ** 0.5)
+    squared = method_bytes_per_squared_pixel(method, device)
+    # The working pixels p that fit: per_pixel * p + squared * p**2 = left.
+    pixels = (
+        ((per_pixel**2 + 4 * squared * left) ** 0.5 - per_pixel) / (2 * squared)
+        if squared
+        else left / per_pixel
+    )
+    side = int((pixels / aspect) ** 0.5)
     return None if side < 8 else min(side, max(size))
 
 

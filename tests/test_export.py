@@ -20,6 +20,7 @@ from skimage import data
 from inpaintkit.checkpoint import save_generator
 from inpaintkit.export import MIN_SIDE, OUTPUT_NAMES, WholeGridAttention, export_onnx
 from inpaintkit.io import is_temporary, read_mask, read_rgb
+from inpaintkit.memory import MemoryBudgetError, check_fill, fill_need, largest_working_side
 from inpaintkit.methods import DeepFillMethod
 from inpaintkit.metrics import psnr
 from inpaintkit.model.attention import ContextualAttention
@@ -213,3 +214,18 @@ def test_a_file_that_is_not_an_export_is_refused(small, tmp_path):
     onnx.save(onnx.helper.make_model(graph), str(other))
     with pytest.raises(ValueError, match="other.onnx: not an `inpaintkit export` model"):
         OnnxMethod(other)
+
+
+def test_the_memory_budget_counts_the_whole_grid_squared():
+    """The exported attention's memory grows with the area squared (11.9 GiB at 1024²)."""
+    name, budget, photo = OnnxMethod.name, 8 * 2**30, (2048, 2048)
+
+    def need(side: int) -> int:
+        return fill_need(photo, (side, side), name)
+
+    assert need(1024) - need(512) > 8 * (need(512) - need(256))  # not linear in the pixels
+    assert need(1024) > 4 * fill_need(photo, (1024, 1024), "deepfill")
+    with pytest.raises(MemoryBudgetError, match="--max-size"):
+        check_fill(photo, photo, name, budget)
+    side = largest_working_side(photo, name, budget)
+    assert need(side) <= budget < need(side + 8)
