@@ -30,6 +30,7 @@ from inpaintkit.hd_strategy import DEFAULT_STRATEGY, fill_method_crops, plan_ima
 from inpaintkit.io import atomic_write, read_mask
 from inpaintkit.methods import DeepFillMethod, InpaintMethod, PatchMatchMethod
 from inpaintkit.report import comparison_sheet, write_png
+from inpaintkit.texture import GuidedPatchMatchMethod
 
 DOCS = Path(__file__).resolve().parent
 OUT = DOCS / "images" / "gallery"
@@ -41,9 +42,9 @@ GALLERY_SIDE = 512
 #: photos drawn at 768 px with a grid); they are scaled to GALLERY_SIDE when drawn.
 DESIGN_SIDE = 768
 JPEG_QUALITY = 85
-#: The README's picture: these photos, one row each (masked photo | default | PatchMatch).
+#: The README's picture: these photos, one row each (masked photo | each method's fill).
 OVERVIEW = ("one_stands_out", "market", "monument", "cups")
-OVERVIEW_TILE = (256, 170)  # (width, height) of one tile; three tiles make a 768 px row
+OVERVIEW_TILE = (192, 128)  # (width, height) of one tile; four tiles make a 768 px row
 #: The hole's tint over the photo in the "what was painted" pictures.
 TINT, TINT_ALPHA = (255, 40, 40), 0.6
 
@@ -299,7 +300,7 @@ def timed_fill(
     return filled, time.perf_counter() - start, plan.strategy
 
 
-def overview(rows: dict[str, list[np.ndarray]]) -> np.ndarray:
+def overview(rows: dict[str, list[np.ndarray]], labels: list[str]) -> np.ndarray:
     tiles = [
         [
             np.asarray(ImageOps.fit(Image.fromarray(t), OVERVIEW_TILE, Image.Resampling.LANCZOS))
@@ -307,7 +308,7 @@ def overview(rows: dict[str, list[np.ndarray]]) -> np.ndarray:
         ]
         for name in OVERVIEW
     ]
-    return comparison_sheet(tiles, ["painted hole (red)", "default (DeepFill)", "PatchMatch"])
+    return comparison_sheet(tiles, ["painted hole (red)", *labels])
 
 
 # --------------------------------------------------------------------------- the page
@@ -343,7 +344,9 @@ def page(rows: list[Row], labels: list[str], model: str, device: str, data: Path
         f"{GALLERY_SIDE} px on its longer side, with the holes a person",
         "would brush over in `inpaintkit serve`: objects, people, printed text, scratches. Per photo:",
         "the painted hole (red), the **default** fill (what `inpaintkit fill` gives: the packaged",
-        "DeepFill model, Poisson-blended into the hole) and our **PatchMatch**'s, with the seconds each",
+        "DeepFill model, Poisson-blended into the hole), the same fill with `--texture patchmatch`",
+        '(our PatchMatch copies the photo\'s patches onto it; docs/model.md, "Texture from the photo")',
+        "and our **PatchMatch**'s alone, with the seconds each",
         "fill took. The masks are committed (`docs/images/gallery/masks/`, white = hole), so",
         "`inpaintkit fill` reproduces any row.",
         "",
@@ -421,6 +424,7 @@ def main() -> None:
     deepfill = DeepFillMethod(args.checkpoint, device=args.device)
     methods = {
         "default (DeepFill)": deepfill,
+        "DeepFill --texture patchmatch": GuidedPatchMatchMethod(deepfill),
         "PatchMatch": PatchMatchMethod(device=args.device),
     }
     digest = deepfill.settings()["checkpoint_sha256"][:12]
@@ -445,7 +449,7 @@ def main() -> None:
         height, width = hole.shape
         rows.append(Row(photo, (width, height), float(hole.mean()), seconds, strategy))
         print(photo.name, " ".join(f"{k}: {v:.2f} s" for k, v in seconds.items()), flush=True)
-    write_jpeg(OUT / "overview.jpg", overview(pictures))
+    write_jpeg(OUT / "overview.jpg", overview(pictures, list(methods)))
     text = page(rows, list(methods), model, str(deepfill.device), args.data)
     with atomic_write(DOCS / "gallery.md") as tmp:
         tmp.write_text(text)
