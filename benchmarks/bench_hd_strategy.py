@@ -47,13 +47,15 @@ import torch
 from PIL import Image, ImageDraw
 
 from inpaintkit.fill import FillOptions, fill_files, pair_files, paste_fill, to_working
-from inpaintkit.hd_strategy import MIN_MARGIN, Box, context_boxes, fill_crops, plan_image
+from inpaintkit.hd_strategy import Box, context_boxes, fill_crops, fill_method_crops, plan_image
 from inpaintkit.masks import deepfill_stroke_mask
 from inpaintkit.methods import DeepFillMethod
 from inpaintkit.metrics import hole_tv, psnr
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor, signed_to_unit, tensor_to_image
 
 DATA = Path("/work/shared/data/eval")
+#: The grid's crop boxes: at least this much context on every side (and no least box side).
+MIN_MARGIN = 64
 #: Above this longer side, ``original`` is not run (a 4000 px photo needs ~13 GB on the CPU).
 ORIGINAL_LIMIT = 2048
 UPSCALED_SIDE = 4000
@@ -63,20 +65,22 @@ Filler = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def load_sets(
-    photos: int, wallpapers: int, upscaled: int
+    photos: int, wallpapers: int, upscaled: int, skip: int = 0
 ) -> dict[str, list[tuple[str, np.ndarray]]]:
-    """``set name -> [(image name, uint8 (H, W, 3))]``, the first files of each folder by name."""
+    """``set name -> [(image name, uint8 (H, W, 3))]``: files of each folder by name, after the
+    first ``skip`` (the upscaled copies are of the last wallpapers, before the last ``skip``)."""
 
     def read(path: Path) -> np.ndarray:
         return np.asarray(Image.open(path).convert("RGB"))
 
     large = sorted((DATA / "large").glob("*.jpg"))
+    small = sorted((DATA / "photos").glob("*.jpg"))
     sets = {
-        "photos": [(p.name, read(p)) for p in sorted((DATA / "photos").glob("*.jpg"))[:photos]],
-        "wallpapers": [(p.name, read(p)) for p in large[:wallpapers]],
+        "photos": [(p.name, read(p)) for p in small[skip : skip + photos]],
+        "wallpapers": [(p.name, read(p)) for p in large[skip : skip + wallpapers]],
         "upscaled-4000": [],
     }
-    for path in large[-upscaled:] if upscaled else []:
+    for path in large[len(large) - skip - upscaled : len(large) - skip]:
         image = Image.open(path).convert("RGB")
         scale = UPSCALED_SIDE / max(image.size)
         size = (round(image.width * scale), round(image.height * scale))
@@ -121,7 +125,9 @@ def centred_box(hole: np.ndarray, side: int) -> Box:
     return Box(top, left, top + rows, left + cols)
 
 
-def strategies(method: DeepFillMethod) -> dict[str, Filler]:
+def strategies(
+    method: DeepFillMethod, ratios: list[float], sides: list[int], names: list[str] | None
+) -> dict[str, Filler]:
     """Every configuration measured: name -> ``(pixels, hole) -> filled uint8 (H, W, 3)``."""
 
     def fill(x: torch.Tensor, m: torch.Tensor) -> list[torch.Tensor]:
@@ -139,7 +145,8 @@ def strategies(method: DeepFillMethod) -> dict[str, Filler]:
 
     def crop(ratio: float, side: int) -> Filler:
         def run(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
-            return fill_crops(fill, pixels, hole, context_boxes(hole, ratio, MIN_MARGIN), side)
+            boxes = context_boxes(hole, ratio, MIN_MARGIN, min_side=0)
+            return fill_crops(fill, pixels, hole, boxes, side)
 
         return run
 
@@ -149,17 +156,28 @@ def strategies(method: DeepFillMethod) -> dict[str, Filler]:
 
         return run
 
+    def shipped(strategy: str) -> Filler:  # what fill does with --hd-strategy STRATEGY
+        def run(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
+            plan = plan_image(strategy, hole)
+            if plan.strategy == "crop":
+                return fill_method_crops(method, pixels, hole, plan.boxes)[0]
+            return whole(plan.limit)(pixels, hole)
+
+        return run
+
     configs: dict[str, Filler] = {
+        "auto": shipped("auto"),
+        "crop": shipped("crop"),
         "original": whole(None),
         "resize-1024": whole(1024),
         "resize-512": whole(512),
     }
-    for ratio in (0.25, 0.5, 1.0):
-        for side in (256, 512):
+    for ratio in ratios:
+        for side in sides:
             configs[f"crop-m{ratio}-s{side}"] = crop(ratio, side)
     configs["ref-512"] = reference(None)
     configs["ref-256"] = reference(256)
-    return configs
+    return {name: run for name, run in configs.items() if names is None or name in names}
 
 
 def hole_metrics(filled: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> dict[str, float]:
@@ -187,8 +205,13 @@ def tile(image: np.ndarray, hole: np.ndarray, label: str, size: int = 256) -> Im
 
 
 def measure(args: argparse.Namespace, method: DeepFillMethod) -> None:
-    configs = strategies(method)
-    sets = load_sets(args.photos, args.wallpapers, args.upscaled)
+    configs = strategies(
+        method,
+        [float(r) for r in args.ratios.split(",")],
+        [int(s) for s in args.sides.split(",")],
+        args.configs.split(",") if args.configs else None,
+    )
+    sets = load_sets(args.photos, args.wallpapers, args.upscaled, args.skip)
     rows: list[dict] = []
     sheet_rows: list[list[Image.Image]] = []
     turn = 0
@@ -322,6 +345,10 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=4)
     parser.add_argument("--wallpapers", type=int, default=6)
     parser.add_argument("--upscaled", type=int, default=2)
+    parser.add_argument("--skip", type=int, default=0, help="start after this many per folder")
+    parser.add_argument("--ratios", default="0.25,0.5,1.0", help="crop margins, x hole side")
+    parser.add_argument("--sides", default="256,512", help="crop working sides")
+    parser.add_argument("--configs", help="only these configurations (comma-separated names)")
     parser.add_argument("--sheet-images", type=int, default=2, help="photos per set on the sheet")
     parser.add_argument("--quick", action="store_true", help="one photo per set")
     parser.add_argument("--target", action="store_true", help="only the 4000x3000 time check")

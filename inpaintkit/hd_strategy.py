@@ -11,8 +11,8 @@ hole, and its contextual attention paints its ~8 px stride lattice into large ho
   (``fill --max-size``, :data:`RESIZE_LIMIT` when none is given); the fill is upsampled into
   the holes.
 - ``crop``: per hole region. Each connected group of hole pixels gets its bounding box grown
-  by a context margin (:data:`MARGIN_RATIO` of the group's longer side, at least
-  :data:`MIN_MARGIN`); boxes that overlap or touch are merged; each box is filled on its own,
+  by a context margin (:data:`MARGIN_RATIO` of the group's longer side) to at least
+  :data:`MIN_BOX_SIDE` a side; boxes that overlap or touch are merged; each box is filled on its own,
   scaled so that its longer side is at most :data:`CROP_SIDE`, and its fill is upsampled into
   the box's holes. AUTOMATIC1111's "inpaint only masked" with padding is the same idea.
 - ``auto``: :func:`plan_image`'s rule, per image.
@@ -41,10 +41,12 @@ DEFAULT_STRATEGY = "auto"
 RESIZE_LIMIT = 1024
 #: ``crop``: a box's longer side is scaled down to at most this (never up) before it is filled.
 CROP_SIDE = 512
-#: ``crop``: context on every side of a hole region, as a fraction of the region's longer side.
+#: ``crop``: context on every side of a hole region, as a fraction of the region's longer side
+#: (0.5: the hole is half the box's side, as the training's 128² holes in 256² crops).
 MARGIN_RATIO = 0.5
-#: ``crop``: the least context on every side of a hole region, in pixels.
-MIN_MARGIN = 64
+#: ``crop``: the least side of a box (where the image has it), in pixels: a small hole gets
+#: the 512 x 512 neighbourhood around it, filled at full resolution.
+MIN_BOX_SIDE = 512
 #: ``auto``: images whose longer side is at most this are filled whole (``original``).
 AUTO_ORIGINAL_SIDE = 1024
 #: ``auto``: ``crop`` only while its boxes cover at most this share of the image; a larger
@@ -103,26 +105,38 @@ def _boxes_of(canvas: np.ndarray) -> list[Box]:
     return [Box(*region.bbox) for region in regionprops(label(canvas, connectivity=2))]
 
 
+def _grown(start: int, length: int, want: int, limit: int) -> tuple[int, int]:
+    """``[start, start + length)`` grown to ``want`` (at most ``limit``) around its centre,
+    shifted to stay inside ``[0, limit)``: a hole at a border gets its context from one side."""
+    want = min(limit, max(length, want))
+    low = min(max(0, start - (want - length) // 2), limit - want)
+    return low, low + want
+
+
 def context_boxes(
-    hole: np.ndarray, margin_ratio: float = MARGIN_RATIO, min_margin: int = MIN_MARGIN
+    hole: np.ndarray,
+    margin_ratio: float = MARGIN_RATIO,
+    min_margin: int = 0,
+    min_side: int = MIN_BOX_SIDE,
 ) -> list[Box]:
     """``crop``'s boxes for a bool ``(H, W)`` hole mask: disjoint, every hole pixel in exactly one.
 
     Each 8-connected group of hole pixels gets its bounding box grown on every side by
-    ``max(min_margin, margin_ratio * its longer side)``, clipped to the image. Boxes that
-    overlap or touch are replaced by their bounding box until none do: drawn on a canvas, a
-    group of such boxes is one connected shape. So no box holds a hole pixel of another
-    box's group, which the network would otherwise take for known image. Raster order.
+    ``max(min_margin, margin_ratio * its longer side)`` and to at least ``min_side`` on each
+    side, around its centre and shifted inside the image (clipped where the image is
+    smaller). Boxes that overlap or touch are replaced by their bounding box until none do:
+    drawn on a canvas, a group of such boxes is one connected shape. So no box holds a hole
+    pixel of another box's group, which the network would otherwise take for known image.
+    Raster order.
     """
     height, width = hole.shape
     canvas = np.zeros_like(hole, dtype=bool)
     for box in _boxes_of(hole):
         rows, cols = box.size
         margin = max(min_margin, round(margin_ratio * max(rows, cols)))
-        canvas[
-            max(0, box.top - margin) : min(height, box.bottom + margin),
-            max(0, box.left - margin) : min(width, box.right + margin),
-        ] = True
+        top, bottom = _grown(box.top, rows, max(rows + 2 * margin, min_side), height)
+        left, right = _grown(box.left, cols, max(cols + 2 * margin, min_side), width)
+        canvas[top:bottom, left:right] = True
     while True:
         boxes = _boxes_of(canvas)
         # Stable once every shape is its own bounding box (then no two boxes overlap).

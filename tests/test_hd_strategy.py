@@ -38,7 +38,7 @@ from inpaintkit.tensors import image_to_tensor, mask_to_tensor
 # --------------------------------------------------------------------------- boxes
 
 
-def boxes_reference(hole: np.ndarray, ratio: float, least: int) -> set[Box]:
+def boxes_reference(hole: np.ndarray, ratio: float, least: int, side: int) -> set[Box]:
     """The obvious way: grow each group's box, then merge any two that overlap or touch until none do."""
     height, width = hole.shape
     labels = label(hole, connectivity=2)
@@ -47,9 +47,24 @@ def boxes_reference(hole: np.ndarray, ratio: float, least: int) -> set[Box]:
         rows, cols = np.nonzero(labels == group)
         top, left, bottom, right = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
         margin = max(least, round(ratio * max(bottom - top, right - left)))
-        boxes.append(
-            (max(0, top - margin), max(0, left - margin), min(height, bottom + margin), min(width, right + margin))
-        )  # fmt: skip
+        top, bottom = top - margin, bottom + margin
+        left, right = left - margin, right + margin
+        # At least `side` a side, centred (the odd pixel after), then moved inside the image.
+        grow = max(0, side - (bottom - top))
+        top, bottom = top - grow // 2, bottom + grow - grow // 2
+        grow = max(0, side - (right - left))
+        left, right = left - grow // 2, right + grow - grow // 2
+        if bottom - top >= height:
+            top, bottom = 0, height
+        else:
+            shift = max(0, -top) - max(0, bottom - height)
+            top, bottom = top + shift, bottom + shift
+        if right - left >= width:
+            left, right = 0, width
+        else:
+            shift = max(0, -left) - max(0, right - width)
+            left, right = left + shift, right + shift
+        boxes.append((top, left, bottom, right))
     merged = True
     while merged:
         merged = False
@@ -85,26 +100,29 @@ def test_context_boxes_match_a_brute_force_merge_on_random_holes(seed: int) -> N
         y, x = rng.integers(0, hole.shape[0]), rng.integers(0, hole.shape[1])
         hole[y : y + int(rng.integers(1, 9)), x : x + int(rng.integers(1, 9))] = True
     ratio, least = float(rng.choice([0.0, 0.5, 1.0])), int(rng.integers(0, 8))
-    boxes = context_boxes(hole, ratio, least)
-    assert set(boxes) == boxes_reference(hole, ratio, least)
+    side = int(rng.choice([0, 9, 24, 200]))
+    boxes = context_boxes(hole, ratio, least, side)
+    assert set(boxes) == boxes_reference(hole, ratio, least, side)
     check_partition(hole, boxes)
 
 
-def test_near_holes_share_a_box_far_ones_do_not_and_borders_clip() -> None:
+def test_near_holes_share_a_box_far_ones_do_not_and_borders_shift_boxes_inside() -> None:
     hole = np.zeros((200, 300), bool)
     hole[10:20, 10:20] = hole[10:20, 30:40] = True  # 10 px apart: the margins overlap
     hole[10:20, 57:67] = True  # 17 px further: one column between the two margins of 8 px
-    hole[150:160, 250:300] = True  # far away, on the right border
-    boxes = context_boxes(hole, 0.5, 8)
-    assert boxes == [Box(2, 2, 28, 48), Box(2, 49, 28, 75), Box(125, 225, 185, 300)]
+    hole[150:160, 250:300] = True  # far away, on the right border: its box moves inside
+    boxes = context_boxes(hole, 0.5, 8, min_side=0)
+    assert boxes == [Box(2, 2, 28, 48), Box(2, 49, 28, 75), Box(125, 200, 185, 300)]
     hole[26:30, 50:54] = True  # a hole whose box overlaps both: all three become one
-    assert context_boxes(hole, 0.5, 8)[0] == Box(2, 2, 38, 75)
+    assert context_boxes(hole, 0.5, 8, min_side=0)[0] == Box(2, 2, 38, 75)
+    # A least side of 100: moved inside the image at the border, not clipped.
+    assert context_boxes(hole, 0.5, 8, min_side=100)[-1] == Box(100, 200, 200, 300)
 
 
 def test_many_holes_and_a_hole_over_most_of_the_image() -> None:
     rng = np.random.default_rng(0)
     hole = rng.random((600, 800)) < 0.0005  # ~240 single-pixel holes
-    boxes = context_boxes(hole, 0.5, 4)
+    boxes = context_boxes(hole, 0.5, 4, min_side=0)
     check_partition(hole, boxes)
     assert 50 < len(boxes) < 240  # neighbours merged, far ones apart
     most = np.ones((600, 800), bool)
@@ -123,8 +141,9 @@ def test_auto_fills_small_images_whole_and_large_ones_by_box_or_resized() -> Non
     large = np.zeros((1500, 2000), bool)
     large[100:356, 900:1156] = True
     plan = plan_image("auto", large)
-    assert plan.strategy == "crop" and plan.boxes == (Box(0, 772, 484, 1284),)
-    assert plan.work_pixels(large.shape) == 484 * 512
+    # The 512 x 512 neighbourhood (a margin of half the hole's side), inside the photo.
+    assert plan.strategy == "crop" and plan.boxes == (Box(0, 772, 512, 1284),)
+    assert plan.work_pixels(large.shape) == 512 * 512
     large[:1200] = True  # a hole over most of the photo: the photo, resized
     plan = plan_image("auto", large)
     assert (plan.strategy, plan.limit) == ("resize", RESIZE_LIMIT)
@@ -187,7 +206,7 @@ def test_crop_fills_each_box_from_its_own_context_and_keeps_known_pixels(shape) 
     if height > 100:
         hole[0:50, 0:60] = True  # at the top-left corner
         hole[600:640, 1300:1400] = True  # on the right border
-        hole[1100:1200, 600:780] = True  # on the bottom border, across both halves
+        hole[1100:1200, 100:280] = True  # on the bottom border
     else:
         hole[2:4, 3:5] = True
     boxes = context_boxes(hole)
@@ -204,12 +223,12 @@ def test_crop_fills_each_box_from_its_own_context_and_keeps_known_pixels(shape) 
 
 
 def test_fill_files_crop_keeps_mode_alpha_icc_and_known_pixels(tmp_path: Path) -> None:
-    rgb = np.ascontiguousarray(data.astronaut()[:200, :260])
-    alpha = np.full((200, 260), 180, np.uint8)
+    rgb = np.concatenate([data.astronaut()[:200], data.coffee()[:200]], axis=1)  # 200 x 1112
+    alpha = np.full((200, 1112), 180, np.uint8)
     alpha[:, :30] = 0
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "a.png", icc_profile=b"icc!")
-    hole = np.zeros((200, 260), bool)
-    hole[10:40, 20:50] = hole[150:190, 200:250] = True
+    hole = np.zeros((200, 1112), bool)
+    hole[10:40, 20:50] = hole[150:190, 900:950] = True  # boxes of 200 x 512, apart
     Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "a_mask.png")
     summary = fill_files(
         pair_files(tmp_path / "a.png", tmp_path / "a_mask.png", tmp_path / "out"),
@@ -224,7 +243,7 @@ def test_fill_files_crop_keeps_mode_alpha_icc_and_known_pixels(tmp_path: Path) -
     np.testing.assert_array_equal(out[..., 3], alpha)
     np.testing.assert_array_equal(out[..., :3][~hole], rgb[~hole])
     # Two boxes, two mean colours: neither hole got the whole image's.
-    assert not np.array_equal(out[20, 30, :3], out[170, 220, :3])
+    assert not np.array_equal(out[20, 30, :3], out[170, 920, :3])
 
 
 def test_fill_command_auto_crops_a_wide_photo_and_refuses_max_size_with_crop(
@@ -305,7 +324,12 @@ def test_serve_takes_hd_strategy_per_fill_and_lists_the_choices(generator, tmp_p
             )
         )
         np.testing.assert_array_equal(served[~hole], pixels[~hole])
-        answer = client.post(f"/api/fill?image={image['id']}&max_size=64", content=png(hole))
+        # The page's Size without a strategy is resize, even on a crop server; with crop, an error.
+        job = fill_and_wait(client, image["id"], hole, method="patchmatch", extra="&max_size=64")
+        assert job["state"] == "done", job
+        answer = client.post(
+            f"/api/fill?image={image['id']}&max_size=64&hd_strategy=crop", content=png(hole)
+        )
         assert answer.status_code == 400 and "max_size is resize's limit" in answer.json()["error"]
         answer = client.post(f"/api/fill?image={image['id']}&hd_strategy=tiles", content=png(hole))
         assert answer.status_code == 400 and "unknown HD strategy" in answer.json()["error"]
