@@ -478,7 +478,10 @@ async def fill(request: Request) -> Response:
     if method not in state.methods:
         raise ApiError(400, f"unknown method {method!r}; choose from {', '.join(state.methods)}")
     max_size = _query_number(request, "max_size", 8, 1 << 20)
-    hd_strategy = request.query_params.get("hd_strategy") or state.hd_strategy
+    # A working size asked for without a strategy is resize's, whatever the server's default.
+    hd_strategy = request.query_params.get("hd_strategy") or (
+        "resize" if max_size is not None else state.hd_strategy
+    )
     try:
         resize_limit(hd_strategy, max_size)
     except StrategyError as err:
