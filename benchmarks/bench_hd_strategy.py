@@ -146,13 +146,13 @@ def strategies(
     def crop(ratio: float, side: int) -> Filler:
         def run(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
             boxes = context_boxes(hole, ratio, MIN_MARGIN, min_side=0)
-            return fill_crops(fill, pixels, hole, boxes, side)
+            return fill_crops(fill, pixels, hole, boxes, [side] * len(boxes))
 
         return run
 
     def reference(side: int | None) -> Filler:
         def run(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
-            return fill_crops(fill, pixels, hole, [centred_box(hole, 512)], side)
+            return fill_crops(fill, pixels, hole, [centred_box(hole, 512)], [side])
 
         return run
 

@@ -13,7 +13,8 @@ hole, and its contextual attention paints its ~8 px stride lattice into large ho
 - ``crop``: per hole region. Each connected group of hole pixels gets its bounding box grown
   by a context margin (:data:`MARGIN_RATIO` of the group's longer side) to at least
   :data:`MIN_BOX_SIDE` a side; boxes that overlap or touch are merged; each box is filled on its own,
-  scaled so that its longer side is at most :data:`CROP_SIDE`, and its fill is upsampled into
+  scaled so that its longer side is at most :data:`CROP_SIDE` and its holes' at most
+  :data:`HOLE_SIDE` (:func:`crop_side`), and its fill is upsampled into
   the box's holes. AUTOMATIC1111's "inpaint only masked" with padding is the same idea.
 - ``auto``: :func:`plan_image`'s rule, per image.
 
@@ -41,6 +42,9 @@ DEFAULT_STRATEGY = "auto"
 RESIZE_LIMIT = 1024
 #: ``crop``: a box's longer side is scaled down to at most this (never up) before it is filled.
 CROP_SIDE = 512
+#: ``crop``: ... and so that its holes' longer side is at most this: the training's holes
+#: (128 x 128 in 256 x 256 crops), so a 256 px hole with its margin is filled at 256 x 256.
+HOLE_SIDE = 128
 #: ``crop``: context on every side of a hole region, as a fraction of the region's longer side
 #: (0.5: the hole is half the box's side, as the training's 128² holes in 256² crops).
 MARGIN_RATIO = 0.5
@@ -158,10 +162,15 @@ class HDPlan:
     limit: int | None = None
     boxes: tuple[Box, ...] = ()
 
+    sides: tuple[int, ...] = ()  # crop: each box's working side (crop_side)
+
     def work_pixels(self, size: tuple[int, int]) -> int:
         """Working pixels the method fills for an image of ``size = (H, W)``: what time scales with."""
         if self.strategy == "crop":
-            return sum(h * w for h, w in (working_size(*box.size, CROP_SIDE) for box in self.boxes))
+            works = (
+                working_size(*b.size, side) for b, side in zip(self.boxes, self.sides, strict=True)
+            )
+            return sum(h * w for h, w in works)
         height, width = working_size(*size, self.limit)
         return height * width
 
@@ -184,10 +193,21 @@ def plan_image(strategy: str, hole: np.ndarray, max_size: int | None = None) -> 
         boxes = context_boxes(hole)
         if sum(h * w for h, w in (b.size for b in boxes)) > AUTO_CROP_COVER * hole.size:
             return HDPlan("resize", RESIZE_LIMIT)
-        return HDPlan("crop", boxes=tuple(boxes))
-    if strategy == "crop":
-        return HDPlan("crop", boxes=tuple(context_boxes(hole)))
-    return HDPlan(strategy, limit)
+    elif strategy == "crop":
+        boxes = context_boxes(hole)
+    else:
+        return HDPlan(strategy, limit)
+    return HDPlan("crop", boxes=tuple(boxes), sides=tuple(crop_side(b, hole) for b in boxes))
+
+
+def crop_side(box: Box, hole: np.ndarray) -> int:
+    """``crop``'s working side for ``box`` of bool ``(H, W)`` ``hole``: the box's longer side
+    scaled so that the longer side of its holes' bounding box is at most :data:`HOLE_SIDE`,
+    and the box's at most :data:`CROP_SIDE` (never enlarged)."""
+    rows, cols = np.nonzero(hole[box.slices])
+    extent = max(np.ptp(rows), np.ptp(cols)) + 1 if rows.size else 1
+    longest = max(box.size)
+    return int(min(longest, CROP_SIDE, max(8, longest * HOLE_SIDE // extent)))
 
 
 def resize_limit(strategy: str, max_size: int | None) -> int | None:
@@ -249,15 +269,19 @@ def fill_box(
 
 
 def fill_boxes(
-    fill: Fill, image: torch.Tensor, mask: torch.Tensor, boxes: Sequence[Box], side: int | None
+    fill: Fill,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    boxes: Sequence[Box],
+    sides: Sequence[int | None],
 ) -> list[torch.Tensor]:
     """Each of ``fill``'s outputs at full size ``(1, 3, H, W)``: ``image`` with every box filled.
 
-    ``boxes`` (disjoint, :func:`context_boxes`) are filled one at a time by :func:`fill_box`;
-    outside them the outputs are ``image``'s own values.
+    ``boxes`` (disjoint, :func:`context_boxes`) are filled one at a time by :func:`fill_box`,
+    each at its working side in ``sides``; outside them the outputs are ``image``'s own values.
     """
     outputs: list[torch.Tensor] = []
-    for box in boxes:
+    for box, side in zip(boxes, sides, strict=True):
         rows, cols = box.slices
         filled = fill_box(fill, image[..., rows, cols], mask[..., rows, cols], side)
         if not outputs:
@@ -272,16 +296,19 @@ def fill_crops(
     pixels: np.ndarray,
     hole: np.ndarray,
     boxes: Sequence[Box],
-    side: int | None = CROP_SIDE,
+    sides: Sequence[int | None] | None = None,
 ) -> np.ndarray:
     """``crop`` on arrays: uint8 ``(H, W, 3)`` with each box's holes filled by ``fill``'s first output.
 
-    Each box is filled by :func:`fill_box` at a longer side of at most ``side``.
+    Each box is filled by :func:`fill_box` at its working side in ``sides``
+    (default: :func:`crop_side`'s).
     Only the boxes are converted to tensors, so a 12-megapixel photo with one hole costs
     the box's floats, not the photo's. Known pixels are ``pixels``' own, bit for bit.
     """
     out = pixels.copy()
-    for box in boxes:
+    if sides is None:
+        sides = [crop_side(box, hole) for box in boxes]
+    for box, side in zip(boxes, sides, strict=True):
         part, part_hole = pixels[box.slices], hole[box.slices]
         filled = fill_box(fill, image_to_tensor(part), mask_to_tensor(part_hole), side)[0]
         out[box.slices] = np.where(part_hole[..., None], tensor_to_image(filled)[0], part)

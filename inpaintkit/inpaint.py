@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from inpaintkit.blend import check_blend, poisson_blend
-from inpaintkit.hd_strategy import CROP_SIDE, Box, fill_boxes, plan_image
+from inpaintkit.hd_strategy import Box, fill_boxes, plan_image
 from inpaintkit.model.generator import Generator
 from inpaintkit.tensors import composite, crop_to, pad_to_multiple
 
@@ -145,10 +145,10 @@ def _inpaint_hd(
                     f"is filled by {plan.strategy} (pass hd_strategy='original')"
                 )
             whole = [Box(0, 0, *sample.shape[-2:])]
-            boxes, side = (
-                (plan.boxes, CROP_SIDE) if plan.strategy == "crop" else (whole, plan.limit)
+            boxes, sides = (
+                (plan.boxes, plan.sides) if plan.strategy == "crop" else (whole, [plan.limit])
             )
-            filled, coarse = fill_boxes(fill, sample, hole, boxes, side)
+            filled, coarse = fill_boxes(fill, sample, hole, boxes, sides)
         images.append(filled)
         coarses.append(coarse)
     return InpaintResult(

@@ -24,6 +24,7 @@ from inpaintkit.hd_strategy import (
     Box,
     StrategyError,
     context_boxes,
+    crop_side,
     fill_box,
     fill_method_crops,
     plan_image,
@@ -141,9 +142,14 @@ def test_auto_fills_small_images_whole_and_large_ones_by_box_or_resized() -> Non
     large = np.zeros((1500, 2000), bool)
     large[100:356, 900:1156] = True
     plan = plan_image("auto", large)
-    # The 512 x 512 neighbourhood (a margin of half the hole's side), inside the photo.
+    # The 512 x 512 neighbourhood (a margin of half the hole's side), inside the photo, at
+    # 256 x 256: the hole at the training's 128 x 128. A 100 px hole's box: at its own size.
     assert plan.strategy == "crop" and plan.boxes == (Box(0, 772, 512, 1284),)
-    assert plan.work_pixels(large.shape) == 512 * 512
+    assert plan.sides == (256,) and plan.work_pixels(large.shape) == 256 * 256
+    small_hole = np.zeros((1500, 2000), bool)
+    small_hole[700:800, 20:120] = True
+    plan = plan_image("crop", small_hole)
+    assert plan.boxes == (Box(494, 0, 1006, 512),) and plan.sides == (512,)
     large[:1200] = True  # a hole over most of the photo: the photo, resized
     plan = plan_image("auto", large)
     assert (plan.strategy, plan.limit) == ("resize", RESIZE_LIMIT)
@@ -216,10 +222,12 @@ def test_crop_fills_each_box_from_its_own_context_and_keeps_known_pixels(shape) 
     for box in boxes:
         part, part_hole = pixels[box.slices], hole[box.slices]
         expected = np.round(part[~part_hole].astype(float).mean(axis=0))
-        if max(box.size) <= CROP_SIDE:  # filled at its own size: exactly its own mean colour
+        if crop_side(box, hole) == max(box.size):  # at its own size: exactly its mean colour
             assert (np.abs(filled[box.slices][part_hole] - expected) <= 1).all()
     if height > 100:
         assert filled[10, 10, 0] < 20 and filled[620, 1380, 0] > 180
+        # The 180 px hole's box is filled scaled down (its hole at 128 px), the others not.
+        assert [crop_side(b, hole) < max(b.size) for b in boxes] == [False, False, True]
 
 
 def test_fill_files_crop_keeps_mode_alpha_icc_and_known_pixels(tmp_path: Path) -> None:
