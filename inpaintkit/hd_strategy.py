@@ -13,8 +13,8 @@ hole, and its contextual attention paints its ~8 px stride lattice into large ho
 - ``crop``: per hole region. Each connected group of hole pixels gets its bounding box grown
   by a context margin (:data:`MARGIN_RATIO` of the group's longer side) to at least
   :data:`MIN_BOX_SIDE` a side; boxes that overlap or touch are merged; each box is filled on its own,
-  scaled so that its longer side is at most :data:`CROP_SIDE` and its holes' at most
-  :data:`HOLE_SIDE` (:func:`crop_side`), and its fill is upsampled into
+  scaled so that its longer side is at most :data:`CROP_SIDE` and its holes at most
+  :data:`HOLE_SIDE` thick (:func:`crop_side`), and its fill is upsampled into
   the box's holes. AUTOMATIC1111's "inpaint only masked" with padding is the same idea.
 - ``auto``: :func:`plan_image`'s rule, per image.
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
 from skimage.measure import label, regionprops
 
 from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, tensor_to_image
@@ -42,8 +43,9 @@ DEFAULT_STRATEGY = "auto"
 RESIZE_LIMIT = 1024
 #: ``crop``: a box's longer side is scaled down to at most this (never up) before it is filled.
 CROP_SIDE = 512
-#: ``crop``: ... and so that its holes' longer side is at most this: the training's holes
-#: (128 x 128 in 256 x 256 crops), so a 256 px hole with its margin is filled at 256 x 256.
+#: ``crop``: ... and so that its holes are at most this thick: the training's holes (128 x 128
+#: rectangles in 256 x 256 crops), so a 256 x 256 hole with its margin is filled at 256 x 256,
+#: while strokes thinner than this (the training's were 12-40 px wide) stay at full resolution.
 HOLE_SIDE = 128
 #: ``crop``: context on every side of a hole region, as a fraction of the region's longer side
 #: (0.5: the hole is half the box's side, as the training's 128² holes in 256² crops).
@@ -202,12 +204,16 @@ def plan_image(strategy: str, hole: np.ndarray, max_size: int | None = None) -> 
 
 def crop_side(box: Box, hole: np.ndarray) -> int:
     """``crop``'s working side for ``box`` of bool ``(H, W)`` ``hole``: the box's longer side
-    scaled so that the longer side of its holes' bounding box is at most :data:`HOLE_SIDE`,
-    and the box's at most :data:`CROP_SIDE` (never enlarged)."""
-    rows, cols = np.nonzero(hole[box.slices])
-    extent = max(np.ptp(rows), np.ptp(cols)) + 1 if rows.size else 1
+    scaled so that its holes are at most :data:`HOLE_SIDE` thick, and the box's at most
+    :data:`CROP_SIDE` (never enlarged).
+
+    A hole's thickness is the diameter of the largest disc inside it (twice the largest
+    distance to a known pixel): a 256 x 256 square is 256 thick, a 30 px wide stroke 30
+    however long, and it is thickness, not length, that the network fills at a scale of its own.
+    """
+    thickness = 2 * float(distance_transform_edt(hole[box.slices]).max())
     longest = max(box.size)
-    return int(min(longest, CROP_SIDE, max(8, longest * HOLE_SIDE // extent)))
+    return int(min(longest, CROP_SIDE, max(8, longest * HOLE_SIDE // max(thickness, 1))))
 
 
 def resize_limit(strategy: str, max_size: int | None) -> int | None:

@@ -226,7 +226,7 @@ def test_crop_fills_each_box_from_its_own_context_and_keeps_known_pixels(shape) 
             assert (np.abs(filled[box.slices][part_hole] - expected) <= 1).all()
     if height > 100:
         assert filled[10, 10, 0] < 20 and filled[620, 1380, 0] > 180
-        # The 180 px hole's box is filled scaled down (its hole at 128 px), the others not.
+        # The bottom hole is 200 px thick (it runs into the border): scaled down; the others not.
         assert [crop_side(b, hole) < max(b.size) for b in boxes] == [False, False, True]
 
 
