@@ -255,8 +255,8 @@ def measure(args: argparse.Namespace, method: DeepFillMethod) -> None:
                     if index < args.sheet_images:
                         order = ["truth", *configs]
                         sheet_rows.append([tiles[n] for n in order if n in tiles])
-    write_summary(rows, args.output / "summary.md")
     write_sheet(sheet_rows, args.output / "sheet.png")
+    write_summary(rows, args.output / "summary.md")
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
@@ -279,13 +279,15 @@ def write_summary(rows: list[dict], path: Path) -> None:
             for config in dict.fromkeys(r["config"] for r in part):
                 chosen = [r for r in part if r["config"] == config]
                 ratios = [
-                    r["seconds"] / reference[(r["set"], r["image"], r["hole"])] for r in chosen
+                    r["seconds"] / reference[key]
+                    for r in chosen
+                    if (key := (r["set"], r["image"], r["hole"])) in reference
                 ]
+                ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
                 lines.append(
                     f"| {config} | {statistics.mean(r['hole_psnr'] for r in chosen):.2f} | "
                     f"{statistics.mean(r['hole_tv_ratio'] for r in chosen):.3f} | "
-                    f"{statistics.mean(r['seconds'] for r in chosen):.2f} | "
-                    f"{statistics.median(ratios):.2f} |"
+                    f"{statistics.mean(r['seconds'] for r in chosen):.2f} | {ratio} |"
                 )
     text = "\n".join(lines) + "\n"
     path.write_text(text)
