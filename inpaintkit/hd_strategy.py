@@ -42,7 +42,7 @@ DEFAULT_STRATEGY = "auto"
 #: ``resize``'s limit on the longer side when no ``--max-size`` is given.
 RESIZE_LIMIT = 1024
 #: ``crop``: a box's longer side is scaled down to at most this (never up) before it is filled.
-CROP_SIDE = 512
+CROP_SIDE = 1024
 #: ``crop``: ... and so that its holes are at most this thick: the training's holes (128 x 128
 #: rectangles in 256 x 256 crops), so a 256 x 256 hole with its margin is filled at 256 x 256,
 #: while strokes thinner than this (the training's were 12-40 px wide) stay at full resolution.

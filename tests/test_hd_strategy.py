@@ -172,7 +172,7 @@ def test_max_size_is_resize_s_limit_and_an_error_with_original_or_crop() -> None
     with pytest.raises(StrategyError, match="unknown HD strategy 'tiles'"):
         plan_image("tiles", hole)
     # What the memory check may assume before reading the mask.
-    assert work_bound((3000, 4000), "crop", None) == (384, CROP_SIDE)
+    assert work_bound((3000, 4000), "crop", None) == (768, CROP_SIDE)
     assert work_bound((3000, 4000), "auto", None) == (768, 1024)
     assert work_bound((3000, 4000), "original", None) == (3000, 4000)
     assert work_bound((500, 800), "auto", None) == (500, 800)
