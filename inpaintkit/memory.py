@@ -114,14 +114,19 @@ def method_bytes_per_pixel(method: str, device: str = "cpu") -> int:
     """Host bytes per working pixel that ``method`` adds while it runs on ``device``."""
     if not str(device).startswith("cpu"):
         return GPU_HOST_BYTES_PER_PIXEL
-    return METHOD_BYTES_PER_PIXEL.get(method, UNKNOWN_METHOD_BYTES_PER_PIXEL)
+    # A chain such as "deepfill+patchmatch" (fill --texture) runs its parts one after another:
+    # its peak is its largest part's.
+    return max(
+        METHOD_BYTES_PER_PIXEL.get(part, UNKNOWN_METHOD_BYTES_PER_PIXEL)
+        for part in method.split("+")
+    )
 
 
 def method_bytes_per_squared_pixel(method: str, device: str = "cpu") -> float:
     """Host bytes per squared working pixel that ``method`` adds on ``device`` (0: linear)."""
     if not str(device).startswith("cpu"):
         return 0.0
-    return METHOD_BYTES_PER_SQUARED_PIXEL.get(method, 0.0)
+    return max(METHOD_BYTES_PER_SQUARED_PIXEL.get(part, 0.0) for part in method.split("+"))
 
 
 def fill_need(

@@ -43,8 +43,6 @@ class GuidedPatchMatchMethod:
     :class:`~inpaintkit.methods.PatchMatchMethod`; deterministic for a given ``seed``.
     """
 
-    name = "deepfill+patchmatch"
-
     def __init__(
         self,
         network: InpaintMethod,
@@ -56,6 +54,9 @@ class GuidedPatchMatchMethod:
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
         self.network = network
+        # "deepfill+patchmatch": the memory budget (inpaintkit/memory.py) costs the chain by its
+        # parts, so an ONNX network keeps its quadratic term.
+        self.name = f"{network.name}+patchmatch"
         # Where the network runs (fill sizes its batches by it); PatchMatch runs on the CPU.
         self.device = getattr(network, "device", torch.device("cpu"))
         self.levels = levels

@@ -86,6 +86,7 @@ def test_guided_method_keeps_known_pixels_and_names_its_settings(tmp_path):
     settings = guided.settings()
     assert settings["checkpoint_sha256"] == network.settings()["checkpoint_sha256"]
     assert settings["texture"] == "patchmatch" and settings["network"] == "deepfill"
+    assert guided.name == "deepfill+patchmatch"
     filled, offsets = guided.fill_with_offsets(images[:, :, :32, :32], masks[:, :, :32, :32])
     assert offsets is not None and offsets.shape[:2] == (2, 2)
     with pytest.raises(ValueError, match="levels"):
@@ -127,3 +128,12 @@ def test_fill_and_evaluate_offer_the_guided_texture(tmp_path, invoke):
     assert rows["tiny+patchmatch"].network is rows["tiny"]
     with pytest.raises(EvaluateError, match="textures must be some of"):
         build_methods([("tiny", checkpoint)], textures=("photo",))
+
+
+def test_memory_budget_costs_a_guided_chain_by_its_largest_part():
+    from inpaintkit.memory import fill_need
+
+    size, work = (3000, 4000), (768, 1024)
+    for network in ("deepfill", "deepfill-onnx"):
+        assert fill_need(size, work, f"{network}+patchmatch") == fill_need(size, work, network)
+    assert fill_need(size, work, "mean-color+patchmatch") == fill_need(size, work, "patchmatch")
