@@ -31,7 +31,7 @@ from inpaintkit.hd_strategy import (
     work_bound,
 )
 from inpaintkit.inpaint import inpaint
-from inpaintkit.methods import MeanColorMethod
+from inpaintkit.methods import DeepFillMethod, MeanColorMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.serve import create_app
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor
@@ -343,3 +343,28 @@ def test_serve_takes_hd_strategy_per_fill_and_lists_the_choices(generator, tmp_p
         assert answer.status_code == 400 and "unknown HD strategy" in answer.json()["error"]
         job = fill_and_wait(client, image["id"], hole, extra="&hd_strategy=original")
         assert job["result"]["attention"] is not None  # whole-image fills keep their attention
+
+
+def test_attention_pictures_under_crop_are_the_largest_box_s(generator, tmp_path: Path) -> None:
+    save_generator(tmp_path / "tiny.safetensors", generator)
+    pixels = np.concatenate([data.astronaut()[:200], data.coffee()[:200]], axis=1)  # 200 x 1112
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    hole = np.zeros((200, 1112), bool)
+    hole[20:40, 20:40] = True  # a box of 200 x 512 at its own size
+    hole[100:190, 850:950] = True  # 90 px thick: a box of 200 x 512 too, apart
+    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "a_mask.png")
+    method = DeepFillMethod(tmp_path / "tiny.safetensors", device="cpu", blend="none")
+    summary = fill_files(
+        pair_files(tmp_path / "a.png", tmp_path / "a_mask.png", tmp_path / "out"),
+        method,
+        FillOptions(hd_strategy="crop", attention_dir=tmp_path / "attention"),
+        progress=False,
+    )
+    assert summary.filled == 1
+    out = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    np.testing.assert_array_equal(out[~hole], pixels[~hole])
+    for name in ("a_attention.png", "a_overlay.png"):  # at the box's working size
+        assert Image.open(tmp_path / "attention" / name).size == (512, 200)
+    _, attention = fill_method_crops(method, pixels, hole, context_boxes(hole), attention=True)
+    # Both boxes have as many working pixels: the first one filled is kept.
+    assert attention.box == context_boxes(hole)[0] and attention.work_hole.sum() == 400
