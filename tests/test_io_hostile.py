@@ -48,7 +48,10 @@ def test_fill_refuses_a_13000_square_1bit_png_from_its_header(tmp_path):
         result = CliRunner().invoke(
             main,
             ["fill", str(tmp_path / "big.png"), "--masks", str(tmp_path / "mask.png"), "-o",
-             str(tmp_path / "out.png"), "--method", method, "--memory-budget", "8G", "--quiet"],
+             str(tmp_path / "out.png"), "--method", method, "--memory-budget", "8G", "--quiet",
+             # The whole image at full size: the default (auto) would crop the tiny hole's box
+             # out of it, which fits the budget.
+             "--hd-strategy", "original"],
         )  # fmt: skip
         assert result.exit_code == 1
         (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
