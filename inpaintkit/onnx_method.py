@@ -11,6 +11,7 @@ onnxruntime is an optional extra (``pip install 'inpaintkit[onnx]'``); torch is 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +82,14 @@ class OnnxGenerator(nn.Module):
         # The sharpened attention softmax underflows into subnormals, which slow CPU products
         # tens of times (model/attention.py's flush_subnormal_ does the same in PyTorch).
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
+        # That option also flushes subnormals on the thread that creates the session, for good:
+        # the caller's own floats (Python's, numpy's, any library's) would lose them. One
+        # thread of our own creates and runs the session, so the setting stays on it.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = self._thread.submit(
+                ort.InferenceSession, str(self.path), options, providers=["CPUExecutionProvider"]
+            ).result()
         except Exception as err:  # onnxruntime raises its own exception types
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise OnnxModelError(f"{self.path}: not a loadable ONNX model ({first})") from None
@@ -115,7 +120,7 @@ class OnnxGenerator(nn.Module):
         }
         refined, coarse = (
             torch.from_numpy(np.ascontiguousarray(out[:, :, :height, :width]))
-            for out in self.session.run(list(OUTPUT_NAMES), feed)
+            for out in self._thread.submit(self.session.run, list(OUTPUT_NAMES), feed).result()
         )
         return GeneratorOutput(coarse=coarse, refined=refined, offsets=None)
 
