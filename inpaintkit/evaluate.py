@@ -255,22 +255,19 @@ def build_methods(
     def deepfill_rows(name: str, checkpoint: Path | None) -> None:
         for blend in blends:
             row = name if len(blends) == 1 or blend == "poisson" else f"{name}-pasted"
-            if row in methods:
-                raise EvaluateError(
-                    f"{checkpoint}: a row would be named {row!r} like another method; "
-                    "name them with --checkpoint NAME=FILE"
-                )
+            # This checkpoint and blend's rows, one per texture, named before any is loaded.
+            rows = {"network": row, "patchmatch": f"{row}+patchmatch"}
+            for texture in textures:
+                if rows[texture] in methods:
+                    raise EvaluateError(
+                        f"{checkpoint}: a row would be named {rows[texture]!r} like another "
+                        "method; name them with --checkpoint NAME=FILE"
+                    )
             network = DeepFillMethod(checkpoint, device=resolved, blend=blend)
             if "network" in textures:
                 methods[row] = network
             if "patchmatch" in textures:
-                guided = f"{row}+patchmatch"
-                if guided in methods:
-                    raise EvaluateError(
-                        f"{checkpoint}: a row would be named {guided!r} like another method; "
-                        "name them with --checkpoint NAME=FILE"
-                    )
-                methods[guided] = GuidedPatchMatchMethod(network, patch_size=patch_size)
+                methods[rows["patchmatch"]] = GuidedPatchMatchMethod(network, patch_size=patch_size)
 
     resolved = resolve_device(device)
     methods: dict[str, InpaintMethod] = {}

@@ -29,6 +29,7 @@ from inpaintkit.checkpoint import (
 from inpaintkit.devices import has_native_bf16, resolve_device
 from inpaintkit.inpaint import inpaint
 from inpaintkit.patchmatch import patchmatch_inpaint
+from inpaintkit.patchmatch.inpaint import Vote
 from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
 
 #: Autocast precisions accepted by :class:`DeepFillMethod` ("auto": see :func:`default_precision`).
@@ -127,28 +128,51 @@ class BiharmonicMethod:
 
 
 class PatchMatchMethod:
-    """Baseline: PatchMatch (Barnes et al. 2009) as in :mod:`inpaintkit.patchmatch`, per sample."""
+    """Baseline: PatchMatch (Barnes et al. 2009) as in :mod:`inpaintkit.patchmatch`, per sample.
+
+    ``patch_size``, ``levels`` and ``vote``: :func:`~inpaintkit.patchmatch.patchmatch_inpaint`'s
+    (``None``: its defaults). A call may pass ``guides (N, 3, H, W)`` in ``[-1, 1]``, first
+    guesses for the holes that the coarsest level starts from (:mod:`inpaintkit.texture`).
+    """
 
     name = "patchmatch"
 
     def __init__(
-        self, patch_size: int | None = None, seed: int = 0, device: str | torch.device = "cpu"
+        self,
+        patch_size: int | None = None,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        levels: int | None = None,
+        vote: Vote | None = None,
     ) -> None:
         self.patch_size = patch_size  # None: patchmatch_inpaint's default
         self.seed = seed
         self.device = resolve_device(device)
+        self.levels = levels
+        self.vote = vote
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, images: torch.Tensor, masks: torch.Tensor, guides: torch.Tensor | None = None
+    ) -> torch.Tensor:
         _check_inputs(images, masks)
-        options = {"seed": self.seed, "device": self.device}
+        options = {"seed": self.seed, "device": self.device, "levels": self.levels}
         if self.patch_size is not None:
             options["patch_size"] = self.patch_size
+        if self.vote is not None:
+            options["vote"] = self.vote
         pictures = tensor_to_image(images)  # (N, H, W, 3) uint8
         holes = masks[:, 0].cpu().numpy() > 0.5
+        # Guides in float [0, 255]: rounding them to uint8 first would throw away a network's
+        # sub-grey-level gradients before they are downsampled.
+        guide_pixels = (
+            [None] * len(pictures)
+            if guides is None
+            else ((guides.float().cpu() + 1.0) * 127.5).permute(0, 2, 3, 1).numpy()
+        )
         filled = [
-            patchmatch_inpaint(picture, hole, **options) if hole.any() else picture
-            for picture, hole in zip(pictures, holes, strict=True)
+            patchmatch_inpaint(picture, hole, guide=guide, **options) if hole.any() else picture
+            for picture, hole, guide in zip(pictures, holes, guide_pixels, strict=True)
         ]
         prediction = image_to_tensor(np.stack(filled)).to(images.device)
         return composite(images, prediction, masks)

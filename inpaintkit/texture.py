@@ -14,13 +14,10 @@ evaluation sets the way the adversarial phase is.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from inpaintkit.methods import InpaintMethod, _check_inputs
-from inpaintkit.patchmatch import patchmatch_inpaint
+from inpaintkit.methods import InpaintMethod, PatchMatchMethod, _check_inputs
 from inpaintkit.patchmatch.inpaint import Vote
-from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
 
 #: Texture sources of ``fill --texture``: the network's own output, or PatchMatch guided by it.
 TEXTURE_CHOICES = ("network", "patchmatch")
@@ -39,8 +36,9 @@ class GuidedPatchMatchMethod:
     (its blending applies to the guide) or any other :class:`InpaintMethod`. ``levels``:
     pyramid levels from the guide's entry to full size. ``vote``: the finest level's, ``"best"``
     copies a known pixel into each hole pixel, ``"weighted"`` averages the covering patches'
-    proposals (smoother). ``patch_size``: PatchMatch's (``None``: its default). Per sample on the CPU (numba), like
-    :class:`~inpaintkit.methods.PatchMatchMethod`; deterministic for a given ``seed``.
+    proposals (smoother). ``patch_size``: PatchMatch's (``None``: its default). The PatchMatch
+    part is a :class:`~inpaintkit.methods.PatchMatchMethod` given the fills as guides, per
+    sample on the CPU (numba); deterministic for a given ``seed``.
     """
 
     def __init__(
@@ -54,15 +52,13 @@ class GuidedPatchMatchMethod:
         if levels < 1:
             raise ValueError(f"levels must be >= 1, got {levels}")
         self.network = network
+        # On the CPU (numba) whatever the network's device, as before.
+        self.patchmatch = PatchMatchMethod(patch_size, seed, "cpu", levels=levels, vote=vote)
         # "deepfill+patchmatch": the memory budget (inpaintkit/memory.py) costs the chain by its
         # parts, so an ONNX network keeps its quadratic term.
         self.name = f"{network.name}+patchmatch"
         # Where the network runs (fill sizes its batches by it); PatchMatch runs on the CPU.
         self.device = getattr(network, "device", torch.device("cpu"))
-        self.levels = levels
-        self.vote = vote
-        self.patch_size = patch_size
-        self.seed = seed
 
     @torch.no_grad()
     def fill_with_offsets(
@@ -74,20 +70,7 @@ class GuidedPatchMatchMethod:
             guides, offsets = self.network.fill_with_offsets(images, masks)
         else:
             guides, offsets = self.network(images, masks), None
-        options = {"seed": self.seed, "levels": self.levels, "vote": self.vote}
-        if self.patch_size is not None:
-            options["patch_size"] = self.patch_size
-        pictures = tensor_to_image(images)  # (N, H, W, 3) uint8
-        # The guide in float [0, 255]: rounding it to uint8 first would throw away the
-        # network's sub-grey-level gradients before they are downsampled.
-        guide_pixels = ((guides.float().cpu() + 1.0) * 127.5).permute(0, 2, 3, 1).numpy()
-        holes = masks[:, 0].cpu().numpy() > 0.5
-        filled = [
-            patchmatch_inpaint(picture, hole, guide=guide, **options) if hole.any() else picture
-            for picture, guide, hole in zip(pictures, guide_pixels, holes, strict=True)
-        ]
-        prediction = image_to_tensor(np.stack(filled)).to(images.device)
-        return composite(images, prediction, masks), offsets
+        return self.patchmatch(images, masks, guides=guides), offsets
 
     def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return self.fill_with_offsets(images, masks, return_offsets=False)[0]
@@ -95,12 +78,13 @@ class GuidedPatchMatchMethod:
     def settings(self) -> dict[str, str]:
         """The network's settings plus this method's: ``evaluate`` never mixes results."""
         network = getattr(self.network, "settings", dict)
+        patchmatch = self.patchmatch
         return {
             **network(),
             "network": self.network.name,
             "texture": "patchmatch",
-            "levels": str(self.levels),
-            "vote": self.vote,
-            "patch_size": str(self.patch_size),
-            "seed": str(self.seed),
+            "levels": str(patchmatch.levels),
+            "vote": str(patchmatch.vote),
+            "patch_size": str(patchmatch.patch_size),
+            "seed": str(patchmatch.seed),
         }
