@@ -680,9 +680,7 @@ class FillPipeline:
         if flows is None:
             flows = [None] * len(batch)
         for d, picture, flow in zip(batch, pictures, flows, strict=True):
-            future = self.writer.submit(_encode, d, picture, flow, self.options.attention_dir)
-            self.submitted.append(future)
-            self.writes.append((d.job, future))
+            self._write(d, picture, flow)
         self._collect(self.depth)
 
     def _inpaint_crops(self, decoded: DecodedImage) -> None:
@@ -698,12 +696,22 @@ class FillPipeline:
         except Exception as err:  # noqa: BLE001 - one bad image must not stop the run
             self.fail(decoded.job, f"inpainting failed: {type(err).__name__}: {err}")
             return
+        self._write(decoded, filled, None, attention)
+        self._collect(self.depth)
+
+    def _write(
+        self,
+        decoded: DecodedImage,
+        filled: np.ndarray,
+        offsets: np.ndarray | None,
+        box: BoxAttention | None = None,
+    ) -> None:
+        """Hand one result to an encode thread (:func:`_encode`) and keep its future."""
         future = self.writer.submit(
-            _encode, decoded, filled, None, self.options.attention_dir, attention
+            _encode, decoded, filled, offsets, self.options.attention_dir, box
         )
         self.submitted.append(future)
         self.writes.append((decoded.job, future))
-        self._collect(self.depth)
 
     def _collect(self, limit: int) -> None:
         """Count finished writes, oldest first, until at most ``limit`` are outstanding."""
