@@ -160,7 +160,7 @@ def strategies(
         def run(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
             plan = plan_image(strategy, hole)
             if plan.strategy == "crop":
-                return fill_method_crops(method, pixels, hole, plan.boxes)[0]
+                return fill_method_crops(method, pixels, hole, plan.boxes, sides=plan.sides)[0]
             return whole(plan.limit)(pixels, hole)
 
         return run

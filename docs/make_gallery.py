@@ -292,7 +292,7 @@ def timed_fill(
     plan = plan_image(DEFAULT_STRATEGY, hole)
     start = time.perf_counter()
     if plan.strategy == "crop":
-        filled, _ = fill_method_crops(method, pixels, hole, plan.boxes)
+        filled, _ = fill_method_crops(method, pixels, hole, plan.boxes, sides=plan.sides)
     else:
         work_pixels, work_hole = to_working(pixels, hole, plan.limit)
         work_filled = fill_arrays(method, [work_pixels], [work_hole], offsets=False)[0][0]

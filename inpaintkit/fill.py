@@ -692,6 +692,7 @@ class FillPipeline:
                 decoded.hole,
                 decoded.plan.boxes,
                 attention=self.attention is not None,
+                sides=decoded.plan.sides,
             )
         except Exception as err:  # noqa: BLE001 - one bad image must not stop the run
             self.fail(decoded.job, f"inpainting failed: {type(err).__name__}: {err}")

@@ -342,10 +342,12 @@ def fill_method_crops(
     hole: np.ndarray,
     boxes: Sequence[Box],
     attention: bool = False,
+    sides: Sequence[int | None] | None = None,
 ) -> tuple[np.ndarray, BoxAttention | None]:
     """``crop`` with an inpainting method (:mod:`inpaintkit.methods`): the filled uint8 ``(H, W, 3)``.
 
-    With ``attention`` (a method with ``fill_with_offsets``), also the attention of the box
+    ``sides``: each box's working side, as :func:`fill_crops` takes them (a plan's
+    ``HDPlan.sides``, so they are not measured again). With ``attention`` (a method with ``fill_with_offsets``), also the attention of the box
     with the most working pixels, the one whose picture says most; ``None`` without it.
     """
     largest: list[BoxAttention] = []
@@ -367,4 +369,4 @@ def fill_method_crops(
             ]
         return [filled]
 
-    return fill_crops(fill, pixels, hole, boxes), largest[0] if largest else None
+    return fill_crops(fill, pixels, hole, boxes, sides), largest[0] if largest else None

@@ -327,7 +327,9 @@ class FillQueue:
             if batch[0].plan.strategy == "crop":
                 # The page draws attention over the whole image; a box's would not line up.
                 job = batch[0]
-                filled, _ = fill_method_crops(method, job.pixels, job.hole, job.plan.boxes)
+                filled, _ = fill_method_crops(
+                    method, job.pixels, job.hole, job.plan.boxes, sides=job.plan.sides
+                )
                 pictures, flows = [filled], None
             else:
                 pictures, flows = fill_arrays(
