@@ -106,6 +106,8 @@ def _parse_config(path: Path, text: str | None) -> GeneratorConfig:
         raise CheckpointError(f"{path}: 'config' metadata is not valid JSON ({err.msg})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: 'config' metadata must be a JSON object")
+    # Checkpoints saved before the paste window was an option pasted with the box.
+    data.setdefault("attention_paste", "box")
     missing = sorted({f.name for f in dataclasses.fields(GeneratorConfig)} - data.keys())
     if missing:
         raise CheckpointError(f"{path}: config is missing keys: {', '.join(missing)}")

@@ -46,7 +46,12 @@ from inpaintkit.checkpoint import (
     load_generator,
 )
 from inpaintkit.io import atomic_write
-from inpaintkit.model.attention import ContextualAttention, mask_at, valid_background
+from inpaintkit.model.attention import (
+    ContextualAttention,
+    mask_at,
+    paste_window,
+    valid_background,
+)
 from inpaintkit.model.generator import Generator
 from inpaintkit.tensors import composite
 
@@ -117,6 +122,12 @@ class WholeGridAttention(nn.Module):
         self.rate = layer.rate
         self.stride = layer.stride
         self.foreground = layer.foreground
+        axis_weights = paste_window(layer.rate, layer.paste)
+        # (2, r, 2, r) weights of a patch's pixels as _paste splits them, or None (the box).
+        window = None
+        if axis_weights is not None:
+            window = torch.outer(axis_weights, axis_weights).float().view(2, layer.rate, 2, -1)
+        self.register_buffer("paste_weights", window, persistent=False)
 
     def forward(
         self,
@@ -168,15 +179,21 @@ class WholeGridAttention(nn.Module):
         ``attention (N, Lf, Lb)`` -> ``(N, C, H, W)``. Background patch ``q`` is the
         ``2r x 2r`` window starting ``lead = r // 2`` pixels before its block (edge pixels
         replicated); it is pasted at the same place around each foreground block, and each
-        pixel divided by the number of patches covering it.
+        pixel divided by the number of patches covering it (or, with the tent, each patch's
+        pixels weighted and each pixel divided by the weights covering it).
         """
         r, lead = self.rate, self.rate // 2
         n, c = background.shape[:2]
         padded = F.pad(background, (lead, r - lead, lead, r - lead), mode="replicate")
         raw = F.unfold(padded, 2 * r, stride=r * self.stride)  # (N, C·(2r)², Lb)
         columns = torch.bmm(raw, attention.transpose(1, 2))  # (N, C·(2r)², Lf)
-        canvas = _paste(columns.view(n, c, 2, r, 2, r, *fg_size), r)
-        coverage = _paste(columns.new_ones(1, 1, 2, r, 2, r, *fg_size), r)
+        patches = columns.view(n, c, 2, r, 2, r, *fg_size)
+        ones = columns.new_ones(1, 1, 2, r, 2, r, *fg_size)
+        if self.paste_weights is not None:
+            weights = self.paste_weights.to(columns.dtype)[:, :, :, :, None, None]
+            patches, ones = patches * weights, ones * weights
+        canvas = _paste(patches, r)
+        coverage = _paste(ones, r)
         out = canvas / coverage  # canvas pixel t is image pixel t - lead
         return out[:, :, lead : lead - r, lead : lead - r]
 

@@ -315,14 +315,21 @@ class Trainer:
         self.set_learning_rate(opt.lr)
 
     def init_generator(self, path) -> None:
-        """Start from the weights of the generator checkpoint ``path`` (same ``model`` section)."""
+        """Start from the weights of the generator checkpoint ``path``.
+
+        Its layers must be the recipe's (``channels``, ``contextual_attention``); the
+        parameter-free ``attention_*`` options may differ, so that a run can train the
+        same weights with another attention (e.g. the tent paste from box-trained weights).
+        """
         try:
             source = checkpoint.load_generator(path)
         except checkpoint.CheckpointError as err:
             raise TrainingError(f"--init-from: {err}") from None
-        if source.config != self.recipe.model:
+        layers = ("channels", "contextual_attention")
+        differ = [k for k in layers if getattr(source.config, k) != getattr(self.recipe.model, k)]
+        if differ:
             raise TrainingError(
-                f"--init-from {path}: its model config differs from the recipe's model section"
+                f"--init-from {path}: its {', '.join(differ)} differ from the recipe's model section"
             )
         with torch.no_grad():
             for mine, theirs in zip(self.generator.parameters(), source.parameters(), strict=True):

@@ -9,9 +9,9 @@ import torch
 
 from inpaintkit.model import attention as attention_module
 from inpaintkit.model.attention import (
+    PASTE_WINDOWS,
     ContextualAttention,
     cosine_scores,
-    flush_subnormal_,
     propagate,
     reconstruct,
     valid_background,
@@ -121,8 +121,20 @@ def ref_softmax(scores: torch.Tensor, valid: torch.Tensor, scale: float) -> torc
     return out
 
 
-def ref_reconstruct(attention, bg, rate, stride):
-    """Sum 2r×2r raw patches (edge-replicated) weighted by attention; average the overlaps."""
+def ref_patch_weight(a: int, rate: int, paste: str) -> float:
+    """Weight of pixel ``a`` of a pasted 2r-pixel patch along one axis.
+
+    Box: 1. Tent: 1 minus the distance, in blocks, from the pixel's centre ``a + 1/2`` to the
+    centre of the patch's own block (pixels ``r // 2 … r // 2 + r − 1``).
+    """
+    if paste == "box":
+        return 1.0
+    own_block_centre = rate // 2 + rate / 2
+    return 1.0 - abs(a + 0.5 - own_block_centre) / rate
+
+
+def ref_reconstruct(attention, bg, rate, stride, paste="box"):
+    """Sum 2r×2r raw patches (edge-replicated) weighted by attention; weighted overlap average."""
     c, height, width = bg.shape
     _, _, fg_pos, bg_pos = ref_grids(height, width, rate, stride)
     kernel, lead = 2 * rate, rate // 2
@@ -134,15 +146,16 @@ def ref_reconstruct(attention, bg, rate, stride):
                 y, x = rate * py - lead + a, rate * px - lead + b
                 if not (0 <= y < height and 0 <= x < width):
                     continue
-                count[y, x] += 1
+                weight = ref_patch_weight(a, rate, paste) * ref_patch_weight(b, rate, paste)
+                count[y, x] += weight
                 for j, (qy, qx) in enumerate(bg_pos):
                     sy = min(max(rate * qy - lead + a, 0), height - 1)
                     sx = min(max(rate * qx - lead + b, 0), width - 1)
-                    out[:, y, x] += attention[i, j] * bg[:, sy, sx]
+                    out[:, y, x] += weight * attention[i, j] * bg[:, sy, sx]
     return out / count
 
 
-def ref_forward(fg, bg, hole, *, rate, stride, k=3, fuse=True, kernel=3, scale=10.0):
+def ref_forward(fg, bg, hole, *, rate, stride, k=3, fuse=True, kernel=3, scale=10.0, paste="box"):
     """Whole layer for one sample; hole (H, W) at feature resolution."""
     _, height, width = fg.shape
     fg_size, bg_size, _, _ = ref_grids(height, width, rate, stride)
@@ -151,7 +164,7 @@ def ref_forward(fg, bg, hole, *, rate, stride, k=3, fuse=True, kernel=3, scale=1
         scores = ref_propagate(scores, fg_size, bg_size, kernel)
     valid = ref_valid(hole, rate, stride, k)
     attention = ref_softmax(scores, valid, scale)
-    return ref_reconstruct(attention, bg, rate, stride), attention
+    return ref_reconstruct(attention, bg, rate, stride, paste), attention
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,34 +249,72 @@ def test_valid_background_matches_reference(rate, stride):
     assert got.min() == 0 and got.max() == 1  # the case exercises both outcomes
 
 
-@pytest.mark.parametrize("rate,stride", [(1, 1), (2, 1), (2, 2), (3, 1)])
-def test_reconstruction_matches_reference(rate, stride):
+@pytest.mark.parametrize("paste", PASTE_WINDOWS)
+@pytest.mark.parametrize("rate,stride", [(1, 1), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1)])
+def test_reconstruction_matches_reference(rate, stride, paste):
     fg, bg, _ = random_case(height=9, width=8)
     _, _, fg_pos, bg_pos = ref_grids(9, 8, rate, stride)
     gen = torch.Generator().manual_seed(3)
     attention = torch.rand(2, len(fg_pos), len(bg_pos), generator=gen, dtype=torch.float64)
-    got = reconstruct(attention, bg, (9, 8), rate, stride)
+    got = reconstruct(attention, bg, (9, 8), rate, stride, paste=paste)
     for n in range(2):
-        torch.testing.assert_close(got[n], ref_reconstruct(attention[n], bg[n], rate, stride))
+        want = ref_reconstruct(attention[n], bg[n], rate, stride, paste)
+        torch.testing.assert_close(got[n], want)
 
 
-def test_reconstruction_of_a_constant_background_is_that_constant_everywhere():
+@pytest.mark.parametrize("paste", PASTE_WINDOWS)
+def test_reconstruction_of_a_constant_background_is_that_constant_everywhere(paste):
     """Overlap averaging must use the real coverage count: borders are not darkened."""
     bg = torch.full((1, 2, 10, 12), 0.7, dtype=torch.float64)
     _, _, fg_pos, bg_pos = ref_grids(10, 12, 2, 1)
     attention = torch.full((1, len(fg_pos), len(bg_pos)), 1.0 / len(bg_pos), dtype=torch.float64)
-    out = reconstruct(attention, bg, (10, 12), 2, 1)
+    out = reconstruct(attention, bg, (10, 12), 2, 1, paste=paste)
     torch.testing.assert_close(out, bg)
 
 
-def test_flush_subnormal_zeroes_only_subnormal_weights():
-    weights = torch.tensor([0.5, 1e-30, 1e-39, 1e-45, 0.0, 1e-4, 1e-6])
-    flushed = flush_subnormal_(weights.clone())
-    torch.testing.assert_close(flushed, torch.tensor([0.5, 1e-30, 0.0, 0.0, 0.0, 1e-4, 1e-6]))
-    half = weights.half()
-    assert flush_subnormal_(half) is half  # in place
-    assert half.dtype == torch.float16
-    assert half.tolist()[:2] == [0.5, 0.0] and half[5] > 0 and half[6] == 0
+@pytest.mark.parametrize("paste", PASTE_WINDOWS)
+def test_a_coherent_paste_is_the_shifted_background_for_both_windows(paste):
+    """Every block copying the block (1, 2) blocks away pastes the background shifted by that.
+
+    Both windows' weights sum to 1 over a pixel's covering patches, so they differ only where
+    neighbouring blocks copy unrelated patches.
+    """
+    gen = torch.Generator().manual_seed(5)
+    bg = torch.randn(1, 3, 12, 16, generator=gen, dtype=torch.float64)
+    (h, w), _, fg_pos, bg_pos = ref_grids(12, 16, 2, 1)
+    attention = torch.zeros(1, len(fg_pos), len(bg_pos), dtype=torch.float64)
+    for i, (py, px) in enumerate(fg_pos):
+        attention[0, i, min(py + 1, h - 1) * w + min(px + 2, w - 1)] = 1.0
+    out = reconstruct(attention, bg, (12, 16), 2, 1, paste=paste)
+    # Away from the last blocks (clamped) and the image border (fewer covering patches).
+    torch.testing.assert_close(out[..., 1:8, 1:10], bg[..., 3:10, 5:14])
+
+
+def test_tent_paste_has_no_step_at_the_block_centre():
+    """Blocks copying unrelated constant patches: the box steps inside each block, the tent ramps.
+
+    Along a row, block ``X`` copies a patch of constant value ``v_X``. The box makes the
+    block's two pixels the means of ``(v_{X−1}, v_X)`` and ``(v_X, v_{X+1})``; the tent makes
+    them ``¾ v_X + ¼`` of the nearer neighbour, so the pixels change linearly between block
+    centres (the lattice of docs/model.md is the box's step).
+    """
+    values = torch.tensor([0.0, 4.0, -4.0, 8.0, 1.0, 5.0], dtype=torch.float64)
+    # Regions of 3 blocks (6 px) of one value: the 4-pixel patch of a region's centre block
+    # is that constant.
+    bg = values.repeat_interleave(6).expand(1, 1, 2, 36).clone()
+    _, _, fg_pos, bg_pos = ref_grids(2, 36, 2, 1)
+    order = [3, 0, 5, 2, 4, 1]  # foreground block X copies region order[X % 6]
+    attention = torch.zeros(1, len(fg_pos), len(bg_pos), dtype=torch.float64)
+    for i, (_, px) in enumerate(fg_pos):
+        attention[0, i, 3 * order[px % 6] + 1] = 1.0
+    copied = values[order * 3]
+    row = {p: reconstruct(attention, bg, (2, 36), 2, 1, paste=p)[0, 0, 0] for p in PASTE_WINDOWS}
+    for x in range(1, 17):  # interior blocks
+        left, own, right = copied[x - 1], copied[x], copied[x + 1]
+        assert row["box"][2 * x] == pytest.approx((left + own) / 2)
+        assert row["box"][2 * x + 1] == pytest.approx((own + right) / 2)
+        assert row["tent"][2 * x] == pytest.approx(0.75 * own + 0.25 * left)
+        assert row["tent"][2 * x + 1] == pytest.approx(0.75 * own + 0.25 * right)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +350,9 @@ def small_interior_holes(n, height, width):
 @pytest.mark.parametrize(
     "options,holes",
     [(option.values[0], "interior") for option in OPTIONS]
-    + [(dict(rate=r, stride=1, fuse=True), "border") for r in (1, 2)],
+    + [(dict(rate=r, stride=1, fuse=True), "border") for r in (1, 2)]
+    + [(dict(rate=2, stride=s, fuse=True, paste="tent"), "interior") for s in (1, 2)]
+    + [(dict(rate=2, stride=1, fuse=True, paste="tent"), "border")],
 )
 def test_hole_mode_matches_restricted_reference(options, holes):
     fg, bg, mask = random_case(height=9, width=10, seed=16)
@@ -510,6 +563,8 @@ def test_broadcast_mask_equals_repeated_mask():
         dict(rate=1, stride=2, fuse=False, foreground="all"),
         dict(rate=1, stride=1, fuse=True, foreground="hole"),
         dict(rate=1, stride=2, fuse=False, foreground="hole"),
+        dict(rate=2, stride=1, fuse=True, foreground="hole", paste="tent"),
+        dict(rate=2, stride=2, fuse=False, foreground="all", paste="tent"),
     ],
 )
 def test_gradcheck(options):
@@ -523,7 +578,10 @@ def test_gradcheck(options):
     assert torch.autograd.gradcheck(lambda f, b: layer(f, b, mask), (fg, bg))
 
 
-@pytest.mark.parametrize("options", [dict(rate=2, stride=1), dict(rate=2, stride=2, fuse=False)])
+@pytest.mark.parametrize(
+    "options",
+    [dict(rate=2, stride=1), dict(rate=2, stride=2, fuse=False), dict(rate=2, paste="tent")],
+)
 def test_autograd_path_equals_inference_path(options):
     """Without autograd the layer works in place; with it, out of place: same numbers."""
     fg, bg, mask = random_case(n=2, c=3, height=10, width=8, seed=15)

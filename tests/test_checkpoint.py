@@ -136,6 +136,13 @@ def test_refuses_foreign_or_future_format(tmp_path, generator):
     refused(tmp_path / "v2.safetensors", "format_version")
 
 
+def test_a_checkpoint_from_before_the_paste_option_pastes_with_the_box(tmp_path, generator):
+    config = {k: v for k, v in dataclasses.asdict(CONFIG).items() if k != "attention_paste"}
+    path = tmp_path / "old.safetensors"
+    save_file(state(generator), str(path), metadata=header(config))
+    assert load_generator(path).config.attention_paste == "box"
+
+
 def test_refuses_bad_config(tmp_path, generator):
     config = dataclasses.asdict(CONFIG)
     cases = {

@@ -688,8 +688,17 @@ def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_
             init_from=source,
         )
     narrow = load_recipe(TINY, [*FAST, "schedule.steps=1", "model.channels=4"])
-    with pytest.raises(TrainingError, match="model config differs"):
+    with pytest.raises(TrainingError, match="its channels differ"):
         train_quietly(narrow, dataset, tmp_path / "other", init_from=source)
+    # A parameter-free attention option may change: the same weights, pasted with the tent.
+    tent = load_recipe(
+        TINY, [*FAST, "schedule.steps=1", "optimizer.lr=0", "model.attention_paste=tent"]
+    )
+    train_quietly(tent, dataset, tmp_path / "tent", init_from=source)
+    _assert_equal(load_file(tmp_path / "tent" / "generator.safetensors"), load_file(source))
+    assert (
+        load_generator(tmp_path / "tent" / "generator.safetensors").config.attention_paste == "tent"
+    )
     with pytest.raises(TrainingError, match="--init-from"):
         train_quietly(recipe, dataset, tmp_path / "third", init_from=dataset)
 

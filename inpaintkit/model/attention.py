@@ -10,6 +10,7 @@ the foreground from the raw background patches weighted by that attention::
     scores           = propagate(scores)                 (left-right, then top-down; §4.1)
     attention[n, p]  = softmax_q(λ · scores · valid) · valid                      (λ = softmax_scale)
     out[n]           = Σ_q attention[n, p, q] · raw 2rate×2rate patch q, overlaps averaged
+                       (paste="box", the paper's), or tent-weighted (paste="tent")
 
 Here: :class:`ContextualAttention` and the steps of its forward, :func:`cosine_scores`,
 :func:`propagate`, :func:`valid_background`, :func:`reconstruct` and
@@ -40,6 +41,31 @@ _NORM_EPS = 1e-4
 
 #: ``ContextualAttention(foreground=...)``: match the hole's window only, or every position.
 FOREGROUND_MODES = ("hole", "all")
+
+#: ``ContextualAttention(paste=...)``: how the overlapping ``2r × 2r`` patches are averaged.
+PASTE_WINDOWS = ("box", "tent")
+
+
+def paste_window(rate: int, paste: str) -> torch.Tensor | None:
+    """Per-axis weights ``(2r,)`` fp64 of a pasted patch's pixels, or ``None`` for ``"box"``.
+
+    ``"box"`` (the paper's and the released code's transposed convolution) weighs the two
+    patches covering a pixel equally along each axis, so a pixel is half its own block's patch
+    and half a neighbour's, and every pair of pixels across a block's centre steps between
+    two different mixtures: with a peaked softmax the steps repeat every block, the ~8 px
+    lattice of docs/model.md. ``"tent"`` weighs a patch pixel by its closeness to the patch's
+    centre, ``1 − |k − centre| / r``: each pixel is mostly its own block's patch, and the
+    weights of the two covering patches still sum to 1 (a linear ramp between block centres,
+    so a paste of coherent neighbouring patches is unchanged, and incoherent ones blend
+    without steps).
+    """
+    if paste not in PASTE_WINDOWS:
+        raise ValueError(f"paste must be one of {PASTE_WINDOWS}, got {paste!r}")
+    if paste == "box":
+        return None
+    centre = rate // 2 + (rate - 1) / 2  # the centre r × r block starts at lead = r // 2
+    offsets = torch.arange(2 * rate, dtype=torch.float64)
+    return 1 - (offsets - centre).abs() / rate
 
 
 @dataclass
@@ -77,6 +103,9 @@ class ContextualAttention(nn.Module):
             hole (§4.1's foreground patches: a window around the batch's hole) and returns the
             input ``foreground`` outside the hole; ``"all"`` matches every position and returns
             the reconstruction everywhere, as the released code.
+        paste: ``"box"`` (default; the paper's) averages the overlapping pasted patches
+            equally; ``"tent"`` weighs each patch's pixels by their closeness to its centre
+            (:func:`paste_window`), which pastes without steps at the blocks' centres.
     """
 
     def __init__(
@@ -88,8 +117,10 @@ class ContextualAttention(nn.Module):
         stride: int = 1,
         fuse: bool = True,
         foreground: str = "hole",
+        paste: str = "box",
     ) -> None:
         super().__init__()
+        paste_window(rate, paste)  # validates ``paste``
         if foreground not in FOREGROUND_MODES:
             raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}")
         if patch_size < 1 or patch_size % 2 == 0:
@@ -105,12 +136,13 @@ class ContextualAttention(nn.Module):
         self.stride = stride
         self.fuse = fuse
         self.foreground = foreground
+        self.paste = paste
 
     def extra_repr(self) -> str:
         return (
             f"patch_size={self.patch_size}, propagate_size={self.propagate_size}, "
             f"softmax_scale={self.softmax_scale}, rate={self.rate}, stride={self.stride}, "
-            f"fuse={self.fuse}, foreground={self.foreground!r}"
+            f"fuse={self.fuse}, foreground={self.foreground!r}, paste={self.paste!r}"
         )
 
     def forward(
@@ -150,7 +182,13 @@ class ContextualAttention(nn.Module):
         # argmax (the offsets) unchanged: a row's largest weight is at least 1 / Lb.
         weights = flush_subnormal_(attended.weights.to(background.dtype))
         out = reconstruct(
-            weights, background, (height, width), self.rate, self.stride, attended.window
+            weights,
+            background,
+            (height, width),
+            self.rate,
+            self.stride,
+            attended.window,
+            self.paste,
         )
         if self.foreground == "hole":
             # A selection (tensors.composite): each sample keeps its own known features,
@@ -298,6 +336,7 @@ def reconstruct(
     rate: int,
     stride: int,
     window: Window | None = None,
+    paste: str = "box",
 ) -> torch.Tensor:
     """Paste raw background patches weighted by ``attention (N, Lf, Lb)``: ``(N, C, H, W)``.
 
@@ -305,7 +344,9 @@ def reconstruct(
     ``2r × 2r`` window whose centre ``r × r`` block is block ``Q``: rows
     ``r·Q − r//2 … r·Q − r//2 + 2r − 1``, edge pixels replicated beyond the image. It is
     pasted at the same offset around each foreground block ``P``: a transposed convolution
-    with stride ``r``. Each pixel is divided by the number of patches covering it.
+    with stride ``r``. Each pixel is divided by the number of patches covering it
+    (``paste="box"``), or its patches' pixels are weighted by :func:`paste_window` and it is
+    divided by the sum of the weights covering it (``"tent"``; 1 away from the grid's edge).
 
     With ``window`` the attention rows are that window's foreground blocks only; the result
     is exact on the pixels whose covering blocks all lie in the window (or beyond the grid)
@@ -316,14 +357,26 @@ def reconstruct(
     if window is None:
         window = Window(0, h_small, 0, w_small)
     (win_h, win_w), kernel, lead = window.size, 2 * rate, rate // 2
+    axis_weights = paste_window(rate, paste)
+    # (kernel²,) weights of a patch's pixels, row-major, or None for the box's equal weights.
+    weights = None
+    if axis_weights is not None:
+        weights = torch.outer(axis_weights, axis_weights).flatten().to(attention)
     if stride == 1:
-        canvas = stride1_paste(attention, background, window.size, (h_small, w_small), rate, lead)
+        canvas = stride1_paste(
+            attention, background, window.size, (h_small, w_small), rate, lead, axis_weights
+        )
     else:
         raw = _raw_patches(background, rate, stride, kernel, lead)  # (N, C·kernel², Lb)
         columns = torch.bmm(raw, attention.transpose(1, 2))  # (N, C·kernel², Lf)
+        if weights is not None:
+            columns = (columns.unflatten(1, (-1, kernel * kernel)) * weights[:, None]).flatten(1, 2)
         canvas = F.fold(columns, (rate * (win_h + 1), rate * (win_w + 1)), kernel, stride=rate)
-    # How many pasted patches of the whole grid cover each pixel (4 inside, fewer on the border).
+    # The patch weights of the whole grid covering each pixel: with the box, how many patches
+    # (4 inside, fewer on the border); with the tent, 1 inside and less on the border.
     ones = attention.new_ones(1, kernel * kernel, h_small * w_small)
+    if weights is not None:
+        ones = ones * weights[:, None]
     coverage = F.fold(ones, (rate * (h_small + 1), rate * (w_small + 1)), kernel, stride=rate)
     top, left = rate * window.top, rate * window.left  # the window canvas's first canvas pixel
     out = canvas / coverage[:, :, top : top + canvas.shape[2], left : left + canvas.shape[3]]

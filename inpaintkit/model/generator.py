@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from inpaintkit.model.attention import FOREGROUND_MODES, ContextualAttention
+from inpaintkit.model.attention import FOREGROUND_MODES, PASTE_WINDOWS, ContextualAttention
 from inpaintkit.model.layers import GenConv, GenDeconv
 from inpaintkit.tensors import composite
 
@@ -39,6 +39,8 @@ class GeneratorConfig:
     and keeps the features outside the hole; ``"all"`` is the released code's layer, which
     also rebuilds the known positions (docs/model.md, "Contextual attention: which foreground
     positions").
+    ``attention_paste = "tent"`` pastes the attended patches with a tent window instead of the
+    paper's box, which has no step at each block's centre (docs/model.md, "The lattice").
     """
 
     channels: int = 32
@@ -48,6 +50,7 @@ class GeneratorConfig:
     attention_softmax_scale: float = 10.0
     attention_propagate_size: int = 3
     attention_foreground: str = "hole"
+    attention_paste: str = "box"
 
     def __post_init__(self) -> None:
         if self.channels < 2 or self.channels % 2:
@@ -68,6 +71,10 @@ class GeneratorConfig:
             raise ValueError(
                 f"attention_foreground must be one of {FOREGROUND_MODES}, "
                 f"got {self.attention_foreground!r}"
+            )
+        if self.attention_paste not in PASTE_WINDOWS:
+            raise ValueError(
+                f"attention_paste must be one of {PASTE_WINDOWS}, got {self.attention_paste!r}"
             )
 
 
@@ -171,6 +178,7 @@ class AttentionBranch(nn.Module):
             stride=config.attention_stride,
             fuse=config.attention_propagate_size > 1,
             foreground=config.attention_foreground,
+            paste=config.attention_paste,
         )
         self.decoder = nn.Sequential(GenConv(4 * c, 4 * c, 3), GenConv(4 * c, 4 * c, 3))
 

@@ -10,18 +10,26 @@ and :mod:`inpaintkit.model.stride1`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
 def diagonal_shift_sum(
-    volume: torch.Tensor, dims: tuple[int, int], shifts: range, out_sizes: tuple[int, int]
+    volume: torch.Tensor,
+    dims: tuple[int, int],
+    shifts: range,
+    out_sizes: tuple[int, int],
+    weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """``out[.., i, .., j, ..] = Σ_{d ∈ shifts} volume[.., i + d, .., j + d, ..]``, zeros outside.
+    """``out[.., i, .., j, ..] = Σ_{d ∈ shifts} w_d · volume[.., i + d, .., j + d, ..]``, zeros outside.
 
-    ``dims`` are the two axes shifted together and ``out_sizes`` their lengths in the output.
-    On a 2-D ``(i, j)`` image this is ``conv2d`` with an identity kernel; it is written as
-    shifted slices because a one-channel convolution over a multi-megapixel "image" is slow.
+    ``dims`` are the two axes shifted together and ``out_sizes`` their lengths in the output;
+    ``weights`` (one per shift, in ``shifts``' order) default to 1. On a 2-D ``(i, j)`` image
+    this is ``conv2d`` with a (weighted) identity kernel; it is written as shifted slices
+    because a one-channel convolution over a multi-megapixel "image" is slow.
     """
+    weight_of = dict(zip(shifts, weights, strict=True)) if weights is not None else {}
     shape = list(volume.shape)
     for dim, size in zip(dims, out_sizes, strict=True):
         shape[dim] = size
@@ -40,10 +48,13 @@ def diagonal_shift_sum(
             source = source.narrow(dim, start + d, stop - start)
             bounds.append((dim, start, stop, size))
         else:
+            weight = weight_of.get(d, 1.0)
             if initialised:
-                target.add_(source)
+                target.add_(source, alpha=weight)
                 continue
             target.copy_(source)
+            if weight != 1.0:
+                target.mul_(weight)
             for dim, start, stop, size in bounds:  # zero what the copied term does not cover
                 out.narrow(dim, 0, start).zero_()
                 out.narrow(dim, stop, size - stop).zero_()

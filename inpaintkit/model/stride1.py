@@ -57,6 +57,7 @@ def stride1_paste(
     bg_size: tuple[int, int],
     rate: int,
     lead: int,
+    axis_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The transposed convolution of :func:`~inpaintkit.model.attention.reconstruct` at background stride 1.
 
@@ -68,19 +69,36 @@ def stride1_paste(
     background pixel ``r·(Q + e) + u``. Summing the attention along the diagonal first,
     ``A[Y, T] = Σ_{e ∈ {0, 1}²} attention[Y − e, T − e]``, leaves one matrix product per
     phase ``u`` with the background's space-to-depth rearrangement: ``r²·C`` instead of
-    ``4r²·C`` multiply-adds per (position, patch) pair. Returns the
-    ``(N, C, r·(hf + 1), r·(wf + 1))`` canvas, starting ``lead`` pixels before the foreground
-    blocks' first pixel.
+    ``4r²·C`` multiply-adds per (position, patch) pair. With ``axis_weights (2r,)``
+    (:func:`~inpaintkit.model.attention.paste_window`) the terms of that sum are weighted
+    by the patch pixel's weight ``w[r·e + u]`` along each axis, which depends on the phase:
+    ``r²`` summed matrices, each used by its own phase, for the same multiply-adds. Returns
+    the ``(N, C, r·(hf + 1), r·(wf + 1))`` canvas, starting ``lead`` pixels before the
+    foreground blocks' first pixel.
     """
     n, c, height, width = background.shape
     (hf, wf), (h, w) = fg_size, bg_size
     volume = attention.view(n, hf, wf, h, w)
-    volume = diagonal_shift_sum(volume, (2, 4), range(-1, 1), (wf + 1, w + 1))
-    volume = diagonal_shift_sum(volume, (1, 3), range(-1, 1), (hf + 1, h + 1))
-    summed = volume.reshape(n, (hf + 1) * (wf + 1), (h + 1) * (w + 1))
     pad_bottom = rate * (h + 1) - lead - height
     pad_right = rate * (w + 1) - lead - width
     padded = pad_exactly(background, (lead, pad_right, lead, pad_bottom), "replicate")
     phases = F.pixel_unshuffle(padded, rate).flatten(2)  # (N, C·r², (h+1)(w+1))
-    columns = torch.bmm(phases, summed.transpose(1, 2))  # (N, C·r², (hf+1)(wf+1))
+    shifts, sizes_x, sizes_y = range(-1, 1), (wf + 1, w + 1), (hf + 1, h + 1)
+    if axis_weights is None:
+        volume = diagonal_shift_sum(volume, (2, 4), shifts, sizes_x)
+        volume = diagonal_shift_sum(volume, (1, 3), shifts, sizes_y)
+        summed = volume.reshape(n, (hf + 1) * (wf + 1), (h + 1) * (w + 1))
+        columns = torch.bmm(phases, summed.transpose(1, 2))  # (N, C·r², (hf+1)(wf+1))
+    else:
+        phases = phases.view(n, c, rate * rate, -1)
+        columns = phases.new_empty(n, c, rate * rate, (hf + 1) * (wf + 1))
+        # Shift d = −e reads block Y − e, whose patch pixel at phase u is its pixel r·e + u.
+        weights = [[float(axis_weights[rate * -d + u]) for d in shifts] for u in range(rate)]
+        for ux in range(rate):
+            along_x = diagonal_shift_sum(volume, (2, 4), shifts, sizes_x, weights[ux])
+            for uy in range(rate):
+                summed = diagonal_shift_sum(along_x, (1, 3), shifts, sizes_y, weights[uy])
+                summed = summed.reshape(n, (hf + 1) * (wf + 1), (h + 1) * (w + 1))
+                phase = uy * rate + ux  # pixel_unshuffle's channel order
+                columns[:, :, phase] = torch.bmm(phases[:, :, phase], summed.transpose(1, 2))
     return F.pixel_shuffle(columns.view(n, c * rate * rate, hf + 1, wf + 1), rate)
