@@ -1,6 +1,6 @@
-"""Benchmark: ContextualAttention's foreground modes, and batched vs per-sample loops.
+"""Benchmark: ContextualAttention's foreground modes, batched vs per-sample loops, paste windows.
 
-Prints two Markdown sections, each timed in one process on the same inputs, with the
+Prints three Markdown sections, each timed in one process on the same inputs, with the
 generator's settings (rate 2, stride 1, propagation on):
 
 1. ``foreground="hole"`` (the default: attention only for a window around the hole) vs
@@ -15,8 +15,12 @@ generator's settings (rate 2, stride 1, propagation on):
   with convolutions over patch filters;
 * our layer called once per sample (isolates the gain from batching alone).
 
+3. ``paste="box"`` (the paper's) against ``paste="tent"`` (docs/model.md, "The lattice"), in
+   the generator's hole mode with a 32×32-feature hole: forward alone and forward + backward.
+
     python benchmarks/bench_attention.py            # 256² and 512² images (64² and 128² features)
     python benchmarks/bench_attention.py --quick    # 64² features only, fewer repeats
+    python benchmarks/bench_attention.py --paste-only --batch 4   # section 3 alone
     python benchmarks/bench_attention.py --device cuda
 """
 
@@ -183,6 +187,65 @@ def foreground_modes(
     )
 
 
+def paste_windows(
+    sizes: list[int],
+    batch: int,
+    channels: int,
+    repeats: int,
+    device: torch.device,
+    device_name: str,
+) -> None:
+    """Time ``paste="box"`` against ``"tent"`` and print the Markdown section."""
+    hole_size = 32
+    rows = []
+    for size in sizes:
+        gen = torch.Generator().manual_seed(0)
+        features = torch.randn(batch, channels, size, size, generator=gen).to(device)
+        mask = torch.zeros(batch, 1, size, size, device=device)
+        top = (size - hole_size) // 2
+        mask[:, :, top : top + hole_size, top : top + hole_size] = 1
+        seconds = {}
+        for paste in ("box", "tent"):
+            layer = ContextualAttention(paste=paste)
+
+            def forward(layer=layer, features=features, mask=mask):
+                with torch.no_grad():
+                    return layer(features, features, mask)
+
+            def training(layer=layer, features=features, mask=mask):
+                x = features.detach().requires_grad_(True)
+                layer(x, x, mask).square().sum().backward()
+
+            seconds[paste] = (
+                statistics.median(timed(forward, repeats, device)),
+                statistics.median(timed(training, repeats, device)),
+            )
+        rows.append((size, seconds))
+
+    print('## Contextual attention: paste="box" vs "tent"\n')
+    print(
+        f"- machine: {device_name}; torch {torch.__version__}; Python {platform.python_version()}"
+    )
+    print(f"- command: `python {' '.join(sys.argv)}`")
+    print(
+        f"- batch {batch}, C = {channels}, rate 2, stride 1, propagation on, "
+        f'foreground="hole" with a centred {hole_size}×{hole_size}-feature hole; median of '
+        f"{repeats} call(s) after a warm-up\n"
+    )
+    print(
+        "| features (image) | forward box s | forward tent s | tent / box | "
+        "forward + backward box s | tent s | tent / box |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for size, seconds in rows:
+        (box_f, box_t), (tent_f, tent_t) = seconds["box"], seconds["tent"]
+        print(
+            f"| {size}×{size} ({4 * size}²) | {box_f:.3f} | {tent_f:.3f} | {tent_f / box_f:.2f}× | "
+            f"{box_t:.3f} | {tent_t:.3f} | {tent_t / box_t:.2f}× |"
+        )
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="64x64 features only, 1 repeat")
@@ -192,6 +255,7 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--channels", type=int, default=128)
+    parser.add_argument("--paste-only", action="store_true", help="only the paste windows")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -203,6 +267,9 @@ def main() -> None:
         if device.type == "cuda"
         else f"{cpu_name()}, {torch.get_num_threads()} threads"
     )
+    paste_windows(sizes, args.batch, args.channels, 3 * repeats, device, device_name)
+    if args.paste_only:
+        return
     foreground_modes(sizes, sorted({1, args.batch}), args.channels, repeats, device, device_name)
     # The loop comparison times the released computation (every position) both ways.
     layer = ContextualAttention(foreground="all")
