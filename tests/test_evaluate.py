@@ -17,13 +17,8 @@ from PIL import Image
 
 from inpaintkit import io
 from inpaintkit.cli import main
-from inpaintkit.evaluate import (
-    EvaluateError,
-    EvaluateOptions,
-    build_methods,
-    evaluate,
-    name_checkpoints,
-)
+from inpaintkit.evaluate import build_methods, evaluate, name_checkpoints
+from inpaintkit.evaluate_options import EvaluateError, EvaluateOptions
 from inpaintkit.geometry import resize_and_crop
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.metrics import METRICS, image_metrics

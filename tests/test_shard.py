@@ -27,8 +27,9 @@ from PIL import Image
 from inpaintkit.checkpoint import save_generator
 from inpaintkit.cli import main
 from inpaintkit.cli.fill import fill_command
-from inpaintkit.evaluate import EvaluateError, EvaluateOptions, build_methods, evaluate
-from inpaintkit.evaluate import merge_shards as merge
+from inpaintkit.evaluate import build_methods, evaluate
+from inpaintkit.evaluate_options import EvaluateError, EvaluateOptions
+from inpaintkit.evaluate_shards import merge_shards as merge
 from inpaintkit.io import is_temporary
 from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.sharding import Shard, ShardError, parse_shard, shard_of

@@ -96,7 +96,8 @@ def test_guided_method_keeps_known_pixels_and_names_its_settings(tmp_path):
 def test_fill_and_evaluate_offer_the_guided_texture(tmp_path, invoke):
     from PIL import Image
 
-    from inpaintkit.evaluate import EvaluateError, build_methods
+    from inpaintkit.evaluate import build_methods
+    from inpaintkit.evaluate_options import EvaluateError
 
     checkpoint = tmp_path / "tiny.safetensors"
     save_generator(checkpoint, Generator(GeneratorConfig(channels=4)))

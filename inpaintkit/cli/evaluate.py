@@ -13,15 +13,10 @@ from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
 from inpaintkit.cli.options import device_option, patch_size_option
 from inpaintkit.devices import resolve_device
 from inpaintkit.distributed import init_distributed
-from inpaintkit.evaluate import (
-    GENERATED_MASK_KINDS,
-    EvaluateError,
-    EvaluateOptions,
-    build_methods,
-    choose_split,
-    evaluate,
-    merge_shards,
-)
+from inpaintkit.evaluate import build_methods, evaluate
+from inpaintkit.evaluate_options import GENERATED_MASK_KINDS, EvaluateError, EvaluateOptions
+from inpaintkit.evaluate_samples import choose_split
+from inpaintkit.evaluate_shards import merge_shards
 from inpaintkit.report import summary_table
 from inpaintkit.sharding import Shard, ShardError, parse_shard
 from inpaintkit.texture import TEXTURE_CHOICES
