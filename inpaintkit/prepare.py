@@ -7,133 +7,43 @@ and ``resume=True`` writes only the rest), assemble ``OUT.h5`` from the parts un
 ``.OUT.h5.partial``, then publish the file and its split lists
 ``OUT.train.txt``/``OUT.val.txt`` (:func:`split_list_path`). Same inputs and options give
 byte-identical outputs.
+
+The options are :mod:`inpaintkit.prepare_options`, the inputs and their decoding
+:mod:`inpaintkit.prepare_sources`, the rows, parts and datasets :mod:`inpaintkit.prepare_store`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io as _bytes_io
 import json
-import multiprocessing
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
-from PIL import Image
 
 from inpaintkit import __version__, io
-from inpaintkit.geometry import RESIZE_MODES, resize_and_crop
+from inpaintkit.prepare_options import PrepareError, PrepareOptions
+from inpaintkit.prepare_sources import Decoded, collect_sources, decoded_stream
+from inpaintkit.prepare_store import (
+    PART_BYTES,
+    Parts,
+    Rows,
+    append_rows,
+    check_room,
+    create_datasets,
+    fixed_layout,
+    option_attrs,
+    partial_path,
+    parts_path,
+)
 
-STORE_MODES = ("raw", "encoded")
-#: ``--encode`` formats: ``png`` and ``webp`` alone are lossless; ``jpeg:Q`` and ``webp:Q`` are
-#: lossy at quality Q (1-100); ``jpeg`` alone is ``jpeg:95``.
-ENCODE_FORMATS = ("png", "jpeg", "webp")
-DEFAULT_JPEG_QUALITY = 95
-#: Source formats whose bytes are stored as they are when no pixel needs to change.
-ORIGINAL_FORMATS = ("JPEG", "PNG", "WEBP")
-LIST_SUFFIXES = (".txt", ".flist", ".lst", ".list")
 #: Results are written in batches of this many; fixed so that file bytes never depend on timing.
 WRITE_BATCH = 64
-
-
-class PrepareError(RuntimeError):
-    """The run cannot go on (bad option, no readable image, incompatible partial file)."""
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """Geometry, storage and split options of one ``prepare`` run.
-
-    Geometry (applied by :func:`inpaintkit.geometry.resize_and_crop`): ``resize="shorter"``
-    scales the shorter side to ``size`` and centre-crops ``size x size``; ``"fixed"`` scales to
-    ``resize_to = (H, W)`` (CelebA: 315 x 256, the paper's appendix A) and centre-crops
-    ``size x size`` when ``size`` is set; ``"none"`` keeps every image as it is (variable sizes
-    allowed). Downscaling uses Lanczos, upscaling bicubic.
-
-    Splits: ``val_count`` images (or ``round(val_fraction * N)``) chosen by ``seed``; or
-    ``train_list``/``val_list`` files name the members (then no source folder is given).
-
-    Storage (``store="encoded"``): a JPEG, PNG or WebP source that needs no pixel change (8-bit
-    RGB, no EXIF rotation, geometry unchanged) is stored as its original bytes; any other image
-    is encoded as ``encode`` says: ``"png"`` or ``"webp"`` (lossless), ``"jpeg:Q"`` or
-    ``"webp:Q"`` (lossy, quality Q); ``"jpeg"`` means ``"jpeg:95"``. The value is kept in its
-    canonical spelling (see :func:`parse_encode`).
-    """
-
-    size: int | None = 256
-    resize: str = "shorter"
-    resize_to: tuple[int, int] | None = None
-    store: str = "raw"
-    encode: str = "png"
-    val_fraction: float = 0.0
-    val_count: int | None = None
-    seed: int = 0
-    max_pixels: int | None = io.DEFAULT_MAX_PIXELS
-    train_list: str | None = None
-    val_list: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.resize not in RESIZE_MODES:
-            raise PrepareError(
-                f"--resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}"
-            )
-        if self.store not in STORE_MODES:
-            raise PrepareError(
-                f"--store must be one of {', '.join(STORE_MODES)}, got {self.store!r}"
-            )
-        fmt, quality = parse_encode(self.encode)
-        object.__setattr__(self, "encode", fmt if quality is None else f"{fmt}:{quality}")
-        if self.resize == "shorter" and not self.size:
-            raise PrepareError("--resize shorter needs --size")
-        if self.resize == "fixed" and self.resize_to is None:
-            raise PrepareError("--resize fixed needs --resize-to HxW")
-        if self.resize == "none" and self.size is not None:
-            raise PrepareError("--resize none keeps every image's size; drop --size")
-        if self.size is not None and self.size <= 0:
-            raise PrepareError(f"--size must be positive, got {self.size}")
-        if self.resize_to is not None:
-            if self.resize != "fixed" or min(self.resize_to) <= 0:
-                raise PrepareError("--resize-to HxW needs --resize fixed and positive sides")
-            if self.size is not None and self.size > min(self.resize_to):
-                raise PrepareError(
-                    f"--size {self.size} does not fit in --resize-to {self.resize_to}"
-                )
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise PrepareError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if (self.train_list is None) != (self.val_list is None):
-            raise PrepareError("give both --train-list and --val-list, or neither")
-
-    @property
-    def output_shape(self) -> tuple[int, int] | None:
-        """``(H, W)`` of every stored image, or None for variable sizes."""
-        if self.resize == "shorter":
-            return (self.size, self.size)
-        if self.resize == "fixed":
-            return (self.size, self.size) if self.size else self.resize_to
-        return None
-
-
-def parse_encode(spec: str) -> tuple[str, int | None]:
-    """``"png" | "webp" | "jpeg[:Q]" | "webp:Q"`` -> ``(format, quality or None for lossless)``."""
-    fmt, _, quality = str(spec).strip().lower().partition(":")
-    if fmt == "jpg":
-        fmt = "jpeg"
-    usage = "expected png, webp, jpeg:Q or webp:Q (Q = quality 1-100)"
-    if fmt not in ENCODE_FORMATS:
-        raise PrepareError(f"--encode {spec!r}: unknown format; {usage}")
-    if not quality:
-        return fmt, DEFAULT_JPEG_QUALITY if fmt == "jpeg" else None
-    if fmt == "png":
-        raise PrepareError(f"--encode {spec!r}: png is lossless and takes no quality; {usage}")
-    if not quality.isdigit() or not 1 <= int(quality) <= 100:
-        raise PrepareError(f"--encode {spec!r}: quality must be a whole number in 1..100")
-    return fmt, int(quality)
 
 
 def split_list_path(out: str | os.PathLike, split: str) -> Path:
@@ -143,14 +53,6 @@ def split_list_path(out: str | os.PathLike, split: str) -> Path:
     """
     out = Path(out)
     return out.with_name(f"{out.stem}.{split}.txt")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input image: its key in the file (unique, ``/``-separated) and its path."""
-
-    key: str
-    path: Path
 
 
 @dataclass
@@ -173,469 +75,6 @@ class PrepareSummary:
     # Row numbers of each split in OUT.h5 (sorted).
     train_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     val_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def read_list(path: str | os.PathLike) -> list[Path]:
-    """Paths of a file list (one per line, ``#`` comments and blank lines skipped).
-
-    Relative paths are relative to the list's folder. Accepts the official code's ``.flist``
-    (absolute paths, possibly followed by other columns, separated by whitespace).
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise PrepareError(f"{path}: cannot read file list ({err})") from None
-    entries = []
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        entry = Path(line if Path(line).exists() else line.split()[0])
-        entries.append(entry if entry.is_absolute() else path.parent / entry)
-    return entries
-
-
-def _keys_for(paths: list[Path], root: Path | None = None) -> list[Source]:
-    """Key every path by its path relative to ``root`` (default: their common folder)."""
-    if not paths:
-        return []
-    if root is None:
-        resolved = [p.resolve() for p in paths]
-        root = Path(os.path.commonpath([p.parent for p in resolved]))
-        paths = resolved
-    sources, seen = [], set()
-    for p in paths:
-        key = p.relative_to(root).as_posix()
-        if key in seen:  # the same file listed twice counts once
-            continue
-        seen.add(key)
-        sources.append(Source(key, p))
-    return sources
-
-
-def collect_sources(
-    src: str | os.PathLike | None,
-    options: PrepareOptions,
-    on_skip: Callable[[str, str], None] | None = None,
-) -> tuple[list[Source], set[str] | None]:
-    """The inputs in order, and the keys of the given validation list (None: split by seed).
-
-    ``on_skip(path, reason)`` hears of each symbolic link loop in a source folder (skipped).
-    """
-    if options.train_list is not None:
-        if src is not None:
-            raise PrepareError("give either SRC or --train-list/--val-list, not both")
-        train = read_list(options.train_list)
-        val = read_list(options.val_list)
-        sources = _keys_for(train + val)
-        val_paths = {p.resolve() for p in val}
-        return sources, {s.key for s in sources if s.path in val_paths}
-    if src is None:
-        raise PrepareError("no input: give SRC (a folder or a file list)")
-    src = Path(src)
-    if src.is_dir():
-        report = None if on_skip is None else (lambda path, why: on_skip(str(path), why))
-        return _keys_for(io.list_images(src, on_problem=report), root=src), None
-    if src.is_file() and src.suffix.lower() in LIST_SUFFIXES:
-        return _keys_for(read_list(src)), None
-    raise PrepareError(f"{src}: not a folder or a file list ({', '.join(LIST_SUFFIXES)})")
-
-
-# --------------------------------------------------------------------------- one image
-
-
-@dataclass
-class Decoded:
-    """A worker's answer for one source: either ``error`` or the data to store."""
-
-    key: str
-    source: str
-    error: str | None = None
-    sha256: str = ""
-    original_size: tuple[int, int] = (0, 0)
-    size: tuple[int, int] = (0, 0)
-    pixels: np.ndarray | None = None
-    encoded: bytes | None = None
-    source_bytes: int = 0
-    kept_original: bool = False  # ``encoded`` is the source file's own bytes
-
-    @property
-    def stored_bytes(self) -> int:
-        return self.pixels.nbytes if self.pixels is not None else len(self.encoded or b"")
-
-
-def decode_one(source: Source, options: PrepareOptions) -> Decoded:
-    """Read, hash, transform and (for ``store="encoded"``) encode one image; never raises."""
-    result = Decoded(key=source.key, source=str(source.path))
-    try:
-        data = source.path.read_bytes()
-    except OSError as err:
-        result.error = f"cannot read ({err.strerror or err})"
-        return result
-    result.sha256 = hashlib.sha256(data).hexdigest()
-    result.source_bytes = len(data)
-    draft = (
-        None if options.resize == "none" else max(options.size or 0, *(options.resize_to or (0,)))
-    )
-    try:
-        image = io.open_image(source.path, options.max_pixels, draft_size=draft or None)
-        # The size before any draft-mode reduction, with EXIF orientation applied.
-        header = _header(data)
-        fitted = resize_and_crop(image, options.size, options.resize, options.resize_to)
-        pixels = io.to_rgb8(fitted)
-    except io.ImageReadError as err:
-        result.error = str(err)
-        return result
-    except (OSError, ValueError) as err:  # anything Pillow raises late, e.g. in resize
-        result.error = f"not a readable image ({err})"
-        return result
-    result.original_size = header.size
-    result.size = (int(pixels.shape[0]), int(pixels.shape[1]))
-    if options.store == "raw":
-        result.pixels = pixels
-    elif fitted is image and header.keeps_pixels and image.size == (header.size[1], header.size[0]):
-        # Decoding the file gives exactly the stored pixels (not even a draft-mode reduction
-        # happened): its own bytes are smaller than any re-encoding and lose nothing.
-        result.encoded = data
-        result.kept_original = True
-    else:
-        result.encoded = _encode(pixels, options.encode)
-    return result
-
-
-@dataclass(frozen=True)
-class _Header:
-    """What an image file's header says: format, mode, EXIF orientation, ``(H, W)`` as displayed."""
-
-    format: str | None
-    mode: str
-    orientation: int
-    animated: bool
-    size: tuple[int, int]
-
-    @property
-    def keeps_pixels(self) -> bool:
-        """Whether decoding the file gives 8-bit RGB pixels as displayed, with no conversion."""
-        return (
-            self.format in ORIGINAL_FORMATS
-            and self.mode == "RGB"
-            and self.orientation == 1
-            and not self.animated
-        )
-
-
-def _header(data: bytes) -> _Header:
-    with Image.open(_bytes_io.BytesIO(data)) as image:
-        width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
-        return _Header(
-            format=image.format,
-            mode=image.mode,
-            orientation=orientation,
-            animated=bool(getattr(image, "is_animated", False)),
-            size=(width, height) if orientation in (5, 6, 7, 8) else (height, width),
-        )
-
-
-def _encode(pixels: np.ndarray, encode: str) -> bytes:
-    """uint8 RGB ``(H, W, 3)`` -> file bytes in the format of ``encode`` (deterministic)."""
-    fmt, quality = parse_encode(encode)
-    buffer = _bytes_io.BytesIO()
-    picture = Image.fromarray(pixels)
-    if fmt == "png":
-        picture.save(buffer, format="PNG", compress_level=6)
-    elif fmt == "jpeg":
-        picture.save(buffer, format="JPEG", quality=quality, subsampling=0)
-    elif quality is None:
-        picture.save(buffer, format="WEBP", lossless=True, quality=100, method=4)
-    else:
-        picture.save(buffer, format="WEBP", quality=quality, method=4)
-    return buffer.getvalue()
-
-
-def _decode_task(task: tuple[Source, PrepareOptions]) -> Decoded:
-    return decode_one(*task)
-
-
-def decoded_stream(
-    sources: list[Source], options: PrepareOptions, workers: int
-) -> Iterator[Decoded]:
-    """Decode ``sources`` on ``workers`` processes, yielding results in input order."""
-    tasks = [(s, options) for s in sources]
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_decode_task, tasks)
-        return
-    # Ordered imap keeps the writer deterministic; small chunks keep all workers busy.
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(_decode_task, tasks, chunksize=4)
-
-
-# --------------------------------------------------------------------------- the HDF5 file
-
-
-def partial_path(out: str | os.PathLike) -> Path:
-    """Where a run assembles ``out`` before publishing it: ``.OUT.h5.partial`` beside it."""
-    out = Path(out)
-    return out.with_name(f".{out.name}.partial")
-
-
-def parts_path(out: str | os.PathLike) -> Path:
-    """The folder of a run's committed parts, ``.OUT.h5.parts`` beside ``out`` (what ``--resume`` reads)."""
-    out = Path(out)
-    return out.with_name(f".{out.name}.parts")
-
-
-_STR = h5py.string_dtype("utf-8")
-_BYTES = h5py.vlen_dtype(np.uint8)
-#: The per-image datasets, in the order they are written.
-COLUMNS = ("keys", "sources", "sha256", "original_sizes", "sizes", "images")
-#: A part is committed once it holds this many bytes of images, even before WRITE_BATCH rows,
-#: so that memory stays bounded and a kill loses little work with large (``--resize none``) images.
-PART_BYTES = 128 * 1024**2
-#: The options a part folder was started with (compared by ``--resume``).
-PARTS_OPTIONS = "options.json"
-
-
-def _create_datasets(f: h5py.File, options: PrepareOptions) -> None:
-    # track_times=False: HDF5 otherwise stamps each object with its creation time, and two runs
-    # on the same input would differ in those bytes.
-    common = {"track_times": False, "maxshape": (None,), "chunks": (256,)}
-    f.create_dataset("keys", (0,), dtype=_STR, **common)
-    f.create_dataset("sources", (0,), dtype=_STR, **common)
-    f.create_dataset("sha256", (0,), dtype="S64", **common)
-    f.create_dataset(
-        "original_sizes",
-        (0, 2),
-        dtype=np.int32,
-        track_times=False,
-        maxshape=(None, 2),
-        chunks=(256, 2),
-    )
-    f.create_dataset(
-        "sizes", (0, 2), dtype=np.int32, track_times=False, maxshape=(None, 2), chunks=(256, 2)
-    )
-    shape = options.output_shape
-    if _fixed_layout(options):
-        f.create_dataset(
-            "images",
-            (0, *shape, 3),
-            dtype=np.uint8,
-            track_times=False,
-            maxshape=(None, *shape, 3),
-            chunks=(1, *shape, 3),
-        )
-    else:
-        # Variable-size raw pixels (flattened, shape in "sizes") or encoded file bytes.
-        f.create_dataset(
-            "images", (0,), dtype=_BYTES, track_times=False, maxshape=(None,), chunks=(64,)
-        )
-
-
-def _fixed_layout(options: PrepareOptions) -> bool:
-    """Raw pixels of one size: ``images`` is ``(N, H, W, 3)``; otherwise one flat row per image."""
-    return options.store == "raw" and options.output_shape is not None
-
-
-_OPTION_ATTRS = ("size", "resize", "resize_to", "store", "encode", "max_pixels")
-
-
-def _option_attrs(options: PrepareOptions) -> dict[str, str]:
-    """The options that decide what is stored, as JSON strings (None-safe, comparable)."""
-    values = asdict(options)
-    if options.store == "raw":
-        values["encode"] = None  # raw pixels are never encoded: any --encode resumes them
-    return {f"option_{k}": json.dumps(values[k]) for k in _OPTION_ATTRS}
-
-
-@dataclass
-class Rows:
-    """Stored images, column by column: what one part holds and what OUT.h5 is built from.
-
-    ``images`` is uint8 ``(n, H, W, 3)`` for the fixed layout, else a list of flat uint8 rows
-    (raw pixels flattened, shape in ``sizes``; or encoded file bytes).
-    """
-
-    keys: list[str]
-    sources: list[str]
-    sha256: np.ndarray  # S64 (n,)
-    original_sizes: np.ndarray  # int32 (n, 2)
-    sizes: np.ndarray  # int32 (n, 2)
-    images: np.ndarray | list[np.ndarray]
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    @property
-    def nbytes(self) -> int:
-        if isinstance(self.images, np.ndarray):
-            return self.images.nbytes
-        return sum(row.nbytes for row in self.images)
-
-    @classmethod
-    def of(cls, batch: list[Decoded], fixed: bool) -> Rows:
-        """The rows of decoded images (in order)."""
-        images = (
-            np.stack([d.pixels for d in batch])
-            if fixed
-            else [
-                d.pixels.reshape(-1) if d.pixels is not None else np.frombuffer(d.encoded, np.uint8)
-                for d in batch
-            ]
-        )
-        return cls(
-            keys=[d.key for d in batch],
-            sources=[d.source for d in batch],
-            sha256=np.array([d.sha256.encode() for d in batch], dtype="S64"),
-            original_sizes=np.array([d.original_size for d in batch], dtype=np.int32).reshape(
-                -1, 2
-            ),
-            sizes=np.array([d.size for d in batch], dtype=np.int32).reshape(-1, 2),
-            images=images,
-        )
-
-    def __getitem__(self, rows: slice) -> Rows:
-        return Rows(*(getattr(self, name)[rows] for name in COLUMNS))
-
-    def __add__(self, other: Rows) -> Rows:
-        def join(a, b):
-            return np.concatenate([a, b]) if isinstance(a, np.ndarray) else [*a, *b]
-
-        return Rows(*(join(getattr(self, n), getattr(other, n)) for n in COLUMNS))
-
-    @classmethod
-    def read(cls, path: Path) -> Rows:
-        """The rows of a part file."""
-        with h5py.File(path, "r") as f:
-            images = f["images"][:]
-            return cls(
-                keys=list(f["keys"].asstr()[:]),
-                sources=list(f["sources"].asstr()[:]),
-                sha256=f["sha256"][:],
-                original_sizes=f["original_sizes"][:],
-                sizes=f["sizes"][:],
-                images=images if images.dtype != object else list(images),
-            )
-
-    def to_bytes(self) -> bytes:
-        """The rows as a small HDF5 file (built in memory: HDF5 never writes to disk here)."""
-        buffer = _bytes_io.BytesIO()
-        with h5py.File(buffer, "w") as f:
-            f.create_dataset("keys", data=np.array(self.keys, dtype=object), dtype=_STR)
-            f.create_dataset("sources", data=np.array(self.sources, dtype=object), dtype=_STR)
-            for name in ("sha256", "original_sizes", "sizes"):
-                f.create_dataset(name, data=getattr(self, name))
-            if isinstance(self.images, np.ndarray):
-                f.create_dataset("images", data=self.images)
-            else:
-                images = f.create_dataset("images", (len(self),), dtype=_BYTES)
-                for i, row in enumerate(self.images):
-                    images[i] = row
-        return buffer.getvalue()
-
-
-#: Room kept free beyond a batch's bytes, for HDF5's metadata and the final flush.
-WRITE_HEADROOM = 1 << 20
-
-
-def _check_room(path: Path, nbytes: int, what: str) -> None:
-    """Refuse a write of about ``nbytes`` the disk at ``path`` has no room for, before it starts.
-
-    HDF5 handles a failed write badly: the datasets it could not flush stay open in the
-    library, which crashes the interpreter at exit. So the free space is checked first.
-    """
-    needed = nbytes + nbytes // 20 + WRITE_HEADROOM
-    free = shutil.disk_usage(path.parent if not path.is_dir() else path).free
-    if free < needed:
-        raise PrepareError(
-            f"cannot write {path}: No space left on device ({free // 1024} KiB free, "
-            f"{what} need about {needed // 1024} KiB); free some and re-run with --resume"
-        )
-
-
-class Parts:
-    """The committed work of a run: ``part-NNNNNN.h5`` files in :func:`parts_path`'s folder.
-
-    Each part is a complete little HDF5 file of consecutive rows, built in memory and renamed
-    into place (:func:`inpaintkit.io.atomic_write`), so a part either exists whole or not at
-    all, whatever kills the run and whenever. ``--resume`` keeps every part; OUT.h5 is only
-    assembled from them at the end. (A partial HDF5 file cannot be reopened after a SIGKILL:
-    HDF5 leaves its "open for write" status flags set, and refuses it with or without file
-    locking; see docs/prepare.md.)
-    """
-
-    def __init__(self, folder: Path, options: PrepareOptions, resume: bool) -> None:
-        self.folder = folder
-        manifest = folder / PARTS_OPTIONS
-        wanted = json.dumps(_option_attrs(options), sort_keys=True)
-        if resume and manifest.exists():
-            if manifest.read_text(encoding="utf-8") != wanted:
-                raise PrepareError(
-                    f"{folder}: was started with other options; rerun without --resume"
-                )
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            io.write_text(manifest, wanted)
-        self.files = sorted(folder.glob("part-[0-9][0-9][0-9][0-9][0-9][0-9].h5"))
-        # Parts are numbered from 0 without gaps; anything after a gap is not from this run.
-        for i, path in enumerate(self.files):
-            if path.name != self._name(i):
-                for stale in self.files[i:]:
-                    stale.unlink()
-                self.files = self.files[:i]
-                break
-
-    @staticmethod
-    def _name(index: int) -> str:
-        return f"part-{index:06d}.h5"
-
-    def committed(self) -> Iterator[Rows]:
-        """The rows of every part, in order."""
-        for path in self.files:
-            yield Rows.read(path)
-
-    def add(self, rows: Rows) -> None:
-        """Commit ``rows`` as the next part (whole, or not at all)."""
-        data = rows.to_bytes()
-        _check_room(self.folder, len(data), f"the next {len(rows)} images")
-        path = self.folder / self._name(len(self.files))
-        try:
-            with io.atomic_write(path) as tmp:
-                tmp.write_bytes(data)
-        except OSError as err:
-            raise PrepareError(
-                f"cannot write {self.folder}: {err.strerror or err}; "
-                "free some and re-run with --resume"
-            ) from None
-        self.files.append(path)
-
-    def size(self) -> int:
-        """Bytes the parts take on disk."""
-        return sum(p.stat().st_size for p in self.files)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _append(f: h5py.File, rows: Rows) -> None:
-    start = len(f["keys"])
-    end = start + len(rows)
-    for name in COLUMNS:
-        f[name].resize(end, axis=0)
-    f["keys"][start:end] = rows.keys
-    f["sources"][start:end] = rows.sources
-    for name in ("sha256", "original_sizes", "sizes"):
-        f[name][start:end] = getattr(rows, name)
-    if isinstance(rows.images, np.ndarray):
-        f["images"][start:end] = rows.images
-    else:
-        for i, payload in enumerate(rows.images):
-            f["images"][start + i] = payload
-    f.flush()
 
 
 def choose_split(
@@ -699,7 +138,7 @@ def prepare_dataset(
     summary.resumed = len(hashes)
     done_keys = set(hashes.values())
     todo = [s for s in sources if s.key not in done_keys]
-    fixed = _fixed_layout(options)
+    fixed = fixed_layout(options)
     done = len(sources) - len(todo)
     if on_progress:
         on_progress(done, len(sources))
@@ -758,20 +197,20 @@ def _assemble(
     Rows are appended in slices of WRITE_BATCH whatever the parts' sizes, so the file's bytes
     depend on the inputs and options only, not on where earlier runs were interrupted.
     """
-    _check_room(partial, parts.size(), f"the {summary.written} images")
+    check_room(partial, parts.size(), f"the {summary.written} images")
     f = h5py.File(partial, "w", libver="latest", track_order=False)
     try:
-        for name, value in _option_attrs(options).items():
+        for name, value in option_attrs(options).items():
             f.attrs[name] = value
-        _create_datasets(f, options)
+        create_datasets(f, options)
         pending: Rows | None = None
         for rows in parts.committed():
             pending = rows if pending is None else pending + rows
             while len(pending) >= WRITE_BATCH:
-                _append(f, pending[:WRITE_BATCH])
+                append_rows(f, pending[:WRITE_BATCH])
                 pending = pending[WRITE_BATCH:]
         if pending is not None and len(pending):
-            _append(f, pending)
+            append_rows(f, pending)
         keys = list(f["keys"].asstr()[:])
         train, val = choose_split(keys, options, val_keys)
         summary.train, summary.val = len(train), len(val)

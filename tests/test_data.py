@@ -10,7 +10,8 @@ from skimage import data as skdata
 from torch.utils.data import DataLoader
 
 from inpaintkit.data import InpaintingDataset
-from inpaintkit.prepare import PrepareOptions, prepare_dataset
+from inpaintkit.prepare import prepare_dataset
+from inpaintkit.prepare_options import PrepareOptions
 from inpaintkit.tensors import image_to_tensor, tensor_to_image, uint8_to_signed
 
 

@@ -22,7 +22,8 @@ from inpaintkit.evaluate_options import EvaluateError, EvaluateOptions
 from inpaintkit.geometry import resize_and_crop
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.metrics import METRICS, image_metrics
-from inpaintkit.prepare import PrepareOptions, prepare_dataset
+from inpaintkit.prepare import prepare_dataset
+from inpaintkit.prepare_options import PrepareOptions
 from inpaintkit.report import LABEL_HEIGHT
 from inpaintkit.tensors import (
     composite,

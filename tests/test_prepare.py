@@ -18,14 +18,9 @@ from skimage import data as skdata
 
 from inpaintkit.cli import main
 from inpaintkit.data import InpaintingDataset
-from inpaintkit.prepare import (
-    PrepareError,
-    PrepareOptions,
-    partial_path,
-    parts_path,
-    prepare_dataset,
-    split_list_path,
-)
+from inpaintkit.prepare import prepare_dataset, split_list_path
+from inpaintkit.prepare_options import PrepareError, PrepareOptions
+from inpaintkit.prepare_store import partial_path, parts_path
 
 
 def _photos(folder, count=6, size=(90, 70)):

@@ -371,21 +371,21 @@ def test_prepare_refuses_a_write_the_disk_has_no_room_for(tmp_path, invoke, monk
     at exit); the committed parts stay for --resume once space is freed. Runs without a tmpfs."""
     import shutil
 
-    import inpaintkit.prepare as prepare
+    import inpaintkit.prepare_store as prepare_store
 
     folder = tmp_path / "img"
     folder.mkdir()
     for i in range(3):
         Image.fromarray(_noise(16, 16, i)).save(folder / f"{i}.png")
     real = shutil.disk_usage
-    monkeypatch.setattr(prepare.shutil, "disk_usage", lambda p: real(p)._replace(free=4096))
+    monkeypatch.setattr(prepare_store.shutil, "disk_usage", lambda p: real(p)._replace(free=4096))
     out = tmp_path / "d.h5"
     result = invoke("prepare", folder, out, "--size", "16", "--workers", "1")
     assert result.exit_code == 1
     (line,) = error_lines(result.stderr)
     assert f"cannot write {tmp_path / '.d.h5.parts'}: No space left on device (4 KiB free" in line
     assert not out.exists()
-    monkeypatch.setattr(prepare.shutil, "disk_usage", real)
+    monkeypatch.setattr(prepare_store.shutil, "disk_usage", real)
     assert (
         invoke("prepare", folder, out, "--size", "16", "--workers", "1", "--resume").exit_code == 0
     )

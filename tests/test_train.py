@@ -25,7 +25,8 @@ from inpaintkit.config import load_recipe
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import crop_hole_boxes
-from inpaintkit.prepare import PrepareOptions, prepare_dataset
+from inpaintkit.prepare import prepare_dataset
+from inpaintkit.prepare_options import PrepareOptions
 from inpaintkit.tensors import image_to_tensor
 from inpaintkit.train import (
     SampleStream,

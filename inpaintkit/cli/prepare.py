@@ -22,14 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from inpaintkit import io
-from inpaintkit.prepare import (
-    PrepareError,
-    PrepareOptions,
-    PrepareSummary,
-    describe_dataset,
-    parse_encode,
-    prepare_dataset,
-)
+from inpaintkit.prepare import PrepareSummary, describe_dataset, prepare_dataset
+from inpaintkit.prepare_options import PrepareError, PrepareOptions, parse_encode
 
 
 class _RateColumn(ProgressColumn):
