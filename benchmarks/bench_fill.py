@@ -31,7 +31,10 @@ from skimage import data
 
 from inpaintkit.checkpoint import save_generator
 from inpaintkit.devices import resolve_device
-from inpaintkit.fill import FillOptions, fill_files, pair_files, save_image
+from inpaintkit.fill import fill_files
+from inpaintkit.fill_images import save_image
+from inpaintkit.fill_options import FillOptions
+from inpaintkit.fill_plan import pair_files
 from inpaintkit.inpaint import inpaint
 from inpaintkit.io import read_mask, read_rgb
 from inpaintkit.methods import DeepFillMethod

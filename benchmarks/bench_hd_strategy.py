@@ -46,7 +46,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from inpaintkit.fill import FillOptions, fill_files, pair_files, paste_fill, to_working
+from inpaintkit.fill import fill_files
+from inpaintkit.fill_images import paste_fill, to_working
+from inpaintkit.fill_options import FillOptions
+from inpaintkit.fill_plan import pair_files
 from inpaintkit.hd_strategy import Box, context_boxes, fill_crops, fill_method_crops, plan_image
 from inpaintkit.masks import deepfill_stroke_mask
 from inpaintkit.methods import DeepFillMethod

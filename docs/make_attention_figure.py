@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from inpaintkit.fill import attention_pictures, fill_arrays
+from inpaintkit.fill import fill_arrays
+from inpaintkit.fill_images import attention_pictures
 from inpaintkit.masks import MaskConfig, generate_mask
 from inpaintkit.methods import DeepFillMethod
 from inpaintkit.model.visualize import flow_legend

@@ -25,7 +25,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from inpaintkit import __version__
-from inpaintkit.fill import fill_arrays, paste_fill, to_working
+from inpaintkit.fill import fill_arrays
+from inpaintkit.fill_images import paste_fill, to_working
 from inpaintkit.hd_strategy import DEFAULT_STRATEGY, fill_method_crops, plan_image
 from inpaintkit.io import atomic_write, read_mask
 from inpaintkit.methods import DeepFillMethod, InpaintMethod, PatchMatchMethod

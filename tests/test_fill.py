@@ -14,17 +14,11 @@ from skimage import data
 import inpaintkit.methods
 from inpaintkit.checkpoint import save_generator
 from inpaintkit.cli.fill import fill_command
-from inpaintkit.fill import (
-    DecodedImage,
-    FillJob,
-    FillOptions,
-    dilate_mask,
-    fill_arrays,
-    fill_files,
-    merge_fill,
-    pair_files,
-    working_size,
-)
+from inpaintkit.fill import fill_arrays, fill_files
+from inpaintkit.fill_images import DecodedImage, dilate_mask, merge_fill
+from inpaintkit.fill_options import FillJob, FillOptions
+from inpaintkit.fill_plan import pair_files
+from inpaintkit.hd_strategy import working_size
 from inpaintkit.io import is_temporary, open_image
 from inpaintkit.methods import NO_DEFAULT_MODEL, DeepFillMethod, MeanColorMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig

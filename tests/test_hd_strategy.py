@@ -16,7 +16,9 @@ from test_serve import BASE, TestClient, fill_and_wait, png, upload
 
 from inpaintkit.checkpoint import save_generator
 from inpaintkit.cli.fill import fill_command
-from inpaintkit.fill import FillError, FillOptions, fill_files, pair_files
+from inpaintkit.fill import fill_files
+from inpaintkit.fill_options import FillError, FillOptions
+from inpaintkit.fill_plan import pair_files
 from inpaintkit.hd_strategy import (
     AUTO_ORIGINAL_SIDE,
     CROP_SIDE,

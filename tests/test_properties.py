@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from inpaintkit.fill import FillOptions, fill_files, pair_files
+from inpaintkit.fill import fill_files
+from inpaintkit.fill_options import FillOptions
+from inpaintkit.fill_plan import pair_files
 from inpaintkit.inpaint import inpaint
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig

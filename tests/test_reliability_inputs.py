@@ -21,7 +21,9 @@ import pytest
 from conftest import error_lines, files_below
 from PIL import Image
 
-from inpaintkit.fill import FillOptions, fill_files, pair_files
+from inpaintkit.fill import fill_files
+from inpaintkit.fill_options import FillOptions
+from inpaintkit.fill_plan import pair_files
 from inpaintkit.io import is_temporary
 from inpaintkit.methods import MeanColorMethod
 

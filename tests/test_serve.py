@@ -44,7 +44,8 @@ import inpaintkit.methods
 import inpaintkit.serve.server
 from inpaintkit.checkpoint import CheckpointError, save_generator
 from inpaintkit.cli import main
-from inpaintkit.fill import attention_pictures, pair_files
+from inpaintkit.fill_images import attention_pictures
+from inpaintkit.fill_plan import pair_files
 from inpaintkit.io import is_temporary
 from inpaintkit.methods import NO_DEFAULT_MODEL, DeepFillMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig

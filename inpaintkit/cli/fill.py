@@ -20,14 +20,9 @@ from inpaintkit.cli.options import (
 )
 from inpaintkit.devices import resolve_device
 from inpaintkit.distributed import init_distributed
-from inpaintkit.fill import (
-    OUTPUT_FORMATS,
-    FillError,
-    FillOptions,
-    fill_files,
-    pair_files,
-    shard_jobs,
-)
+from inpaintkit.fill import fill_files
+from inpaintkit.fill_options import OUTPUT_FORMATS, FillError, FillOptions
+from inpaintkit.fill_plan import pair_files, shard_jobs
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 from inpaintkit.onnx_method import OnnxMethod
 from inpaintkit.sharding import ShardError, parse_shard

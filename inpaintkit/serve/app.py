@@ -52,7 +52,7 @@ from starlette.staticfiles import StaticFiles
 from inpaintkit import __version__
 from inpaintkit.checkpoint import CheckpointError
 from inpaintkit.devices import resolve_device
-from inpaintkit.fill import attention_pictures
+from inpaintkit.fill_images import attention_pictures
 from inpaintkit.hd_strategy import (
     DEFAULT_STRATEGY,
     STRATEGIES,

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from inpaintkit.fill import header_size
+from inpaintkit.fill_images import header_size
 from inpaintkit.io import (
     DEFAULT_MAX_PIXELS,
     ImageReadError,

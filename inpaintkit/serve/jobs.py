@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inpaintkit.fill import fill_arrays, one_line, paste_fill, to_working
+from inpaintkit.fill import fill_arrays, one_line
+from inpaintkit.fill_images import paste_fill, to_working
 from inpaintkit.hd_strategy import DEFAULT_STRATEGY, HDPlan, fill_method_crops, plan_image
 from inpaintkit.methods import InpaintMethod
 from inpaintkit.serve.estimate import FillTimes
