@@ -26,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from inpaintkit.config import load_recipe, resolve_recipe
 from inpaintkit.distributed import Distributed
-from inpaintkit.train import batch_stream, open_images
+from inpaintkit.train_data import batch_stream, open_images
 from inpaintkit.trainer import Trainer
 
 #: Lever settings measured against the paper's Algorithm 1 (recipe overrides).

@@ -109,7 +109,7 @@ class Trainer:
         """A loader batch on the device, in the chosen layout, ready for the steps.
 
         ``image`` uint8 ``(N, 3, S, S)`` and ``mask`` bool or uint8 ``(N, 1, S, S)`` (1 = hole),
-        as :class:`inpaintkit.train.TrainingSamples` yields them -> float32 image in ``[-1, 1]``
+        as :class:`inpaintkit.train_data.TrainingSamples` yields them -> float32 image in ``[-1, 1]``
         (the values of :func:`inpaintkit.tensors.image_to_tensor`) and float32 mask in {0, 1}.
         The copies are non-blocking (from pinned memory on CUDA) and the float tensors are made
         on the device.

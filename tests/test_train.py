@@ -29,14 +29,13 @@ from inpaintkit.prepare import prepare_dataset
 from inpaintkit.prepare_options import PrepareOptions
 from inpaintkit.tensors import image_to_tensor
 from inpaintkit.train import (
-    SampleStream,
     Trainer,
     TrainingError,
-    TrainingSamples,
     export_raw_generator,
     learning_rate,
     train,
 )
+from inpaintkit.train_data import SampleStream, TrainingSamples
 from inpaintkit.training_state import load_training_state
 
 ROOT = Path(__file__).resolve().parents[1]
