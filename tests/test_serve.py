@@ -51,10 +51,10 @@ from inpaintkit.methods import NO_DEFAULT_MODEL, DeepFillMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.model.visualize import flow_legend
 from inpaintkit.serve import create_app
-from inpaintkit.serve.app import STATIC
 from inpaintkit.serve.estimate import FillTimes
 from inpaintkit.serve.guard import LocalOnly
 from inpaintkit.serve.jobs import DONE, FAILED, QUEUED, RUNNING, FillQueue
+from inpaintkit.serve.routes import STATIC
 from inpaintkit.serve.server import BackgroundServer, is_loopback, open_socket, server_names
 from inpaintkit.serve.store import ImageStore, StoredImage
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor, tensor_to_image

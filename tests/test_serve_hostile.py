@@ -20,8 +20,8 @@ from test_serve import BASE, GatedMethod, TestClient, png, wait_until
 
 from inpaintkit.methods import MeanColorMethod
 from inpaintkit.serve import create_app
-from inpaintkit.serve.app import parse_number
 from inpaintkit.serve.jobs import DONE, FillQueue, QueueFull
+from inpaintkit.serve.params import parse_number
 from inpaintkit.serve.store import ImageStore
 
 #: test_serve's ``checkpoint`` fixture (a tiny random generator, saved once per module), by this name.
