@@ -22,7 +22,7 @@ class ServeBudget:
     """One memory cap for the whole server, shared out (bytes; docs/serve.md, "Memory").
 
     ``total`` is the budget (``--memory-budget``, default :func:`inpaintkit.memory.default_budget`):
-    half holds the images and results (:class:`ImageStore`), an eighth the fills waiting and
+    half holds the images and results (:class:`~inpaintkit.serve.store.ImageStore`), an eighth the fills waiting and
     running (their holes and working copies), a quarter the method while one fill runs, an
     eighth the uploads being decoded. The model and Python come on top.
     """

@@ -63,7 +63,7 @@ def _header_pixels(data: bytes, what: str, max_pixels: int) -> int:
 def decode_image(data: bytes, name: str, max_pixels: int, gate: DecodeGate) -> np.ndarray:
     """uint8 ``(H, W, 3)`` RGB from an image file's bytes; 400 for what cannot be read."""
     pixels = _header_pixels(data, name, max_pixels)
-    with gate.hold(DECODE_BYTES_PER_PIXEL * pixels, f"{name}"):
+    with gate.hold(DECODE_BYTES_PER_PIXEL * pixels, name):
         try:
             return to_rgb8(open_image(io.BytesIO(data), max_pixels))
         except ImageReadError as err:
