@@ -119,6 +119,22 @@ def timed(fn, repeats: int, device: torch.device) -> list[float]:
     return times
 
 
+#: Feature pixels: a 128×128 hole in the image (features are 1/4 scale).
+HOLE_SIZE = 32
+
+
+def centred_hole_case(
+    batch: int, channels: int, size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded N(0, 1) features ``(batch, channels, size, size)`` and a centred square hole."""
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(batch, channels, size, size, generator=gen).to(device)
+    mask = torch.zeros(batch, 1, size, size, device=device)
+    top = (size - HOLE_SIZE) // 2
+    mask[:, :, top : top + HOLE_SIZE, top : top + HOLE_SIZE] = 1
+    return features, mask
+
+
 def foreground_modes(
     sizes: list[int],
     batches: list[int],
@@ -128,15 +144,10 @@ def foreground_modes(
     device_name: str,
 ) -> None:
     """Time ``foreground="all"`` against ``"hole"`` and print the Markdown section."""
-    hole_size = 32  # feature pixels: a 128×128 hole in the image (features are 1/4 scale)
     rows = []
     for size in sizes:
         for batch in batches:
-            gen = torch.Generator().manual_seed(0)
-            features = torch.randn(batch, channels, size, size, generator=gen).to(device)
-            mask = torch.zeros(batch, 1, size, size, device=device)
-            top = (size - hole_size) // 2
-            mask[:, :, top : top + hole_size, top : top + hole_size] = 1
+            features, mask = centred_hole_case(batch, channels, size, device)
             layers = {mode: ContextualAttention(foreground=mode) for mode in ("all", "hole")}
             with torch.no_grad():
                 outs = {mode: layer(features, features, mask) for mode, layer in layers.items()}
@@ -165,8 +176,8 @@ def foreground_modes(
     )
     print(f"- command: `python {' '.join(sys.argv)}`")
     print(
-        f"- C = {channels}, rate 2, stride 1, propagation on, a centred {hole_size}×{hole_size} "
-        f"hole on the feature map ({4 * hole_size}×{4 * hole_size} in the image); median of "
+        f"- C = {channels}, rate 2, stride 1, propagation on, a centred {HOLE_SIZE}×{HOLE_SIZE} "
+        f"hole on the feature map ({4 * HOLE_SIZE}×{4 * HOLE_SIZE} in the image); median of "
         f"{repeats} call(s) after a warm-up\n"
     )
     print(
@@ -196,14 +207,9 @@ def paste_windows(
     device_name: str,
 ) -> None:
     """Time ``paste="box"`` against ``"tent"`` and print the Markdown section."""
-    hole_size = 32
     rows = []
     for size in sizes:
-        gen = torch.Generator().manual_seed(0)
-        features = torch.randn(batch, channels, size, size, generator=gen).to(device)
-        mask = torch.zeros(batch, 1, size, size, device=device)
-        top = (size - hole_size) // 2
-        mask[:, :, top : top + hole_size, top : top + hole_size] = 1
+        features, mask = centred_hole_case(batch, channels, size, device)
         seconds = {}
         for paste in ("box", "tent"):
             layer = ContextualAttention(paste=paste)
@@ -229,7 +235,7 @@ def paste_windows(
     print(f"- command: `python {' '.join(sys.argv)}`")
     print(
         f"- batch {batch}, C = {channels}, rate 2, stride 1, propagation on, "
-        f'foreground="hole" with a centred {hole_size}×{hole_size}-feature hole; median of '
+        f'foreground="hole" with a centred {HOLE_SIZE}×{HOLE_SIZE}-feature hole; median of '
         f"{repeats} call(s) after a warm-up\n"
     )
     print(
