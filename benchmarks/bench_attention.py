@@ -15,7 +15,7 @@ generator's settings (rate 2, stride 1, propagation on):
   with convolutions over patch filters;
 * our layer called once per sample (isolates the gain from batching alone).
 
-3. ``paste="box"`` (the paper's) against ``paste="tent"`` (docs/model.md, "The lattice"), in
+3. ``paste="box"`` (the paper's) against ``paste="tent"`` (docs/model.md, "The faint ~8 px grid"), in
    the generator's hole mode with a 32×32-feature hole: forward alone and forward + backward.
 
     python benchmarks/bench_attention.py            # 256² and 512² images (64² and 128² features)

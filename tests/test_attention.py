@@ -296,7 +296,7 @@ def test_tent_paste_has_no_step_at_the_block_centre():
     Along a row, block ``X`` copies a patch of constant value ``v_X``. The box makes the
     block's two pixels the means of ``(v_{X−1}, v_X)`` and ``(v_X, v_{X+1})``; the tent makes
     them ``¾ v_X + ¼`` of the nearer neighbour, so the pixels change linearly between block
-    centres (the lattice of docs/model.md is the box's step).
+    centres.
     """
     values = torch.tensor([0.0, 4.0, -4.0, 8.0, 1.0, 5.0], dtype=torch.float64)
     # Regions of 3 blocks (6 px) of one value: the 4-pixel patch of a region's centre block

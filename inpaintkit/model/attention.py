@@ -51,13 +51,14 @@ def paste_window(rate: int, paste: str) -> torch.Tensor | None:
 
     ``"box"`` (the paper's and the released code's transposed convolution) weighs the two
     patches covering a pixel equally along each axis, so a pixel is half its own block's patch
-    and half a neighbour's, and every pair of pixels across a block's centre steps between
-    two different mixtures: with a peaked softmax the steps repeat every block, the ~8 px
-    lattice of docs/model.md. ``"tent"`` weighs a patch pixel by its closeness to the patch's
-    centre, ``1 − |k − centre| / r``: each pixel is mostly its own block's patch, and the
-    weights of the two covering patches still sum to 1 (a linear ramp between block centres,
-    so a paste of coherent neighbouring patches is unchanged, and incoherent ones blend
-    without steps).
+    and half a neighbour's, and where neighbouring blocks copy unrelated patches the pixels
+    step between two mixtures at every block's centre. ``"tent"`` weighs a patch pixel by its
+    closeness to the centre of the patch's own block, ``1 − |k − centre| / r``: each pixel is
+    mostly its own block's patch, and the weights of the two covering patches still sum to 1
+    (a linear ramp between block centres, so a paste of coherent neighbouring patches is
+    unchanged, and unrelated ones blend without steps). Built to test whether those steps are
+    the ~8 px lattice of the adversarial phase; measured, they are not (docs/model.md, "The
+    faint ~8 px grid").
     """
     if paste not in PASTE_WINDOWS:
         raise ValueError(f"paste must be one of {PASTE_WINDOWS}, got {paste!r}")
@@ -105,7 +106,7 @@ class ContextualAttention(nn.Module):
             the reconstruction everywhere, as the released code.
         paste: ``"box"`` (default; the paper's) averages the overlapping pasted patches
             equally; ``"tent"`` weighs each patch's pixels by their closeness to its centre
-            (:func:`paste_window`), which pastes without steps at the blocks' centres.
+            (:func:`paste_window`): no steps at the blocks' centres.
     """
 
     def __init__(

@@ -40,7 +40,7 @@ class GeneratorConfig:
     also rebuilds the known positions (docs/model.md, "Contextual attention: which foreground
     positions").
     ``attention_paste = "tent"`` pastes the attended patches with a tent window instead of the
-    paper's box, which has no step at each block's centre (docs/model.md, "The lattice").
+    paper's box: no step at each block's centre (docs/model.md, "Contextual attention").
     """
 
     channels: int = 32
