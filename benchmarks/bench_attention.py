@@ -15,12 +15,13 @@ generator's settings (rate 2, stride 1, propagation on):
   with convolutions over patch filters;
 * our layer called once per sample (isolates the gain from batching alone).
 
-3. ``paste="box"`` (the paper's) against ``paste="tent"`` (docs/model.md, "The faint ~8 px grid"), in
-   the generator's hole mode with a 32×32-feature hole: forward alone and forward + backward.
+3. The paper's layer (``paste="box"``, ``rate=2``) against ``paste="tent"`` and ``rate=1``
+   (docs/model.md, "The faint ~8 px grid"), in the generator's hole mode with a
+   32×32-feature hole: forward alone and forward + backward.
 
     python benchmarks/bench_attention.py            # 256² and 512² images (64² and 128² features)
     python benchmarks/bench_attention.py --quick    # 64² features only, fewer repeats
-    python benchmarks/bench_attention.py --paste-only --batch 4   # section 3 alone
+    python benchmarks/bench_attention.py --paste-only --quick --batch 4   # section 3, 64² only
     python benchmarks/bench_attention.py --device cuda
 """
 
@@ -198,6 +199,14 @@ def foreground_modes(
     )
 
 
+#: Section 3's variants of the generator's layer: (label, ContextualAttention options).
+PASTE_VARIANTS = (
+    ("box, rate 2 (the paper's)", {}),
+    ("tent, rate 2", {"paste": "tent"}),
+    ("box, rate 1", {"rate": 1}),
+)
+
+
 def paste_windows(
     sizes: list[int],
     batch: int,
@@ -206,13 +215,12 @@ def paste_windows(
     device: torch.device,
     device_name: str,
 ) -> None:
-    """Time ``paste="box"`` against ``"tent"`` and print the Markdown section."""
+    """Time the paste windows and the matching rate (:data:`PASTE_VARIANTS`); print the section."""
     rows = []
     for size in sizes:
         features, mask = centred_hole_case(batch, channels, size, device)
-        seconds = {}
-        for paste in ("box", "tent"):
-            layer = ContextualAttention(paste=paste)
+        for label, options in PASTE_VARIANTS:
+            layer = ContextualAttention(**options)
 
             def forward(layer=layer, features=features, mask=mask):
                 with torch.no_grad():
@@ -222,32 +230,30 @@ def paste_windows(
                 x = features.detach().requires_grad_(True)
                 layer(x, x, mask).square().sum().backward()
 
-            seconds[paste] = (
+            seconds = (
                 statistics.median(timed(forward, repeats, device)),
                 statistics.median(timed(training, repeats, device)),
             )
-        rows.append((size, seconds))
+            rows.append((size, label, seconds))
 
-    print('## Contextual attention: paste="box" vs "tent"\n')
+    print("## Contextual attention: paste window and matching rate\n")
     print(
         f"- machine: {device_name}; torch {torch.__version__}; Python {platform.python_version()}"
     )
     print(f"- command: `python {' '.join(sys.argv)}`")
     print(
-        f"- batch {batch}, C = {channels}, rate 2, stride 1, propagation on, "
-        f'foreground="hole" with a centred {HOLE_SIZE}×{HOLE_SIZE}-feature hole; median of '
-        f"{repeats} call(s) after a warm-up\n"
+        f'- batch {batch}, C = {channels}, stride 1, propagation on, foreground="hole" with '
+        f"a centred {HOLE_SIZE}×{HOLE_SIZE}-feature hole; median of {repeats} call(s) after a "
+        "warm-up; ratios against the paper's layer at the same size\n"
     )
-    print(
-        "| features (image) | forward box s | forward tent s | tent / box | "
-        "forward + backward box s | tent s | tent / box |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for size, seconds in rows:
-        (box_f, box_t), (tent_f, tent_t) = seconds["box"], seconds["tent"]
+    print("| features (image) | layer | forward s | ratio | forward + backward s | ratio |")
+    print("|---|---|---|---|---|---|")
+    reference = {}
+    for size, label, (forward_s, training_s) in rows:
+        base_f, base_t = reference.setdefault(size, (forward_s, training_s))
         print(
-            f"| {size}×{size} ({4 * size}²) | {box_f:.3f} | {tent_f:.3f} | {tent_f / box_f:.2f}× | "
-            f"{box_t:.3f} | {tent_t:.3f} | {tent_t / box_t:.2f}× |"
+            f"| {size}×{size} ({4 * size}²) | {label} | {forward_s:.3f} | "
+            f"{forward_s / base_f:.2f}× | {training_s:.3f} | {training_s / base_t:.2f}× |"
         )
     print()
 
