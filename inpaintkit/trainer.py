@@ -9,6 +9,7 @@ step's number (recipe ``schedule``): a reconstruction-only warm-up step, a criti
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
@@ -317,16 +318,20 @@ class Trainer:
     def init_generator(self, path) -> None:
         """Start from the weights of the generator checkpoint ``path``.
 
-        Its layers must be the recipe's (``channels``, ``contextual_attention``); the
-        parameter-free ``attention_*`` options may differ, so that a run can train the
-        same weights with another attention (e.g. the tent paste from box-trained weights).
+        Its config must be the recipe's ``model`` section except for the ``attention_*``
+        options, which have no parameters, so that a run can train the same weights with
+        another attention (e.g. the tent paste or rate 1 from the shipped weights).
         """
         try:
             source = checkpoint.load_generator(path)
         except checkpoint.CheckpointError as err:
             raise TrainingError(f"--init-from: {err}") from None
-        layers = ("channels", "contextual_attention")
-        differ = [k for k in layers if getattr(source.config, k) != getattr(self.recipe.model, k)]
+        differ = [
+            f.name
+            for f in dataclasses.fields(source.config)
+            if not f.name.startswith("attention_")
+            and getattr(source.config, f.name) != getattr(self.recipe.model, f.name)
+        ]
         if differ:
             raise TrainingError(
                 f"--init-from {path}: its {', '.join(differ)} differ from the recipe's model section"

@@ -121,9 +121,10 @@ class ContextualAttention(nn.Module):
         paste: str = "box",
     ) -> None:
         super().__init__()
-        paste_window(rate, paste)  # validates ``paste``
         if foreground not in FOREGROUND_MODES:
             raise ValueError(f"foreground must be one of {FOREGROUND_MODES}, got {foreground!r}")
+        if paste not in PASTE_WINDOWS:
+            raise ValueError(f"paste must be one of {PASTE_WINDOWS}, got {paste!r}")
         if patch_size < 1 or patch_size % 2 == 0:
             raise ValueError(f"patch_size must be a positive odd integer, got {patch_size}")
         if propagate_size < 1 or propagate_size % 2 == 0:
