@@ -32,7 +32,12 @@ from torch import nn
 
 from inpaintkit.model.hole_window import Window, hole_window, propagate_window, score_window
 from inpaintkit.model.layers import pad_exactly
-from inpaintkit.model.shifted_sums import column_major_views, diagonal_shift_sum
+from inpaintkit.model.shifted_sums import (
+    SliceTerm,
+    column_major_slices,
+    diagonal_shift_sum,
+    slice_sum,
+)
 from inpaintkit.model.stride1 import stride1_paste, stride1_patch_products
 from inpaintkit.tensors import composite
 
@@ -321,13 +326,14 @@ def propagate(
     # four slices: a column's end wraps into the next column's start, for foreground and
     # background independently.
     volume = scores.view(n, hf, wf, hb, wb)
-    out = volume.clone()
+    terms = [SliceTerm(0, ())]  # d = 0: the volume itself
     for d in shifts:
         if d == 0:
             continue
-        for fg_target, fg_source in column_major_views(out, volume, (1, 2), d, hf, wf):
-            for target, source in column_major_views(fg_target, fg_source, (3, 4), d, hb, wb):
-                target.add_(source)
+        for fg_slices in column_major_slices((1, 2), d, hf, wf):
+            for bg_slices in column_major_slices((3, 4), d, hb, wb):
+                terms.append(SliceTerm(0, fg_slices + bg_slices))
+    out = slice_sum([volume], volume.shape, terms)
     return out.view(n, lf, lb)
 
 

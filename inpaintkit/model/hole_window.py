@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from inpaintkit.model.shifted_sums import column_major_views
+from inpaintkit.model.shifted_sums import SliceTerm, column_major_slices, slice_sum
 
 
 class Window(NamedTuple):
@@ -126,29 +126,24 @@ def propagate_window(
 
     # Left-right over the whole score window: row-major steps of foreground and background.
     padded = torch.cat([scores, scores.new_zeros(n, 1, lb)], dim=1)
-    left_right = None
-    for d in shifts:
+    steps, terms = [], []
+    for d in shifts:  # d == 0 first: every background position
         sources = window_flat + d
-        rows = gather(padded, sources, (sources >= 0) & (sources < lf))
-        if left_right is None:  # d == 0: every background position
-            left_right = rows
-            continue
         start, stop = max(0, -d), min(lb, lb - d)
         if stop > start:
-            left_right[:, :, start:stop].add_(rows[:, :, start + d : stop + d])
+            terms.append(SliceTerm(len(steps), ((2, start, start + d, stop - start),)))
+            steps.append(gather(padded, sources, (sources >= 0) & (sources < lf)))
+    left_right = slice_sum(steps, steps[0].shape, terms)
     # Top-down for the targets: column-major steps, the background's as slices.
     target_flat = target.flat(wf)
     y, x = target_flat // wf, target_flat % wf
     padded = torch.cat([left_right, left_right.new_zeros(n, 1, lb)], dim=1)
-    out = None
+    steps, terms = [], [SliceTerm(0, ())]
     for d in [0, *(d for d in range(-(kernel // 2), kernel // 2 + 1) if d)]:  # as propagate
         carry, rest = torch.div(y + d, hf, rounding_mode="floor"), (y + d) % hf
         column = x + carry
         rows = gather(padded, rest * wf + column, (column >= 0) & (column < wf))
-        if out is None:
-            out = rows
-            continue
-        volume, grid = out.view(n, -1, hb, wb), rows.view(n, -1, hb, wb)
-        for target_view, source_view in column_major_views(volume, grid, (2, 3), d, hb, wb):
-            target_view.add_(source_view)
-    return out
+        if d != 0:
+            terms += [SliceTerm(len(steps), s) for s in column_major_slices((2, 3), d, hb, wb)]
+        steps.append(rows.view(n, -1, hb, wb))
+    return slice_sum(steps, steps[0].shape, terms).view(n, -1, lb)

@@ -6,19 +6,107 @@ shifted slices added in place rather than as convolutions or gathers, because th
 are hundreds of megabytes and every extra pass over them counts. Used by
 :func:`inpaintkit.model.attention.propagate`, :func:`inpaintkit.model.hole_window.propagate_window`
 and :mod:`inpaintkit.model.stride1`.
+
+Every such sum is a :func:`slice_sum`, which has its own backward: the adjoint of adding a
+source slice into an output slice is adding the output's gradient slice back into the
+source's, another slice sum. Left to autograd, each in-place slice addition would instead cost
+a zero-filled, full-size gradient and a full copy of the output's gradient in the backward
+(``SliceBackward``, ``CopySlices``): three passes over the volume per term, not one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+
+
+@dataclass(frozen=True)
+class SliceTerm:
+    """One term of a :func:`slice_sum`: ``out[target slices] += weight · sources[source][source slices]``.
+
+    ``slices`` are ``(dim, target_start, source_start, length)`` per sliced axis; axes not
+    named are taken whole (the source and the output have the same length there).
+    """
+
+    source: int
+    slices: tuple[tuple[int, int, int, int], ...]
+    weight: float = 1.0
+
+    def transposed(self) -> SliceTerm:
+        """The adjoint term: the output's slice added back into the source's."""
+        swapped = tuple((dim, src, tgt, length) for dim, tgt, src, length in self.slices)
+        return SliceTerm(0, swapped, self.weight)
+
+
+def _narrow(tensor: torch.Tensor, slices: Sequence[tuple[int, int]]) -> torch.Tensor:
+    for dim, start, length in slices:
+        tensor = tensor.narrow(dim, start, length)
+    return tensor
+
+
+def _slice_sum(
+    sources: Sequence[torch.Tensor], shape: Sequence[int], terms: Sequence[SliceTerm]
+) -> torch.Tensor:
+    """:func:`slice_sum` without autograd: the first term copied, the others added in place."""
+    out = sources[0].new_empty(shape)
+    if not terms:
+        return out.zero_()
+    first, *rest = terms
+    target = _narrow(out, [(dim, tgt, length) for dim, tgt, _, length in first.slices])
+    target.copy_(_narrow(sources[first.source], [(d, s, n) for d, _, s, n in first.slices]))
+    if first.weight != 1.0:
+        target.mul_(first.weight)
+    # The first term is copied rather than added to zeros (every pass over a volume of hundreds
+    # of megabytes counts), so only what it does not cover is zeroed.
+    for dim, start, _, length in first.slices:
+        out.narrow(dim, 0, start).zero_()
+        out.narrow(dim, start + length, shape[dim] - start - length).zero_()
+    for term in rest:
+        target = _narrow(out, [(dim, tgt, length) for dim, tgt, _, length in term.slices])
+        source = _narrow(sources[term.source], [(d, s, n) for d, _, s, n in term.slices])
+        target.add_(source, alpha=term.weight)
+    return out
+
+
+class _SliceSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, shape, terms, *sources):  # type: ignore[override]
+        ctx.terms = terms
+        ctx.source_shapes = [source.shape for source in sources]
+        return _slice_sum(sources, shape, terms)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        grads = []
+        for index, shape in enumerate(ctx.source_shapes):
+            if not ctx.needs_input_grad[2 + index]:
+                grads.append(None)
+                continue
+            adjoint = [term.transposed() for term in ctx.terms if term.source == index]
+            grads.append(slice_sum([grad], shape, adjoint))
+        return None, None, *grads
+
+
+def slice_sum(
+    sources: Sequence[torch.Tensor], shape: Sequence[int], terms: Sequence[SliceTerm]
+) -> torch.Tensor:
+    """A tensor of ``shape``, zero but for ``Σ_terms weight · sources[source][slices]`` added in.
+
+    The terms are added in their order (the first is copied in: give the one that covers the
+    most first). Differentiable in every source, by slice sums as well (see the module's doc).
+    """
+    shape = tuple(shape)
+    if torch.is_grad_enabled() and any(source.requires_grad for source in sources):
+        return _SliceSum.apply(shape, tuple(terms), *sources)
+    return _slice_sum(sources, shape, terms)
 
 
 def diagonal_shift_sum(
     volume: torch.Tensor,
     dims: tuple[int, int],
-    shifts: range,
+    shifts: Sequence[int],
     out_sizes: tuple[int, int],
     weights: Sequence[float] | None = None,
 ) -> torch.Tensor:
@@ -33,33 +121,16 @@ def diagonal_shift_sum(
     shape = list(volume.shape)
     for dim, size in zip(dims, out_sizes, strict=True):
         shape[dim] = size
-    out = volume.new_empty(shape)
-    initialised = False
-    # The unshifted term, which covers the most, is copied in rather than added to zeros:
-    # every pass over a volume of hundreds of megabytes counts.
+    terms = []
+    # The unshifted term, which covers the most, comes first: slice_sum copies it in.
     for d in sorted(shifts, key=abs):
-        target, source, bounds = out, volume, []
+        slices = []
         for dim, size in zip(dims, out_sizes, strict=True):
-            start = max(0, -d)
-            stop = min(size, volume.shape[dim] - d)
-            if stop <= start:
-                break
-            target = target.narrow(dim, start, stop - start)
-            source = source.narrow(dim, start + d, stop - start)
-            bounds.append((dim, start, stop, size))
-        else:
-            weight = weight_of.get(d, 1.0)
-            if initialised:
-                target.add_(source, alpha=weight)
-                continue
-            target.copy_(source)
-            if weight != 1.0:
-                target.mul_(weight)
-            for dim, start, stop, size in bounds:  # zero what the copied term does not cover
-                out.narrow(dim, 0, start).zero_()
-                out.narrow(dim, stop, size - stop).zero_()
-            initialised = True
-    return out if initialised else out.zero_()
+            start, stop = max(0, -d), min(size, volume.shape[dim] - d)
+            slices.append((dim, start, start + d, stop - start))
+        if all(length > 0 for *_, length in slices):
+            terms.append(SliceTerm(0, tuple(slices), weight_of.get(d, 1.0)))
+    return slice_sum([volume], shape, terms)
 
 
 def _column_major_shift(shift: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -72,30 +143,21 @@ def _column_major_shift(shift: int, height: int) -> list[tuple[int, int, int, in
     return [(0, rest, height - rest, carry), (height - rest, 0, rest, carry + 1)]
 
 
-def column_major_views(
-    target: torch.Tensor,
-    source: torch.Tensor,
-    dims: tuple[int, int],
-    shift: int,
-    height: int,
-    width: int,
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``(target view, source view)`` pairs for a column-major shift of a ``height × width`` grid.
+def column_major_slices(
+    dims: tuple[int, int], shift: int, height: int, width: int
+) -> list[tuple[tuple[int, int, int, int], ...]]:
+    """The slices (as in :class:`SliceTerm`) of a column-major shift of a ``height × width`` grid.
 
-    The grid spans axes ``dims = (y, x)`` of both tensors; adding each source view into its
-    target view adds ``source[column-major index + shift]`` at every index, zeros beyond the
-    grid's ends (a column's end wraps into the next column's start).
+    The grid spans axes ``dims = (y, x)``; adding each source slice into its target slice adds
+    ``source[column-major index + shift]`` at every index, zeros beyond the grid's ends (a
+    column's end wraps into the next column's start).
     """
     y_dim, x_dim = dims
-    views = []
+    runs = []
     for y, source_y, y_len, carry in _column_major_shift(shift, height):
         x_len = width - abs(carry)
-        if y_len <= 0 or x_len <= 0:
-            continue
-        views.append(
-            (
-                target.narrow(y_dim, y, y_len).narrow(x_dim, max(0, -carry), x_len),
-                source.narrow(y_dim, source_y, y_len).narrow(x_dim, max(0, carry), x_len),
+        if y_len > 0 and x_len > 0:
+            runs.append(
+                ((y_dim, y, source_y, y_len), (x_dim, max(0, -carry), max(0, carry), x_len))
             )
-        )
-    return views
+    return runs
