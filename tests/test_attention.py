@@ -203,7 +203,7 @@ def test_cosine_scores_match_reference(rate, stride, k):
     got = cosine_scores(fg[:, :, ::rate, ::rate], bg[:, :, ::rate, ::rate], k, stride)
     for n in range(fg.shape[0]):
         want = ref_scores(fg[n], bg[n], rate, stride, k)
-        torch.testing.assert_close(got[n], want)
+        torch.testing.assert_close(got[n], want, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +259,7 @@ def test_reconstruction_matches_reference(rate, stride, paste):
     got = reconstruct(attention, bg, (9, 8), rate, stride, paste=paste)
     for n in range(2):
         want = ref_reconstruct(attention[n], bg[n], rate, stride, paste)
-        torch.testing.assert_close(got[n], want)
+        torch.testing.assert_close(got[n], want, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("paste", PASTE_WINDOWS)
@@ -336,7 +336,7 @@ def test_forward_matches_reference(options):
     assert got.dtype == torch.float64 and got.shape == fg.shape
     for n in range(fg.shape[0]):
         want, _ = ref_forward(fg[n], bg[n], mask[n, 0], **options)
-        torch.testing.assert_close(got[n], want)
+        torch.testing.assert_close(got[n], want, rtol=0, atol=1e-12)
 
 
 def small_interior_holes(n, height, width):
@@ -366,7 +366,7 @@ def test_hole_mode_matches_restricted_reference(options, holes):
     assert got.dtype == torch.float64 and got.shape == fg.shape
     for n in range(fg.shape[0]):
         want = ref_hole_forward(fg[n], bg[n], mask[n, 0], **options)
-        torch.testing.assert_close(got[n], want)
+        torch.testing.assert_close(got[n], want, rtol=0, atol=1e-12)
         known = mask[n].expand_as(fg[n]) < 0.5
         assert torch.equal(got[n][known], fg[n][known])  # a selection: bit-exact copies
 
@@ -380,7 +380,7 @@ def test_forward_with_the_generator_call_pattern(mode):
     for n in range(fg.shape[0]):
         want = reference(fg[n], fg[n], mask[n, 0], rate=2, stride=1)
         want = want[0] if mode == "all" else want
-        torch.testing.assert_close(got[n], want)
+        torch.testing.assert_close(got[n], want, rtol=0, atol=1e-12)
 
 
 EDGE_BOXES = [
@@ -439,7 +439,7 @@ def test_propagate_window_matches_reference_rows(fg_size, bg_size, kernel, targe
     got = propagate_window(scores[:, rows], scored_window, target, fg_size, bg_size, kernel)
     for n in range(2):
         want = ref_propagate(scores[n], fg_size, bg_size, kernel)[target.flat(wf)]
-        torch.testing.assert_close(got[n], want)
+        torch.testing.assert_close(got[n], want, rtol=0, atol=1e-12)
 
 
 def test_score_window_is_the_dilated_target_away_from_edges_and_grows_at_edges():

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from inpaintkit.model.shifted_sums import (
     SliceTerm,
-    column_major_slices,
     diagonal_shift_sum,
+    grid_shift_slices,
     slice_sum,
 )
 
@@ -114,15 +114,42 @@ def test_diagonal_shift_sum_gradcheck(weights):
     )
 
 
-@pytest.mark.parametrize("shift", [-4, -1, 1, 2, 3, 5])
-def test_column_major_slices_shift_the_column_major_index(shift):
-    height, width = 3, 4
-    grid = torch.randn(height, width, dtype=torch.float64)
-    terms = [SliceTerm(0, s) for s in column_major_slices((0, 1), shift, height, width)]
-    got = slice_sum([grid], grid.shape, terms) if terms else torch.zeros_like(grid)
-    flat = grid.t().reshape(-1)  # column-major order
-    want = torch.zeros(height * width, dtype=torch.float64)
-    for index in range(height * width):
-        if 0 <= index + shift < height * width:
-            want[index] = flat[index + shift]
-    torch.testing.assert_close(got.t().reshape(-1), want, rtol=0, atol=0)
+def ref_grid_shift(values, grid, shift, column_major, target, source):
+    """Target box of ``values`` shifted by ``shift`` along the flat order, source box only."""
+    height, width = grid
+    out = torch.zeros(target[1] - target[0], target[3] - target[2], dtype=values.dtype)
+    for y in range(target[0], target[1]):
+        for x in range(target[2], target[3]):
+            flat = (x * height + y if column_major else y * width + x) + shift
+            if not 0 <= flat < height * width:
+                continue
+            sy, sx = (flat % height, flat // height) if column_major else divmod(flat, width)
+            if source[0] <= sy < source[1] and source[2] <= sx < source[3]:
+                out[y - target[0], x - target[2]] = values[sy - source[0], sx - source[2]]
+    return out
+
+
+@pytest.mark.parametrize("shift", [-5, -4, -1, 0, 1, 2, 3, 5, 13])
+@pytest.mark.parametrize("column_major", [False, True])
+@pytest.mark.parametrize(
+    ("target", "source"),
+    [
+        (None, None),  # the whole 3 x 4 grid
+        ((1, 2, 1, 3), (0, 3, 0, 4)),
+        ((0, 2, 0, 2), (0, 3, 0, 3)),
+        ((1, 3, 2, 4), (0, 3, 1, 4)),
+        ((0, 3, 3, 4), (0, 3, 0, 4)),
+    ],
+)
+def test_grid_shift_slices_shift_the_flat_index(shift, column_major, target, source):
+    grid = (3, 4)
+    whole = (0, 3, 0, 4)
+    target_box, source_box = target or whole, source or whole
+    values = torch.randn(
+        source_box[1] - source_box[0], source_box[3] - source_box[2], dtype=torch.float64
+    )
+    shape = (target_box[1] - target_box[0], target_box[3] - target_box[2])
+    slices = grid_shift_slices((0, 1), shift, grid, column_major, target, source)
+    got = slice_sum([values], shape, [SliceTerm(0, s) for s in slices])
+    want = ref_grid_shift(values, grid, shift, column_major, target_box, source_box)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -34,8 +34,8 @@ from inpaintkit.model.hole_window import Window, hole_window, propagate_window, 
 from inpaintkit.model.layers import pad_exactly
 from inpaintkit.model.shifted_sums import (
     SliceTerm,
-    column_major_slices,
     diagonal_shift_sum,
+    grid_shift_slices,
     slice_sum,
 )
 from inpaintkit.model.stride1 import stride1_paste, stride1_patch_products
@@ -330,8 +330,8 @@ def propagate(
     for d in shifts:
         if d == 0:
             continue
-        for fg_slices in column_major_slices((1, 2), d, hf, wf):
-            for bg_slices in column_major_slices((3, 4), d, hb, wb):
+        for fg_slices in grid_shift_slices((1, 2), d, (hf, wf), column_major=True):
+            for bg_slices in grid_shift_slices((3, 4), d, (hb, wb), column_major=True):
                 terms.append(SliceTerm(0, fg_slices + bg_slices))
     out = slice_sum([volume], volume.shape, terms)
     return out.view(n, lf, lb)

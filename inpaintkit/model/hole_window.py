@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from inpaintkit.model.shifted_sums import SliceTerm, column_major_slices, slice_sum
+from inpaintkit.model.shifted_sums import SliceTerm, grid_shift_slices, slice_sum
 
 
 class Window(NamedTuple):
@@ -106,44 +106,29 @@ def propagate_window(
     ``fg_size`` is the full foreground grid. Returns ``(N, |target|, Lb)``, equal term by
     term (same additions in the same order) to the rows of ``propagate`` on the full volume
     for every target position whose propagation sources (:func:`propagation_sources`, two
-    steps deep) lie in ``scored_window``. Foreground steps are gathered by full-grid index, so
-    the row and column wrap-around is the released one; background steps are shifted slices.
+    steps deep) lie in ``scored_window``. Every step is a shifted slice of the window
+    (:func:`~inpaintkit.model.shifted_sums.grid_shift_slices`), with the released row and
+    column wrap-around; a step that leaves the score window reads zero.
     """
     n, _, lb = scores.shape
-    (hf, wf), (hb, wb) = fg_size, bg_size
-    lf = hf * wf
+    (hs, ws), (ht, wt), (hb, wb) = scored_window.size, target.size, bg_size
     shifts = sorted(range(-(kernel // 2), kernel // 2 + 1), key=abs)  # as diagonal_shift_sum
-    device = scores.device
-    # Full-grid index -> row in the score window; out of the window (or grid) -> a zero row.
-    zero_row = scored_window.size[0] * scored_window.size[1]
-    local = torch.full((lf + 1,), zero_row, dtype=torch.long)
-    window_flat = scored_window.flat(wf)
-    local[window_flat] = torch.arange(zero_row)
-
-    def gather(padded: torch.Tensor, sources: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        rows = local[torch.where(valid, sources, lf)].to(device)
-        return padded.index_select(1, rows)
-
     # Left-right over the whole score window: row-major steps of foreground and background.
-    padded = torch.cat([scores, scores.new_zeros(n, 1, lb)], dim=1)
-    steps, terms = [], []
-    for d in shifts:  # d == 0 first: every background position
-        sources = window_flat + d
+    terms = []
+    for d in shifts:
         start, stop = max(0, -d), min(lb, lb - d)
         if stop > start:
-            terms.append(SliceTerm(len(steps), ((2, start, start + d, stop - start),)))
-            steps.append(gather(padded, sources, (sources >= 0) & (sources < lf)))
-    left_right = slice_sum(steps, steps[0].shape, terms)
-    # Top-down for the targets: column-major steps, the background's as slices.
-    target_flat = target.flat(wf)
-    y, x = target_flat // wf, target_flat % wf
-    padded = torch.cat([left_right, left_right.new_zeros(n, 1, lb)], dim=1)
-    steps, terms = [], [SliceTerm(0, ())]
+            background = (3, start, start + d, stop - start)
+            for foreground in grid_shift_slices(
+                (1, 2), d, fg_size, False, scored_window, scored_window
+            ):
+                terms.append(SliceTerm(0, (*foreground, background)))
+    left_right = slice_sum([scores.view(n, hs, ws, lb)], (n, hs, ws, lb), terms)
+    # Top-down for the target: column-major steps of foreground and background.
+    terms = []
     for d in [0, *(d for d in range(-(kernel // 2), kernel // 2 + 1) if d)]:  # as propagate
-        carry, rest = torch.div(y + d, hf, rounding_mode="floor"), (y + d) % hf
-        column = x + carry
-        rows = gather(padded, rest * wf + column, (column >= 0) & (column < wf))
-        if d != 0:
-            terms += [SliceTerm(len(steps), s) for s in column_major_slices((2, 3), d, hb, wb)]
-        steps.append(rows.view(n, -1, hb, wb))
-    return slice_sum(steps, steps[0].shape, terms).view(n, -1, lb)
+        for foreground in grid_shift_slices((1, 2), d, fg_size, True, target, scored_window):
+            for background in grid_shift_slices((3, 4), d, bg_size, True):
+                terms.append(SliceTerm(0, foreground + background))
+    volume = left_right.view(n, hs, ws, hb, wb)
+    return slice_sum([volume], (n, ht, wt, hb, wb), terms).view(n, ht * wt, lb)

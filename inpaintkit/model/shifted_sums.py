@@ -133,31 +133,54 @@ def diagonal_shift_sum(
     return slice_sum([volume], shape, terms)
 
 
-def _column_major_shift(shift: int, height: int) -> list[tuple[int, int, int, int]]:
-    """How a shift of column-major index ``x·height + y`` by ``shift`` splits into slices.
-
-    Returns ``(y, source_y, length, carry)`` runs: rows ``y … y + length − 1`` take rows
-    ``source_y …`` of column ``x + carry`` (the carry is where the shift wraps into another column).
-    """
-    carry, rest = divmod(shift, height)
-    return [(0, rest, height - rest, carry), (height - rest, 0, rest, carry + 1)]
+#: Rows ``top … bottom − 1`` and columns ``left … right − 1`` of a grid
+#: (:class:`inpaintkit.model.hole_window.Window` is one).
+Box = tuple[int, int, int, int]
 
 
-def column_major_slices(
-    dims: tuple[int, int], shift: int, height: int, width: int
+def grid_shift_slices(
+    dims: tuple[int, int],
+    shift: int,
+    grid: tuple[int, int],
+    column_major: bool,
+    target: Box | None = None,
+    source: Box | None = None,
 ) -> list[tuple[tuple[int, int, int, int], ...]]:
-    """The slices (as in :class:`SliceTerm`) of a column-major shift of a ``height × width`` grid.
+    """The slices (as in :class:`SliceTerm`) of a shift of a grid's flattened index.
 
-    The grid spans axes ``dims = (y, x)``; adding each source slice into its target slice adds
-    ``source[column-major index + shift]`` at every index, zeros beyond the grid's ends (a
-    column's end wraps into the next column's start).
+    Position ``p`` of the ``grid = (height, width)`` grid reads position ``p + shift`` of the
+    row-major (or ``column_major``) order, zeros beyond the grid's ends: a row's (column's)
+    end wraps into the next one's start. ``target`` and ``source`` are the boxes of the grid
+    that the target and the source tensors hold along ``dims = (y, x)`` (default: the whole
+    grid); a target position whose source lies outside ``source`` reads zero. The flat
+    shift is two plain 2-D shifts: of the positions whose fast coordinate does not wrap, and
+    of those whose does.
     """
-    y_dim, x_dim = dims
+    height, width = grid
+    whole = (0, height, 0, width)
+    target, source = target or whole, source or whole
+    fast_length = height if column_major else width
+    carry, rest = divmod(shift, fast_length)
     runs = []
-    for y, source_y, y_len, carry in _column_major_shift(shift, height):
-        x_len = width - abs(carry)
-        if y_len > 0 and x_len > 0:
+    for fast_start, fast_stop, fast_step, slow_step in (
+        (0, fast_length - rest, rest, carry),
+        (fast_length - rest, fast_length, rest - fast_length, carry + 1),
+    ):
+        top, bottom, left, right = target
+        if column_major:
+            dy, dx = fast_step, slow_step
+            top, bottom = max(top, fast_start), min(bottom, fast_stop)
+        else:
+            dy, dx = slow_step, fast_step
+            left, right = max(left, fast_start), min(right, fast_stop)
+        # Keep the target positions whose source lies in the source box.
+        top, bottom = max(top, source[0] - dy), min(bottom, source[1] - dy)
+        left, right = max(left, source[2] - dx), min(right, source[3] - dx)
+        if bottom > top and right > left:
             runs.append(
-                ((y_dim, y, source_y, y_len), (x_dim, max(0, -carry), max(0, carry), x_len))
+                (
+                    (dims[0], top - target[0], top + dy - source[0], bottom - top),
+                    (dims[1], left - target[2], left + dx - source[2], right - left),
+                )
             )
     return runs
