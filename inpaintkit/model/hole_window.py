@@ -120,15 +120,17 @@ def propagate_window(
         if stop > start:
             background = (3, start, start + d, stop - start)
             for foreground in grid_shift_slices(
-                (1, 2), d, fg_size, False, scored_window, scored_window
+                (1, 2), d, fg_size, column_major=False, target=scored_window, source=scored_window
             ):
                 terms.append(SliceTerm(0, (*foreground, background)))
     left_right = slice_sum([scores.view(n, hs, ws, lb)], (n, hs, ws, lb), terms)
     # Top-down for the target: column-major steps of foreground and background.
     terms = []
     for d in [0, *(d for d in range(-(kernel // 2), kernel // 2 + 1) if d)]:  # as propagate
-        for foreground in grid_shift_slices((1, 2), d, fg_size, True, target, scored_window):
-            for background in grid_shift_slices((3, 4), d, bg_size, True):
+        for foreground in grid_shift_slices(
+            (1, 2), d, fg_size, column_major=True, target=target, source=scored_window
+        ):
+            for background in grid_shift_slices((3, 4), d, bg_size, column_major=True):
                 terms.append(SliceTerm(0, foreground + background))
     volume = left_right.view(n, hs, ws, hb, wb)
     return slice_sum([volume], (n, ht, wt, hb, wb), terms).view(n, ht * wt, lb)
