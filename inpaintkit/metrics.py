@@ -164,6 +164,52 @@ def hole_tv(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(pairs > 0, 100.0 * total, torch.full_like(total, math.nan))
 
 
+#: The lattice period contextual attention's paste draws at the paper's settings: 2 × 2 feature
+#: blocks (rate 2) on features at a quarter of the image's resolution (docs/model.md, "The faint
+#: ~8 px grid").
+LATTICE_PERIOD = 8
+
+
+class LatticeProfile:
+    """Detail a set of fills puts on each cell of a ``period × period`` lattice, over batches.
+
+    A grid of period P shows as detail that depends on where a pixel lies on the lattice
+    anchored at the image's origin (the origin of the generator's stride-2 convolutions and of
+    the attention's block paste); a photo's detail does not care. :meth:`add` accumulates, per
+    cell ``(y mod P, x mod P)``, the magnitude of the high-pass residual (the image minus its
+    3 × 3 box mean, channel-averaged) over hole pixels at least 2 px inside the hole (nearer,
+    the residual sees the seam, not the fill); :attr:`spread` is the cells' max / min − 1, in
+    % (near 0 for a photo: 5.3 on rect256's ground truth).
+    """
+
+    def __init__(self, period: int = LATTICE_PERIOD) -> None:
+        self.period = period
+        self.sums = torch.zeros(period * period, dtype=torch.float64)
+        self.counts = torch.zeros(period * period, dtype=torch.float64)
+
+    def add(self, image: torch.Tensor, mask: torch.Tensor) -> None:
+        """Include ``image (N, C, H, W)`` in [0, 1] with its ``mask (N, 1, H, W)`` (1 = hole)."""
+        _check(image, image, mask)
+        image, mask = image.double(), mask.double()
+        box_mean = F.avg_pool2d(image, 3, 1, 1, count_include_pad=False)
+        residual = (image - box_mean).abs().mean(dim=1)  # (N, H, W)
+        inner = (-F.max_pool2d(-mask, 5, 1, 2))[:, 0] > 0.5  # the hole eroded by 2 px
+        height, width = image.shape[-2:]
+        ys = torch.arange(height, device=image.device).remainder(self.period)
+        xs = torch.arange(width, device=image.device).remainder(self.period)
+        cell = (ys[:, None] * self.period + xs[None, :]).expand_as(residual)
+        self.sums += torch.bincount(cell[inner], residual[inner], minlength=self.period**2).cpu()
+        self.counts += torch.bincount(cell[inner], minlength=self.period**2).double().cpu()
+
+    @property
+    def spread(self) -> float:
+        """Max over min cell mean, minus 1, in %; NaN until every cell has a pixel."""
+        if not bool((self.counts > 0).all()):
+            return math.nan
+        means = self.sums / self.counts
+        return float(100.0 * (means.max() / means.min() - 1.0))
+
+
 def _gaussian_window(device: torch.device) -> torch.Tensor:
     """The 1-D SSIM window, exactly as ``scipy.ndimage.gaussian_filter`` builds it."""
     radius = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)

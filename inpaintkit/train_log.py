@@ -47,11 +47,13 @@ def validate(
 
     ``images (N, 3, S, S)`` in [-1, 1] and ``masks (N, 1, S, S)`` on the generator's device.
     Metrics are :func:`metrics.image_metrics` on the composited fill, averaged with
-    :class:`metrics.RunningStats`. The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes
+    :class:`metrics.RunningStats`, and ``hole_lattice_spread``: the 8 px
+    :class:`metrics.LatticeProfile` of all the fills (the grid issue #25 watches). The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes
     white) | coarse | refined (composited) | attention map (flow colours, grey without
     attention) | ground truth.
     """
     stats: dict[str, metrics.RunningStats] = {}
+    lattice = metrics.LatticeProfile()  # over the whole set: one spread, not a per-image mean
     columns = []
     for start in range(0, images.shape[0], batch_size):
         x, m = images[start : start + batch_size], masks[start : start + batch_size]
@@ -62,6 +64,7 @@ def validate(
         ).items():
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
+        lattice.add(signed_to_unit(completed), m)
         if len(columns) < grid_rows:
             size = x.shape[-1]
             if out.offsets is not None:
@@ -82,6 +85,7 @@ def validate(
             rows = np.concatenate(parts, axis=2)  # (n, S, 5S, 3)
             columns.extend(rows[: grid_rows - len(columns)])
     means = {key: s.mean for key, s in stats.items()}
+    means["hole_lattice_spread"] = lattice.spread
     return means, np.concatenate(columns, axis=0)
 
 

@@ -12,6 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from inpaintkit.metrics import (
     METRICS,
+    LatticeProfile,
     RunningStats,
     hole_tv,
     image_metrics,
@@ -290,3 +291,59 @@ def test_running_stats_match_numpy_and_count_inf_and_nan() -> None:
     one = RunningStats()
     one.add(5.0)
     assert one.as_dict() == {"mean": 5.0, "std": 0.0, "count": 1, "infinite": 0, "undefined": 0}
+
+
+def ref_lattice_spread(images: list[np.ndarray], masks: list[np.ndarray], period: int) -> float:
+    """The lattice spread by its definition, pixel by pixel in numpy: ``images`` (C, H, W)."""
+    sums = np.zeros((period, period))
+    counts = np.zeros((period, period))
+    for image, mask in zip(images, masks, strict=True):
+        _, height, width = image.shape
+        for y in range(height):
+            for x in range(width):
+                ys = range(max(y - 2, 0), min(y + 3, height))
+                xs = range(max(x - 2, 0), min(x + 3, width))
+                if not all(mask[yy, xx] > 0.5 for yy in ys for xx in xs):
+                    continue  # within 2 px of a known pixel (or of nothing beyond the edge)
+                ny = range(max(y - 1, 0), min(y + 2, height))
+                nx = range(max(x - 1, 0), min(x + 2, width))
+                box = image[:, ny.start : ny.stop, nx.start : nx.stop].mean(axis=(1, 2))
+                sums[y % period, x % period] += np.abs(image[:, y, x] - box).mean()
+                counts[y % period, x % period] += 1
+    means = sums / counts
+    return 100 * (means.max() / means.min() - 1)
+
+
+def test_lattice_spread_matches_pixel_by_pixel_reference_over_batches() -> None:
+    gen = torch.Generator().manual_seed(3)
+    images = torch.rand(3, 3, 14, 13, generator=gen, dtype=torch.float64)
+    masks = torch.zeros(3, 1, 14, 13, dtype=torch.float64)
+    masks[0, :, 1:13, 2:12] = 1
+    masks[1, :, 5:14, 0:9] = 1
+    masks[2, :, :, :] = 1
+    profile = LatticeProfile(period=4)
+    profile.add(images[:2], masks[:2])  # two batches accumulate as one set
+    profile.add(images[2:], masks[2:])
+    want = ref_lattice_spread(list(images.numpy()), list(masks[:, 0].numpy()), 4)
+    assert profile.spread == pytest.approx(want, rel=1e-9)
+
+
+def test_lattice_spread_sees_a_grid_and_not_photos() -> None:
+    photos = []
+    for name in ("chelsea", "coffee", "grass", "gravel"):
+        pixels = torch.from_numpy(getattr(skimage.data, name)()[:256, :256]) / 255.0
+        photos.append(pixels.expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1))
+    photos = torch.stack(photos)
+    mask = torch.zeros(len(photos), 1, 256, 256)
+    mask[..., 16:240, 16:240] = 1
+    natural = LatticeProfile()
+    natural.add(photos, mask)
+    gridded = photos.clone()
+    gridded[..., ::8, :] *= 0.9  # a faint line every 8 px, as the attention's paste draws
+    gridded[..., :, ::8] *= 0.9
+    lattice = LatticeProfile()
+    lattice.add(gridded, mask)
+    assert natural.spread < 20.0
+    assert lattice.spread > 5 * natural.spread
+    # Until every cell has a pixel the spread is undefined.
+    assert math.isnan(LatticeProfile().spread)

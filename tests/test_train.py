@@ -5,6 +5,7 @@ a 1-process reference."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -714,6 +715,9 @@ def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
     assert lines[1]["samples"] == 4 * (recipe.optimizer.critic_steps + 1) * recipe.data.batch_size
     assert lines[1]["train_seconds"] >= lines[0]["train_seconds"] > 0
     assert 0 < lines[1]["hole_psnr"] < 100 and lines[1]["hole_l1"] > 0
+    # The 8 px grid's measure (NaN where the tiny holes leave a lattice cell without a pixel).
+    spread = lines[1]["hole_lattice_spread"]
+    assert math.isnan(spread) or spread >= 0
 
 
 def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch):
