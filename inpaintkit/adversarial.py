@@ -11,7 +11,9 @@ measured in docs/benchmarks.md): the critic-to-generator ratio (``optimizer.crit
 and the critics' own learning rate (``optimizer.critic_lr``), one generator forward shared by
 a critic update and the generator update, and the gradient penalty on every k-th update only
 (``loss.gradient_penalty_every``, StyleGAN2's lazy regularisation) or on a sub-batch
-(``loss.gradient_penalty_batch``). The losses themselves are the paper's.
+(``loss.gradient_penalty_batch``). The losses themselves are the paper's. Against the grid
+the critics teach the generator: the global critic's inputs at a random phase
+(``critics.global_shift``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def penalty_weight(recipe: Recipe, update_index: int) -> float:
     """
     every = recipe.loss.gradient_penalty_every
     return recipe.loss.wgan_gp_lambda * every if update_index % every == 0 else 0.0
+
+
+def random_roll(shift_range: int) -> tuple[int, int]:
+    """A ``(dy, dx)`` offset in ``[0, shift_range)²`` from torch's global generator (``(0, 0)``
+    when off): a resume restores that generator, so it draws the same offsets."""
+    if shift_range <= 1:
+        return 0, 0
+    dy, dx = torch.randint(shift_range, (2,)).tolist()
+    return dy, dx
 
 
 def critic_updates_before(recipe: Recipe, step: int) -> int:
@@ -108,9 +119,12 @@ class Critics:
         local_size = self.recipe.critics.local_size
         real_local = crop_hole_boxes(real, mask, local_size)
         fake_local = crop_hole_boxes(fake, mask, local_size)
+        # The global critic's view, rolled by one random offset (critics.global_shift).
+        roll = random_roll(self.recipe.critics.global_shift)
+        real_g, fake_g, mask_g = (torch.roll(t, roll, dims=(2, 3)) for t in (real, fake, mask))
         with record_function("critic forward"), self.autocast():
-            real_scores_g = self.global_forward(real).float()
-            fake_scores_g = self.global_forward(fake).float()
+            real_scores_g = self.global_forward(real_g).float()
+            fake_scores_g = self.global_forward(fake_g).float()
             real_scores_l = self.local_forward(real_local).float()
             fake_scores_l = self.local_forward(fake_local).float()
         d_global = losses.critic_wgan_loss(real_scores_g, fake_scores_g)
@@ -123,7 +137,7 @@ class Critics:
             mask_local = crop_hole_boxes(mask[:n], mask[:n], local_size)
             with record_function("gradient penalty"):
                 gp_global = losses.gradient_penalty(
-                    self.global_, real[:n], fake[:n], mask[:n], penalty
+                    self.global_, real_g[:n], fake_g[:n], mask_g[:n], penalty
                 )
                 gp_local = losses.gradient_penalty(
                     self.local, real_local[:n], fake_local[:n], mask_local, penalty
@@ -164,11 +178,12 @@ class Critics:
         """
         fake = composite(real, refined, mask)
         local_size = self.recipe.critics.local_size
+        fake_g = torch.roll(fake, random_roll(self.recipe.critics.global_shift), dims=(2, 3))
         for critic in (self.local, self.global_):
             critic.requires_grad_(False)
         try:
             with record_function("critic forward (generator loss)"), self.autocast():
-                g_global = losses.generator_wgan_loss(self.global_forward(fake).float())
+                g_global = losses.generator_wgan_loss(self.global_forward(fake_g).float())
                 g_local = losses.generator_wgan_loss(
                     self.local_forward(crop_hole_boxes(fake, mask, local_size)).float()
                 )

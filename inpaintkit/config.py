@@ -53,6 +53,12 @@ class CriticConfig:
     local_size: int = 128
     # The first conv's width; appendix D: 64-128-256-512 (local), 64-128-256-256 (global).
     channels: int = 64
+    # [ours] 0: the paper's. N > 0: every global critic call sees real, fake (and the penalty's
+    # mask) rolled by one random offset in [0, N) px along each axis. The critic's stride-2
+    # convolutions are anchored at the image's origin, and so is the periodic pattern of its
+    # gradient, which the generator learns as a grid; a random phase averages it out
+    # (docs/model.md, "The faint ~8 px grid"). The local critic's boxes start anywhere already.
+    global_shift: int = 0
 
 
 @dataclass
@@ -174,6 +180,11 @@ class Recipe:
             raise ConfigError(
                 f"critics.local_size: {self.critics.local_size} must be a multiple of 16 "
                 f"no larger than data.image_size ({size})"
+            )
+        if not 0 <= self.critics.global_shift <= size:
+            raise ConfigError(
+                f"critics.global_shift: {self.critics.global_shift} must be in 0 … "
+                f"data.image_size ({size})"
             )
         for path, value in (
             ("data.batch_size", self.data.batch_size),

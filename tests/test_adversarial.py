@@ -22,7 +22,7 @@ from test_train import (  # noqa: F401
 
 from inpaintkit import losses
 from inpaintkit.adversarial import critic_updates_before, penalty_weight
-from inpaintkit.config import load_recipe
+from inpaintkit.config import ConfigError, load_recipe
 from inpaintkit.masks import MaskSampler
 from inpaintkit.train import TrainingError
 from inpaintkit.train_log import BEST_GENERATOR_FILE
@@ -213,3 +213,54 @@ def test_validation_guard_stops_on_a_fall_and_keeps_the_best(
     with pytest.raises(TrainingError, match="20.50 dB at step 2"):
         train_quietly(recipe, dataset, run, resume=True)
     assert Path(run / BEST_GENERATOR_FILE).is_file()
+
+
+def _global_critic_inputs(recipe, monkeypatch) -> tuple[Trainer, list[torch.Tensor]]:
+    """A trainer whose global critic records every input it is called on."""
+    trainer = Trainer(recipe, torch.device("cpu"))
+    seen: list[torch.Tensor] = []
+    forward = trainer.critics.global_forward
+
+    def recording(x):
+        seen.append(x.detach().clone())
+        return forward(x)
+
+    monkeypatch.setattr(trainer.critics, "global_forward", recording)
+    return trainer, seen
+
+
+@pytest.mark.parametrize("shift", [0, 8])
+def test_global_critic_sees_real_and_fake_at_one_random_phase(shift, monkeypatch):
+    recipe = load_recipe(TINY, [*FAST, f"critics.global_shift={shift}"])
+    trainer, seen = _global_critic_inputs(recipe, monkeypatch)
+    ((real, mask),) = _batches(recipe, 1)
+    refined = torch.rand_like(real) * 2 - 1
+    fake = real * (1 - mask) + refined * mask
+    offsets = set()
+    for _ in range(6):
+        seen.clear()
+        trainer.critics.losses(real, mask, refined, penalty=0.0)
+        trainer.critics.generator_losses(real, mask, refined)
+        real_seen, fake_seen, fake_for_generator = seen
+        # The one offset that maps the real batch onto what the critic saw moves the fake alike.
+        matches = [
+            (dy, dx)
+            for dy in range(max(shift, 1))
+            for dx in range(max(shift, 1))
+            if torch.equal(torch.roll(real, (dy, dx), dims=(2, 3)), real_seen)
+        ]
+        assert len(matches) == 1
+        assert torch.equal(torch.roll(fake, matches[0], dims=(2, 3)), fake_seen)
+        assert any(
+            torch.equal(torch.roll(fake, (dy, dx), dims=(2, 3)), fake_for_generator)
+            for dy in range(max(shift, 1))
+            for dx in range(max(shift, 1))
+        )
+        offsets.add(matches[0])
+    # Off (the paper's), the critic sees the images as they are; on, the phase changes.
+    assert offsets == {(0, 0)} if shift == 0 else len(offsets) > 1
+
+
+def test_global_shift_must_fit_the_image():
+    with pytest.raises(ConfigError, match="critics.global_shift"):
+        load_recipe(TINY, [*FAST, "critics.global_shift=-1"])
