@@ -39,8 +39,10 @@ class TrainingPlan:
 #: run and the loader workers come after these overrides (plan.py), the checkpoint cadence last.
 TRAINING = TrainingPlan(
     # The adversarial phase (recipes/default-adversarial.yaml: fresh critics warmed up alone,
-    # then one shared-forward critic update per generator update) at the paper's batch.
-    recipe="default-adversarial",
+    # then one shared-forward critic update per generator update) at the paper's batch, with
+    # the global critic's inputs at a random phase (default-adversarial-shift.yaml): without
+    # it the fills grew the critic's origin-anchored lattice (docs/model.md, "The faint ~8 px grid").
+    recipe="default-adversarial-shift",
     overrides=("data.batch_size=16", "schedule.critic_warmup_steps=200"),
 )
 
