@@ -194,12 +194,18 @@ class LatticeProfile:
         box_mean = F.avg_pool2d(image, 3, 1, 1, count_include_pad=False)
         residual = (image - box_mean).abs().mean(dim=1)  # (N, H, W)
         inner = (-F.max_pool2d(-mask, 5, 1, 2))[:, 0] > 0.5  # the hole eroded by 2 px
-        height, width = image.shape[-2:]
-        ys = torch.arange(height, device=image.device).remainder(self.period)
-        xs = torch.arange(width, device=image.device).remainder(self.period)
-        cell = (ys[:, None] * self.period + xs[None, :]).expand_as(residual)
-        self.sums += torch.bincount(cell[inner], residual[inner], minlength=self.period**2).cpu()
-        self.counts += torch.bincount(cell[inner], minlength=self.period**2).double().cpu()
+        self.add_values(residual, inner)
+
+    def add_values(self, values: torch.Tensor, where: torch.Tensor) -> None:
+        """Include per-pixel ``values (N, H, W)`` at the pixels where ``where (N, H, W)`` is
+        True (e.g. a critic's gradient magnitude over the holes) instead of a fill's detail."""
+        height, width = values.shape[-2:]
+        ys = torch.arange(height, device=values.device).remainder(self.period)
+        xs = torch.arange(width, device=values.device).remainder(self.period)
+        cell = (ys[:, None] * self.period + xs[None, :]).expand_as(values)
+        cells = self.period**2
+        self.sums += torch.bincount(cell[where], values[where].double(), minlength=cells).cpu()
+        self.counts += torch.bincount(cell[where], minlength=cells).double().cpu()
 
     @property
     def spread(self) -> float:
