@@ -39,11 +39,18 @@ class SliceTerm:
         swapped = tuple((dim, src, tgt, length) for dim, tgt, src, length in self.slices)
         return SliceTerm(0, swapped, self.weight)
 
+    def target_view(self, out: torch.Tensor) -> torch.Tensor:
+        """The slice of ``out`` this term adds into."""
+        for dim, start, _, length in self.slices:
+            out = out.narrow(dim, start, length)
+        return out
 
-def _narrow(tensor: torch.Tensor, slices: Sequence[tuple[int, int]]) -> torch.Tensor:
-    for dim, start, length in slices:
-        tensor = tensor.narrow(dim, start, length)
-    return tensor
+    def source_view(self, sources: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The slice of its source this term adds."""
+        source = sources[self.source]
+        for dim, _, start, length in self.slices:
+            source = source.narrow(dim, start, length)
+        return source
 
 
 def _slice_sum(
@@ -54,8 +61,8 @@ def _slice_sum(
     if not terms:
         return out.zero_()
     first, *rest = terms
-    target = _narrow(out, [(dim, tgt, length) for dim, tgt, _, length in first.slices])
-    target.copy_(_narrow(sources[first.source], [(d, s, n) for d, _, s, n in first.slices]))
+    target = first.target_view(out)
+    target.copy_(first.source_view(sources))
     if first.weight != 1.0:
         target.mul_(first.weight)
     # The first term is copied rather than added to zeros (every pass over a volume of hundreds
@@ -64,9 +71,7 @@ def _slice_sum(
         out.narrow(dim, 0, start).zero_()
         out.narrow(dim, start + length, shape[dim] - start - length).zero_()
     for term in rest:
-        target = _narrow(out, [(dim, tgt, length) for dim, tgt, _, length in term.slices])
-        source = _narrow(sources[term.source], [(d, s, n) for d, _, s, n in term.slices])
-        target.add_(source, alpha=term.weight)
+        term.target_view(out).add_(term.source_view(sources), alpha=term.weight)
     return out
 
 
