@@ -114,7 +114,7 @@ def main() -> None:
         for label, critic, view in views:
             magnitude = gradient_magnitude(critic, images, view)
             values = spreads(lambda p, g=magnitude: p.add_values(g, hole))
-            print(f"| {name} | {label} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+            print(row(f"{name} | {label}", values))
 
 
 if __name__ == "__main__":

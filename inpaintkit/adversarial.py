@@ -41,13 +41,14 @@ def penalty_weight(recipe: Recipe, update_index: int) -> float:
     return recipe.loss.wgan_gp_lambda * every if update_index % every == 0 else 0.0
 
 
-def random_roll(shift_range: int) -> tuple[int, int]:
-    """A ``(dy, dx)`` offset in ``[0, shift_range)²`` from torch's global generator (``(0, 0)``
-    when off): a resume restores that generator, so it draws the same offsets."""
+def random_roll(shift_range: int, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``images (N, C, H, W)`` all rolled by one ``(dy, dx)`` offset in ``[0, shift_range)²``,
+    drawn from torch's global generator (a resume restores it, so it draws the same offsets);
+    as they are, without a draw or a copy, when ``shift_range`` ≤ 1 (the paper's critic)."""
     if shift_range <= 1:
-        return 0, 0
-    dy, dx = torch.randint(shift_range, (2,)).tolist()
-    return dy, dx
+        return images
+    offset = tuple(torch.randint(shift_range, (2,)).tolist())
+    return tuple(torch.roll(image, offset, dims=(2, 3)) for image in images)
 
 
 def critic_updates_before(recipe: Recipe, step: int) -> int:
@@ -120,8 +121,7 @@ class Critics:
         real_local = crop_hole_boxes(real, mask, local_size)
         fake_local = crop_hole_boxes(fake, mask, local_size)
         # The global critic's view, rolled by one random offset (critics.global_shift).
-        roll = random_roll(self.recipe.critics.global_shift)
-        real_g, fake_g, mask_g = (torch.roll(t, roll, dims=(2, 3)) for t in (real, fake, mask))
+        real_g, fake_g, mask_g = random_roll(self.recipe.critics.global_shift, real, fake, mask)
         with record_function("critic forward"), self.autocast():
             real_scores_g = self.global_forward(real_g).float()
             fake_scores_g = self.global_forward(fake_g).float()
@@ -178,7 +178,7 @@ class Critics:
         """
         fake = composite(real, refined, mask)
         local_size = self.recipe.critics.local_size
-        fake_g = torch.roll(fake, random_roll(self.recipe.critics.global_shift), dims=(2, 3))
+        (fake_g,) = random_roll(self.recipe.critics.global_shift, fake)
         for critic in (self.local, self.global_):
             critic.requires_grad_(False)
         try:
