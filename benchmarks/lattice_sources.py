@@ -53,8 +53,15 @@ def row(label: str, values: list[float]) -> str:
 def critics_of(run: Path | None, recipe) -> tuple[GlobalCritic, LocalCritic]:
     """The critics of ``run``'s latest saved state, or fresh ones (seeded) for ``None``."""
     torch.manual_seed(recipe.schedule.seed)
-    size, channels = recipe.data.image_size, recipe.critics.channels
-    critics = GlobalCritic(size, channels), LocalCritic(recipe.critics.local_size, channels)
+    size, channels, antialias = (
+        recipe.data.image_size,
+        recipe.critics.channels,
+        recipe.critics.antialias,
+    )
+    critics = (
+        GlobalCritic(size, channels, antialias),
+        LocalCritic(recipe.critics.local_size, channels, antialias),
+    )
     if run is not None:
         tensors, _ = load_training_state(run)
         for critic, prefix in zip(critics, ("global_critic.", "local_critic."), strict=True):

@@ -78,8 +78,9 @@ class Critics:
         self.world = world
         self.autocast = autocast
         size, channels = recipe.data.image_size, recipe.critics.channels
-        self.local = LocalCritic(recipe.critics.local_size, channels).to(device)
-        self.global_ = GlobalCritic(size, channels).to(device)
+        antialias = recipe.critics.antialias
+        self.local = LocalCritic(recipe.critics.local_size, channels, antialias).to(device)
+        self.global_ = GlobalCritic(size, channels, antialias).to(device)
         perf = recipe.performance
         for net in (self.local, self.global_):
             if perf.channels_last:

@@ -59,6 +59,12 @@ class CriticConfig:
     # gradient, which the generator learns as a grid; a random phase averages it out
     # (docs/model.md, "The faint ~8 px grid"). The local critic's boxes start anywhere already.
     global_shift: int = 0
+    # [ours] False: the paper's. True: both critics low-pass before each of their stride-2
+    # subsamplings (model.critics.BinomialBlur), so their gradients with respect to the image
+    # carry no lattice anchored at the origin of what they see, at 2, 4, 8 or 16 px; the
+    # first layer convolves at stride 1 so the critic still sees the finest detail. Same
+    # weights' shapes; the critics cost about a fifth more (docs/benchmarks.md).
+    antialias: bool = False
 
 
 @dataclass

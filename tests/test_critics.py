@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
 import torch.nn.functional as F
 
-from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes, hole_boxes
+from inpaintkit.metrics import LatticeProfile
+from inpaintkit.model.critics import (
+    BinomialBlur,
+    GlobalCritic,
+    LocalCritic,
+    crop_hole_boxes,
+    hole_boxes,
+)
 
 
 def conv_specs(critic: torch.nn.Module) -> list[tuple[int, int, int]]:
@@ -43,6 +51,81 @@ def test_critic_forward_matches_plain_reference():
     out = critic(x)
     assert out.shape == (3,)
     torch.testing.assert_close(out, expected)
+
+
+def blur_reference(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """[1, 2, 1]ᵀ[1, 2, 1] / 16 per channel, zero outside, one output pixel at a time."""
+    taps = [1.0, 2.0, 1.0]
+    n, c, h, w = x.shape
+    out = torch.zeros(n, c, (h + stride - 1) // stride, (w + stride - 1) // stride, dtype=x.dtype)
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    y, x_ = i * stride + dy, j * stride + dx
+                    if 0 <= y < h and 0 <= x_ < w:
+                        out[:, :, i, j] += taps[dy + 1] * taps[dx + 1] / 16 * x[:, :, y, x_]
+    return out
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_binomial_blur_matches_pixel_loop(stride):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    torch.testing.assert_close(BinomialBlur(stride)(x), blur_reference(x, stride))
+
+
+def test_binomial_blur_removes_the_nyquist_checkerboard():
+    """The 2 px lattice a stride-2 layer's transpose draws is exactly what the blur cancels."""
+    rows, cols = torch.meshgrid(torch.arange(12), torch.arange(12), indexing="ij")
+    checkerboard = ((-1.0) ** (rows + cols))[None, None].double()
+    stripes = ((-1.0) ** cols)[None, None].double().expand(1, 1, 12, 12)
+    for pattern in (checkerboard, stripes):
+        assert BinomialBlur()(pattern)[..., 1:-1, 1:-1].abs().max() < 1e-12
+    flat = torch.ones(1, 1, 12, 12, dtype=torch.float64)
+    torch.testing.assert_close(BinomialBlur()(flat)[..., 1:-1, 1:-1], flat[..., 1:-1, 1:-1])
+
+
+def test_antialiased_critic_matches_plain_reference_and_keeps_weight_shapes():
+    torch.manual_seed(0)
+    critic = LocalCritic(input_size=32, channels=4, antialias=True).double()
+    plain = LocalCritic(input_size=32, channels=4)
+    shapes = {k: v.shape for k, v in critic.state_dict().items()}
+    assert sorted(shapes.values()) == sorted(v.shape for v in plain.state_dict().values())
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
+    convs = [m for m in critic.modules() if isinstance(m, torch.nn.Conv2d)]
+    # The image layer convolves at full resolution, then blurs and subsamples; deeper layers
+    # blur, then convolve at stride 2.
+    h = F.leaky_relu(F.conv2d(x, convs[0].weight, convs[0].bias, padding=2), 0.2)
+    h = blur_reference(h, 2)
+    for conv in convs[1:]:
+        h = blur_reference(h, 1)
+        h = F.leaky_relu(F.conv2d(h, conv.weight, conv.bias, stride=2, padding=2), 0.2)
+    expected = h.reshape(3, -1) @ critic.fc.weight[0] + critic.fc.bias[0]
+    torch.testing.assert_close(critic(x), expected)
+    # The gradient penalty differentiates the critic's input gradient again.
+    small = LocalCritic(input_size=16, channels=2, antialias=True).double()
+    assert torch.autograd.gradgradcheck(small, (x[:1, :, :16, :16].clone().requires_grad_(),))
+
+
+def test_antialiased_critic_gradient_has_no_lattice_on_a_photo():
+    """A fresh paper's critic pushes a 2 px lattice into whatever it judges; the low-passed one
+    does not (docs/model.md, "The faint ~8 px grid")."""
+    photo = torch.from_numpy(skimage.data.astronaut()[128:384:2, 128:384:2].copy())
+    image = photo.permute(2, 0, 1)[None].float() / 127.5 - 1.0  # (1, 3, 128, 128), [-1, 1]
+    everywhere = torch.ones(1, 128, 128, dtype=torch.bool)
+    for period in (2, 4, 8):
+        spread = {}
+        for antialias in (False, True):
+            torch.manual_seed(0)
+            critic = GlobalCritic(input_size=128, channels=8, antialias=antialias)
+            x = image.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(critic(x).sum(), x)
+            profile = LatticeProfile(period)
+            profile.add_values(grad.abs().mean(dim=1), everywhere)
+            spread[antialias] = profile.spread
+        assert spread[False] > 20.0, period
+        assert spread[True] < spread[False] / 10, period
 
 
 def test_critic_rejects_wrong_size():
@@ -122,7 +205,12 @@ def test_crop_hole_boxes_rejects_mismatch():
 
 
 @pytest.mark.parametrize(
-    "critic", [LocalCritic(input_size=32, channels=8), GlobalCritic(input_size=32, channels=8)]
+    "critic",
+    [
+        LocalCritic(input_size=32, channels=8),
+        GlobalCritic(input_size=32, channels=8),
+        GlobalCritic(input_size=32, channels=8, antialias=True),
+    ],
 )
 def test_critic_layers_start_like_the_authors_tensorflow_code(critic):
     """Glorot-uniform weights and zero biases (tf.layers.conv2d/dense defaults) on every layer."""

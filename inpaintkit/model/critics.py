@@ -9,6 +9,7 @@ no sigmoid (a Wasserstein critic).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from inpaintkit.model.layers import init_like_tensorflow
@@ -17,10 +18,54 @@ from inpaintkit.model.layers import init_like_tensorflow
 LEAKY_SLOPE = 0.2
 
 
+class BinomialBlur(nn.Module):
+    """Each channel low-passed by the 3 × 3 binomial filter ``[1, 2, 1]ᵀ[1, 2, 1] / 16``.
+
+    ``(N, C, H, W) -> (N, C, ceil(H / stride), ceil(W / stride))``, zero "same" padding (as
+    the critics' convolutions). Its response falls to 0 at the Nyquist frequency, so a
+    stride-2 subsampling after it does not alias, and — what the critics need it for — the
+    transpose of "blur, then subsample" (the path a gradient takes back) is a bilinear
+    upsampling, with no 2-periodic lattice (Zhang 2019, "Making convolutional networks
+    shift-invariant again"; StyleGAN2's discriminator low-passes before every downsampling).
+    """
+
+    def __init__(self, stride: int = 1) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (taps[:, None] * taps[None]) / 16.0, persistent=False)
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        weight = self.kernel.to(x.dtype).expand(channels, 1, 3, 3)
+        return F.conv2d(x, weight, stride=self.stride, padding=1, groups=channels)
+
+
+def _halving_layer(
+    in_channels: int, width: int, *, antialias: bool, on_image: bool
+) -> list[nn.Module]:
+    """One K5S2 layer of appendix D: a 5 × 5 convolution and Leaky ReLU that halve H and W.
+
+    Zero "same" padding, as the authors' dis_conv (TF padding='SAME'). ``antialias`` [ours]
+    keeps the output's size and the weights' shapes but low-passes before each subsampling, so
+    the critic's gradient with respect to its input has no lattice anchored at the input's
+    origin (docs/model.md, "The faint ~8 px grid"). On the image itself (``on_image``) the
+    convolution runs at stride 1 and the blur subsamples after the activation: a blur before
+    it would hide from the critic the finest detail (and the generator's 2 px lattice) it
+    must judge. Deeper, the blur comes first and the convolution keeps stride 2 (4 × cheaper).
+    """
+    activation = nn.LeakyReLU(LEAKY_SLOPE)
+    if not antialias:
+        return [nn.Conv2d(in_channels, width, 5, stride=2, padding=2), activation]
+    if on_image:
+        return [nn.Conv2d(in_channels, width, 5, padding=2), activation, BinomialBlur(stride=2)]
+    return [BinomialBlur(), nn.Conv2d(in_channels, width, 5, stride=2, padding=2), activation]
+
+
 class _Critic(nn.Module):
     """K5S2 convolutions with the given widths, then a fully connected layer to one score."""
 
-    def __init__(self, input_size: int, widths: tuple[int, ...]) -> None:
+    def __init__(self, input_size: int, widths: tuple[int, ...], antialias: bool = False) -> None:
         super().__init__()
         factor = 2 ** len(widths)
         if input_size <= 0 or input_size % factor:
@@ -31,11 +76,7 @@ class _Critic(nn.Module):
         layers: list[nn.Module] = []
         in_channels = 3
         for width in widths:
-            # Zero "same" padding, as the authors' dis_conv (TF padding='SAME'): each conv halves H, W.
-            layers += [
-                nn.Conv2d(in_channels, width, 5, stride=2, padding=2),
-                nn.LeakyReLU(LEAKY_SLOPE),
-            ]
+            layers += _halving_layer(in_channels, width, antialias=antialias, on_image=not layers)
             in_channels = width
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(in_channels * (input_size // factor) ** 2, 1)
@@ -57,21 +98,24 @@ class LocalCritic(_Critic):
     """Local WGAN-GP critic: K5S2C64 - K5S2C128 - K5S2C256 - K5S2C512 - FC(1) (appendix D).
 
     Sees the hole's bounding box (:func:`crop_hole_boxes`) at ``input_size``²; widths scale
-    with ``channels`` (c, 2c, 4c, 8c).
+    with ``channels`` (c, 2c, 4c, 8c); ``antialias`` as :func:`_halving_layer`.
     """
 
-    def __init__(self, input_size: int = 128, channels: int = 64) -> None:
-        super().__init__(input_size, (channels, 2 * channels, 4 * channels, 8 * channels))
+    def __init__(self, input_size: int = 128, channels: int = 64, antialias: bool = False) -> None:
+        widths = (channels, 2 * channels, 4 * channels, 8 * channels)
+        super().__init__(input_size, widths, antialias)
 
 
 class GlobalCritic(_Critic):
     """Global WGAN-GP critic: K5S2C64 - K5S2C128 - K5S2C256 - K5S2C256 - FC(1) (appendix D).
 
-    Sees the whole ``input_size``² image; widths scale with ``channels`` (c, 2c, 4c, 4c).
+    Sees the whole ``input_size``² image; widths scale with ``channels`` (c, 2c, 4c, 4c);
+    ``antialias`` as :func:`_halving_layer`.
     """
 
-    def __init__(self, input_size: int = 256, channels: int = 64) -> None:
-        super().__init__(input_size, (channels, 2 * channels, 4 * channels, 4 * channels))
+    def __init__(self, input_size: int = 256, channels: int = 64, antialias: bool = False) -> None:
+        widths = (channels, 2 * channels, 4 * channels, 4 * channels)
+        super().__init__(input_size, widths, antialias)
 
 
 def hole_boxes(mask: torch.Tensor) -> torch.Tensor:
