@@ -53,6 +53,12 @@ LEVERS: dict[str, list[str]] = {
         "optimizer.share_generator_forward=true",
         "loss.gradient_penalty_every=4",
     ],
+    "1, shared, penalty every 4th, critics anti-aliased": [
+        "optimizer.critic_steps=1",
+        "optimizer.share_generator_forward=true",
+        "loss.gradient_penalty_every=4",
+        "critics.antialias=true",
+    ],
     "1, shared, penalty every 4th, 128² crops x 4": [
         "optimizer.critic_steps=1",
         "optimizer.share_generator_forward=true",
@@ -111,17 +117,22 @@ def run_profile(data: Path, iterations: int) -> None:
     print(f"| **iteration (wall, with the profiler)** | **{wall:.2f}** | 100% |")
 
 
-def run_levers(data: Path, rounds: int) -> None:
+def run_levers(data: Path, rounds: int, names: list[str]) -> None:
+    """Time the levers ``names`` (all of :data:`LEVERS` if empty), the first as the baseline."""
+    unknown = sorted(set(names) - set(LEVERS))
+    if unknown:
+        raise SystemExit(f"unknown lever(s) {unknown}; known: {list(LEVERS)}")
+    chosen = {name: LEVERS[name] for name in names or LEVERS}
     trainers = {
-        name: make_trainer(overrides, data, warmup_done=1) for name, overrides in LEVERS.items()
+        name: make_trainer(overrides, data, warmup_done=1) for name, overrides in chosen.items()
     }
-    times: dict[str, list[float]] = {name: [] for name in LEVERS}
+    times: dict[str, list[float]] = {name: [] for name in chosen}
     for r in range(rounds):
         for name, (trainer, batches) in trainers.items():
             start = time.perf_counter()
             trainer.train_step(batches, 1 + r)
             times[name].append(time.perf_counter() - start)
-    base = statistics.median(times[next(iter(LEVERS))])
+    base = statistics.median(times[next(iter(chosen))])
     print(f"\n### Levers, seconds per generator update (median of {rounds} rounds, interleaved)\n")
     print("| configuration | s / generator update | speed-up |")
     print("|---|---:|---:|")
@@ -137,6 +148,12 @@ def main() -> None:
     parser.add_argument("--levers", action="store_true")
     parser.add_argument("--iterations", type=int, default=2, help="profiled iterations")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per lever")
+    parser.add_argument(
+        "--lever",
+        action="append",
+        default=[],
+        help="time only this lever (repeatable; the first is the baseline)",
+    )
     args = parser.parse_args()
     print(
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
@@ -145,7 +162,7 @@ def main() -> None:
     if args.profile:
         run_profile(args.data, args.iterations)
     if args.levers:
-        run_levers(args.data, args.rounds)
+        run_levers(args.data, args.rounds, args.lever)
 
 
 if __name__ == "__main__":
