@@ -7,6 +7,7 @@
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
     python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
                                                  [--by-distance]
+    python benchmarks/default_model.py adversarial LABEL=RUN...
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
 written every ``schedule.keep_every`` steps) and its latest ``RUN/generator.safetensors`` with :func:`inpaintkit.evaluate.evaluate` on the
@@ -36,7 +37,13 @@ paper's), side by side with the floors (and ``--patchmatch``) on rect256 and eve
 which PSNR and ℓ1 do not see; ``--by-distance`` adds hole ℓ1 by distance from the known
 pixels, where blending acts (docs/model.md, "Blending").
 
-Needs matplotlib for ``curve`` (``pip install -e .[bench]``).
+``adversarial`` draws docs/images/adversarial_curve.png from the runs' own validation logs
+(no scoring): hole PSNR, hole TV over the ground truth's and the 8 px lattice spread
+(docs/metrics.md) of the 64 validation fills against generator steps, one line per run, with
+the shipped model's values (each run's step 0) and the truth's lattice as references. It is
+how the adversarial phase's recipes are compared: sharpness bought, PSNR paid, grid grown.
+
+Needs matplotlib for ``curve`` and ``adversarial`` (``pip install -e .[bench]``).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from inpaintkit.methods import DeepFillMethod
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("rect256", "free256")
 CURVE_IMAGE = ROOT / "docs" / "images" / "model_curve.png"
+ADVERSARIAL_IMAGE = ROOT / "docs" / "images" / "adversarial_curve.png"
 # Reference rows from ../shared/data/README.md and docs/results.md (same sets, same metrics).
 REFERENCES = {
     "rect256": {
@@ -207,6 +215,52 @@ def draw(run: Path, cache: dict, earlier: Path | None = None, label: str = "") -
     CURVE_IMAGE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(CURVE_IMAGE, dpi=90)
     print(f"wrote {CURVE_IMAGE}")
+
+
+def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) -> None:
+    """Validation hole PSNR, TV ratio and 8 px lattice against step, one line per labelled run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (
+        ("hole_psnr", "hole PSNR (dB)"),
+        ("hole_tv_ratio", "hole TV / ground truth's"),
+        ("hole_lattice_spread", "8 px lattice spread (%)"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    start = None
+    for label, run in runs:
+        validation = _validation_log(run)
+        if not validation:
+            raise SystemExit(f"{run}: no validation log")
+        start = validation[0] if start is None or len(validation[0]) > len(start) else start
+        colour = None
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            # Runs from before stint 10 logged no lattice: their lattice panel stays empty.
+            rows = [r for r in validation if key in r]
+            (line,) = ax.plot([r["step"] for r in rows], [r[key] for r in rows], "o-", ms=3)
+            line.set_label(label)
+            colour = colour or line.get_color()
+            line.set_color(colour)
+    for ax, (key, axis_label) in zip(axes, panels, strict=True):
+        if key in start:
+            ax.axhline(start[key], color="0.5", ls=":", lw=0.8, label="shipped (step 0)")
+        if key == "hole_lattice_spread" and truth_lattice is not None:
+            ax.axhline(truth_lattice, color="k", ls="--", lw=0.8, label="ground truth")
+        ax.set_xlabel("generator steps")
+        ax.set_ylabel(axis_label)
+        ax.grid(alpha=0.3)
+    axes[2].legend(fontsize=8, loc="upper left")
+    fig.suptitle(
+        "Adversarial phase from the shipped weights: validation fills (64 held-out photos)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    ADVERSARIAL_IMAGE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(ADVERSARIAL_IMAGE, dpi=90)
+    print(f"wrote {ADVERSARIAL_IMAGE}")
 
 
 def ship(source: Path, eval_root: Path) -> None:
@@ -411,6 +465,16 @@ def main() -> None:
     h.add_argument(
         "--by-distance", action="store_true", help="also hole ℓ1 by distance to the known pixels"
     )
+    a = sub.add_parser(
+        "adversarial", help="draw the adversarial runs' validation curves (no scoring)"
+    )
+    a.add_argument("runs", nargs="+", help="LABEL=RUN_FOLDER, one per run")
+    a.add_argument(
+        "--truth-lattice",
+        type=float,
+        default=None,
+        help="the ground truth's 8 px spread on the same images (lattice_sources.py prints it)",
+    )
     for p in (c, s, q, h):
         p.add_argument(
             "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
@@ -425,6 +489,11 @@ def main() -> None:
         print(f"wrote {args.out}: the raw generator of {args.run} at step {step}")
     elif args.command == "ship":
         ship(args.source, args.eval_root)
+    elif args.command == "adversarial":
+        pairs = [item.partition("=") for item in args.runs]
+        if any(not sep or not label for label, sep, _ in pairs):
+            raise SystemExit("each run is LABEL=RUN_FOLDER")
+        draw_adversarial([(label, Path(run)) for label, _, run in pairs], args.truth_lattice)
     elif args.command == "sharpness":
         sharpness(
             args.checkpoints, args.eval_root, args.free_every, args.patchmatch, args.by_distance
