@@ -108,6 +108,8 @@ def _parse_config(path: Path, text: str | None) -> GeneratorConfig:
         raise CheckpointError(f"{path}: 'config' metadata must be a JSON object")
     # Checkpoints saved before the paste window was an option pasted with the box.
     data.setdefault("attention_paste", "box")
+    # ... and those saved before the resize was an option resized by nearest neighbour.
+    data.setdefault("upsample", "nearest")
     missing = sorted({f.name for f in dataclasses.fields(GeneratorConfig)} - data.keys())
     if missing:
         raise CheckpointError(f"{path}: config is missing keys: {', '.join(missing)}")

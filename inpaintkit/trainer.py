@@ -319,8 +319,9 @@ class Trainer:
         """Start from the weights of the generator checkpoint ``path``.
 
         Its config must be the recipe's ``model`` section except for the ``attention_*``
-        options, which have no parameters, so that a run can train the same weights with
-        another attention (e.g. the tent paste or rate 1 from the shipped weights).
+        options and ``upsample``, which have no parameters, so that a run can train the same
+        weights with another attention (e.g. the tent paste or rate 1 from the shipped weights)
+        or another resize.
         """
         try:
             source = checkpoint.load_generator(path)
@@ -330,6 +331,7 @@ class Trainer:
             f.name
             for f in dataclasses.fields(source.config)
             if not f.name.startswith("attention_")
+            and f.name != "upsample"
             and getattr(source.config, f.name) != getattr(self.recipe.model, f.name)
         ]
         if differ:

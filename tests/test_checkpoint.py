@@ -143,6 +143,13 @@ def test_a_checkpoint_from_before_the_paste_option_pastes_with_the_box(tmp_path,
     assert load_generator(path).config.attention_paste == "box"
 
 
+def test_a_checkpoint_from_before_the_upsample_option_resizes_by_nearest(tmp_path, generator):
+    config = {k: v for k, v in dataclasses.asdict(CONFIG).items() if k != "upsample"}
+    path = tmp_path / "old.safetensors"
+    save_file(state(generator), str(path), metadata=header(config))
+    assert load_generator(path).config.upsample == "nearest"
+
+
 def test_refuses_bad_config(tmp_path, generator):
     config = dataclasses.asdict(CONFIG)
     cases = {

@@ -116,23 +116,25 @@ def test_onnx_matches_pytorch_on_the_hole(small, n, height, width):
     assert hole_relative_error(ours.coarse, expected.coarse, masks) <= 1e-4
 
 
-def test_onnx_matches_pytorch_with_the_tent_paste(tmp_path):
-    """The paste's window travels with the checkpoint's config into the exported graph."""
+@pytest.mark.parametrize("option", [{"attention_paste": "tent"}, {"upsample": "bilinear"}])
+def test_onnx_matches_pytorch_with_parameter_free_options(tmp_path, option):
+    """The paste's window and the decoders' resize travel with the checkpoint's config into
+    the exported graph."""
     torch.manual_seed(1)
-    generator = Generator(GeneratorConfig(channels=4, attention_paste="tent")).eval()
-    checkpoint, model = tmp_path / "tent.safetensors", tmp_path / "tent.onnx"
+    generator = Generator(GeneratorConfig(channels=4, **option)).eval()
+    checkpoint, model = tmp_path / "option.safetensors", tmp_path / "option.onnx"
     save_generator(checkpoint, generator)
     export_onnx(model, checkpoint)
     images, masks = boxed(2, 96, 88, seed=7)
     with torch.no_grad():
         expected = generator(images, masks)
-        box = Generator(GeneratorConfig(channels=4)).eval()
-        box.load_state_dict(generator.state_dict())
-        boxed_paste = box(images, masks)
+        default = Generator(GeneratorConfig(channels=4)).eval()
+        default.load_state_dict(generator.state_dict())
+        default_output = default(images, masks)
     ours = OnnxGenerator(model)(images, masks)
     assert hole_relative_error(ours.refined, expected.refined, masks) <= 1e-4
-    # ...and it is not the box's output (the test would pass for a box-only export otherwise).
-    assert hole_relative_error(boxed_paste.refined, expected.refined, masks) > 1e-3
+    # ...and it is not the default's output (the test would pass for a default-only export).
+    assert hole_relative_error(default_output.refined, expected.refined, masks) > 1e-3
 
 
 def test_onnx_method_fills_like_deepfill_fp32(small):

@@ -288,6 +288,59 @@ def test_gen_deconv_is_nearest_resize_then_mirror_padded_conv(size):
     torch.testing.assert_close(layer(x), expected)
 
 
+def bilinear_reference(x: torch.Tensor) -> torch.Tensor:
+    """2x bilinear resize with half-pixel centres, one output pixel at a time: output pixel
+    o sits at input coordinate (o + 0.5) / 2 - 0.5, clamped to the first and last pixels."""
+    n, c, h, w = x.shape
+    out = torch.zeros(n, c, 2 * h, 2 * w, dtype=x.dtype)
+    for oy in range(2 * h):
+        y = min(max((oy + 0.5) / 2 - 0.5, 0.0), h - 1)
+        y0 = int(np.floor(y))
+        y1, fy = min(y0 + 1, h - 1), y - y0
+        for ox in range(2 * w):
+            x_ = min(max((ox + 0.5) / 2 - 0.5, 0.0), w - 1)
+            x0 = int(np.floor(x_))
+            x1, fx = min(x0 + 1, w - 1), x_ - x0
+            out[:, :, oy, ox] = (
+                (1 - fy) * (1 - fx) * x[:, :, y0, x0]
+                + (1 - fy) * fx * x[:, :, y0, x1]
+                + fy * (1 - fx) * x[:, :, y1, x0]
+                + fy * fx * x[:, :, y1, x1]
+            )
+    return out
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (5, 6)])
+def test_gen_deconv_bilinear_is_bilinear_resize_then_mirror_padded_conv(size):
+    torch.manual_seed(6)
+    layer = GenDeconv(4, 3, mode="bilinear").double()
+    x = torch.randn(2, 4, *size, dtype=torch.float64)
+    up = bilinear_reference(x)
+    padded = torch.from_numpy(np.pad(up.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="reflect"))
+    conv = layer.conv.conv
+    expected = F.elu(F.conv2d(padded, conv.weight, conv.bias))
+    torch.testing.assert_close(layer(x), expected)
+    # Same parameters as the nearest resize's: one checkpoint loads into either.
+    assert layer.state_dict().keys() == GenDeconv(4, 3).state_dict().keys()
+    with pytest.raises(ValueError, match="mode must be one of"):
+        GenDeconv(4, 3, mode="bicubic")
+
+
+def test_upsample_option_reaches_both_decoders():
+    torch.manual_seed(0)
+    nearest = Generator(GeneratorConfig(channels=4))
+    bilinear = Generator(GeneratorConfig(channels=4, upsample="bilinear"))
+    bilinear.load_state_dict(nearest.state_dict())
+    layers = [m for m in bilinear.modules() if isinstance(m, GenDeconv)]
+    assert len(layers) == 4 and {m.mode for m in layers} == {"bilinear"}
+    x, mask = torch.rand(1, 3, 32, 32) * 2 - 1, torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 8:20] = 1
+    a, b = nearest(x, mask), bilinear(x, mask)
+    assert not torch.allclose(a.coarse, b.coarse) and not torch.allclose(a.refined, b.refined)
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        GeneratorConfig(upsample="area")
+
+
 def test_gen_deconv_gradcheck():
     torch.manual_seed(7)
     layer = GenDeconv(2, 2).double()

@@ -700,6 +700,12 @@ def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_
     assert (
         load_generator(tmp_path / "tent" / "generator.safetensors").config.attention_paste == "tent"
     )
+    # So may the decoders' resize (model.upsample), which has no parameters either.
+    bilinear = load_recipe(
+        TINY, [*FAST, "schedule.steps=1", "optimizer.lr=0", "model.upsample=bilinear"]
+    )
+    train_quietly(bilinear, dataset, tmp_path / "bilinear", init_from=source)
+    _assert_equal(load_file(tmp_path / "bilinear" / "generator.safetensors"), load_file(source))
     with pytest.raises(TrainingError, match="--init-from"):
         train_quietly(recipe, dataset, tmp_path / "third", init_from=dataset)
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from inpaintkit.model.attention import FOREGROUND_MODES, PASTE_WINDOWS, ContextualAttention
-from inpaintkit.model.layers import GenConv, GenDeconv
+from inpaintkit.model.layers import UPSAMPLE_MODES, GenConv, GenDeconv
 from inpaintkit.tensors import composite
 
 #: The input has 5 channels: masked image (3, holes zeroed), a channel of ones, the mask.
@@ -41,6 +41,9 @@ class GeneratorConfig:
     positions").
     ``attention_paste = "tent"`` pastes the attended patches with a tent window instead of the
     paper's box: no step at each block's centre (docs/model.md, "Contextual attention").
+    ``upsample = "bilinear"`` [ours] doubles the decoders' resolution bilinearly instead of the
+    paper's nearest neighbour (:class:`~inpaintkit.model.layers.GenDeconv`); it has no
+    parameters, so the same weights load either way.
     """
 
     channels: int = 32
@@ -51,6 +54,7 @@ class GeneratorConfig:
     attention_propagate_size: int = 3
     attention_foreground: str = "hole"
     attention_paste: str = "box"
+    upsample: str = "nearest"
 
     def __post_init__(self) -> None:
         if self.channels < 2 or self.channels % 2:
@@ -76,6 +80,8 @@ class GeneratorConfig:
             raise ValueError(
                 f"attention_paste must be one of {PASTE_WINDOWS}, got {self.attention_paste!r}"
             )
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
 
 
 @dataclass
@@ -112,18 +118,18 @@ def dilated_encoder(in_channels: int, c: int) -> nn.Sequential:
     )
 
 
-def decoder(in_channels: int, c: int) -> nn.Sequential:
+def decoder(in_channels: int, c: int, upsample: str = "nearest") -> nn.Sequential:
     """K3S1C128 - K3S1C128 - resize(2x) - K3S1C64 - K3S1C64 - resize(2x) - K3S1C32 - K3S1C16 - K3S1C3.
 
     ``(N, in_channels, H/4, W/4) -> (N, 3, H, W)``, unbounded; the caller clips it. The last
-    conv has no activation.
+    conv has no activation. ``upsample``: the resize's mode (:class:`GenDeconv`).
     """
     return nn.Sequential(
         GenConv(in_channels, 4 * c, 3),
         GenConv(4 * c, 4 * c, 3),
-        GenDeconv(4 * c, 2 * c),
+        GenDeconv(4 * c, 2 * c, upsample),
         GenConv(2 * c, 2 * c, 3),
-        GenDeconv(2 * c, c),
+        GenDeconv(2 * c, c, upsample),
         GenConv(c, c // 2, 3),
         GenConv(c // 2, 3, 3, activation="none"),
     )
@@ -142,10 +148,10 @@ def clip(x: torch.Tensor) -> torch.Tensor:
 class CoarseNetwork(nn.Module):
     """Stage one: ``(N, 5, H, W)`` network input -> ``(N, 3, H, W)`` in ``[-1, 1]`` (appendix D)."""
 
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, upsample: str = "nearest") -> None:
         super().__init__()
         self.encoder = dilated_encoder(INPUT_CHANNELS, c)
-        self.decoder = decoder(4 * c, c)
+        self.decoder = decoder(4 * c, c, upsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return clip(self.decoder(self.encoder(x)))
@@ -205,7 +211,8 @@ class RefineNetwork(nn.Module):
         super().__init__()
         self.dilated = dilated_encoder(INPUT_CHANNELS, c)
         self.attention = AttentionBranch(c, config) if config.contextual_attention else None
-        self.decoder = decoder(8 * c if config.contextual_attention else 4 * c, c)
+        decoder_in = 8 * c if config.contextual_attention else 4 * c
+        self.decoder = decoder(decoder_in, c, config.upsample)
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False
@@ -234,7 +241,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = config if config is not None else GeneratorConfig()
         c = self.config.channels
-        self.coarse = CoarseNetwork(c)
+        self.coarse = CoarseNetwork(c, self.config.upsample)
         self.refine = RefineNetwork(c, self.config)
 
     def forward(

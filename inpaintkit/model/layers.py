@@ -114,6 +114,10 @@ def upsample_conv_kernels(weight: torch.Tensor) -> torch.Tensor:
     return kernels.reshape(4 * weight.shape[0], weight.shape[1], 2, 2)
 
 
+#: The decoders' 2x resize modes (:class:`GenDeconv`).
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
 class GenDeconv(nn.Module):
     """``resize(2x)`` then ``K3S1C{out}``: nearest-neighbour upsampling and a mirror-padded conv.
 
@@ -128,13 +132,26 @@ class GenDeconv(nn.Module):
     edge rows, which is replicate padding of the low-resolution map, so the result is exactly
     "upsample, reflect pad, conv" up to float rounding (tested). The parameters are the
     ordinary 3x3 conv's, so checkpoints do not depend on this.
+
+    ``mode="bilinear"`` [ours] resizes bilinearly (``align_corners=False``, which is nearest
+    neighbour followed by the ``[1, 2, 1] / 4`` blur along each axis) and then runs the mirror-padded conv on the
+    upsampled map. Nearest neighbour hands the next convs 2 × 2 blocks whose edges sit at a
+    fixed phase, from which they can draw a pattern that repeats every 2 (and, after two
+    resizes, 4) output pixels; a bilinear map has no such edges (docs/model.md, "The faint
+    ~8 px grid").
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, mode: str = "nearest") -> None:
         super().__init__()
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
         self.conv = GenConv(in_channels, out_channels, 3)
+        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "bilinear":
+            upsampled = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            return self.conv(upsampled)
         conv = self.conv.conv
         height, width = x.shape[-2:]
         kernels = upsample_conv_kernels(conv.weight)
