@@ -249,7 +249,7 @@ def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) 
             ax.axhline(start[key], color="0.5", ls=":", lw=0.8, label="shipped (step 0)")
         if key == "hole_lattice_spread" and truth_lattice is not None:
             ax.axhline(truth_lattice, color="k", ls="--", lw=0.8, label="ground truth")
-        ax.set_xlabel("generator steps")
+        ax.set_xlabel("steps (the first 100 train the critics alone)")
         ax.set_ylabel(axis_label)
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=8, loc="upper left")
