@@ -207,14 +207,17 @@ def draw(run: Path, cache: dict, earlier: Path | None = None, label: str = "") -
             ax.set_ylabel(axis_label)
             ax.grid(alpha=0.3)
     axes[1, 0].legend(fontsize=8, loc="upper right")  # the ℓ1 panel has room above its curves
-    fig.suptitle(
-        "Default model: hole metrics while training (dashed: issue targets; dotted: pypatchmatch / Telea)",
-        fontsize=10,
-    )
+    title = "Default model: hole metrics while training (dashed: issue targets; dotted: pypatchmatch / Telea)"
+    save_figure(fig, title, CURVE_IMAGE)
+
+
+def save_figure(fig, title: str, path: Path) -> None:
+    """Title, lay out and write a figure (docs/images/...)."""
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    CURVE_IMAGE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(CURVE_IMAGE, dpi=90)
-    print(f"wrote {CURVE_IMAGE}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
 
 
 def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) -> None:
@@ -253,14 +256,8 @@ def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) 
         ax.set_ylabel(axis_label)
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=8, loc="upper left")
-    fig.suptitle(
-        "Adversarial phase from the shipped weights: validation fills (64 held-out photos)",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    ADVERSARIAL_IMAGE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(ADVERSARIAL_IMAGE, dpi=90)
-    print(f"wrote {ADVERSARIAL_IMAGE}")
+    title = "Adversarial phase from the shipped weights: validation fills (64 held-out photos)"
+    save_figure(fig, title, ADVERSARIAL_IMAGE)
 
 
 def ship(source: Path, eval_root: Path) -> None:
