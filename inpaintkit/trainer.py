@@ -9,7 +9,6 @@ step's number (recipe ``schedule``): a reconstruction-only warm-up step, a criti
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from typing import Literal
 
@@ -21,7 +20,7 @@ from inpaintkit.adversarial import Critics, critic_updates_before, penalty_weigh
 from inpaintkit.config import Recipe
 from inpaintkit.devices import has_native_bf16
 from inpaintkit.distributed import average_gradients, broadcast_parameters
-from inpaintkit.model.generator import Generator, GeneratorOutput
+from inpaintkit.model.generator import PARAMETER_FIELDS, Generator, GeneratorOutput
 from inpaintkit.tensors import uint8_to_signed
 from inpaintkit.training_state import (
     module_tensors,
@@ -318,21 +317,19 @@ class Trainer:
     def init_generator(self, path) -> None:
         """Start from the weights of the generator checkpoint ``path``.
 
-        Its config must be the recipe's ``model`` section except for the ``attention_*``
-        options and ``upsample``, which have no parameters, so that a run can train the same
-        weights with another attention (e.g. the tent paste or rate 1 from the shipped weights)
-        or another resize.
+        Its config must match the recipe's ``model`` section in the fields that decide the
+        parameters (``generator.PARAMETER_FIELDS``); the others may differ, so that a run can
+        train the same weights with another attention (e.g. the tent paste or rate 1 from the
+        shipped weights) or another resize.
         """
         try:
             source = checkpoint.load_generator(path)
         except checkpoint.CheckpointError as err:
             raise TrainingError(f"--init-from: {err}") from None
         differ = [
-            f.name
-            for f in dataclasses.fields(source.config)
-            if not f.name.startswith("attention_")
-            and f.name != "upsample"
-            and getattr(source.config, f.name) != getattr(self.recipe.model, f.name)
+            name
+            for name in PARAMETER_FIELDS
+            if getattr(source.config, name) != getattr(self.recipe.model, name)
         ]
         if differ:
             raise TrainingError(

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from inpaintkit.model import attention, layers, stride1
-from inpaintkit.model.generator import Generator, GeneratorConfig, GeneratorOutput
+from inpaintkit.model.generator import (
+    PARAMETER_FIELDS,
+    Generator,
+    GeneratorConfig,
+    GeneratorOutput,
+)
 from inpaintkit.model.layers import GenConv, GenDeconv, mirror_pad, pad_exactly
 
 # Appendix D, verbatim (one encoder-decoder; "resize" is a nearest 2x resize before the next conv).
@@ -339,6 +346,29 @@ def test_upsample_option_reaches_both_decoders():
     assert not torch.allclose(a.coarse, b.coarse) and not torch.allclose(a.refined, b.refined)
     with pytest.raises(ValueError, match="upsample must be one of"):
         GeneratorConfig(upsample="area")
+
+
+def test_parameter_fields_are_exactly_the_fields_that_change_the_parameters():
+    """--init-from compares only PARAMETER_FIELDS; every other field must leave the weights'
+    names and shapes as they are, and each listed field must change them."""
+    base = GeneratorConfig(channels=4)
+    shapes = {k: v.shape for k, v in Generator(base).state_dict().items()}
+    other = {
+        "channels": 6,
+        "contextual_attention": False,
+        "attention_rate": 1,
+        "attention_stride": 2,
+        "attention_softmax_scale": 5.0,
+        "attention_propagate_size": 1,
+        "attention_foreground": "all",
+        "attention_paste": "tent",
+        "upsample": "bilinear",
+    }
+    assert set(other) == {f.name for f in dataclasses.fields(GeneratorConfig)}
+    for name, value in other.items():
+        changed = Generator(dataclasses.replace(base, **{name: value})).state_dict()
+        same = {k: v.shape for k, v in changed.items()} == shapes
+        assert same == (name not in PARAMETER_FIELDS), name
 
 
 def test_gen_deconv_gradcheck():

@@ -25,6 +25,12 @@ from inpaintkit.tensors import composite
 INPUT_CHANNELS = 5
 
 
+#: The :class:`GeneratorConfig` fields that decide the generator's parameters (their shapes and
+#: number). The others (the ``attention_*`` options, ``upsample``) only change how the same
+#: weights compute, so weights trained under one setting load under another.
+PARAMETER_FIELDS = ("channels", "contextual_attention")
+
+
 @dataclass
 class GeneratorConfig:
     """Architecture of :class:`Generator`; stored in every checkpoint.
