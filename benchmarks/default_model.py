@@ -232,21 +232,23 @@ def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) 
         ("hole_tv_ratio", "hole TV / ground truth's"),
         ("hole_lattice_spread", "8 px lattice spread (%)"),
     )
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    start = None
+    logs: dict[str, list[dict]] = {}
     for label, run in runs:
-        validation = _validation_log(run)
-        if not validation:
+        logs[label] = _validation_log(run)
+        if not logs[label]:
             raise SystemExit(f"{run}: no validation log")
-        start = validation[0] if start is None or len(validation[0]) > len(start) else start
-        colour = None
+    # The shipped model's values: the first run whose step 0 logged every panel's metric (runs
+    # from before stint 10 logged no lattice).
+    start = next(
+        (v[0] for v in logs.values() if all(key in v[0] for key, _ in panels)),
+        next(iter(logs.values()))[0],
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for index, (label, validation) in enumerate(logs.items()):
         for ax, (key, _) in zip(axes, panels, strict=True):
-            # Runs from before stint 10 logged no lattice: their lattice panel stays empty.
             rows = [r for r in validation if key in r]
-            (line,) = ax.plot([r["step"] for r in rows], [r[key] for r in rows], "o-", ms=3)
-            line.set_label(label)
-            colour = colour or line.get_color()
-            line.set_color(colour)
+            xs, ys = [r["step"] for r in rows], [r[key] for r in rows]
+            ax.plot(xs, ys, "o-", ms=3, color=f"C{index}", label=label)
     for ax, (key, axis_label) in zip(axes, panels, strict=True):
         if key in start:
             ax.axhline(start[key], color="0.5", ls=":", lw=0.8, label="shipped (step 0)")

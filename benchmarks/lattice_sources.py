@@ -53,14 +53,10 @@ def row(label: str, values: list[float]) -> str:
 def critics_of(run: Path | None, recipe) -> tuple[GlobalCritic, LocalCritic]:
     """The critics of ``run``'s latest saved state, or fresh ones (seeded) for ``None``."""
     torch.manual_seed(recipe.schedule.seed)
-    size, channels, antialias = (
-        recipe.data.image_size,
-        recipe.critics.channels,
-        recipe.critics.antialias,
-    )
+    options = recipe.critics
     critics = (
-        GlobalCritic(size, channels, antialias),
-        LocalCritic(recipe.critics.local_size, channels, antialias),
+        GlobalCritic(recipe.data.image_size, options.channels, options.antialias),
+        LocalCritic(options.local_size, options.channels, options.antialias),
     )
     if run is not None:
         tensors, _ = load_training_state(run)

@@ -63,7 +63,8 @@ class CriticConfig:
     # subsamplings (model.critics.BinomialBlur), so their gradients with respect to the image
     # carry no lattice anchored at the origin of what they see, at 2, 4, 8 or 16 px; the
     # first layer convolves at stride 1 so the critic still sees the finest detail. Same
-    # weights' shapes; the critics cost about a fifth more (docs/benchmarks.md).
+    # weights' shapes; the critics cost about a quarter more, a generator update 5 % more
+    # (docs/benchmarks.md, "Anti-aliased critics").
     antialias: bool = False
 
 

@@ -134,8 +134,8 @@ class GenDeconv(nn.Module):
     ordinary 3x3 conv's, so checkpoints do not depend on this.
 
     ``mode="bilinear"`` [ours] resizes bilinearly (``align_corners=False``, which is nearest
-    neighbour followed by the ``[1, 2, 1] / 4`` blur along each axis) and then runs the mirror-padded conv on the
-    upsampled map. Nearest neighbour hands the next convs 2 × 2 blocks whose edges sit at a
+    neighbour followed by the ``[1, 2, 1] / 4`` blur along each axis) and then runs the
+    mirror-padded conv on the upsampled map. Nearest neighbour hands the next convs 2 × 2 blocks whose edges sit at a
     fixed phase, from which they can draw a pattern that repeats every 2 (and, after two
     resizes, 4) output pixels; a bilinear map has no such edges (docs/model.md, "The faint
     ~8 px grid").
