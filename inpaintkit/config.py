@@ -95,6 +95,12 @@ class LossConfig:
     # image's mean, then the mean over images, so a thin stroke weighs as much as a big hole,
     # as in the per-image metrics the model is scored by. [ours]
     l1_normalization: Literal["batch", "image"] = "batch"
+    # Weight of losses.lattice_loss in the generator's loss: the fills' detail spread unevenly
+    # over the cells of a lattice_period-px lattice anchored at the origin, the grid the
+    # generator draws as the critics pull detail out of it (docs/model.md, "The generator
+    # draws it"). 0 = off, the paper's. [ours]
+    lattice_alpha: float = 0.0
+    lattice_period: int = 8
 
 
 @dataclass
@@ -221,6 +227,12 @@ class Recipe:
         ):
             if value < 0:
                 raise ConfigError(f"{path}: must be >= 0, got {value}")
+        if self.loss.lattice_alpha < 0:
+            raise ConfigError(f"loss.lattice_alpha: must be >= 0, got {self.loss.lattice_alpha}")
+        if self.loss.lattice_period < 2:
+            raise ConfigError(
+                f"loss.lattice_period: must be at least 2, got {self.loss.lattice_period}"
+            )
         if self.loss.gradient_penalty_every <= 0:
             raise ConfigError(
                 f"loss.gradient_penalty_every: must be positive, got {self.loss.gradient_penalty_every}"

@@ -1,5 +1,6 @@
 """Training losses of DeepFill v1 (paper section 3): WGAN-GP with a hole-masked gradient
-penalty, and the spatially discounted ℓ1 reconstruction loss.
+penalty, and the spatially discounted ℓ1 reconstruction loss; and ours, the lattice loss
+against the grid the generator draws in the adversarial phase.
 
 Conventions: images ``(N, 3, H, W)`` in ``[-1, 1]``; ``mask (N, 1, H, W)``, ``1 = hole``.
 The paper writes its masks the other way round (0 = missing), so its ``(1 - m)`` is our
@@ -16,6 +17,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from inpaintkit.metrics import high_pass_detail, hole_interior, lattice_cell_sums
 from inpaintkit.model.critics import hole_boxes
 from inpaintkit.model.generator import GeneratorOutput
 
@@ -253,3 +255,26 @@ def reconstruction_loss(
     return ReconstructionLoss(
         total=hole_weight * hole + known_weight * known, hole=hole, known=known
     )
+
+
+# --------------------------------------------------------------------------- lattice [ours]
+
+
+def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> torch.Tensor:
+    """How unevenly the batch's fills put their detail on a ``period × period`` lattice -> scalar.
+
+    ``completed (N, 3, H, W)`` (any range: the loss is scale-free), ``mask (N, 1, H, W)``
+    (1 = hole). The fills' detail is ``metrics.LatticeProfile``'s (the high-pass residual, over
+    the hole eroded by 2 px), pooled over the batch per cell ``(y mod period, x mod period)``
+    of the lattice anchored at the origin, where the generator's stride-2 convolutions and
+    resizes anchor the grid it draws (docs/model.md, "The generator draws it"). Loss = the
+    cells' mean squared relative deviation, ``mean_c (m_c / mean(m) - 1)²``: 0 for detail that
+    ignores the lattice, whatever its amount, so it moves detail off the grid without asking
+    for less of it. 0 (without a graph to the input) when a cell has no hole pixel.
+    """
+    detail = high_pass_detail(completed)
+    sums, counts = lattice_cell_sums(detail, hole_interior(mask), period)
+    if bool((counts == 0).any()):
+        return completed.new_zeros(())
+    means = sums / counts
+    return ((means / means.mean() - 1.0) ** 2).mean()

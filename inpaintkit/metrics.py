@@ -170,6 +170,40 @@ def hole_tv(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 LATTICE_PERIOD = 8
 
 
+def high_pass_detail(image: torch.Tensor) -> torch.Tensor:
+    """A pixel's detail: ``image (N, C, H, W)`` minus its 3 × 3 box mean (the box cut at the
+    border), absolute, channel-averaged -> ``(N, H, W)``; differentiable."""
+    box_mean = F.avg_pool2d(image, 3, 1, 1, count_include_pad=False)
+    return (image - box_mean).abs().mean(dim=1)
+
+
+def hole_interior(mask: torch.Tensor) -> torch.Tensor:
+    """``mask (N, 1, H, W)`` (1 = hole) eroded by 2 px -> bool ``(N, H, W)``: the hole pixels
+    whose 3 × 3 box mean sees no known pixel's neighbour (nearer, detail sees the seam)."""
+    return (-F.max_pool2d(-mask.double(), 5, 1, 2))[:, 0] > 0.5
+
+
+def lattice_cell_sums(
+    values: torch.Tensor, where: torch.Tensor, period: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per cell ``(y mod period, x mod period)`` of the lattice anchored at the origin, the sum
+    of ``values (N, H, W)`` and the count of pixels where ``where (N, H, W)`` holds ->
+    ``(sums, counts)``, each ``(period², )``, row-major cells; differentiable in ``values``."""
+    height, width = values.shape[-2:]
+    # Padded (with pixels outside ``where``) to whole cells, so one reshape lines every
+    # pixel up with its cell.
+    pad = (0, -width % period, 0, -height % period)
+    chosen = F.pad(where.to(values.dtype), pad)
+    weighted = torch.where(chosen > 0, F.pad(values, pad), 0.0)
+
+    def per_cell(x: torch.Tensor) -> torch.Tensor:
+        n, h, w = x.shape
+        cells = x.reshape(n, h // period, period, w // period, period)
+        return cells.sum(dim=(0, 1, 3)).flatten()
+
+    return per_cell(weighted), per_cell(chosen)
+
+
 class LatticeProfile:
     """Detail a set of fills puts on each cell of a ``period × period`` lattice, over batches.
 
@@ -190,22 +224,14 @@ class LatticeProfile:
     def add(self, image: torch.Tensor, mask: torch.Tensor) -> None:
         """Include ``image (N, C, H, W)`` in [0, 1] with its ``mask (N, 1, H, W)`` (1 = hole)."""
         _check(image, image, mask)
-        image, mask = image.double(), mask.double()
-        box_mean = F.avg_pool2d(image, 3, 1, 1, count_include_pad=False)
-        residual = (image - box_mean).abs().mean(dim=1)  # (N, H, W)
-        inner = (-F.max_pool2d(-mask, 5, 1, 2))[:, 0] > 0.5  # the hole eroded by 2 px
-        self.add_values(residual, inner)
+        self.add_values(high_pass_detail(image.double()), hole_interior(mask))
 
     def add_values(self, values: torch.Tensor, where: torch.Tensor) -> None:
         """Include per-pixel ``values (N, H, W)`` at the pixels where ``where (N, H, W)`` is
         True (e.g. a critic's gradient magnitude over the holes) instead of a fill's detail."""
-        height, width = values.shape[-2:]
-        ys = torch.arange(height, device=values.device).remainder(self.period)
-        xs = torch.arange(width, device=values.device).remainder(self.period)
-        cell = (ys[:, None] * self.period + xs[None, :]).expand_as(values)
-        cells = self.period**2
-        self.sums += torch.bincount(cell[where], values[where].double(), minlength=cells).cpu()
-        self.counts += torch.bincount(cell[where], minlength=cells).double().cpu()
+        sums, counts = lattice_cell_sums(values.double(), where, self.period)
+        self.sums += sums.detach().cpu()
+        self.counts += counts.cpu()
 
     @property
     def spread(self) -> float:

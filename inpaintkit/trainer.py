@@ -21,7 +21,7 @@ from inpaintkit.config import Recipe
 from inpaintkit.devices import has_native_bf16
 from inpaintkit.distributed import average_gradients, broadcast_parameters
 from inpaintkit.model.generator import PARAMETER_FIELDS, Generator, GeneratorOutput
-from inpaintkit.tensors import uint8_to_signed
+from inpaintkit.tensors import composite, uint8_to_signed
 from inpaintkit.training_state import (
     module_tensors,
     optimizer_tensors,
@@ -149,9 +149,10 @@ class Trainer:
         (None: run one). Loss = ``reconstruction_loss`` of the coarse and refined outputs
         (``l1_loss_alpha`` · discounted hole ℓ1 + ``ae_loss_alpha`` · known ℓ1, coarse weighted
         ``coarse_l1_alpha``) + ``gan_loss_alpha`` · (``global_wgan_loss_alpha`` · ``-mean
-        D_global(fake)`` + ``-mean D_local(fake box)``). ``backward`` reaches only the
-        generator. ``adversarial=False`` (the warm-up phase) leaves out the second term and
-        never runs the critics. Returns ``(loss, detached scalars)``.
+        D_global(fake)`` + ``-mean D_local(fake box)``) + ``lattice_alpha`` · the lattice loss of
+        the composited fills (``losses.lattice_loss``; left out at 0, the paper's). ``backward``
+        reaches only the generator. ``adversarial=False`` (the warm-up phase) leaves out the
+        adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
         cfg = self.recipe.loss
         if out is None:
@@ -172,16 +173,17 @@ class Trainer:
             "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
             "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
         }
-        if not adversarial:
-            return rec.total, {"generator/loss": rec.total.detach(), **scalars}
-        g_global, g_local = self.critics.generator_losses(real, mask, refined)
-        g_loss = cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local) + rec.total
-        return g_loss, {
-            "generator/loss": g_loss.detach(),
-            **scalars,
-            "generator/global_wgan": g_global.detach(),
-            "generator/local_wgan": g_local.detach(),
-        }
+        g_loss = rec.total
+        if cfg.lattice_alpha > 0:
+            lattice = losses.lattice_loss(composite(real, refined, mask), mask, cfg.lattice_period)
+            g_loss = g_loss + cfg.lattice_alpha * lattice
+            scalars["generator/lattice"] = lattice.detach()
+        if adversarial:
+            g_global, g_local = self.critics.generator_losses(real, mask, refined)
+            g_loss = g_loss + cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local)
+            scalars["generator/global_wgan"] = g_global.detach()
+            scalars["generator/local_wgan"] = g_local.detach()
+        return g_loss, {"generator/loss": g_loss.detach(), **scalars}
 
     # ---- the updates
 

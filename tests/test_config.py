@@ -88,6 +88,8 @@ def test_overrides_are_typed():
         ("model.channels=3", r"model: channels must be an even number"),
         ("schedule.steps", r"expected key\.sub=value"),
         ("data.image_size=60", r"data\.image_size: 60 is not a positive multiple of 8"),
+        ("loss.lattice_alpha=-1", r"loss\.lattice_alpha: must be >= 0"),
+        ("loss.lattice_period=1", r"loss\.lattice_period: must be at least 2"),
         (
             "schedule.lr_cooldown_steps=1001",
             r"schedule\.lr_cooldown_steps: must be in 0\.\.schedule",

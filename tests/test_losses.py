@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
+from test_metrics import ref_lattice_cell_means
 from torch import nn
 
 from inpaintkit import losses
@@ -16,9 +18,11 @@ from inpaintkit.losses import (
     distance_to_known,
     generator_wgan_loss,
     gradient_penalty,
+    lattice_loss,
     reconstruction_loss,
     spatial_discount,
 )
+from inpaintkit.metrics import LatticeProfile
 from inpaintkit.model.generator import GeneratorOutput
 
 
@@ -312,3 +316,75 @@ def test_gradient_penalty_ignores_everything_outside_the_hole():
     torch.testing.assert_close(
         gradient_penalty(critic, real, fake, mask, weight=10.0), penalty.detach()
     )
+
+
+# --------------------------------------------------------------------------- lattice
+
+
+def _photos(size: int = 128) -> torch.Tensor:
+    """Four of scikit-image's photos and textures, ``(4, 3, size, size)`` in [0, 1]."""
+    photos = []
+    for name in ("chelsea", "coffee", "grass", "gravel"):
+        pixels = torch.from_numpy(getattr(skimage.data, name)()[:size, :size]) / 255.0
+        photos.append(pixels.expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1))
+    return torch.stack(photos).float()
+
+
+def test_lattice_loss_vs_pixel_by_pixel_reference():
+    gen = torch.Generator().manual_seed(5)
+    images = torch.rand(3, 3, 14, 13, generator=gen, dtype=torch.float64)
+    masks = torch.zeros(3, 1, 14, 13, dtype=torch.float64)
+    masks[0, :, 1:13, 2:12] = 1
+    masks[1, :, 5:14, 0:9] = 1
+    masks[2] = 1
+    means = ref_lattice_cell_means(list(images.numpy()), list(masks[:, 0].numpy()), 4)
+    want = np.mean((means / means.mean() - 1) ** 2)
+    assert lattice_loss(images, masks, 4).item() == pytest.approx(want, rel=1e-9)
+    # A cell without a hole pixel leaves the loss undefined: 0, with no pull on the image.
+    small = torch.zeros(1, 1, 14, 13, dtype=torch.float64)
+    small[..., 2:8, 2:8] = 1  # its 2 px-eroded interior covers 2 × 2 cells only
+    assert lattice_loss(images[:1], small, 4).item() == 0.0
+
+
+def test_lattice_loss_gradient_vs_finite_differences():
+    gen = torch.Generator().manual_seed(6)
+    image = torch.rand(2, 3, 12, 12, generator=gen, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(2, 1, 12, 12, dtype=torch.float64)
+    mask[..., 1:12, 0:11] = 1
+    assert torch.autograd.gradcheck(lambda x: lattice_loss(x, mask, 2), (image,))
+
+
+def test_lattice_loss_sees_a_grid_not_the_amount_of_detail():
+    photos = _photos()
+    mask = torch.zeros(len(photos), 1, 128, 128)
+    mask[..., 8:120, 8:120] = 1
+    natural = lattice_loss(photos, mask, 8).item()
+    # Scale-free: twice the contrast is the same evenness, so the loss asks for no less detail.
+    assert lattice_loss(2 * photos, mask, 8).item() == pytest.approx(natural, rel=1e-5)
+    gridded = photos.clone()
+    gridded[..., 3::4, :] *= 0.8  # stripes every 4 px, as the adversarial runs' fills grew
+    assert lattice_loss(gridded, mask, 8).item() > 10 * natural
+
+
+def test_descending_the_lattice_loss_takes_the_grid_out():
+    """Its gradient moves detail off the lattice; it does not just flatten the image."""
+    photos = _photos()
+    mask = torch.zeros(len(photos), 1, 128, 128)
+    mask[..., 8:120, 8:120] = 1
+    gridded = photos.clone()
+    gridded[..., 3::4, :] *= 0.8
+    image = gridded.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([image], lr=2e-3)
+    for _ in range(30):
+        optimizer.zero_grad()
+        lattice_loss(image, mask, 8).backward()
+        optimizer.step()
+
+    def spread_and_detail(x: torch.Tensor) -> tuple[float, float]:
+        profile = LatticeProfile()
+        profile.add(x.detach().clamp(0, 1), mask)
+        return profile.spread, float(profile.sums.sum() / profile.counts.sum())
+
+    (before, detail_before), (after, detail_after) = map(spread_and_detail, (gridded, image))
+    assert after < before / 2
+    assert detail_after > 0.8 * detail_before

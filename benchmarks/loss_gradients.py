@@ -1,0 +1,103 @@
+"""How hard each term of the generator's loss pulls on its fills, at a run's saved state.
+
+For a trained state (generator and critics), on the run's fixed validation set in batches of
+the recipe's size, the RMS over hole pixels of the gradient each term puts on the refined
+output: the reconstruction ℓ1 terms, the weighted adversarial term, and the lattice loss at
+weight 1 (losses.lattice_loss, period ``loss.lattice_period``). The ratio adversarial /
+lattice is the lattice weight at which the two pull equally on fills as gridded as the run's;
+docs/model.md ("A loss against the lattice") chose ``loss.lattice_alpha`` from it.
+
+    python benchmarks/loss_gradients.py --data ~/.cache/inpaintkit/data/train.h5 \\
+        --recipe default-adversarial-bilinear --run ~/.cache/inpaintkit/runs/adversarial-bilinear
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from inpaintkit import losses
+from inpaintkit.config import load_recipe
+from inpaintkit.tensors import composite
+from inpaintkit.train_log import _fixed_validation_set
+from inpaintkit.trainer import Trainer
+from inpaintkit.training_state import load_training_state
+
+
+def hole_rms(gradient: torch.Tensor, mask: torch.Tensor) -> float:
+    """RMS of ``gradient (N, 3, H, W)`` over the hole pixels of ``mask (N, 1, H, W)``."""
+    hole = mask.expand_as(gradient) > 0.5
+    return float(gradient[hole].pow(2).mean().sqrt())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="prepared HDF5 (its val split)")
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--run", type=Path, required=True, help="run folder with a saved state")
+    parser.add_argument("--batches", type=int, default=8)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    recipe = load_recipe(args.recipe)
+    device = torch.device("cpu")
+    trainer = Trainer(recipe, device)
+    tensors, meta = load_training_state(args.run)
+    trainer.load_state(tensors, meta)
+    images, masks = _fixed_validation_set(recipe, args.data, device)
+    cfg, n = recipe.loss, recipe.data.batch_size
+    pulls: dict[str, list[float]] = {
+        "reconstruction": [],
+        "adversarial": [],
+        "lattice (weight 1)": [],
+    }
+    lattices, truths = [], []  # the lattice loss of the fills, and of the photos themselves
+    for start in range(0, min(len(images), args.batches * n), n):
+        real, mask = images[start : start + n], masks[start : start + n]  # [-1, 1], {0, 1}
+        refined = trainer.forward(real, mask, grad=False).refined.float().requires_grad_(True)
+        coarse = refined.detach()  # the coarse stage's own terms do not reach the refined output
+        terms = {
+            "reconstruction": losses.reconstruction_loss(
+                real,
+                (coarse, refined),
+                mask,
+                gamma=cfg.spatial_discount_gamma,
+                mode=cfg.spatial_discount_mode,
+                coarse_weight=cfg.coarse_l1_alpha,
+                hole_weight=cfg.l1_loss_alpha,
+                known_weight=cfg.ae_loss_alpha,
+                normalization=cfg.l1_normalization,
+            ).total,
+            "adversarial": cfg.gan_loss_alpha
+            * sum(
+                weight * term
+                for weight, term in zip(
+                    (cfg.global_wgan_loss_alpha, 1.0),
+                    trainer.critics.generator_losses(real, mask, refined),
+                    strict=True,
+                )
+            ),
+            "lattice (weight 1)": losses.lattice_loss(
+                composite(real, refined, mask), mask, cfg.lattice_period
+            ),
+        }
+        lattices.append(float(terms["lattice (weight 1)"].detach()))
+        truths.append(float(losses.lattice_loss(real, mask, cfg.lattice_period)))
+        for name, term in terms.items():
+            (gradient,) = torch.autograd.grad(term, refined)
+            pulls[name].append(hole_rms(gradient, mask))
+    print(f"state at step {meta['step']} of {args.run}; {len(lattices)} batches of {n}")
+    print(
+        f"lattice loss: fills {sum(lattices) / len(lattices):.4f}, "
+        f"the photos themselves {sum(truths) / len(truths):.4f} (its floor at this batch size)"
+    )
+    mean = {name: sum(values) / len(values) for name, values in pulls.items()}
+    for name, value in mean.items():
+        print(f"{name:>20}: RMS gradient over the holes {value:.3e}")
+    ratio = mean["adversarial"] / mean["lattice (weight 1)"]
+    print(f"adversarial / lattice: {ratio:.3g} (the lattice weight that pulls as hard)")
+
+
+if __name__ == "__main__":
+    main()
