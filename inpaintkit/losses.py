@@ -17,7 +17,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from inpaintkit.metrics import high_pass_detail, hole_interior, lattice_cell_sums
+from inpaintkit.metrics import high_pass, hole_interior, lattice_cell_sums
 from inpaintkit.model.critics import hole_boxes
 from inpaintkit.model.generator import GeneratorOutput
 
@@ -261,20 +261,31 @@ def reconstruction_loss(
 
 
 def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> torch.Tensor:
-    """How unevenly the batch's fills put their detail on a ``period × period`` lattice -> scalar.
+    """How much the batch's fills depend on where they lie on a ``period × period`` lattice -> scalar.
 
-    ``completed (N, 3, H, W)`` (any range: the loss is scale-free), ``mask (N, 1, H, W)``
-    (1 = hole). The fills' detail is ``metrics.LatticeProfile``'s (the high-pass residual, over
-    the hole eroded by 2 px), pooled over the batch per cell ``(y mod period, x mod period)``
-    of the lattice anchored at the origin, where the generator's stride-2 convolutions and
-    resizes anchor the grid it draws (docs/model.md, "The generator draws it"). Loss = the
-    cells' mean squared relative deviation, ``mean_c (m_c / mean(m) - 1)²``: 0 for detail that
-    ignores the lattice, whatever its amount, so it moves detail off the grid without asking
-    for less of it. 0 (without a graph to the input) when a cell has no hole pixel.
+    ``completed (N, C, H, W)`` (any range: the loss is scale-free), ``mask (N, 1, H, W)``
+    (1 = hole). Over the hole eroded by 2 px and pooled over the batch, per cell
+    ``(y mod period, x mod period)`` of the lattice anchored at the origin (where the
+    generator's stride-2 convolutions and resizes anchor the grid it draws; docs/model.md, "A
+    loss against the lattice"), two means of the fills' high-pass residual ``r``
+    (``metrics.high_pass``): ``m_c`` of its magnitude (``metrics.LatticeProfile``'s detail)
+    and ``s_kc`` of its signed value per channel ``k``. Loss = ``mean_c (m_c / m - 1)²`` +
+    ``mean_kc (s_kc / m)²``, ``m`` the mean of ``m_c``. The first sees a grid of edges, the
+    second one of brightness or colour, including stripes whose magnitude is the same on every
+    cell (``+a, +a, -a, -a``). Both are 0 for detail that ignores the lattice, whatever its
+    amount, so the loss moves detail off the grid without asking for less of it. 0 (without
+    a graph to the input) when a cell has no hole pixel.
     """
-    detail = high_pass_detail(completed)
-    sums, counts = lattice_cell_sums(detail, hole_interior(mask), period)
+    residual = high_pass(completed)
+    inside = hole_interior(mask)
+    detail_sums, counts = lattice_cell_sums(residual.abs().mean(dim=1), inside, period)
     if bool((counts == 0).any()):
         return completed.new_zeros(())
-    means = sums / counts
-    return ((means / means.mean() - 1.0) ** 2).mean()
+    signed_sums = torch.stack(
+        [lattice_cell_sums(residual[:, k], inside, period)[0] for k in range(residual.shape[1])]
+    )
+    detail = detail_sums / counts
+    scale = detail.mean()
+    unevenness = ((detail / scale - 1.0) ** 2).mean()
+    bias = ((signed_sums / counts / scale) ** 2).mean()
+    return unevenness + bias

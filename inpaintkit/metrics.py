@@ -170,11 +170,15 @@ def hole_tv(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 LATTICE_PERIOD = 8
 
 
+def high_pass(image: torch.Tensor) -> torch.Tensor:
+    """``image (N, C, H, W)`` minus its 3 × 3 box mean (the box cut at the border), same
+    shape, signed; differentiable."""
+    return image - F.avg_pool2d(image, 3, 1, 1, count_include_pad=False)
+
+
 def high_pass_detail(image: torch.Tensor) -> torch.Tensor:
-    """A pixel's detail: ``image (N, C, H, W)`` minus its 3 × 3 box mean (the box cut at the
-    border), absolute, channel-averaged -> ``(N, H, W)``; differentiable."""
-    box_mean = F.avg_pool2d(image, 3, 1, 1, count_include_pad=False)
-    return (image - box_mean).abs().mean(dim=1)
+    """A pixel's detail: :func:`high_pass`, absolute, channel-averaged -> ``(N, H, W)``."""
+    return high_pass(image).abs().mean(dim=1)
 
 
 def hole_interior(mask: torch.Tensor) -> torch.Tensor:

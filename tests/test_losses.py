@@ -337,8 +337,8 @@ def test_lattice_loss_vs_pixel_by_pixel_reference():
     masks[0, :, 1:13, 2:12] = 1
     masks[1, :, 5:14, 0:9] = 1
     masks[2] = 1
-    means = ref_lattice_cell_means(list(images.numpy()), list(masks[:, 0].numpy()), 4)
-    want = np.mean((means / means.mean() - 1) ** 2)
+    means, signed = ref_lattice_cell_means(list(images.numpy()), list(masks[:, 0].numpy()), 4)
+    want = np.mean((means / means.mean() - 1) ** 2) + np.mean((signed / means.mean()) ** 2)
     assert lattice_loss(images, masks, 4).item() == pytest.approx(want, rel=1e-9)
     # A cell without a hole pixel leaves the loss undefined: 0, with no pull on the image.
     small = torch.zeros(1, 1, 14, 13, dtype=torch.float64)
@@ -354,6 +354,13 @@ def test_lattice_loss_gradient_vs_finite_differences():
     assert torch.autograd.gradcheck(lambda x: lattice_loss(x, mask, 2), (image,))
 
 
+def detail_spread(images: torch.Tensor, mask: torch.Tensor) -> float:
+    """LatticeProfile's 8 px spread of ``images``."""
+    profile = LatticeProfile(8)
+    profile.add(images, mask)
+    return profile.spread
+
+
 def test_lattice_loss_sees_a_grid_not_the_amount_of_detail():
     photos = _photos()
     mask = torch.zeros(len(photos), 1, 128, 128)
@@ -364,6 +371,13 @@ def test_lattice_loss_sees_a_grid_not_the_amount_of_detail():
     gridded = photos.clone()
     gridded[..., 3::4, :] *= 0.8  # stripes every 4 px, as the adversarial runs' fills grew
     assert lattice_loss(gridded, mask, 8).item() > 10 * natural
+    # Stripes +a, +a, -a, -a put as much detail on every cell; their sign gives them away.
+    wave = torch.tensor([1.0, 1.0, -1.0, -1.0]).repeat(32).view(1, 1, 128, 1)
+    striped = photos + 0.05 * wave
+    detail = LatticeProfile(8)
+    detail.add(striped, mask)
+    assert detail.spread < 2 * detail_spread(photos, mask)
+    assert lattice_loss(striped, mask, 8).item() > 10 * natural
 
 
 def test_descending_the_lattice_loss_takes_the_grid_out():

@@ -295,10 +295,13 @@ def test_running_stats_match_numpy_and_count_inf_and_nan() -> None:
 
 def ref_lattice_cell_means(
     images: list[np.ndarray], masks: list[np.ndarray], period: int
-) -> np.ndarray:
-    """Each lattice cell's mean detail by the definition, pixel by pixel in numpy: ``images``
-    (C, H, W), ``masks`` (H, W) -> ``(period, period)``."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each lattice cell's mean detail, and its mean signed high-pass residual per channel, by
+    the definition, pixel by pixel in numpy: ``images`` (C, H, W), ``masks`` (H, W) ->
+    ``(period, period)`` and ``(C, period, period)``."""
+    channels = images[0].shape[0]
     sums = np.zeros((period, period))
+    signed = np.zeros((channels, period, period))
     counts = np.zeros((period, period))
     for image, mask in zip(images, masks, strict=True):
         _, height, width = image.shape
@@ -312,13 +315,14 @@ def ref_lattice_cell_means(
                 nx = range(max(x - 1, 0), min(x + 2, width))
                 box = image[:, ny.start : ny.stop, nx.start : nx.stop].mean(axis=(1, 2))
                 sums[y % period, x % period] += np.abs(image[:, y, x] - box).mean()
+                signed[:, y % period, x % period] += image[:, y, x] - box
                 counts[y % period, x % period] += 1
-    return sums / counts
+    return sums / counts, signed / counts
 
 
 def ref_lattice_spread(images: list[np.ndarray], masks: list[np.ndarray], period: int) -> float:
     """The lattice spread by its definition: max over min cell mean, minus 1, in %."""
-    means = ref_lattice_cell_means(images, masks, period)
+    means, _ = ref_lattice_cell_means(images, masks, period)
     return 100 * (means.max() / means.min() - 1)
 
 
