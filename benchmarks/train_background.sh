@@ -28,6 +28,11 @@ elif [[ -n $init ]]; then
 else
     start=()
 fi
+# The run starts detached, so a missing command would only show in the log: refuse here.
+if ! command -v inpaintkit >/dev/null; then
+    echo "train_background.sh: no inpaintkit command on PATH (activate the venv first)" >&2
+    exit 1
+fi
 mkdir -p "$(dirname "$run")"
 # setsid gives the run a session, hence an autogroup, of its own; its weight is lowered from
 # inside (nice alone orders processes only within one autogroup).
