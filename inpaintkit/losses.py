@@ -261,31 +261,37 @@ def reconstruction_loss(
 
 
 def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> torch.Tensor:
-    """How much the batch's fills depend on where they lie on a ``period × period`` lattice -> scalar.
+    """How much each fill depends on where it lies on a ``period × period`` lattice -> scalar.
 
     ``completed (N, C, H, W)`` (any range: the loss is scale-free), ``mask (N, 1, H, W)``
-    (1 = hole). Over the hole eroded by 2 px and pooled over the batch, per cell
-    ``(y mod period, x mod period)`` of the lattice anchored at the origin (where the
-    generator's stride-2 convolutions and resizes anchor the grid it draws; docs/model.md, "A
-    loss against the lattice"), two means of the fills' high-pass residual ``r``
-    (``metrics.high_pass``): ``m_c`` of its magnitude (``metrics.LatticeProfile``'s detail)
-    and ``s_kc`` of its signed value per channel ``k``. Loss = ``mean_c (m_c / m - 1)²`` +
-    ``mean_kc (s_kc / m)²``, ``m`` the mean of ``m_c``. The first sees a grid of edges, the
-    second one of brightness or colour, including stripes whose magnitude is the same on every
-    cell (``+a, +a, -a, -a``). Both are 0 for detail that ignores the lattice, whatever its
-    amount, so the loss moves detail off the grid without asking for less of it. 0 (without
-    a graph to the input) when a cell has no hole pixel.
+    (1 = hole). Over each image's hole eroded by 2 px, per cell ``(y mod period, x mod
+    period)`` of the lattice anchored at the origin (where the generator's stride-2
+    convolutions and resizes anchor the grid it draws; docs/model.md, "A loss against the
+    lattice"), two means of the fill's high-pass residual ``r`` (``metrics.high_pass``):
+    ``m_c`` of its magnitude (``metrics.LatticeProfile``'s detail) and ``s_kc`` of its signed
+    value per channel ``k``. An image's loss = ``mean_c (m_c / m - 1)²`` + ``mean_kc (s_kc /
+    m)²``, ``m`` the mean of ``m_c``. The first sees a grid of edges, the second one of
+    brightness or colour, including stripes whose magnitude is the same on every cell
+    (``+a, +a, -a, -a``). Both are 0 for detail that ignores the lattice, whatever its amount,
+    so the loss moves detail off the grid without asking for less of it.
+
+    Per image, then averaged over the images whose eroded hole reaches every cell (0, without
+    a graph to the input, when none does): pooled over a batch, one image's grid was diluted
+    by the others' detail and survived (stint 12).
     """
     residual = high_pass(completed)
     inside = hole_interior(mask)
     detail_sums, counts = lattice_cell_sums(residual.abs().mean(dim=1), inside, period)
-    if bool((counts == 0).any()):
+    whole = (counts > 0).all(dim=1)  # (N,): images with a pixel in every cell
+    if not bool(whole.any()):
         return completed.new_zeros(())
     signed_sums = torch.stack(
-        [lattice_cell_sums(residual[:, k], inside, period)[0] for k in range(residual.shape[1])]
-    )
-    detail = detail_sums / counts
-    scale = detail.mean()
-    unevenness = ((detail / scale - 1.0) ** 2).mean()
-    bias = ((signed_sums / counts / scale) ** 2).mean()
-    return unevenness + bias
+        [lattice_cell_sums(residual[:, k], inside, period)[0] for k in range(residual.shape[1])],
+        dim=1,
+    )  # (N, C, period²)
+    counts = counts[whole]
+    detail = detail_sums[whole] / counts  # (M, period²)
+    scale = detail.mean(dim=1, keepdim=True)
+    unevenness = ((detail / scale - 1.0) ** 2).mean(dim=1)
+    bias = ((signed_sums[whole] / counts[:, None] / scale[:, None]) ** 2).mean(dim=(1, 2))
+    return (unevenness + bias).mean()

@@ -190,9 +190,10 @@ def hole_interior(mask: torch.Tensor) -> torch.Tensor:
 def lattice_cell_sums(
     values: torch.Tensor, where: torch.Tensor, period: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per cell ``(y mod period, x mod period)`` of the lattice anchored at the origin, the sum
-    of ``values (N, H, W)`` and the count of pixels where ``where (N, H, W)`` holds ->
-    ``(sums, counts)``, each ``(period², )``, row-major cells; differentiable in ``values``."""
+    """Per image and per cell ``(y mod period, x mod period)`` of the lattice anchored at the
+    origin, the sum of ``values (N, H, W)`` and the count of pixels where ``where (N, H, W)``
+    holds -> ``(sums, counts)``, each ``(N, period²)``, row-major cells; differentiable in
+    ``values``."""
     height, width = values.shape[-2:]
     # Padded (with pixels outside ``where``) to whole cells, so one reshape lines every
     # pixel up with its cell.
@@ -203,7 +204,7 @@ def lattice_cell_sums(
     def per_cell(x: torch.Tensor) -> torch.Tensor:
         n, h, w = x.shape
         cells = x.reshape(n, h // period, period, w // period, period)
-        return cells.sum(dim=(0, 1, 3)).flatten()
+        return cells.sum(dim=(1, 3)).flatten(1)
 
     return per_cell(weighted), per_cell(chosen)
 
@@ -234,8 +235,8 @@ class LatticeProfile:
         """Include per-pixel ``values (N, H, W)`` at the pixels where ``where (N, H, W)`` is
         True (e.g. a critic's gradient magnitude over the holes) instead of a fill's detail."""
         sums, counts = lattice_cell_sums(values.double(), where, self.period)
-        self.sums += sums.detach().cpu()
-        self.counts += counts.cpu()
+        self.sums += sums.detach().sum(dim=0).cpu()
+        self.counts += counts.sum(dim=0).cpu()
 
     @property
     def spread(self) -> float:

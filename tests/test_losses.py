@@ -337,12 +337,18 @@ def test_lattice_loss_vs_pixel_by_pixel_reference():
     masks[0, :, 1:13, 2:12] = 1
     masks[1, :, 5:14, 0:9] = 1
     masks[2] = 1
-    means, signed = ref_lattice_cell_means(list(images.numpy()), list(masks[:, 0].numpy()), 4)
-    want = np.mean((means / means.mean() - 1) ** 2) + np.mean((signed / means.mean()) ** 2)
-    assert lattice_loss(images, masks, 4).item() == pytest.approx(want, rel=1e-9)
-    # A cell without a hole pixel leaves the loss undefined: 0, with no pull on the image.
+    per_image = []
+    for image, mask in zip(images.numpy(), masks[:, 0].numpy(), strict=True):
+        means, signed = ref_lattice_cell_means([image], [mask], 4)
+        per_image.append(
+            np.mean((means / means.mean() - 1) ** 2) + np.mean((signed / means.mean()) ** 2)
+        )
+    assert lattice_loss(images, masks, 4).item() == pytest.approx(np.mean(per_image), rel=1e-9)
+    # An image whose hole misses a cell is left out; with none left, 0 and no pull on the image.
     small = torch.zeros(1, 1, 14, 13, dtype=torch.float64)
     small[..., 2:8, 2:8] = 1  # its 2 px-eroded interior covers 2 × 2 cells only
+    both = lattice_loss(images[:2], torch.cat([masks[:1], small]), 4).item()
+    assert both == pytest.approx(per_image[0], rel=1e-9)
     assert lattice_loss(images[:1], small, 4).item() == 0.0
 
 
