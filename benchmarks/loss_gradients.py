@@ -58,17 +58,7 @@ def main() -> None:
         refined = trainer.forward(real, mask, grad=False).refined.float().requires_grad_(True)
         coarse = refined.detach()  # the coarse stage's own terms do not reach the refined output
         terms = {
-            "reconstruction": losses.reconstruction_loss(
-                real,
-                (coarse, refined),
-                mask,
-                gamma=cfg.spatial_discount_gamma,
-                mode=cfg.spatial_discount_mode,
-                coarse_weight=cfg.coarse_l1_alpha,
-                hole_weight=cfg.l1_loss_alpha,
-                known_weight=cfg.ae_loss_alpha,
-                normalization=cfg.l1_normalization,
-            ).total,
+            "reconstruction": trainer.reconstruction_loss(real, coarse, refined, mask).total,
             "adversarial": cfg.gan_loss_alpha
             * sum(
                 weight * term

@@ -136,6 +136,23 @@ class Trainer:
         refined = self.forward(real, mask, grad=False).refined
         return self.critics.losses(real, mask, refined, self.recipe.loss.wgan_gp_lambda)
 
+    def reconstruction_loss(
+        self, real: torch.Tensor, coarse: torch.Tensor, refined: torch.Tensor, mask: torch.Tensor
+    ) -> losses.ReconstructionLoss:
+        """``losses.reconstruction_loss`` of both stages' outputs, weighted as the recipe says."""
+        cfg = self.recipe.loss
+        return losses.reconstruction_loss(
+            real,
+            (coarse, refined),
+            mask,
+            gamma=cfg.spatial_discount_gamma,
+            mode=cfg.spatial_discount_mode,
+            coarse_weight=cfg.coarse_l1_alpha,
+            hole_weight=cfg.l1_loss_alpha,
+            known_weight=cfg.ae_loss_alpha,
+            normalization=cfg.l1_normalization,
+        )
+
     def generator_losses(
         self,
         real: torch.Tensor,
@@ -157,18 +174,8 @@ class Trainer:
         cfg = self.recipe.loss
         if out is None:
             out = self.forward(real, mask)
-        coarse, refined = out.coarse.float(), out.refined.float()
-        rec = losses.reconstruction_loss(
-            real,
-            (coarse, refined),
-            mask,
-            gamma=cfg.spatial_discount_gamma,
-            mode=cfg.spatial_discount_mode,
-            coarse_weight=cfg.coarse_l1_alpha,
-            hole_weight=cfg.l1_loss_alpha,
-            known_weight=cfg.ae_loss_alpha,
-            normalization=cfg.l1_normalization,
-        )
+        refined = out.refined.float()
+        rec = self.reconstruction_loss(real, out.coarse.float(), refined, mask)
         scalars = {
             "generator/l1_loss": rec.hole.detach(),  # discounted ℓ1 on the hole, both stages
             "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
