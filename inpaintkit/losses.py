@@ -260,8 +260,10 @@ def reconstruction_loss(
 # --------------------------------------------------------------------------- lattice [ours]
 
 
-def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> torch.Tensor:
-    """How much each fill depends on where it lies on a ``period × period`` lattice -> scalar.
+def lattice_loss_per_image(
+    completed: torch.Tensor, mask: torch.Tensor, period: int
+) -> torch.Tensor:
+    """How much each fill depends on where it lies on a ``period × period`` lattice -> ``(M,)``.
 
     ``completed (N, C, H, W)`` (any range: the loss is scale-free), ``mask (N, 1, H, W)``
     (1 = hole). Over each image's hole eroded by 2 px, per cell ``(y mod period, x mod
@@ -275,16 +277,15 @@ def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> to
     (``+a, +a, -a, -a``). Both are 0 for detail that ignores the lattice, whatever its amount,
     so the loss moves detail off the grid without asking for less of it.
 
-    Per image, then averaged over the images whose eroded hole reaches every cell (0, without
-    a graph to the input, when none does): pooled over a batch, one image's grid was diluted
-    by the others' detail and survived (stint 12).
+    One value per image whose eroded hole reaches every cell (``M <= N``; the others have
+    no measure), in batch order.
     """
     residual = high_pass(completed)
     inside = hole_interior(mask)
     detail_sums, counts = lattice_cell_sums(residual.abs().mean(dim=1), inside, period)
     whole = (counts > 0).all(dim=1)  # (N,): images with a pixel in every cell
     if not bool(whole.any()):
-        return completed.new_zeros(())
+        return completed.new_zeros((0,))
     signed_sums = torch.stack(
         [lattice_cell_sums(residual[:, k], inside, period)[0] for k in range(residual.shape[1])],
         dim=1,
@@ -294,4 +295,13 @@ def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> to
     scale = detail.mean(dim=1, keepdim=True)
     unevenness = ((detail / scale - 1.0) ** 2).mean(dim=1)
     bias = ((signed_sums[whole] / counts[:, None] / scale[:, None]) ** 2).mean(dim=(1, 2))
-    return (unevenness + bias).mean()
+    return unevenness + bias
+
+
+def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> torch.Tensor:
+    """:func:`lattice_loss_per_image` averaged over the images it measures -> scalar (0,
+    without a graph to the input, when it measures none). Per image, not pooled over the
+    batch: pooled, one image's grid was diluted by the others' detail and survived (stint 12).
+    """
+    per_image = lattice_loss_per_image(completed, mask, period)
+    return per_image.mean() if per_image.numel() else completed.new_zeros(())

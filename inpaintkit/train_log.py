@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from inpaintkit import metrics
+from inpaintkit import losses, metrics
 from inpaintkit.config import Recipe
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.distributed import Distributed
@@ -42,15 +42,19 @@ def validate(
     masks: torch.Tensor,
     batch_size: int,
     grid_rows: int = 4,
+    lattice_period: int = 8,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Fill the fixed validation set; return mean metrics and an image grid.
 
     ``images (N, 3, S, S)`` in [-1, 1] and ``masks (N, 1, S, S)`` on the generator's device.
     Metrics are :func:`metrics.image_metrics` on the composited fill, averaged with
     :class:`metrics.RunningStats`, and ``hole_lattice_spread``: the 8 px
-    :class:`metrics.LatticeProfile` of all the fills (the grid issue #25 watches). The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes
-    white) | coarse | refined (composited) | attention map (flow colours, grey without
-    attention) | ground truth.
+    :class:`metrics.LatticeProfile` of all the fills (the grid issue #25 watches), which
+    misses grids whose phase differs from image to image; so also ``hole_lattice_loss`` and
+    ``truth_lattice_loss``: :func:`losses.lattice_loss_per_image` of the fills and of the
+    photos at ``lattice_period``, averaged over the images it measures. The grid is uint8
+    ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
+    (flow colours, grey without attention) | ground truth.
     """
     stats: dict[str, metrics.RunningStats] = {}
     lattice = metrics.LatticeProfile()  # over the whole set: one spread, not a per-image mean
@@ -65,6 +69,9 @@ def validate(
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
         lattice.add(signed_to_unit(completed), m)
+        for key, picture in (("hole_lattice_loss", completed), ("truth_lattice_loss", x)):
+            for value in losses.lattice_loss_per_image(picture, m, lattice_period).tolist():
+                stats.setdefault(key, metrics.RunningStats()).add(value)
         if len(columns) < grid_rows:
             size = x.shape[-1]
             if out.offsets is not None:
@@ -86,6 +93,8 @@ def validate(
             columns.extend(rows[: grid_rows - len(columns)])
     means = {key: s.mean for key, s in stats.items()}
     means["hole_lattice_spread"] = lattice.spread
+    for key in ("hole_lattice_loss", "truth_lattice_loss"):  # NaN: no hole reached every cell
+        means.setdefault(key, math.nan)
     return means, np.concatenate(columns, axis=0)
 
 
@@ -219,7 +228,12 @@ class TrainLog:
             step % schedule.val_every != 0 and step % schedule.image_every != 0
         ):
             return None
-        val_means, grid = validate(generator, *self.validation, self.recipe.data.batch_size)
+        val_means, grid = validate(
+            generator,
+            *self.validation,
+            self.recipe.data.batch_size,
+            lattice_period=self.recipe.loss.lattice_period,
+        )
         if step % schedule.val_every == 0:
             for key, value in val_means.items():
                 self.writer.add_scalar(f"validation/{key}", value, step)

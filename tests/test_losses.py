@@ -19,6 +19,7 @@ from inpaintkit.losses import (
     generator_wgan_loss,
     gradient_penalty,
     lattice_loss,
+    lattice_loss_per_image,
     reconstruction_loss,
     spatial_discount,
 )
@@ -344,12 +345,14 @@ def test_lattice_loss_vs_pixel_by_pixel_reference():
             np.mean((means / means.mean() - 1) ** 2) + np.mean((signed / means.mean()) ** 2)
         )
     assert lattice_loss(images, masks, 4).item() == pytest.approx(np.mean(per_image), rel=1e-9)
+    np.testing.assert_allclose(lattice_loss_per_image(images, masks, 4).numpy(), per_image)
     # An image whose hole misses a cell is left out; with none left, 0 and no pull on the image.
     small = torch.zeros(1, 1, 14, 13, dtype=torch.float64)
     small[..., 2:8, 2:8] = 1  # its 2 px-eroded interior covers 2 × 2 cells only
     both = lattice_loss(images[:2], torch.cat([masks[:1], small]), 4).item()
     assert both == pytest.approx(per_image[0], rel=1e-9)
     assert lattice_loss(images[:1], small, 4).item() == 0.0
+    assert lattice_loss_per_image(images[:1], small, 4).shape == (0,)
 
 
 def test_lattice_loss_gradient_vs_finite_differences():

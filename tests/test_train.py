@@ -722,8 +722,28 @@ def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
     assert lines[1]["train_seconds"] >= lines[0]["train_seconds"] > 0
     assert 0 < lines[1]["hole_psnr"] < 100 and lines[1]["hole_l1"] > 0
     # The 8 px grid's measure (NaN where the tiny holes leave a lattice cell without a pixel).
-    spread = lines[1]["hole_lattice_spread"]
-    assert math.isnan(spread) or spread >= 0
+    for key in ("hole_lattice_spread", "hole_lattice_loss", "truth_lattice_loss"):
+        assert math.isnan(lines[1][key]) or lines[1][key] >= 0
+
+
+def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
+    from inpaintkit.train_log import validate
+
+    recipe = load_recipe(TINY, ["data.image_size=48"])
+    generator = Trainer(recipe, torch.device("cpu")).generator.eval()
+    photos = torch.from_numpy(skdata.astronaut()[::4, ::4][:48, :48].copy())
+    images = torch.stack([photos, photos.flip(0), photos.flip(1)]).permute(0, 3, 1, 2) / 127.5 - 1
+    masks = torch.zeros(3, 1, 48, 48)
+    masks[0, :, 8:40, 8:40] = 1
+    masks[1, :, 4:44, 10:30] = 1  # 20 px wide: its eroded interior still reaches every 8 px cell
+    masks[2, :, 20:26, 20:26] = 1  # reaches 2 × 2 cells only: not measured
+    with torch.no_grad():
+        means, grid = validate(generator, images, masks, batch_size=2, lattice_period=8)
+        truth = losses.lattice_loss_per_image(images, masks, 8)
+    assert truth.shape == (2,)
+    assert means["truth_lattice_loss"] == pytest.approx(truth.mean().item(), rel=1e-5)
+    assert means["hole_lattice_loss"] > 0
+    assert grid.shape == (3 * 48, 5 * 48, 3)
 
 
 def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch):
