@@ -39,10 +39,11 @@ class TrainingPlan:
 #: run and the loader workers come after these overrides (plan.py), the checkpoint cadence last.
 TRAINING = TrainingPlan(
     # The adversarial phase (recipes/default-adversarial.yaml: fresh critics warmed up alone,
-    # then one shared-forward critic update per generator update) at the paper's batch, with
-    # the global critic's inputs at a random phase (default-adversarial-shift.yaml): without
-    # it the fills grew the critic's origin-anchored lattice (docs/model.md, "The faint ~8 px grid").
-    recipe="default-adversarial-shift",
+    # then one shared-forward critic update per generator update) at the paper's batch, as the
+    # CPU run of stints 12-13 trains it (default-adversarial-lattice.yaml: lattice-free critics,
+    # bilinear resizes and the per-image loss against the lattice the generator otherwise
+    # draws; docs/model.md, "The faint ~8 px grid" and "A loss against the lattice").
+    recipe="default-adversarial-lattice",
     overrides=("data.batch_size=16", "schedule.critic_warmup_steps=200"),
 )
 
