@@ -3,6 +3,7 @@
     python benchmarks/default_model.py curve RUN [--eval ../shared/data/eval] [--free-every N]
                                                  [--earlier RUN2 --earlier-label TEXT]
     python benchmarks/default_model.py raw RUN OUT.safetensors
+    python benchmarks/default_model.py keep RUN/generator.safetensors OUT.safetensors
     python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
     python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
@@ -21,6 +22,11 @@ replaced).
 ``raw`` writes a run's raw generator weights (the training state's, not the weight average
 that ``RUN/generator.safetensors`` holds) with the run's metadata: what ``ship`` packs when the
 raw weights validate better, as after a learning-rate cool-down.
+
+``keep`` writes a run's generator as fp16 with its metadata, to commit at the end of a stint
+(``checkpoints/``): run state lives outside the work tree and a new machine starts without
+it, so the next stint restarts from that file with ``--init-from`` (fresh critics, warmed up
+alone again) instead of from the shipped weights.
 
 ``ship`` writes the generator as fp16 into the package (``inpaintkit/weights/``) after
 measuring, on both evaluation sets, what fp16 storage costs against the fp32 file; it refuses
@@ -262,15 +268,30 @@ def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) 
     save_figure(fig, title, ADVERSARIAL_IMAGE)
 
 
-def ship(source: Path, eval_root: Path) -> None:
-    generator = load_generator(source)
+def packed_metadata(source: Path) -> dict[str, str]:
+    """What a packed copy of ``source`` keeps of its metadata, and the source's sha256."""
     meta = read_metadata(source)
     metadata = {
         key: meta[key]
-        for key in ("recipe", "step", "samples", "train_seconds", "weights")
+        for key in ("recipe", "step", "samples", "train_seconds", "weights", "init_from")
         if key in meta
     }
     metadata["source_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
+    return metadata
+
+
+def keep(source: Path, out: Path) -> None:
+    """``source`` (a run's generator) as fp16 at ``out``: small enough to commit, so a run whose
+    state is lost with its machine restarts from it with ``--init-from`` (docs/training.md)."""
+    metadata = packed_metadata(source)
+    save_generator(out, load_generator(source), metadata=metadata, dtype=torch.float16)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {metadata.get('step')})")
+
+
+def ship(source: Path, eval_root: Path) -> None:
+    generator = load_generator(source)
+    meta = read_metadata(source)
+    metadata = packed_metadata(source)
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / "half.safetensors"
         save_generator(half, generator, metadata=metadata, dtype=torch.float16)
@@ -451,6 +472,9 @@ def main() -> None:
     r = sub.add_parser("raw", help="write a run's raw (not averaged) generator weights")
     r.add_argument("run", type=Path)
     r.add_argument("out", type=Path)
+    k = sub.add_parser("keep", help="pack a run's generator as fp16 to commit (--init-from)")
+    k.add_argument("source", type=Path)
+    k.add_argument("out", type=Path)
     s = sub.add_parser("ship", help="pack a generator into inpaintkit/weights as fp16")
     s.add_argument("source", type=Path)
     q = sub.add_parser(
@@ -486,6 +510,8 @@ def main() -> None:
 
         step = export_raw_generator(args.run, args.out)
         print(f"wrote {args.out}: the raw generator of {args.run} at step {step}")
+    elif args.command == "keep":
+        keep(args.source, args.out)
     elif args.command == "ship":
         ship(args.source, args.eval_root)
     elif args.command == "adversarial":
