@@ -30,8 +30,17 @@ FORMAT = "inpaintkit.generator"
 FORMAT_VERSION = "1"
 _RESERVED = ("format", "format_version", "config")
 
-#: The packaged default model (docs/model-card.md): fp16 weights, trained with recipes/default.yaml.
-DEFAULT_CHECKPOINT = Path(__file__).parent / "weights" / "deepfill_v1.safetensors"
+#: Where the packaged models' fp16 weights lie.
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+#: The models that ship with inpaintkit, by the name ``--checkpoint`` takes (docs/model-card.md),
+#: so that a user can choose one without knowing where the package lies. ``smooth``: trained
+#: on the ℓ1 losses alone (recipes/default.yaml), the most accurate per pixel and soft.
+BUNDLED_MODELS: dict[str, str] = {"smooth": "deepfill_v1.safetensors"}
+
+#: The bundled model used when none is given.
+DEFAULT_MODEL = "smooth"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / BUNDLED_MODELS[DEFAULT_MODEL]
 
 #: Why there is no model to load when none is given and the package has none (a source tree
 #: without the weights file, e.g. a sparse checkout).
@@ -46,8 +55,34 @@ class CheckpointError(ValueError):
 
 
 def default_checkpoint() -> Path | None:
-    """The packaged ``inpaintkit/weights/deepfill_v1.safetensors`` if it exists, else ``None``."""
+    """The packaged default model's file (``DEFAULT_MODEL``) if it exists, else ``None``."""
     return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
+
+
+def resolve_checkpoint(model: str | os.PathLike | None) -> Path:
+    """The weights file of ``model``: ``None`` (the default model), the name of a bundled model
+    (``BUNDLED_MODELS``; a file of that name in the working directory wins), or a file.
+
+    Raises :class:`CheckpointError` naming what is missing; the file's contents are not read.
+    """
+    if model is None:
+        path = default_checkpoint()
+        if path is None:
+            raise CheckpointError(NO_DEFAULT_MODEL)
+        return path
+    path = Path(model)
+    name = str(model)
+    if name in BUNDLED_MODELS and not path.exists():
+        path = WEIGHTS_DIR / BUNDLED_MODELS[name]
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path}: the bundled model {name!r} is missing from this copy of inpaintkit"
+            )
+    if not path.is_file():
+        raise CheckpointError(
+            f"{name}: no such file, and not a bundled model ({', '.join(BUNDLED_MODELS)})"
+        )
+    return path
 
 
 def save_generator(

@@ -39,12 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inpaintkit.checkpoint import (
-    NO_DEFAULT_MODEL,
-    CheckpointError,
-    default_checkpoint,
-    load_generator,
-)
+from inpaintkit.checkpoint import load_generator, resolve_checkpoint
 from inpaintkit.io import atomic_write
 from inpaintkit.model.attention import (
     ContextualAttention,
@@ -288,18 +283,15 @@ def model_metadata(generator: Generator, checkpoint_sha256: str) -> dict[str, st
 def export_onnx(
     output: str | os.PathLike, checkpoint: str | os.PathLike | None = None
 ) -> ExportSummary:
-    """Export the generator of ``checkpoint`` (None: the packaged default) to ``output``.
+    """Export the generator of ``checkpoint`` (a file, a bundled model's name, or None: the
+    default bundled model) to ``output``.
 
     Written atomically; the file is checked with ``onnx.checker`` before it is renamed into
     place. Raises :class:`ExportError` (onnx missing) or
     :class:`~inpaintkit.checkpoint.CheckpointError` (the checkpoint).
     """
     onnx = import_onnx()
-    if checkpoint is None:
-        checkpoint = default_checkpoint()
-        if checkpoint is None:
-            raise CheckpointError(NO_DEFAULT_MODEL)
-    checkpoint = Path(checkpoint)
+    checkpoint = resolve_checkpoint(checkpoint)
     generator = load_generator(checkpoint)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     multiple = input_multiple(generator)

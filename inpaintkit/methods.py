@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -20,12 +19,7 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 
 from inpaintkit.blend import DEFAULT_BLEND, check_blend
-from inpaintkit.checkpoint import (
-    NO_DEFAULT_MODEL,
-    CheckpointError,
-    default_checkpoint,
-    load_generator,
-)
+from inpaintkit.checkpoint import load_generator, resolve_checkpoint
 from inpaintkit.devices import has_native_bf16, resolve_device
 from inpaintkit.inpaint import inpaint
 from inpaintkit.patchmatch import patchmatch_inpaint
@@ -181,8 +175,9 @@ class PatchMatchMethod:
 class DeepFillMethod:
     """The paper's generator (coarse network, then refinement with contextual attention).
 
-    ``checkpoint``: a safetensors file from ``inpaintkit train``; ``None`` uses the weights
-    packaged with inpaintkit and raises ``CheckpointError`` when there are none.
+    ``checkpoint``: a safetensors file from ``inpaintkit train`` or the name of a bundled model
+    (:func:`~inpaintkit.checkpoint.resolve_checkpoint`); ``None`` uses the default bundled
+    model. A missing one raises ``CheckpointError``.
     ``precision``: ``"fp32"``, ``"bf16"``/``"fp16"`` autocast, or ``"auto"``
     (:func:`default_precision`). ``channels_last`` switches the memory format; ``None`` picks
     :func:`default_channels_last` (measured: docs/benchmarks.md, "fill precision"). Known pixels are composited
@@ -206,11 +201,7 @@ class DeepFillMethod:
             raise ValueError(
                 f"precision must be one of {list(PRECISION_CHOICES)}, got {precision!r}"
             )
-        if checkpoint is None:
-            checkpoint = default_checkpoint()
-            if checkpoint is None:
-                raise CheckpointError(NO_DEFAULT_MODEL)
-        self.checkpoint = Path(checkpoint)
+        self.checkpoint = resolve_checkpoint(checkpoint)
         self.device = resolve_device(device)
         self.precision = default_precision(self.device) if precision == "auto" else precision
         if channels_last is None:

@@ -12,10 +12,13 @@ from safetensors.torch import save_file
 
 from inpaintkit import checkpoint
 from inpaintkit.checkpoint import (
+    BUNDLED_MODELS,
+    DEFAULT_MODEL,
     CheckpointError,
     default_checkpoint,
     load_generator,
     read_metadata,
+    resolve_checkpoint,
     save_generator,
 )
 from inpaintkit.model.generator import Generator, GeneratorConfig
@@ -215,6 +218,34 @@ def test_default_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "absent.safetensors")
     with pytest.raises(CheckpointError, match="no default model at .*--checkpoint FILE"):
         load_generator()
+
+
+def test_bundled_models_resolve_by_name(tmp_path, monkeypatch):
+    assert DEFAULT_MODEL in BUNDLED_MODELS
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setattr(checkpoint, "BUNDLED_MODELS", {"smooth": "a.safetensors"})
+    monkeypatch.setattr(checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "weights" / "a.safetensors")
+    with pytest.raises(CheckpointError, match="bundled model 'smooth' is missing"):
+        resolve_checkpoint("smooth")
+    save_generator(tmp_path / "weights" / "a.safetensors", Generator(CONFIG))
+    assert resolve_checkpoint("smooth") == tmp_path / "weights" / "a.safetensors"
+    assert resolve_checkpoint(None) == tmp_path / "weights" / "a.safetensors"
+    other = tmp_path / "other.safetensors"
+    save_generator(other, Generator(CONFIG))
+    assert resolve_checkpoint(other) == other and resolve_checkpoint(str(other)) == other
+    # A file named like a model, in the working directory, is that file.
+    monkeypatch.chdir(tmp_path)
+    save_generator(tmp_path / "smooth", Generator(CONFIG))
+    assert resolve_checkpoint("smooth") == tmp_path.joinpath("smooth").relative_to(tmp_path)
+    with pytest.raises(
+        CheckpointError, match=r"^sharp: no such file, and not a bundled model \(smooth\)$"
+    ):
+        resolve_checkpoint("sharp")
+
+
+def test_the_packaged_default_model_is_there_by_name():
+    assert resolve_checkpoint(DEFAULT_MODEL) == default_checkpoint() is not None
+    assert load_generator(resolve_checkpoint(DEFAULT_MODEL)).config.contextual_attention
 
 
 def test_save_in_half_precision(generator, tmp_path):

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import skimage.data
@@ -417,3 +418,15 @@ def test_a_method_failing_on_one_image_skips_that_image_not_the_run(photos, tmp_
     assert {r["image"] for r in read_log(out)} == {"chelsea.png"}
     assert all(result.summary[m].metrics["hole_l1"].count == 1 for m in methods)
     assert (out / "comparison.png").is_file()
+
+
+def test_a_bundled_model_is_named_by_its_name():
+    from inpaintkit.checkpoint import DEFAULT_MODEL, default_checkpoint
+    from inpaintkit.cli.evaluate import CheckpointParam
+
+    assert CheckpointParam().convert(DEFAULT_MODEL, None, None) == (
+        DEFAULT_MODEL,
+        default_checkpoint(),
+    )
+    with pytest.raises(click.BadParameter, match="no such file"):
+        CheckpointParam().convert("not-a-model", None, None)

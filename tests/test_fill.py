@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from PIL import Image
 from skimage import data
 
+import inpaintkit.checkpoint
 import inpaintkit.methods
-from inpaintkit.checkpoint import save_generator
+from inpaintkit.checkpoint import NO_DEFAULT_MODEL, save_generator
 from inpaintkit.cli.fill import fill_command
 from inpaintkit.fill import fill_arrays, fill_files
 from inpaintkit.fill_images import DecodedImage, dilate_mask, merge_fill
@@ -20,7 +21,7 @@ from inpaintkit.fill_options import FillJob, FillOptions
 from inpaintkit.fill_plan import pair_files
 from inpaintkit.hd_strategy import working_size
 from inpaintkit.io import is_temporary, open_image
-from inpaintkit.methods import NO_DEFAULT_MODEL, DeepFillMethod, MeanColorMethod
+from inpaintkit.methods import DeepFillMethod, MeanColorMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig
 
 
@@ -402,7 +403,7 @@ def test_deepfill_checkpoint_and_attention_pictures(tmp_path: Path) -> None:
 def test_no_default_model_and_attention_without_deepfill_are_clear_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inpaintkit.methods, "default_checkpoint", lambda: None)
+    monkeypatch.setattr(inpaintkit.checkpoint, "default_checkpoint", lambda: None)
     save(tmp_path / "a.png", Image.fromarray(photo(8, 8)))
     save_mask(tmp_path / "m.png", hole_mask(8, 8))
     base = [
@@ -414,6 +415,9 @@ def test_no_default_model_and_attention_without_deepfill_are_clear_errors(
     ]
     result = CliRunner().invoke(fill_command, base)
     assert result.exit_code == 1 and NO_DEFAULT_MODEL in result.output
+    result = CliRunner().invoke(fill_command, [*base, "--checkpoint", "sharpest"])
+    assert result.exit_code == 2
+    assert "sharpest: no such file, and not a bundled model (smooth)" in result.output
     result = CliRunner().invoke(
         fill_command, [*base, "--method", "patchmatch", "--attention", str(tmp_path / "att")]
     )

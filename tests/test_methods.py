@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+import inpaintkit.checkpoint
 import inpaintkit.methods
 from inpaintkit.blend import poisson_blend
-from inpaintkit.checkpoint import CheckpointError, save_generator
+from inpaintkit.checkpoint import NO_DEFAULT_MODEL, CheckpointError, save_generator
 from inpaintkit.devices import resolve_device
 from inpaintkit.methods import (
-    NO_DEFAULT_MODEL,
     BiharmonicMethod,
     DeepFillMethod,
     MeanColorMethod,
@@ -129,7 +129,7 @@ def test_patchmatch_method_is_patchmatch_inpaint_per_sample() -> None:
 
 
 def test_no_default_model_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inpaintkit.methods, "default_checkpoint", lambda: None)
+    monkeypatch.setattr(inpaintkit.checkpoint, "default_checkpoint", lambda: None)
     with pytest.raises(CheckpointError) as info:
         DeepFillMethod(None, device="cpu")
     assert str(info.value) == NO_DEFAULT_MODEL

@@ -40,14 +40,15 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
 
+import inpaintkit.checkpoint
 import inpaintkit.methods
 import inpaintkit.serve.server
-from inpaintkit.checkpoint import CheckpointError, save_generator
+from inpaintkit.checkpoint import NO_DEFAULT_MODEL, CheckpointError, save_generator
 from inpaintkit.cli import main
 from inpaintkit.fill_images import attention_pictures
 from inpaintkit.fill_plan import pair_files
 from inpaintkit.io import is_temporary
-from inpaintkit.methods import NO_DEFAULT_MODEL, DeepFillMethod
+from inpaintkit.methods import DeepFillMethod
 from inpaintkit.model.generator import Generator, GeneratorConfig
 from inpaintkit.model.visualize import flow_legend
 from inpaintkit.serve import create_app
@@ -312,7 +313,7 @@ def test_bad_fill_requests_get_a_4xx_with_a_message(client: TestClient) -> None:
 def test_without_a_checkpoint_the_default_model_is_used(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inpaintkit.methods, "default_checkpoint", lambda: checkpoint)
+    monkeypatch.setattr(inpaintkit.checkpoint, "default_checkpoint", lambda: checkpoint)
     with TestClient(create_app(device="cpu"), base_url=BASE) as client:
         methods = client.get("/api/info").json()["methods"]
         assert methods[0] == {
@@ -327,7 +328,7 @@ def test_without_a_checkpoint_the_default_model_is_used(
 def test_without_the_default_model_deepfill_says_why_and_patchmatch_works(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(inpaintkit.methods, "default_checkpoint", lambda: None)
+    monkeypatch.setattr(inpaintkit.checkpoint, "default_checkpoint", lambda: None)
     with TestClient(create_app(device="cpu"), base_url=BASE) as client:
         deepfill = client.get("/api/info").json()["methods"][0]
         assert deepfill["available"] is False and deepfill["reason"] == NO_DEFAULT_MODEL

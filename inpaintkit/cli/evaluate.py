@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
+from inpaintkit.checkpoint import BUNDLED_MODELS, CheckpointError, resolve_checkpoint
 from inpaintkit.cli.options import device_option, patch_size_option
 from inpaintkit.devices import resolve_device
 from inpaintkit.distributed import init_distributed
@@ -23,9 +24,10 @@ from inpaintkit.texture import TEXTURE_CHOICES
 
 
 class CheckpointParam(click.ParamType):
-    """``FILE`` or ``NAME=FILE`` -> ``FILE`` or ``(NAME, FILE)``; the file must exist."""
+    """``FILE``, ``NAME=FILE`` or a bundled model's name -> ``FILE`` or ``(NAME, FILE)``; the
+    file must exist. A bundled model is labelled by its name."""
 
-    name = "[NAME=]FILE"
+    name = "[NAME=]FILE|MODEL"
 
     def convert(
         self,
@@ -36,6 +38,11 @@ class CheckpointParam(click.ParamType):
         if isinstance(value, tuple):
             return value
         name, path = None, Path(value)
+        if not path.exists() and value in BUNDLED_MODELS:
+            try:
+                return value, resolve_checkpoint(value)
+            except CheckpointError as err:
+                self.fail(str(err), param, ctx)
         if not path.exists() and "=" in value:
             name, _, rest = value.partition("=")
             path = Path(rest)
@@ -77,8 +84,9 @@ class CheckpointParam(click.ParamType):
     "checkpoints",
     multiple=True,
     type=CheckpointParam(),
-    help="A generator (.safetensors from `inpaintkit train`), repeatable. Named NAME if given as "
-    "NAME=FILE, else by its file stem, or by its run folder when stems collide.",
+    help="A generator (.safetensors from `inpaintkit train`) or a bundled model by name "
+    f"({', '.join(BUNDLED_MODELS)}), repeatable. Named NAME if given as NAME=FILE, a bundled "
+    "model by its name, else by its file stem, or by its run folder when stems collide.",
 )
 @click.option(
     "--method",

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from inpaintkit.blend import BLEND_CHOICES, DEFAULT_BLEND
+from inpaintkit.checkpoint import BUNDLED_MODELS, DEFAULT_MODEL, CheckpointError, resolve_checkpoint
 from inpaintkit.hd_strategy import DEFAULT_STRATEGY, STRATEGIES
 from inpaintkit.memory import BUDGET_ENV, MemoryBudgetError, parse_bytes
 
@@ -22,12 +23,27 @@ def device_option(help: str = "auto = CUDA when available."):
     )
 
 
-#: ``--checkpoint FILE``: one generator; without it, the default model that ships in the package.
+class ModelParam(click.ParamType):
+    """A bundled model's name (``BUNDLED_MODELS``) or a generator file -> the weights file."""
+
+    name = "NAME|FILE"
+
+    def convert(
+        self, value: str | Path, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path:
+        try:
+            return resolve_checkpoint(value)
+        except CheckpointError as err:
+            self.fail(str(err), param, ctx)
+
+
+#: ``--checkpoint NAME|FILE``: one generator; without it, the default model that ships in the package.
 checkpoint_option = click.option(
     "--checkpoint",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Generator weights (.safetensors from `inpaintkit train`). "
-    "Default: the model that ships with inpaintkit (docs/model-card.md).",
+    type=ModelParam(),
+    help=f"A bundled model by name ({', '.join(BUNDLED_MODELS)}; docs/model-card.md) or "
+    "generator weights (.safetensors from `inpaintkit train`). "
+    f"Default: {DEFAULT_MODEL}.",
 )
 
 
