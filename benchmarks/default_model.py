@@ -226,8 +226,11 @@ def save_figure(fig, title: str, path: Path) -> None:
     print(f"wrote {path}")
 
 
-def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) -> None:
-    """Validation hole PSNR, TV ratio and 8 px lattice against step, one line per labelled run."""
+def draw_adversarial(
+    runs: list[tuple[str, Path]], truth_lattice: float | None, out: Path = ADVERSARIAL_IMAGE
+) -> None:
+    """Validation hole PSNR, TV ratio, 8 px lattice spread and the per-image lattice loss over
+    the photos' (where logged, from stint 13) against step, one line per labelled run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,19 +240,23 @@ def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) 
         ("hole_psnr", "hole PSNR (dB)"),
         ("hole_tv_ratio", "hole TV / ground truth's"),
         ("hole_lattice_spread", "8 px lattice spread (%)"),
+        ("lattice_loss_ratio", "per-image lattice loss, fills / photos'"),
     )
     logs: dict[str, list[dict]] = {}
     for label, run in runs:
         logs[label] = _validation_log(run)
         if not logs[label]:
             raise SystemExit(f"{run}: no validation log")
+        for row in logs[label]:
+            if "hole_lattice_loss" in row:  # at the run's recipe's period, so a ratio
+                row["lattice_loss_ratio"] = row["hole_lattice_loss"] / row["truth_lattice_loss"]
     # The shipped model's values: the first run whose step 0 logged every panel's metric (runs
     # from before stint 10 logged no lattice).
     start = next(
         (v[0] for v in logs.values() if all(key in v[0] for key, _ in panels)),
         next(iter(logs.values()))[0],
     )
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 4.2))
     for index, (label, validation) in enumerate(logs.items()):
         for ax, (key, _) in zip(axes, panels, strict=True):
             rows = [r for r in validation if key in r]
@@ -260,12 +267,14 @@ def draw_adversarial(runs: list[tuple[str, Path]], truth_lattice: float | None) 
             ax.axhline(start[key], color="0.5", ls=":", lw=0.8, label="shipped (step 0)")
         if key == "hole_lattice_spread" and truth_lattice is not None:
             ax.axhline(truth_lattice, color="k", ls="--", lw=0.8, label="ground truth")
+        if key == "lattice_loss_ratio":
+            ax.axhline(1.0, color="k", ls="--", lw=0.8, label="ground truth")
         ax.set_xlabel("steps (the first 100 train the critics alone)")
         ax.set_ylabel(axis_label)
         ax.grid(alpha=0.3)
     axes[2].legend(fontsize=8, loc="upper left")
     title = "Adversarial phase from the shipped weights: validation fills (64 held-out photos)"
-    save_figure(fig, title, ADVERSARIAL_IMAGE)
+    save_figure(fig, title, out)
 
 
 def packed_metadata(source: Path) -> dict[str, str]:
@@ -498,6 +507,7 @@ def main() -> None:
         default=None,
         help="the ground truth's 8 px spread on the same images (lattice_sources.py prints it)",
     )
+    a.add_argument("--out", type=Path, default=ADVERSARIAL_IMAGE, help="the figure's file")
     for p in (c, s, q, h):
         p.add_argument(
             "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
@@ -518,7 +528,9 @@ def main() -> None:
         pairs = [item.partition("=") for item in args.runs]
         if any(not sep or not label for label, sep, _ in pairs):
             raise SystemExit("each run is LABEL=RUN_FOLDER")
-        draw_adversarial([(label, Path(run)) for label, _, run in pairs], args.truth_lattice)
+        draw_adversarial(
+            [(label, Path(run)) for label, _, run in pairs], args.truth_lattice, args.out
+        )
     elif args.command == "sharpness":
         sharpness(
             args.checkpoints, args.eval_root, args.free_every, args.patchmatch, args.by_distance

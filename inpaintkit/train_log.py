@@ -52,7 +52,9 @@ def validate(
     :class:`metrics.LatticeProfile` of all the fills (the grid issue #25 watches), which
     misses grids whose phase differs from image to image; so also ``hole_lattice_loss`` and
     ``truth_lattice_loss``: :func:`losses.lattice_loss_per_image` of the fills and of the
-    photos at ``lattice_period``, averaged over the images it measures. The grid is uint8
+    photos at ``lattice_period``, averaged over the images it measures, and
+    ``hole_lattice_gridded``, the share of those images whose fill's loss is over twice its
+    photo's (a mean hides a few strongly gridded fills among many clean ones). The grid is uint8
     ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -69,8 +71,14 @@ def validate(
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
         lattice.add(signed_to_unit(completed), m)
-        for key, picture in (("hole_lattice_loss", completed), ("truth_lattice_loss", x)):
-            for value in losses.lattice_loss_per_image(picture, m, lattice_period).tolist():
+        fills = losses.lattice_loss_per_image(completed, m, lattice_period)
+        photos = losses.lattice_loss_per_image(x, m, lattice_period)  # the same images measured
+        for key, values in (
+            ("hole_lattice_loss", fills),
+            ("truth_lattice_loss", photos),
+            ("hole_lattice_gridded", (fills > 2.0 * photos).double()),
+        ):
+            for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
         if len(columns) < grid_rows:
             size = x.shape[-1]
@@ -93,7 +101,8 @@ def validate(
             columns.extend(rows[: grid_rows - len(columns)])
     means = {key: s.mean for key, s in stats.items()}
     means["hole_lattice_spread"] = lattice.spread
-    for key in ("hole_lattice_loss", "truth_lattice_loss"):  # NaN: no hole reached every cell
+    for key in ("hole_lattice_loss", "truth_lattice_loss", "hole_lattice_gridded"):
+        # NaN: no hole reached every cell
         means.setdefault(key, math.nan)
     return means, np.concatenate(columns, axis=0)
 

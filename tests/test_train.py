@@ -28,7 +28,7 @@ from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import crop_hole_boxes
 from inpaintkit.prepare import prepare_dataset
 from inpaintkit.prepare_options import PrepareOptions
-from inpaintkit.tensors import image_to_tensor
+from inpaintkit.tensors import composite, image_to_tensor
 from inpaintkit.train import (
     Trainer,
     TrainingError,
@@ -722,7 +722,12 @@ def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
     assert lines[1]["train_seconds"] >= lines[0]["train_seconds"] > 0
     assert 0 < lines[1]["hole_psnr"] < 100 and lines[1]["hole_l1"] > 0
     # The 8 px grid's measure (NaN where the tiny holes leave a lattice cell without a pixel).
-    for key in ("hole_lattice_spread", "hole_lattice_loss", "truth_lattice_loss"):
+    for key in (
+        "hole_lattice_spread",
+        "hole_lattice_loss",
+        "truth_lattice_loss",
+        "hole_lattice_gridded",
+    ):
         assert math.isnan(lines[1][key]) or lines[1][key] >= 0
 
 
@@ -743,6 +748,12 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
     assert truth.shape == (2,)
     assert means["truth_lattice_loss"] == pytest.approx(truth.mean().item(), rel=1e-5)
     assert means["hole_lattice_loss"] > 0
+    fills = losses.lattice_loss_per_image(
+        composite(images, generator(images, masks).refined, masks), masks, 8
+    )
+    assert means["hole_lattice_gridded"] == pytest.approx(
+        (fills > 2 * truth).double().mean().item()
+    )
     assert grid.shape == (3 * 48, 5 * 48, 3)
 
 
