@@ -299,7 +299,6 @@ def keep(source: Path, out: Path) -> None:
 
 def ship(source: Path, eval_root: Path) -> None:
     generator = load_generator(source)
-    meta = read_metadata(source)
     metadata = packed_metadata(source)
     with tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / "half.safetensors"
@@ -318,7 +317,7 @@ def ship(source: Path, eval_root: Path) -> None:
         save_generator(DEFAULT_CHECKPOINT, generator, metadata=metadata, dtype=torch.float16)
     size = DEFAULT_CHECKPOINT.stat().st_size
     print(
-        f"wrote {DEFAULT_CHECKPOINT} ({size / 1e6:.1f} MB, step {meta.get('step')}, "
+        f"wrote {DEFAULT_CHECKPOINT} ({size / 1e6:.1f} MB, step {metadata.get('step')}, "
         f"sha256 {hashlib.sha256(DEFAULT_CHECKPOINT.read_bytes()).hexdigest()})"
     )
 

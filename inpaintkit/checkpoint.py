@@ -186,11 +186,7 @@ def load_generator(
     ``.pt`` archives (detected, never unpickled), truncated or corrupt files, foreign or
     future formats, missing or unknown config keys, and missing, unexpected or misshapen tensors.
     """
-    if path is None:
-        path = default_checkpoint()
-        if path is None:
-            raise CheckpointError(NO_DEFAULT_MODEL)
-    path = Path(path)
+    path = resolve_checkpoint(None) if path is None else Path(path)
     config = _parse_config(path, read_metadata(path).get("config"))
     generator = Generator(config)
     expected = generator.state_dict()
