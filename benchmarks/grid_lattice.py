@@ -7,6 +7,11 @@ high-pass residual inside the holes averaged per lattice cell ``(y mod P, x mod 
 - 1, in %. A natural image, whose detail does not care about the lattice, is near 0. Training
 logs the same number for 8 px at every validation (``hole_lattice_spread``).
 
+A pooled spread misses grids whose phase differs from image to image, so a second table
+measures each image on its own: :func:`inpaintkit.losses.lattice_loss_per_image` of each
+output at each period, the mean over images, and the share of images whose loss is over twice
+their photo's (training's ``hole_lattice_gridded``).
+
 Ablations of the refinement network (same weights, same inputs):
 - ``attention zeroed``: the attention branch's features replaced by zeros, so the decoder
   sees only the dilated branch (the coarse network's twin);
@@ -26,6 +31,7 @@ import torch
 
 from inpaintkit.checkpoint import load_generator
 from inpaintkit.io import list_images, read_mask, read_rgb
+from inpaintkit.losses import lattice_loss_per_image
 from inpaintkit.metrics import LatticeProfile
 from inpaintkit.model import attention as attention_module
 from inpaintkit.tensors import composite, image_to_tensor, mask_to_tensor, signed_to_unit
@@ -68,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("eval_set", type=Path, help="a folder with images/ and masks/")
     parser.add_argument("--checkpoint", type=Path, required=True, action="append")
-    parser.add_argument("--periods", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--periods", type=int, nargs="+", default=[4, 6, 8, 12, 16])
     args = parser.parse_args()
     paths = list_images(args.eval_set / "images")
     images = torch.cat([image_to_tensor(read_rgb(p)) for p in paths])
@@ -101,6 +107,22 @@ def main() -> None:
             profile.add(image, masks)
             cells.append(profile.spread)
         print(f"| {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+
+    print(
+        "\nper image: lattice loss, mean over images (in brackets: % of images over twice "
+        "their photo's)\n"
+    )
+    print("| output | " + " | ".join(f"{p} px" for p in args.periods) + " |")
+    print("|---|" + "---:|" * len(args.periods))
+    photos = lattice_loss_per_image(truth, masks, args.periods)  # (M, P)
+    for label, image in rows.items():
+        losses = lattice_loss_per_image(image, masks, args.periods)
+        gridded = 100.0 * (losses > 2.0 * photos).double().mean(dim=0)
+        cells = [
+            f"{loss:.3f}" + ("" if label == "ground truth" else f" ({share:.0f} %)")
+            for loss, share in zip(losses.mean(dim=0).tolist(), gridded.tolist(), strict=True)
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

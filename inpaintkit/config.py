@@ -96,11 +96,13 @@ class LossConfig:
     # as in the per-image metrics the model is scored by. [ours]
     l1_normalization: Literal["batch", "image"] = "batch"
     # Weight of losses.lattice_loss in the generator's loss: the fills' detail spread unevenly
-    # over the cells of a lattice_period-px lattice anchored at the origin, the grid the
-    # generator draws as the critics pull detail out of it (docs/model.md, "The generator
-    # draws it"). 0 = off, the paper's. [ours]
+    # over the cells of a P-px lattice anchored at the origin, the grid the generator draws
+    # as the critics pull detail out of it (docs/model.md, "The generator draws it"),
+    # averaged over the periods P of lattice_periods. A lattice sees only the grids whose
+    # period divides its own: watched at one period, the grid moved to another (stint 13).
+    # 0 = off, the paper's. [ours]
     lattice_alpha: float = 0.0
-    lattice_period: int = 8
+    lattice_periods: tuple[int, ...] = (8,)
 
 
 @dataclass
@@ -229,9 +231,10 @@ class Recipe:
                 raise ConfigError(f"{path}: must be >= 0, got {value}")
         if self.loss.lattice_alpha < 0:
             raise ConfigError(f"loss.lattice_alpha: must be >= 0, got {self.loss.lattice_alpha}")
-        if self.loss.lattice_period < 2:
+        if not self.loss.lattice_periods or min(self.loss.lattice_periods) < 2:
             raise ConfigError(
-                f"loss.lattice_period: must be at least 2, got {self.loss.lattice_period}"
+                "loss.lattice_periods: must be periods of at least 2 px, got "
+                f"{list(self.loss.lattice_periods)}"
             )
         if self.loss.gradient_penalty_every <= 0:
             raise ConfigError(

@@ -9,6 +9,7 @@ The paper writes its masks the other way round (0 = missing), so its ``(1 - m)``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -260,10 +261,32 @@ def reconstruction_loss(
 # --------------------------------------------------------------------------- lattice [ours]
 
 
+def _lattice_terms(
+    residual: torch.Tensor, inside: torch.Tensor, period: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`lattice_loss_per_image`'s value for every image at one ``period`` -> ``(loss
+    (N,), measured (N,) bool)``; ``loss`` is finite but meaningless where not ``measured``."""
+    detail_sums, counts = lattice_cell_sums(residual.abs().mean(dim=1), inside, period)
+    measured = (counts > 0).all(dim=1)  # (N,): images with a pixel in every cell
+    signed_sums = torch.stack(
+        [lattice_cell_sums(residual[:, k], inside, period)[0] for k in range(residual.shape[1])],
+        dim=1,
+    )  # (N, C, period²)
+    counts = counts.clamp(min=1)
+    detail = detail_sums / counts  # (N, period²)
+    # The floor only keeps an image that is flat, or unmeasured, finite; it never binds on
+    # a measured fill (its residual is never exactly 0 on every cell).
+    scale = detail.mean(dim=1, keepdim=True).clamp(min=1e-12)
+    unevenness = ((detail / scale - 1.0) ** 2).mean(dim=1)
+    bias = ((signed_sums / counts[:, None] / scale[:, None]) ** 2).mean(dim=(1, 2))
+    return unevenness + bias, measured
+
+
 def lattice_loss_per_image(
-    completed: torch.Tensor, mask: torch.Tensor, period: int
+    completed: torch.Tensor, mask: torch.Tensor, periods: int | Sequence[int]
 ) -> torch.Tensor:
-    """How much each fill depends on where it lies on a ``period × period`` lattice -> ``(M,)``.
+    """How much each fill depends on where it lies on a ``period × period`` lattice, at each
+    of ``periods`` -> ``(M,)`` for one period, ``(M, len(periods))`` for a sequence.
 
     ``completed (N, C, H, W)`` (any range: the loss is scale-free), ``mask (N, 1, H, W)``
     (1 = hole). Over each image's hole eroded by 2 px, per cell ``(y mod period, x mod
@@ -277,31 +300,29 @@ def lattice_loss_per_image(
     (``+a, +a, -a, -a``). Both are 0 for detail that ignores the lattice, whatever its amount,
     so the loss moves detail off the grid without asking for less of it.
 
-    One value per image whose eroded hole reaches every cell (``M <= N``; the others have
-    no measure), in batch order.
+    A lattice of period P sees the grids whose period divides P, and no other: one watched
+    at 8 and 16 px moved to 6 px (stint 13, docs/model.md), hence several periods.
+
+    One row per image whose eroded hole reaches every cell at every period (``M <= N``; the
+    others have no measure), in batch order.
     """
+    single = isinstance(periods, int)
     residual = high_pass(completed)
     inside = hole_interior(mask)
-    detail_sums, counts = lattice_cell_sums(residual.abs().mean(dim=1), inside, period)
-    whole = (counts > 0).all(dim=1)  # (N,): images with a pixel in every cell
-    if not bool(whole.any()):
-        return completed.new_zeros((0,))
-    signed_sums = torch.stack(
-        [lattice_cell_sums(residual[:, k], inside, period)[0] for k in range(residual.shape[1])],
-        dim=1,
-    )  # (N, C, period²)
-    counts = counts[whole]
-    detail = detail_sums[whole] / counts  # (M, period²)
-    scale = detail.mean(dim=1, keepdim=True)
-    unevenness = ((detail / scale - 1.0) ** 2).mean(dim=1)
-    bias = ((signed_sums[whole] / counts[:, None] / scale[:, None]) ** 2).mean(dim=(1, 2))
-    return unevenness + bias
+    terms = [_lattice_terms(residual, inside, p) for p in ([periods] if single else periods)]
+    loss = torch.stack([value for value, _ in terms], dim=1)  # (N, P)
+    measured = torch.stack([where for _, where in terms], dim=1).all(dim=1)
+    loss = loss[measured]
+    return loss[:, 0] if single else loss
 
 
-def lattice_loss(completed: torch.Tensor, mask: torch.Tensor, period: int) -> torch.Tensor:
-    """:func:`lattice_loss_per_image` averaged over the images it measures -> scalar (0,
-    without a graph to the input, when it measures none). Per image, not pooled over the
-    batch: pooled, one image's grid was diluted by the others' detail and survived (stint 12).
+def lattice_loss(
+    completed: torch.Tensor, mask: torch.Tensor, periods: int | Sequence[int]
+) -> torch.Tensor:
+    """:func:`lattice_loss_per_image` averaged over the images it measures and over
+    ``periods`` -> scalar (0, without a graph to the input, when it measures none). Per
+    image, not pooled over the batch: pooled, one image's grid was diluted by the others'
+    detail and survived (stint 12).
     """
-    per_image = lattice_loss_per_image(completed, mask, period)
+    per_image = lattice_loss_per_image(completed, mask, periods)
     return per_image.mean() if per_image.numel() else completed.new_zeros(())

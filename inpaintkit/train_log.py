@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 VALIDATION_LOG = "validation.jsonl"
 #: The generator at the run's best validation hole PSNR so far (schedule.max_validation_drop_db).
 BEST_GENERATOR_FILE = "generator-best.safetensors"
+#: The lattice periods validation measures the fills' grid at, whatever the recipe trains
+#: against, so that runs compare: 4-16 px, which holds every period from 2 px up as a divisor
+#: (a lattice of period P sees the grids whose period divides P).
+VALIDATION_LATTICE_PERIODS = tuple(range(4, 17))
 
 
 @torch.no_grad()
@@ -42,7 +47,7 @@ def validate(
     masks: torch.Tensor,
     batch_size: int,
     grid_rows: int = 4,
-    lattice_period: int = 8,
+    lattice_periods: Sequence[int] = VALIDATION_LATTICE_PERIODS,
 ) -> tuple[dict[str, float], np.ndarray]:
     """Fill the fixed validation set; return mean metrics and an image grid.
 
@@ -52,9 +57,10 @@ def validate(
     :class:`metrics.LatticeProfile` of all the fills (the grid issue #25 watches), which
     misses grids whose phase differs from image to image; so also ``hole_lattice_loss`` and
     ``truth_lattice_loss``: :func:`losses.lattice_loss_per_image` of the fills and of the
-    photos at ``lattice_period``, averaged over the images it measures, and
+    photos, averaged over ``lattice_periods`` and the images it measures, and
     ``hole_lattice_gridded``, the share of those images whose fill's loss is over twice its
-    photo's (a mean hides a few strongly gridded fills among many clean ones). The grid is uint8
+    photo's at one period or more (a mean hides a few strongly gridded fills among many clean
+    ones, and a grid at one period among many clean periods). The grid is uint8
     ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -71,12 +77,12 @@ def validate(
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
         lattice.add(signed_to_unit(completed), m)
-        fills = losses.lattice_loss_per_image(completed, m, lattice_period)
-        photos = losses.lattice_loss_per_image(x, m, lattice_period)  # the same images measured
+        fills = losses.lattice_loss_per_image(completed, m, lattice_periods)  # (M, P)
+        photos = losses.lattice_loss_per_image(x, m, lattice_periods)  # the same images
         for key, values in (
-            ("hole_lattice_loss", fills),
-            ("truth_lattice_loss", photos),
-            ("hole_lattice_gridded", (fills > 2.0 * photos).double()),
+            ("hole_lattice_loss", fills.mean(dim=1)),
+            ("truth_lattice_loss", photos.mean(dim=1)),
+            ("hole_lattice_gridded", (fills > 2.0 * photos).any(dim=1).double()),
         ):
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
@@ -241,7 +247,6 @@ class TrainLog:
             generator,
             *self.validation,
             self.recipe.data.batch_size,
-            lattice_period=self.recipe.loss.lattice_period,
         )
         if step % schedule.val_every == 0:
             for key, value in val_means.items():

@@ -182,7 +182,7 @@ class Trainer:
         }
         g_loss = rec.total
         if cfg.lattice_alpha > 0:
-            lattice = losses.lattice_loss(composite(real, refined, mask), mask, cfg.lattice_period)
+            lattice = losses.lattice_loss(composite(real, refined, mask), mask, cfg.lattice_periods)
             g_loss = g_loss + cfg.lattice_alpha * lattice
             scalars["generator/lattice"] = lattice.detach()
         if adversarial:

@@ -89,7 +89,8 @@ def test_overrides_are_typed():
         ("schedule.steps", r"expected key\.sub=value"),
         ("data.image_size=60", r"data\.image_size: 60 is not a positive multiple of 8"),
         ("loss.lattice_alpha=-1", r"loss\.lattice_alpha: must be >= 0"),
-        ("loss.lattice_period=1", r"loss\.lattice_period: must be at least 2"),
+        ("loss.lattice_periods=[8, 1]", r"loss\.lattice_periods: must be periods of at least 2 px"),
+        ("loss.lattice_periods=[]", r"loss\.lattice_periods: must be periods of at least 2 px"),
         (
             "schedule.lr_cooldown_steps=1001",
             r"schedule\.lr_cooldown_steps: must be in 0\.\.schedule",

@@ -355,6 +355,65 @@ def test_lattice_loss_vs_pixel_by_pixel_reference():
     assert lattice_loss_per_image(images[:1], small, 4).shape == (0,)
 
 
+def test_lattice_loss_over_several_periods_vs_pixel_by_pixel_reference():
+    gen = torch.Generator().manual_seed(7)
+    images = torch.rand(3, 3, 15, 14, generator=gen, dtype=torch.float64)
+    masks = torch.zeros(3, 1, 15, 14, dtype=torch.float64)
+    masks[0, :, 0:15, 1:14] = 1
+    masks[1, :, 4:15, 0:10] = 1  # its interior, 9 × 8, reaches every cell at 3 and 5 px, not 9
+    masks[2] = 1
+    periods = (3, 5, 9)
+    expected = []
+    for image, mask in zip(images.numpy(), masks[:, 0].numpy(), strict=True):
+        row = []
+        for period in periods:
+            with np.errstate(invalid="ignore"):  # 0 / 0 on a cell without a pixel
+                means, signed = ref_lattice_cell_means([image], [mask], period)
+            if np.isnan(means).any():
+                break  # a cell without a pixel: the image is not measured
+            row.append(
+                np.mean((means / means.mean() - 1) ** 2) + np.mean((signed / means.mean()) ** 2)
+            )
+        else:
+            expected.append(row)
+    per_period = lattice_loss_per_image(images, masks, periods)
+    assert per_period.shape == (2, 3)  # the second image is left out at every period
+    np.testing.assert_allclose(per_period.numpy(), expected, rtol=1e-9)
+    assert lattice_loss(images, masks, periods).item() == pytest.approx(np.mean(expected))
+    # One period as a sequence is the one period's loss, one value per image in a column.
+    np.testing.assert_allclose(
+        lattice_loss_per_image(images, masks, [5])[:, 0].numpy(),
+        lattice_loss_per_image(images, masks, 5).numpy(),
+    )
+
+
+def test_lattice_loss_over_periods_gradient_vs_finite_differences():
+    gen = torch.Generator().manual_seed(8)
+    image = torch.rand(2, 3, 13, 13, generator=gen, dtype=torch.float64, requires_grad=True)
+    mask = torch.zeros(2, 1, 13, 13, dtype=torch.float64)
+    mask[..., 0:13, 1:13] = 1
+    assert torch.autograd.gradcheck(lambda x: lattice_loss(x, mask, (2, 3)), (image,))
+
+
+def test_a_6px_grid_hides_from_the_8_and_16px_lattices_not_from_4_to_16():
+    """Stint 13's escape: a grid at a period that divides neither watched period."""
+    photos = _photos()
+    mask = torch.zeros(len(photos), 1, 128, 128)
+    mask[..., 8:120, 8:120] = 1
+    # A checkerboard of 6 px waves: frequencies 1/6 and 1/3 per pixel, none that an 8 or 16 px
+    # lattice has (k/8, k/16); lines every 6 px would carry 1/2, which both have.
+    wave = torch.cos(torch.arange(128) * (2 * math.pi / 6))
+    gridded = photos + 0.05 * wave[:, None] * wave[None, :]
+
+    def ratio(periods) -> float:
+        return (
+            lattice_loss(gridded, mask, periods).item() / lattice_loss(photos, mask, periods).item()
+        )
+
+    assert ratio((8, 16)) < 1.5
+    assert ratio(tuple(range(4, 17))) > 2  # its two periods of 13 (6, 12) in the mean
+
+
 def test_lattice_loss_gradient_vs_finite_differences():
     gen = torch.Generator().manual_seed(6)
     image = torch.rand(2, 3, 12, 12, generator=gen, dtype=torch.float64, requires_grad=True)

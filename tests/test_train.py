@@ -743,7 +743,7 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
     masks[1, :, 4:44, 10:30] = 1  # 20 px wide: its eroded interior still reaches every 8 px cell
     masks[2, :, 20:26, 20:26] = 1  # reaches 2 × 2 cells only: not measured
     with torch.no_grad():
-        means, grid = validate(generator, images, masks, batch_size=2, lattice_period=8)
+        means, grid = validate(generator, images, masks, batch_size=2, lattice_periods=(8,))
         truth = losses.lattice_loss_per_image(images, masks, 8)
     assert truth.shape == (2,)
     assert means["truth_lattice_loss"] == pytest.approx(truth.mean().item(), rel=1e-5)
