@@ -40,10 +40,11 @@ class TrainingPlan:
 TRAINING = TrainingPlan(
     # The adversarial phase (recipes/default-adversarial.yaml: fresh critics warmed up alone,
     # then one shared-forward critic update per generator update) at the paper's batch, as the
-    # CPU run of stints 12-13 trains it (default-adversarial-lattice.yaml: lattice-free critics,
-    # bilinear resizes and the per-image loss against the lattice the generator otherwise
-    # draws; docs/model.md, "The faint ~8 px grid" and "A loss against the lattice").
-    recipe="default-adversarial-lattice",
+    # CPU run of stints 12-14 trains it (default-adversarial-lattice-all.yaml: lattice-free
+    # critics, bilinear resizes and the per-image loss against the lattice the generator
+    # otherwise draws, at every period from 4 to 16 px; docs/model.md, "The faint ~8 px grid"
+    # and "A loss against the lattice").
+    recipe="default-adversarial-lattice-all",
     overrides=("data.batch_size=16", "schedule.critic_warmup_steps=200"),
 )
 
