@@ -3,7 +3,8 @@
 For a trained state (generator and critics), on the run's fixed validation set in batches of
 the recipe's size, the RMS over hole pixels of the gradient each term puts on the refined
 output: the reconstruction ℓ1 terms, the weighted adversarial term, and the lattice loss at
-weight 1 (losses.lattice_loss, period ``loss.lattice_periods``). The ratio adversarial /
+weight 1 (losses.lattice_loss, periods ``loss.lattice_periods``, above the photos' own with
+``loss.lattice_above_photo``). The ratio adversarial /
 lattice is the lattice weight at which the two pull equally on fills as gridded as the run's;
 docs/model.md ("A loss against the lattice") chose ``loss.lattice_alpha`` from it.
 
@@ -69,7 +70,10 @@ def main() -> None:
                 )
             ),
             "lattice (weight 1)": losses.lattice_loss(
-                composite(real, refined, mask), mask, cfg.lattice_periods
+                composite(real, refined, mask),
+                mask,
+                cfg.lattice_periods,
+                photos=real if cfg.lattice_above_photo else None,
             ),
         }
         lattices.append(float(terms["lattice (weight 1)"].detach()))

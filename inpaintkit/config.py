@@ -103,6 +103,10 @@ class LossConfig:
     # 0 = off, the paper's. [ours]
     lattice_alpha: float = 0.0
     lattice_periods: tuple[int, ...] = (8,)
+    # Count, per image and period, only the loss above the photo's own (losses.lattice_loss's
+    # photos): without it a fill kept more even than its photo at most periods offset a grid
+    # at one, and the loss pulled toward an evenness no photo has (stint 14). [ours]
+    lattice_above_photo: bool = False
 
 
 @dataclass

@@ -317,12 +317,25 @@ def lattice_loss_per_image(
 
 
 def lattice_loss(
-    completed: torch.Tensor, mask: torch.Tensor, periods: int | Sequence[int]
+    completed: torch.Tensor,
+    mask: torch.Tensor,
+    periods: int | Sequence[int],
+    photos: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`lattice_loss_per_image` averaged over the images it measures and over
     ``periods`` -> scalar (0, without a graph to the input, when it measures none). Per
     image, not pooled over the batch: pooled, one image's grid was diluted by the others'
     detail and survived (stint 12).
+
+    With ``photos`` (the ground truth, same shape as ``completed``), each image's loss at each
+    period counts only where it exceeds its photo's there (``max(0, fill - photo)``): no more
+    lattice than the photo itself has. Without that hinge, a fill kept more even than its
+    photo at most periods offset a grid at one (stint 14), and the part of the loss a photo
+    has too pulled the fills toward an evenness no photo has.
     """
     per_image = lattice_loss_per_image(completed, mask, periods)
+    if photos is not None:
+        with torch.no_grad():
+            floor = lattice_loss_per_image(photos, mask, periods)
+        per_image = (per_image - floor).clamp(min=0.0)
     return per_image.mean() if per_image.numel() else completed.new_zeros(())

@@ -167,7 +167,8 @@ class Trainer:
         (``l1_loss_alpha`` · discounted hole ℓ1 + ``ae_loss_alpha`` · known ℓ1, coarse weighted
         ``coarse_l1_alpha``) + ``gan_loss_alpha`` · (``global_wgan_loss_alpha`` · ``-mean
         D_global(fake)`` + ``-mean D_local(fake box)``) + ``lattice_alpha`` · the lattice loss of
-        the composited fills (``losses.lattice_loss``; left out at 0, the paper's). ``backward``
+        the composited fills (``losses.lattice_loss``, above the photos' own with
+        ``lattice_above_photo``; left out at 0, the paper's). ``backward``
         reaches only the generator. ``adversarial=False`` (the warm-up phase) leaves out the
         adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
@@ -182,7 +183,12 @@ class Trainer:
         }
         g_loss = rec.total
         if cfg.lattice_alpha > 0:
-            lattice = losses.lattice_loss(composite(real, refined, mask), mask, cfg.lattice_periods)
+            lattice = losses.lattice_loss(
+                composite(real, refined, mask),
+                mask,
+                cfg.lattice_periods,
+                photos=real if cfg.lattice_above_photo else None,
+            )
             g_loss = g_loss + cfg.lattice_alpha * lattice
             scalars["generator/lattice"] = lattice.detach()
         if adversarial:

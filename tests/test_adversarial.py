@@ -162,6 +162,21 @@ def test_lattice_term_adds_its_weighted_loss_of_the_composited_fills(adversarial
     assert "generator/lattice" not in plain.generator_losses(real, mask, adversarial, out)[1]
 
 
+def test_lattice_term_above_the_photo_uses_the_real_images_as_its_floor():
+    overrides = [*FAST, "loss.lattice_periods=[3, 4]", "loss.lattice_alpha=3.0"]
+    recipe = load_recipe(TINY, [*overrides, "loss.lattice_above_photo=true"])
+    trainer = Trainer(recipe, torch.device("cpu"))
+    real, mask = _batches(recipe, 1)[0]
+    mask = torch.zeros_like(mask)
+    mask[..., 4:28, 6:30] = 1
+    out = trainer.forward(real, mask)
+    _, scalars = trainer.generator_losses(real, mask, False, out)
+    fills = real * (1 - mask) + out.refined.float() * mask
+    expected = losses.lattice_loss(fills, mask, (3, 4), photos=real)
+    torch.testing.assert_close(scalars["generator/lattice"], expected.detach())
+    assert expected < losses.lattice_loss(fills, mask, (3, 4))
+
+
 def test_critic_lr_scales_with_the_schedule():
     recipe = load_recipe(TINY, [*FAST, "optimizer.lr=1e-4", "optimizer.critic_lr=4e-4"])
     trainer = Trainer(recipe, torch.device("cpu"))

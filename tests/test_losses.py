@@ -387,6 +387,29 @@ def test_lattice_loss_over_several_periods_vs_pixel_by_pixel_reference():
     )
 
 
+def test_lattice_loss_above_the_photo_counts_each_period_only_above_its_photo():
+    gen = torch.Generator().manual_seed(9)
+    photos = torch.rand(2, 3, 14, 14, generator=gen, dtype=torch.float64)
+    fills = torch.rand(2, 3, 14, 14, generator=gen, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 14, 14, dtype=torch.float64)
+    mask[..., 0:14, 1:14] = 1
+    periods = (2, 3, 4)
+    own = lattice_loss_per_image(fills, mask, periods).numpy()
+    theirs = lattice_loss_per_image(photos, mask, periods).numpy()
+    assert (own > theirs).any() and (own < theirs).any()  # the hinge is tested on both sides
+    expected = np.maximum(own - theirs, 0.0).mean()
+    assert lattice_loss(fills, mask, periods, photos=photos).item() == pytest.approx(expected)
+    assert lattice_loss(photos, mask, periods, photos=photos).item() == 0.0
+    # No pull at all where the fill is more even than its photo at every period: a photo
+    # striped every 2 and every 3 px (seen at 2, 4 and at 3 px) leaves the fill alone.
+    rows = torch.arange(14, dtype=torch.float64)[:, None]
+    striped = fills + torch.cos(rows * math.pi) + torch.cos(rows * 2 * math.pi / 3)
+    assert (lattice_loss_per_image(striped, mask, periods).numpy() > own).all()
+    fills = fills.requires_grad_(True)
+    lattice_loss(fills, mask, periods, photos=striped).backward()
+    assert fills.grad.abs().max() == 0
+
+
 def test_lattice_loss_over_periods_gradient_vs_finite_differences():
     gen = torch.Generator().manual_seed(8)
     image = torch.rand(2, 3, 13, 13, generator=gen, dtype=torch.float64, requires_grad=True)
