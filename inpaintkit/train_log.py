@@ -60,7 +60,9 @@ def validate(
     photos, averaged over ``lattice_periods`` and the images it measures, and
     ``hole_lattice_gridded``, the share of those images whose fill's loss is over twice its
     photo's at one period or more (a mean hides a few strongly gridded fills among many clean
-    ones, and a grid at one period among many clean periods). The grid is uint8
+    ones, and a grid at one period among many clean periods), and ``hole_lattice_excess``, the
+    fills' loss above their photos' (0 where none), averaged over periods and images (what
+    ``loss.lattice_above_photo`` trains against). The grid is uint8
     ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -83,6 +85,7 @@ def validate(
             ("hole_lattice_loss", fills.mean(dim=1)),
             ("truth_lattice_loss", photos.mean(dim=1)),
             ("hole_lattice_gridded", (fills > 2.0 * photos).any(dim=1).double()),
+            ("hole_lattice_excess", (fills - photos).clamp(min=0.0).mean(dim=1)),
         ):
             for value in values.tolist():
                 stats.setdefault(key, metrics.RunningStats()).add(value)
@@ -107,7 +110,12 @@ def validate(
             columns.extend(rows[: grid_rows - len(columns)])
     means = {key: s.mean for key, s in stats.items()}
     means["hole_lattice_spread"] = lattice.spread
-    for key in ("hole_lattice_loss", "truth_lattice_loss", "hole_lattice_gridded"):
+    for key in (
+        "hole_lattice_loss",
+        "truth_lattice_loss",
+        "hole_lattice_gridded",
+        "hole_lattice_excess",
+    ):
         # NaN: no hole reached every cell
         means.setdefault(key, math.nan)
     return means, np.concatenate(columns, axis=0)

@@ -727,6 +727,7 @@ def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
         "hole_lattice_loss",
         "truth_lattice_loss",
         "hole_lattice_gridded",
+        "hole_lattice_excess",
     ):
         assert math.isnan(lines[1][key]) or lines[1][key] >= 0
 
@@ -754,7 +755,20 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
     assert means["hole_lattice_gridded"] == pytest.approx(
         (fills > 2 * truth).double().mean().item()
     )
+    assert means["hole_lattice_excess"] == pytest.approx(
+        (fills - truth).clamp(min=0).mean().item(), rel=1e-5
+    )
     assert grid.shape == (3 * 48, 5 * 48, 3)
+    # Over several periods: losses averaged over them, gridded at one period or more.
+    with torch.no_grad():
+        means, _ = validate(generator, images, masks, batch_size=2, lattice_periods=(4, 8))
+        completed = composite(images, generator(images, masks).refined, masks)
+    fills = losses.lattice_loss_per_image(completed, masks, (4, 8))
+    truth = losses.lattice_loss_per_image(images, masks, (4, 8))
+    assert means["hole_lattice_loss"] == pytest.approx(fills.mean().item(), rel=1e-5)
+    assert means["hole_lattice_gridded"] == pytest.approx(
+        (fills > 2 * truth).any(dim=1).double().mean().item()
+    )
 
 
 def test_bf16_autocast_only_where_the_hardware_has_it(monkeypatch):
