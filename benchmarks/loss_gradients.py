@@ -2,11 +2,12 @@
 
 For a trained state (generator and critics), on the run's fixed validation set in batches of
 the recipe's size, the RMS over hole pixels of the gradient each term puts on the refined
-output: the reconstruction ℓ1 terms, the weighted adversarial term, and the lattice loss at
-weight 1 (losses.lattice_loss, periods ``loss.lattice_periods``, above the photos' own with
-``loss.lattice_above_photo``). The ratio adversarial /
-lattice is the lattice weight at which the two pull equally on fills as gridded as the run's;
-docs/model.md ("A loss against the lattice") chose ``loss.lattice_alpha`` from it.
+output: the reconstruction ℓ1 terms, the weighted adversarial term, and at weight 1 the
+lattice loss (losses.lattice_loss, periods ``loss.lattice_periods``, above the photos' own with
+``loss.lattice_above_photo``) and the critics' feature matching (losses.feature_matching_loss).
+The ratio adversarial / lattice is the lattice weight at which the two pull equally on fills
+as gridded as the run's; docs/model.md ("A loss against the lattice") chose
+``loss.lattice_alpha`` from it, and ``loss.feature_matching_alpha`` alike.
 
     python benchmarks/loss_gradients.py --data ~/.cache/inpaintkit/data/train.h5 \\
         --recipe default-adversarial-bilinear --run ~/.cache/inpaintkit/runs/adversarial-bilinear
@@ -51,6 +52,7 @@ def main() -> None:
     pulls: dict[str, list[float]] = {
         "reconstruction": [],
         "adversarial": [],
+        "feature matching (weight 1)": [],
         "lattice (weight 1)": [],
     }
     lattices, truths = [], []  # the lattice loss of the fills, and of the photos themselves
@@ -58,17 +60,12 @@ def main() -> None:
         real, mask = images[start : start + n], masks[start : start + n]  # [-1, 1], {0, 1}
         refined = trainer.forward(real, mask, grad=False).refined.float().requires_grad_(True)
         coarse = refined.detach()  # the coarse stage's own terms do not reach the refined output
+        critic_terms = trainer.critics.generator_losses(real, mask, refined, feature_matching=True)
         terms = {
             "reconstruction": trainer.reconstruction_loss(real, coarse, refined, mask).total,
             "adversarial": cfg.gan_loss_alpha
-            * sum(
-                weight * term
-                for weight, term in zip(
-                    (cfg.global_wgan_loss_alpha, 1.0),
-                    trainer.critics.generator_losses(real, mask, refined),
-                    strict=True,
-                )
-            ),
+            * (cfg.global_wgan_loss_alpha * critic_terms.global_wgan + critic_terms.local_wgan),
+            "feature matching (weight 1)": critic_terms.feature_matching,
             "lattice (weight 1)": losses.lattice_loss(
                 composite(real, refined, mask),
                 mask,
@@ -79,7 +76,7 @@ def main() -> None:
         lattices.append(float(terms["lattice (weight 1)"].detach()))
         truths.append(float(losses.lattice_loss(real, mask, cfg.lattice_periods)))
         for name, term in terms.items():
-            (gradient,) = torch.autograd.grad(term, refined)
+            (gradient,) = torch.autograd.grad(term, refined, retain_graph=True)
             pulls[name].append(hole_rms(gradient, mask))
     print(f"state at step {meta['step']} of {args.run}; {len(lattices)} batches of {n}")
     print(
@@ -89,8 +86,9 @@ def main() -> None:
     mean = {name: sum(values) / len(values) for name, values in pulls.items()}
     for name, value in mean.items():
         print(f"{name:>20}: RMS gradient over the holes {value:.3e}")
-    ratio = mean["adversarial"] / mean["lattice (weight 1)"]
-    print(f"adversarial / lattice: {ratio:.3g} (the lattice weight that pulls as hard)")
+    for name in ("lattice", "feature matching"):
+        ratio = mean["adversarial"] / mean[f"{name} (weight 1)"]
+        print(f"adversarial / {name}: {ratio:.3g} (the {name} weight that pulls as hard)")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.profiler import record_function
@@ -58,6 +59,15 @@ def critic_updates_before(recipe: Recipe, step: int) -> int:
     ``optimizer.critic_steps`` of them; so a resumed run knows which update is penalised.
     """
     return max(step - recipe.schedule.warmup_steps, 0) * recipe.optimizer.critic_steps
+
+
+class GeneratorTerms(NamedTuple):
+    """The critics' terms of the generator's loss (:meth:`Critics.generator_losses`)."""
+
+    global_wgan: torch.Tensor  # -mean D_global(fake), scalar
+    local_wgan: torch.Tensor  # -mean D_local(fake hole box), scalar
+    # losses.feature_matching_loss, the mean of both critics'; None unless asked for.
+    feature_matching: torch.Tensor | None = None
 
 
 class Critics:
@@ -170,25 +180,49 @@ class Critics:
         return scalars
 
     def generator_losses(
-        self, real: torch.Tensor, mask: torch.Tensor, refined: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Algorithm 1 line 11's adversarial terms ``(-mean D_global(fake), -mean D_local(box))``.
+        self,
+        real: torch.Tensor,
+        mask: torch.Tensor,
+        refined: torch.Tensor,
+        feature_matching: bool = False,
+    ) -> GeneratorTerms:
+        """Algorithm 1 line 11's adversarial terms ``-mean D_global(fake)``, ``-mean
+        D_local(box)``, and with ``feature_matching`` [ours] both critics'
+        ``losses.feature_matching_loss`` against the photos, from the same forwards.
 
         ``refined`` keeps its graph: ``backward`` reaches the generator through it, and not the
         critics, whose parameters are left out of the graph.
         """
         fake = composite(real, refined, mask)
         local_size = self.recipe.critics.local_size
-        (fake_g,) = random_roll(self.recipe.critics.global_shift, fake)
+        fake_local = crop_hole_boxes(fake, mask, local_size)
+        # The photos at the fakes' phase: feature matching compares position by position.
+        fake_g, real_g = random_roll(self.recipe.critics.global_shift, fake, real)
         for critic in (self.local, self.global_):
             critic.requires_grad_(False)
         try:
             with record_function("critic forward (generator loss)"), self.autocast():
-                g_global = losses.generator_wgan_loss(self.global_forward(fake_g).float())
-                g_local = losses.generator_wgan_loss(
-                    self.local_forward(crop_hole_boxes(fake, mask, local_size)).float()
-                )
+                if not feature_matching:
+                    return GeneratorTerms(
+                        losses.generator_wgan_loss(self.global_forward(fake_g).float()),
+                        losses.generator_wgan_loss(self.local_forward(fake_local).float()),
+                    )
+                scores_g, fake_maps_g = self.global_.forward_with_features(fake_g)
+                scores_l, fake_maps_l = self.local.forward_with_features(fake_local)
+                with torch.no_grad():
+                    _, real_maps_g = self.global_.forward_with_features(real_g)
+                    _, real_maps_l = self.local.forward_with_features(
+                        crop_hole_boxes(real, mask, local_size)
+                    )
         finally:
             for critic in (self.local, self.global_):
                 critic.requires_grad_(True)
-        return g_global, g_local
+        matching = (
+            losses.feature_matching_loss([m.float() for m in fake_maps_g], real_maps_g)
+            + losses.feature_matching_loss([m.float() for m in fake_maps_l], real_maps_l)
+        ) / 2
+        return GeneratorTerms(
+            losses.generator_wgan_loss(scores_g.float()),
+            losses.generator_wgan_loss(scores_l.float()),
+            matching,
+        )

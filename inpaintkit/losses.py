@@ -42,6 +42,28 @@ def generator_wgan_loss(fake_scores: torch.Tensor) -> torch.Tensor:
     return -fake_scores.mean()
 
 
+def feature_matching_loss(
+    fake_maps: Sequence[torch.Tensor], real_maps: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss [ours, not DeepFill's]: the mean absolute difference
+    between a critic's feature maps of the completed images and of their photos, averaged
+    over layers -> scalar.
+
+    ``fake_maps`` and ``real_maps``: one ``(N, C_l, H_l, W_l)`` per layer, in the same order
+    and batch order (``_Critic.forward_with_features``); the real maps carry no gradient.
+    Paired with its own photo, a fill is asked for the critic's view of the photo, texture
+    included, where the WGAN term only asks for a higher score, which a repeating pattern the
+    critic happens to like can give (Wang et al. 2018, "High-Resolution Image Synthesis and
+    Semantic Manipulation with Conditional GANs", eq. 4).
+    """
+    if len(fake_maps) != len(real_maps) or not fake_maps:
+        raise ValueError(f"expected as many maps of each, got {len(fake_maps)}, {len(real_maps)}")
+    terms = [
+        (fake - real.detach()).abs().mean() for fake, real in zip(fake_maps, real_maps, strict=True)
+    ]
+    return torch.stack(terms).mean()
+
+
 def gradient_penalty(
     critic: nn.Module,
     real: torch.Tensor,

@@ -168,7 +168,8 @@ class Trainer:
         ``coarse_l1_alpha``) + ``gan_loss_alpha`` · (``global_wgan_loss_alpha`` · ``-mean
         D_global(fake)`` + ``-mean D_local(fake box)``) + ``lattice_alpha`` · the lattice loss of
         the composited fills (``losses.lattice_loss``, above the photos' own with
-        ``lattice_above_photo``; left out at 0, the paper's). ``backward``
+        ``lattice_above_photo``; left out at 0, the paper's) + ``feature_matching_alpha`` ·
+        the critics' feature-matching loss against the photos (left out at 0, the paper's). ``backward``
         reaches only the generator. ``adversarial=False`` (the warm-up phase) leaves out the
         adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
@@ -192,10 +193,17 @@ class Trainer:
             g_loss = g_loss + cfg.lattice_alpha * lattice
             scalars["generator/lattice"] = lattice.detach()
         if adversarial:
-            g_global, g_local = self.critics.generator_losses(real, mask, refined)
-            g_loss = g_loss + cfg.gan_loss_alpha * (cfg.global_wgan_loss_alpha * g_global + g_local)
-            scalars["generator/global_wgan"] = g_global.detach()
-            scalars["generator/local_wgan"] = g_local.detach()
+            terms = self.critics.generator_losses(
+                real, mask, refined, feature_matching=cfg.feature_matching_alpha > 0
+            )
+            g_loss = g_loss + cfg.gan_loss_alpha * (
+                cfg.global_wgan_loss_alpha * terms.global_wgan + terms.local_wgan
+            )
+            scalars["generator/global_wgan"] = terms.global_wgan.detach()
+            scalars["generator/local_wgan"] = terms.local_wgan.detach()
+            if terms.feature_matching is not None:
+                g_loss = g_loss + cfg.feature_matching_alpha * terms.feature_matching
+                scalars["generator/feature_matching"] = terms.feature_matching.detach()
         return g_loss, {"generator/loss": g_loss.detach(), **scalars}
 
     # ---- the updates

@@ -24,6 +24,7 @@ from inpaintkit import losses
 from inpaintkit.adversarial import critic_updates_before, penalty_weight
 from inpaintkit.config import ConfigError, load_recipe
 from inpaintkit.masks import MaskSampler
+from inpaintkit.model.critics import crop_hole_boxes
 from inpaintkit.train import TrainingError
 from inpaintkit.train_log import BEST_GENERATOR_FILE
 from inpaintkit.trainer import Trainer, batches_per_step, phase_of
@@ -175,6 +176,41 @@ def test_lattice_term_above_the_photo_uses_the_real_images_as_its_floor():
     expected = losses.lattice_loss(fills, mask, (3, 4), photos=real)
     torch.testing.assert_close(scalars["generator/lattice"], expected.detach())
     assert expected < losses.lattice_loss(fills, mask, (3, 4))
+
+
+def test_feature_matching_term_compares_the_critics_view_of_fill_and_photo():
+    recipe = load_recipe(TINY, [*FAST, "loss.feature_matching_alpha=2.0"])
+    plain_recipe = load_recipe(TINY, FAST)
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    torch.manual_seed(0)
+    plain = Trainer(plain_recipe, torch.device("cpu"))
+    real, mask = _batches(recipe, 1)[0]
+    out = trainer.forward(real, mask)
+    ours, scalars = trainer.generator_losses(real, mask, True, out)
+    base, _ = plain.generator_losses(real, mask, True, out)
+    matching = scalars["generator/feature_matching"]
+    assert matching > 0
+    torch.testing.assert_close(ours, base + 2.0 * matching, rtol=1e-5, atol=1e-6)
+    # By hand, from each critic's maps of the composited fill and of the photo.
+    fake = real * (1 - mask) + out.refined.float() * mask
+    critics = trainer.critics
+    size = recipe.critics.local_size
+    expected = (
+        losses.feature_matching_loss(
+            critics.global_.forward_with_features(fake)[1],
+            critics.global_.forward_with_features(real)[1],
+        )
+        + losses.feature_matching_loss(
+            critics.local.forward_with_features(crop_hole_boxes(fake, mask, size))[1],
+            critics.local.forward_with_features(crop_hole_boxes(real, mask, size))[1],
+        )
+    ) / 2
+    torch.testing.assert_close(matching, expected.detach())
+    # The photo itself as the fill: nothing to match. The critics get no gradient.
+    terms = critics.generator_losses(real, mask, real.clone(), feature_matching=True)
+    assert terms.feature_matching.item() == 0.0
+    assert all(p.grad is None for p in critics.global_.parameters())
 
 
 def test_critic_lr_scales_with_the_schedule():

@@ -108,6 +108,35 @@ def test_antialiased_critic_matches_plain_reference_and_keeps_weight_shapes():
     assert torch.autograd.gradgradcheck(small, (x[:1, :, :16, :16].clone().requires_grad_(),))
 
 
+@pytest.mark.parametrize("antialias", [False, True])
+def test_critic_features_are_each_halving_layers_output(antialias):
+    torch.manual_seed(1)
+    critic = LocalCritic(input_size=32, channels=4, antialias=antialias).double()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    scores, maps = critic.forward_with_features(x)
+    torch.testing.assert_close(scores, critic(x))
+    assert [tuple(m.shape) for m in maps] == [
+        (2, 4, 16, 16),
+        (2, 8, 8, 8),
+        (2, 16, 4, 4),
+        (2, 32, 2, 2),
+    ]
+    # Each map by hand: the halving layers of test_antialiased_critic_matches_plain_reference
+    # (or plain K5S2 layers), one layer at a time.
+    convs = [m for m in critic.modules() if isinstance(m, torch.nn.Conv2d)]
+    h = x
+    for index, conv in enumerate(convs):
+        if not antialias:
+            h = F.leaky_relu(F.conv2d(h, conv.weight, conv.bias, stride=2, padding=2), 0.2)
+        elif index == 0:
+            h = F.leaky_relu(F.conv2d(h, conv.weight, conv.bias, padding=2), 0.2)
+            h = blur_reference(h, 2)
+        else:
+            h = blur_reference(h, 1)
+            h = F.leaky_relu(F.conv2d(h, conv.weight, conv.bias, stride=2, padding=2), 0.2)
+        torch.testing.assert_close(maps[index], h)
+
+
 def test_antialiased_critic_gradient_has_no_lattice_on_a_photo():
     """A fresh paper's critic pushes a 2 px lattice into whatever it judges; the low-passed one
     does not (docs/model.md, "The faint ~8 px grid")."""

@@ -16,6 +16,7 @@ from inpaintkit.losses import (
     critic_wgan_loss,
     distance_to_box_edge,
     distance_to_known,
+    feature_matching_loss,
     generator_wgan_loss,
     gradient_penalty,
     lattice_loss,
@@ -329,6 +330,24 @@ def _photos(size: int = 128) -> torch.Tensor:
         pixels = torch.from_numpy(getattr(skimage.data, name)()[:size, :size]) / 255.0
         photos.append(pixels.expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1))
     return torch.stack(photos).float()
+
+
+def test_feature_matching_loss_is_the_mean_abs_difference_averaged_over_layers():
+    gen = torch.Generator().manual_seed(10)
+    fake = [torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 5, 2, 2, generator=gen)]
+    real = [torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 5, 2, 2, generator=gen)]
+    per_layer = [
+        np.abs(f.numpy() - r.numpy()).sum() / f.numel() for f, r in zip(fake, real, strict=True)
+    ]
+    assert feature_matching_loss(fake, real).item() == pytest.approx(np.mean(per_layer))
+    assert feature_matching_loss(real, real).item() == 0.0
+    # The photos' maps are targets: no gradient flows into them.
+    real = [r.requires_grad_(True) for r in real]
+    fake = [f.requires_grad_(True) for f in fake]
+    feature_matching_loss(fake, real).backward()
+    assert all(r.grad is None for r in real) and all(f.grad is not None for f in fake)
+    with pytest.raises(ValueError, match="as many maps"):
+        feature_matching_loss(fake, real[:1])
 
 
 def test_lattice_loss_vs_pixel_by_pixel_reference():

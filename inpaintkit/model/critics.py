@@ -86,12 +86,32 @@ class _Critic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, s, s)`` in ``[-1, 1]`` -> ``(N,)`` unbounded scores (s = ``input_size``)."""
+        self._check_input(x)
+        return self.fc(self.features(x).flatten(1)).squeeze(1)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`forward`'s scores and each halving layer's output -> ``((N,), [(N, c_l,
+        s / 2^l, s / 2^l)])`` for l = 1, 2, ...: what the generator's feature-matching term
+        compares (``losses.feature_matching_loss``)."""
+        self._check_input(x)
+        maps = []
+        for layer in self.features:
+            x = layer(x)
+            # A layer's output is where its subsampling is done: after the activation
+            # without anti-aliasing (or deeper, where the blur comes first), after the
+            # activation's blur on the image.
+            if isinstance(layer, nn.LeakyReLU | BinomialBlur) and x.shape[-1] < (
+                maps[-1].shape[-1] if maps else self.input_size
+            ):
+                maps.append(x)
+        return self.fc(x.flatten(1)).squeeze(1), maps
+
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.input_size, self.input_size):
             raise ValueError(
                 f"{type(self).__name__} expects (N, 3, {self.input_size}, {self.input_size}), "
                 f"got {tuple(x.shape)}"
             )
-        return self.fc(self.features(x).flatten(1)).squeeze(1)
 
 
 class LocalCritic(_Critic):
