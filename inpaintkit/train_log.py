@@ -24,6 +24,7 @@ from inpaintkit.data import InpaintingDataset
 from inpaintkit.distributed import Distributed
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.generator import Generator
+from inpaintkit.periodicity import periodicity
 from inpaintkit.tensors import composite, signed_to_unit, tensor_to_image
 from inpaintkit.trainer import TrainingError
 
@@ -62,7 +63,9 @@ def validate(
     photo's at one period or more (a mean hides a few strongly gridded fills among many clean
     ones, and a grid at one period among many clean periods), and ``hole_lattice_excess``, the
     fills' loss above their photos' (0 where none), averaged over periods and images (what
-    ``loss.lattice_above_photo`` trains against). The grid is uint8
+    ``loss.lattice_above_photo`` trains against); and, whatever the grid's phase,
+    ``hole_periodicity`` and ``truth_periodicity``: :func:`periodicity.periodicity` of the
+    fills and of the photos (NaN-free means over the images with a hole interior). The grid is uint8
     ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -86,9 +89,12 @@ def validate(
             ("truth_lattice_loss", photos.mean(dim=1)),
             ("hole_lattice_gridded", (fills > 2.0 * photos).any(dim=1).double()),
             ("hole_lattice_excess", (fills - photos).clamp(min=0.0).mean(dim=1)),
+            ("hole_periodicity", periodicity(completed, m)),
+            ("truth_periodicity", periodicity(x, m)),
         ):
             for value in values.tolist():
-                stats.setdefault(key, metrics.RunningStats()).add(value)
+                if not math.isnan(value):  # a hole with no interior has no periodicity
+                    stats.setdefault(key, metrics.RunningStats()).add(value)
         if len(columns) < grid_rows:
             size = x.shape[-1]
             if out.offsets is not None:
@@ -115,6 +121,8 @@ def validate(
         "truth_lattice_loss",
         "hole_lattice_gridded",
         "hole_lattice_excess",
+        "hole_periodicity",
+        "truth_periodicity",
     ):
         # NaN: no hole reached every cell
         means.setdefault(key, math.nan)

@@ -26,6 +26,7 @@ from inpaintkit.config import load_recipe
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import crop_hole_boxes
+from inpaintkit.periodicity import periodicity
 from inpaintkit.prepare import prepare_dataset
 from inpaintkit.prepare_options import PrepareOptions
 from inpaintkit.tensors import composite, image_to_tensor
@@ -728,6 +729,8 @@ def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
         "truth_lattice_loss",
         "hole_lattice_gridded",
         "hole_lattice_excess",
+        "hole_periodicity",
+        "truth_periodicity",
     ):
         assert math.isnan(lines[1][key]) or lines[1][key] >= 0
 
@@ -759,6 +762,13 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
         (fills - truth).clamp(min=0).mean().item(), rel=1e-5
     )
     assert grid.shape == (3 * 48, 5 * 48, 3)
+    completed = composite(images, generator(images, masks).refined, masks)
+    assert means["hole_periodicity"] == pytest.approx(
+        periodicity(completed, masks).mean().item(), rel=1e-5
+    )
+    assert means["truth_periodicity"] == pytest.approx(
+        periodicity(images, masks).mean().item(), rel=1e-5
+    )
     # Over several periods: losses averaged over them, gridded at one period or more.
     with torch.no_grad():
         means, _ = validate(generator, images, masks, batch_size=2, lattice_periods=(4, 8))

@@ -1,0 +1,77 @@
+"""How much a fill repeats itself: the autocorrelation of its detail, whatever the phase.
+
+The per-image lattice (``losses.lattice_loss_per_image``) sees a grid only where the grid keeps
+one phase over the whole hole. The adversarial runs' fills learned checkerboards and chevrons
+whose phase drifts across the hole, which a lattice averages away (stint 14, docs/model.md):
+the lattice loss was met while the pattern was plain to see. Autocorrelation does not care
+about phase: a pattern that repeats every ``d`` pixels correlates with itself shifted by
+``d``, wherever it starts, while a photo's detail (the high-pass residual) decorrelates within
+a pixel or two. :func:`periodicity` is the largest correlation at a shift of 3 px or more.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from inpaintkit.metrics import high_pass, hole_interior
+
+#: Shifts nearer than this (Chebyshev distance, px) are left out of :func:`periodicity`: at 1-2
+#: px the 3 × 3 high-pass itself correlates neighbours, photo or not.
+MIN_LAG = 3
+#: The largest shift measured, px: the grids the adversarial runs drew repeat every 3-16 px.
+MAX_LAG = 16
+
+
+def residual_autocorrelation(
+    image: torch.Tensor, mask: torch.Tensor, max_lag: int = MAX_LAG
+) -> torch.Tensor:
+    """The normalised autocorrelation of the high-pass residual inside each hole ->
+    ``(N, 2·max_lag + 1, 2·max_lag + 1)``, float64, shift ``(dy, dx)`` at index ``(max_lag +
+    dy, max_lag + dx)``.
+
+    ``image (N, C, H, W)`` (any range), ``mask (N, 1, H, W)`` (1 = hole). With ``r`` the
+    residual (``metrics.high_pass``) and ``I`` the hole eroded by 2 px
+    (``metrics.hole_interior``): ``ρ(d) = mean r(x)·r(x + d) / mean r(x)²``, the first mean
+    over the pairs with both pixels in ``I`` (and over channels), the second over ``I``; 1 at
+    ``d = 0``, near 0 where detail does not repeat, 0 where no pair has shift ``d``. Computed
+    with FFTs, differentiable in ``image``.
+    """
+    inside = hole_interior(mask)[:, None].double()  # (N, 1, H, W)
+    residual = high_pass(image.double()) * inside
+    height, width = residual.shape[-2:]
+    # Zero-padded by max_lag, so that the FFTs' circular correlation has no wrapped pairs.
+    size = (height + max_lag, width + max_lag)
+    spectrum = torch.fft.rfft2(residual, s=size)
+    mask_spectrum = torch.fft.rfft2(inside, s=size)
+    products = torch.fft.irfft2((spectrum * spectrum.conj()).sum(dim=1), s=size)
+    pairs = torch.fft.irfft2((mask_spectrum * mask_spectrum.conj())[:, 0], s=size)
+    lags = torch.arange(-max_lag, max_lag + 1, device=image.device)
+    rows, cols = lags % size[0], lags % size[1]
+    products = products[:, rows][:, :, cols]
+    pairs = pairs[:, rows][:, :, cols].round()  # counts; the FFT leaves ~1e-12 of noise
+    power = products[:, max_lag, max_lag] / pairs[:, max_lag, max_lag].clamp(min=1)
+    tiny = torch.finfo(power.dtype).tiny
+    return torch.where(
+        pairs > 0,
+        products / (pairs.clamp(min=1) * power.clamp(min=tiny)[:, None, None]),
+        0.0,
+    )
+
+
+def periodicity(
+    image: torch.Tensor, mask: torch.Tensor, min_lag: int = MIN_LAG, max_lag: int = MAX_LAG
+) -> torch.Tensor:
+    """The largest autocorrelation (:func:`residual_autocorrelation`) at a shift of
+    ``min_lag`` to ``max_lag`` px (Chebyshev distance) -> ``(N,)``, float64, NaN where the
+    hole's eroded interior is empty.
+
+    A photo's hole scores about 0.05-0.4 (the upper end for photos that repeat themselves:
+    woven, tiled, striped), a 6 px checkerboard of 5 % contrast over a photo 0.5 and more,
+    whatever its phase and wherever its phase changes. Compare a fill with its photo.
+    """
+    rho = residual_autocorrelation(image, mask, max_lag)
+    lags = torch.arange(-max_lag, max_lag + 1, device=image.device)
+    distance = torch.maximum(lags[:, None].abs(), lags[None, :].abs())
+    best = rho[:, distance >= min_lag].amax(dim=1)
+    empty = ~hole_interior(mask).flatten(1).any(dim=1)
+    return torch.where(empty, torch.nan, best)
