@@ -39,6 +39,15 @@ BEST_GENERATOR_FILE = "generator-best.safetensors"
 #: against, so that runs compare: 4-16 px, which holds every period from 2 px up as a divisor
 #: (a lattice of period P sees the grids whose period divides P).
 VALIDATION_LATTICE_PERIODS = tuple(range(4, 17))
+#: What validation measures of the fills' grid image by image (see :func:`validate`).
+PER_IMAGE_GRID_MEASURES = (
+    "hole_lattice_loss",
+    "truth_lattice_loss",
+    "hole_lattice_gridded",
+    "hole_lattice_excess",
+    "hole_periodicity",
+    "truth_periodicity",
+)
 
 
 @torch.no_grad()
@@ -116,15 +125,8 @@ def validate(
             columns.extend(rows[: grid_rows - len(columns)])
     means = {key: s.mean for key, s in stats.items()}
     means["hole_lattice_spread"] = lattice.spread
-    for key in (
-        "hole_lattice_loss",
-        "truth_lattice_loss",
-        "hole_lattice_gridded",
-        "hole_lattice_excess",
-        "hole_periodicity",
-        "truth_periodicity",
-    ):
-        # NaN: no hole reached every cell
+    for key in PER_IMAGE_GRID_MEASURES:
+        # NaN: no hole reached every cell (or had an interior)
         means.setdefault(key, math.nan)
     return means, np.concatenate(columns, axis=0)
 

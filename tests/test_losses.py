@@ -323,10 +323,12 @@ def test_gradient_penalty_ignores_everything_outside_the_hole():
 # --------------------------------------------------------------------------- lattice
 
 
-def _photos(size: int = 128) -> torch.Tensor:
-    """Four of scikit-image's photos and textures, ``(4, 3, size, size)`` in [0, 1]."""
+def _photos(
+    size: int = 128, names: tuple[str, ...] = ("chelsea", "coffee", "grass", "gravel")
+) -> torch.Tensor:
+    """Scikit-image's photos and textures by name, ``(len(names), 3, size, size)`` in [0, 1]."""
     photos = []
-    for name in ("chelsea", "coffee", "grass", "gravel"):
+    for name in names:
         pixels = torch.from_numpy(getattr(skimage.data, name)()[:size, :size]) / 255.0
         photos.append(pixels.expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1))
     return torch.stack(photos).float()
