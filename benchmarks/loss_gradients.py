@@ -4,7 +4,8 @@ For a trained state (generator and critics), on the run's fixed validation set i
 the recipe's size, the RMS over hole pixels of the gradient each term puts on the refined
 output: the reconstruction ℓ1 terms, the weighted adversarial term, and at weight 1 the
 lattice loss (losses.lattice_loss, periods ``loss.lattice_periods``, above the photos' own with
-``loss.lattice_above_photo``) and the critics' feature matching (losses.feature_matching_loss).
+``loss.lattice_above_photo``), the critics' feature matching (losses.feature_matching_loss)
+and the fills' autocorrelation above the photos' (losses.periodicity_loss).
 The ratio adversarial / lattice is the lattice weight at which the two pull equally on fills
 as gridded as the run's; docs/model.md ("A loss against the lattice") chose
 ``loss.lattice_alpha`` from it, and ``loss.feature_matching_alpha`` alike.
@@ -53,6 +54,7 @@ def main() -> None:
         "reconstruction": [],
         "adversarial": [],
         "feature matching (weight 1)": [],
+        "periodicity (weight 1)": [],
         "lattice (weight 1)": [],
     }
     lattices, truths = [], []  # the lattice loss of the fills, and of the photos themselves
@@ -66,6 +68,9 @@ def main() -> None:
             "adversarial": cfg.gan_loss_alpha
             * (cfg.global_wgan_loss_alpha * critic_terms.global_wgan + critic_terms.local_wgan),
             "feature matching (weight 1)": critic_terms.feature_matching,
+            "periodicity (weight 1)": losses.periodicity_loss(
+                composite(real, refined, mask), real, mask
+            ),
             "lattice (weight 1)": losses.lattice_loss(
                 composite(real, refined, mask),
                 mask,
@@ -86,7 +91,7 @@ def main() -> None:
     mean = {name: sum(values) / len(values) for name, values in pulls.items()}
     for name, value in mean.items():
         print(f"{name:>20}: RMS gradient over the holes {value:.3e}")
-    for name in ("lattice", "feature matching"):
+    for name in ("lattice", "feature matching", "periodicity"):
         ratio = mean["adversarial"] / mean[f"{name} (weight 1)"]
         print(f"adversarial / {name}: {ratio:.3g} (the {name} weight that pulls as hard)")
 

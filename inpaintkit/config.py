@@ -112,6 +112,10 @@ class LossConfig:
     # critics happened to score high (stints 8-14's checkerboards); matched feature by
     # feature, a fill is asked for the critics' view of its photo. 0 = off, the paper's. [ours]
     feature_matching_alpha: float = 0.0
+    # Weight of losses.periodicity_loss: the fills' autocorrelation at 3-16 px shifts above
+    # their photos', which sees a repeating pattern whatever its phase, where a lattice needs
+    # one phase over the hole (stint 14). 0 = off, the paper's. [ours]
+    periodicity_alpha: float = 0.0
 
 
 @dataclass
@@ -241,6 +245,7 @@ class Recipe:
         for path, value in (
             ("loss.lattice_alpha", self.loss.lattice_alpha),
             ("loss.feature_matching_alpha", self.loss.feature_matching_alpha),
+            ("loss.periodicity_alpha", self.loss.periodicity_alpha),
         ):
             if value < 0:
                 raise ConfigError(f"{path}: must be >= 0, got {value}")

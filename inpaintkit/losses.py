@@ -21,6 +21,7 @@ from torch import nn
 from inpaintkit.metrics import high_pass, hole_interior, lattice_cell_sums
 from inpaintkit.model.critics import hole_boxes
 from inpaintkit.model.generator import GeneratorOutput
+from inpaintkit.periodicity import MAX_LAG, MIN_LAG, residual_autocorrelation
 
 DiscountMode = Literal["distance", "bbox"]
 L1Normalization = Literal["batch", "image"]
@@ -361,3 +362,33 @@ def lattice_loss(
             floor = lattice_loss_per_image(photos, mask, periods)
         per_image = (per_image - floor).clamp(min=0.0)
     return per_image.mean() if per_image.numel() else completed.new_zeros(())
+
+
+# --------------------------------------------------------------------------- periodicity [ours]
+
+
+def periodicity_loss(
+    completed: torch.Tensor,
+    photos: torch.Tensor,
+    mask: torch.Tensor,
+    min_lag: int = MIN_LAG,
+    max_lag: int = MAX_LAG,
+) -> torch.Tensor:
+    """How much more the fills repeat themselves than their photos -> scalar, >= 0.
+
+    ``completed`` and ``photos (N, C, H, W)`` (one range), ``mask (N, 1, H, W)`` (1 = hole).
+    Per image, the autocorrelation of the hole's detail (``periodicity.
+    residual_autocorrelation``) at every shift of ``min_lag`` to ``max_lag`` px, counted only
+    above the photo's at that shift, averaged over shifts and images (those with a hole
+    interior). A lattice sees a grid only at one phase over the whole hole; the fills of stint
+    14 kept checkerboards whose phase drifts across it, which autocorrelation sees.
+    """
+    inside = hole_interior(mask).flatten(1).any(dim=1)
+    if not bool(inside.any()):
+        return completed.new_zeros(())
+    fills = residual_autocorrelation(completed[inside], mask[inside], max_lag)
+    with torch.no_grad():
+        truth = residual_autocorrelation(photos[inside], mask[inside], max_lag)
+    lags = torch.arange(-max_lag, max_lag + 1, device=completed.device)
+    far = torch.maximum(lags[:, None].abs(), lags[None, :].abs()) >= min_lag
+    return (fills - truth)[:, far].clamp(min=0.0).mean()

@@ -169,7 +169,9 @@ class Trainer:
         D_global(fake)`` + ``-mean D_local(fake box)``) + ``lattice_alpha`` · the lattice loss of
         the composited fills (``losses.lattice_loss``, above the photos' own with
         ``lattice_above_photo``; left out at 0, the paper's) + ``feature_matching_alpha`` ·
-        the critics' feature-matching loss against the photos (left out at 0, the paper's). ``backward``
+        the critics' feature-matching loss against the photos + ``periodicity_alpha`` · the
+        fills' autocorrelation above the photos' (``losses.periodicity_loss``); both left out
+        at 0, the paper's. ``backward``
         reaches only the generator. ``adversarial=False`` (the warm-up phase) leaves out the
         adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
@@ -192,6 +194,10 @@ class Trainer:
             )
             g_loss = g_loss + cfg.lattice_alpha * lattice
             scalars["generator/lattice"] = lattice.detach()
+        if cfg.periodicity_alpha > 0:
+            repeats = losses.periodicity_loss(composite(real, refined, mask), real, mask)
+            g_loss = g_loss + cfg.periodicity_alpha * repeats
+            scalars["generator/periodicity"] = repeats.detach()
         if adversarial:
             terms = self.critics.generator_losses(
                 real, mask, refined, feature_matching=cfg.feature_matching_alpha > 0

@@ -213,6 +213,22 @@ def test_feature_matching_term_compares_the_critics_view_of_fill_and_photo():
     assert all(p.grad is None for p in critics.global_.parameters())
 
 
+def test_periodicity_term_adds_its_weighted_loss_of_the_composited_fills():
+    recipe = load_recipe(TINY, [*FAST, "loss.periodicity_alpha=2.0"])
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    torch.manual_seed(0)
+    plain = Trainer(load_recipe(TINY, FAST), torch.device("cpu"))
+    real, mask = _batches(recipe, 1)[0]
+    out = trainer.forward(real, mask)
+    ours, scalars = trainer.generator_losses(real, mask, False, out)
+    base, _ = plain.generator_losses(real, mask, False, out)
+    fills = real * (1 - mask) + out.refined.float() * mask
+    expected = losses.periodicity_loss(fills, real, mask)
+    torch.testing.assert_close(scalars["generator/periodicity"], expected.detach())
+    torch.testing.assert_close(ours, base + 2.0 * expected)
+
+
 def test_critic_lr_scales_with_the_schedule():
     recipe = load_recipe(TINY, [*FAST, "optimizer.lr=1e-4", "optimizer.critic_lr=4e-4"])
     trainer = Trainer(recipe, torch.device("cpu"))

@@ -90,6 +90,7 @@ def test_overrides_are_typed():
         ("data.image_size=60", r"data\.image_size: 60 is not a positive multiple of 8"),
         ("loss.lattice_alpha=-1", r"loss\.lattice_alpha: must be >= 0"),
         ("loss.feature_matching_alpha=-1", r"loss\.feature_matching_alpha: must be >= 0"),
+        ("loss.periodicity_alpha=-1", r"loss\.periodicity_alpha: must be >= 0"),
         ("loss.lattice_periods=[8, 1]", r"loss\.lattice_periods: must be periods of at least 2 px"),
         ("loss.lattice_periods=[]", r"loss\.lattice_periods: must be periods of at least 2 px"),
         (

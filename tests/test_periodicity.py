@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_losses import _photos
 
+from inpaintkit.losses import periodicity_loss
 from inpaintkit.metrics import high_pass, hole_interior
 from inpaintkit.periodicity import periodicity, residual_autocorrelation
 
@@ -75,3 +76,35 @@ def test_periodicity_empty_hole_is_nan_and_gradient_flows():
     assert not math.isnan(values[0].item()) and math.isnan(values[1].item())
     values[0].backward()
     assert image.grad[0].abs().sum() > 0 and torch.isfinite(image.grad).all()
+
+
+def test_periodicity_loss_is_the_autocorrelation_above_the_photos():
+    gen = torch.Generator().manual_seed(12)
+    photos = torch.rand(2, 3, 20, 20, generator=gen, dtype=torch.float64)
+    fills = photos + 0.3 * torch.rand(2, 3, 20, 20, generator=gen, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 20, 20, dtype=torch.float64)
+    mask[0, :, 2:18, 3:19] = 1
+    mask[1, :, 8:11, 8:11] = 1  # no interior: left out
+    ours = residual_autocorrelation(fills[:1], mask[:1], 5)[0].numpy()
+    theirs = residual_autocorrelation(photos[:1], mask[:1], 5)[0].numpy()
+    lags = np.arange(-5, 6)
+    far = np.maximum(np.abs(lags)[:, None], np.abs(lags)[None, :]) >= 3
+    expected = np.maximum(ours - theirs, 0)[far].mean()
+    assert (ours - theirs)[far].min() < 0 < (ours - theirs)[far].max()
+    got = periodicity_loss(fills, photos, mask, min_lag=3, max_lag=5)
+    assert got.item() == pytest.approx(expected)
+    assert periodicity_loss(photos, photos, mask).item() == 0.0
+    # A checkerboard over a photo is what it pulls against, and descending it removes it.
+    rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    wave = torch.cos(2 * math.pi * rows / 6) * torch.cos(2 * math.pi * cols / 6)
+    photo = _photos(names=("gravel",)).double()
+    hole = torch.zeros(1, 1, 128, 128, dtype=torch.float64)
+    hole[..., 16:112, 16:112] = 1
+    image = (photo + 0.1 * wave).requires_grad_(True)
+    before = periodicity_loss(image, photo, hole).item()
+    optimizer = torch.optim.Adam([image], lr=2e-3)
+    for _ in range(20):
+        optimizer.zero_grad()
+        periodicity_loss(image, photo, hole).backward()
+        optimizer.step()
+    assert periodicity_loss(image.detach(), photo, hole).item() < 0.5 * before
