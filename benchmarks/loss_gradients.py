@@ -63,16 +63,15 @@ def main() -> None:
         refined = trainer.forward(real, mask, grad=False).refined.float().requires_grad_(True)
         coarse = refined.detach()  # the coarse stage's own terms do not reach the refined output
         critic_terms = trainer.critics.generator_losses(real, mask, refined, feature_matching=True)
+        fills = composite(real, refined, mask)
         terms = {
             "reconstruction": trainer.reconstruction_loss(real, coarse, refined, mask).total,
             "adversarial": cfg.gan_loss_alpha
             * (cfg.global_wgan_loss_alpha * critic_terms.global_wgan + critic_terms.local_wgan),
             "feature matching (weight 1)": critic_terms.feature_matching,
-            "periodicity (weight 1)": losses.periodicity_loss(
-                composite(real, refined, mask), real, mask
-            ),
+            "periodicity (weight 1)": losses.periodicity_loss(fills, real, mask),
             "lattice (weight 1)": losses.lattice_loss(
-                composite(real, refined, mask),
+                fills,
                 mask,
                 cfg.lattice_periods,
                 photos=real if cfg.lattice_above_photo else None,

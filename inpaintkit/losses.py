@@ -21,7 +21,7 @@ from torch import nn
 from inpaintkit.metrics import high_pass, hole_interior, lattice_cell_sums
 from inpaintkit.model.critics import hole_boxes
 from inpaintkit.model.generator import GeneratorOutput
-from inpaintkit.periodicity import MAX_LAG, MIN_LAG, residual_autocorrelation
+from inpaintkit.periodicity import MAX_LAG, MIN_LAG, far_shifts, residual_autocorrelation
 
 DiscountMode = Literal["distance", "bbox"]
 L1Normalization = Literal["batch", "image"]
@@ -389,6 +389,5 @@ def periodicity_loss(
     fills = residual_autocorrelation(completed[inside], mask[inside], max_lag)
     with torch.no_grad():
         truth = residual_autocorrelation(photos[inside], mask[inside], max_lag)
-    lags = torch.arange(-max_lag, max_lag + 1, device=completed.device)
-    far = torch.maximum(lags[:, None].abs(), lags[None, :].abs()) >= min_lag
+    far = far_shifts(min_lag, max_lag, completed.device)
     return (fills - truth)[:, far].clamp(min=0.0).mean()

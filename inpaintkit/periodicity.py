@@ -58,6 +58,13 @@ def residual_autocorrelation(
     )
 
 
+def far_shifts(min_lag: int, max_lag: int, device: torch.device | None = None) -> torch.Tensor:
+    """Which entries of :func:`residual_autocorrelation`'s ``(2·max_lag + 1, 2·max_lag + 1)``
+    are shifts of ``min_lag`` px or more (Chebyshev distance) -> bool, that shape."""
+    lags = torch.arange(-max_lag, max_lag + 1, device=device)
+    return torch.maximum(lags[:, None].abs(), lags[None, :].abs()) >= min_lag
+
+
 def periodicity(
     image: torch.Tensor, mask: torch.Tensor, min_lag: int = MIN_LAG, max_lag: int = MAX_LAG
 ) -> torch.Tensor:
@@ -70,8 +77,6 @@ def periodicity(
     whatever its phase and wherever its phase changes. Compare a fill with its photo.
     """
     rho = residual_autocorrelation(image, mask, max_lag)
-    lags = torch.arange(-max_lag, max_lag + 1, device=image.device)
-    distance = torch.maximum(lags[:, None].abs(), lags[None, :].abs())
-    best = rho[:, distance >= min_lag].amax(dim=1)
+    best = rho[:, far_shifts(min_lag, max_lag, image.device)].amax(dim=1)
     empty = ~hole_interior(mask).flatten(1).any(dim=1)
     return torch.where(empty, torch.nan, best)
