@@ -61,6 +61,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -397,6 +398,33 @@ def _eval_tensors(eval_root: Path, name: str, every: int) -> tuple[torch.Tensor,
 DISTANCE_BINS = ((1, 2), (2, 3), (3, 4), (4, 6), (6, 9), (9, 17), (17, 33), (33, 10**6))
 
 
+class HoleScores(NamedTuple):
+    """A set of fills' means per image: hole PSNR (dB, over the images where it is finite),
+    hole ℓ1 (%), hole TV (%) and hole TV over the ground truth's (docs/metrics.md)."""
+
+    psnr: float
+    l1: float
+    tv: float
+    tv_ratio: float
+
+
+def hole_scores(
+    filled: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor, truth_tv: torch.Tensor
+) -> HoleScores:
+    """The scores of ``filled (N, 3, H, W)`` against ``truth`` (both in [0, 1]) in the holes of
+    ``masks (N, 1, H, W)``; ``truth_tv``: ``hole_tv(truth, masks)``, computed once per set."""
+    from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
+
+    fill_tv = hole_tv(filled, masks)
+    hole_psnr = psnr(filled, truth, masks)
+    return HoleScores(
+        float(hole_psnr[hole_psnr.isfinite()].mean()),
+        float(mean_l1_error(filled, truth, masks).mean()),
+        float(fill_tv.mean()),
+        float((fill_tv / truth_tv).mean()),
+    )
+
+
 def _fill_all(method, images: torch.Tensor, masks: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """``method``'s fills of a whole set in batches, in [0, 1]."""
     from inpaintkit.tensors import signed_to_unit
@@ -413,7 +441,7 @@ def sharpness(
     from scipy.ndimage import distance_transform_edt
 
     from inpaintkit.evaluate import build_methods
-    from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
+    from inpaintkit.metrics import hole_tv
     from inpaintkit.tensors import signed_to_unit
 
     # Each checkpoint twice, NAME blended and NAME-pasted, named as `evaluate` names them.
@@ -430,12 +458,10 @@ def sharpness(
         print("|---|---:|---:|---:|---:|")
         print(f"| ground truth | | | {truth_tv.mean():.3f} | 1.000 |")
         for label, filled in fills.items():
-            fill_tv = hole_tv(filled, masks)
-            hole_psnr = psnr(filled, truth, masks)
+            scores = hole_scores(filled, truth, masks, truth_tv)
             print(
-                f"| {label} | {hole_psnr[hole_psnr.isfinite()].mean():.2f} | "
-                f"{mean_l1_error(filled, truth, masks).mean():.2f} | {fill_tv.mean():.3f} | "
-                f"{(fill_tv / truth_tv).mean():.3f} |",
+                f"| {label} | {scores.psnr:.2f} | {scores.l1:.2f} | {scores.tv:.3f} | "
+                f"{scores.tv_ratio:.3f} |",
                 flush=True,
             )
         if not by_distance:

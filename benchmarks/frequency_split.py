@@ -20,15 +20,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
-from default_model import ROOT, _eval_tensors, _fill_all
-from PIL import Image
+from default_model import ROOT, _eval_tensors, _fill_all, hole_scores
 from scipy.ndimage import gaussian_filter
 
 from inpaintkit.methods import DeepFillMethod
-from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
-from inpaintkit.tensors import signed_to_unit
+from inpaintkit.metrics import hole_tv
+from inpaintkit.report import comparison_sheet, masked_input, write_png
+from inpaintkit.tensors import signed_to_unit, tensor_to_image
 
 #: rect256 rows of ``--sheet`` (every 4th image from the first: textures, buildings, a vehicle).
 SHEET_ROWS = (0, 4, 8, 12, 16, 20)
@@ -48,14 +47,6 @@ def frequency_split(
     H, W)`` (1 = hole), the smooth fill outside -> ``(N, 3, H, W)`` in [0, 1]; fills in [0, 1]."""
     split = low_pass(smooth, sigma) + sharp - low_pass(sharp, sigma)
     return torch.where(masks > 0.5, split.clamp(0, 1), smooth)
-
-
-def save_sheet(columns: list[torch.Tensor], path: Path) -> None:
-    """Rows of images side by side, one column per entry of ``columns`` (each (N, 3, H, W) in
-    [0, 1]), as a PNG."""
-    rows = [torch.cat([column[i] for column in columns], dim=2) for i in range(len(columns[0]))]
-    pixels = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()
-    Image.fromarray((pixels * 255).round().clip(0, 255).astype(np.uint8)).save(path)
 
 
 def main() -> None:
@@ -84,18 +75,23 @@ def main() -> None:
         print("| fill | hole PSNR (dB) | hole ℓ1 (%) | hole TV / ground truth's |")
         print("|---|---:|---:|---:|")
         for label, filled in fills.items():
-            hole_psnr = psnr(filled, truth, masks)
-            print(
-                f"| {label} | {hole_psnr[hole_psnr.isfinite()].mean():.2f} | "
-                f"{mean_l1_error(filled, truth, masks).mean():.2f} | "
-                f"{(hole_tv(filled, masks) / truth_tv).mean():.3f} |",
-                flush=True,
-            )
+            scores = hole_scores(filled, truth, masks, truth_tv)
+            print(f"| {label} | {scores.psnr:.2f} | {scores.l1:.2f} | {scores.tv_ratio:.3f} |")
         if args.sheet is not None and name == "rect256":
             rows = list(SHEET_ROWS)
-            split = fills[f"split, sigma {sigmas[0]:g} px"]
-            columns = [truth * (1 - masks), smooth, sharp, split, truth]
-            save_sheet([column[rows] for column in columns], args.sheet)
+            split_label = f"split, sigma {sigmas[0]:g} px"
+            # uint8 (rows, H, W, 3) per column: the fills are in [0, 1], tensor_to_image takes [-1, 1].
+            smooth8, sharp8, split8, truth8 = (
+                tensor_to_image(fill[rows] * 2 - 1)
+                for fill in (smooth, sharp, fills[split_label], truth)
+            )
+            holes = masks[rows, 0].numpy() > 0.5
+            tiles = [
+                [masked_input(truth8[i], holes[i]), smooth8[i], sharp8[i], split8[i], truth8[i]]
+                for i in range(len(rows))
+            ]
+            labels = ["input", "smooth", "sharp", split_label, "ground truth"]
+            write_png(args.sheet, comparison_sheet(tiles, labels))
 
 
 if __name__ == "__main__":

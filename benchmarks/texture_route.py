@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import torch
-from default_model import ROOT, _eval_tensors, _fill_all
+from default_model import ROOT, _eval_tensors, _fill_all, hole_scores
 
 from inpaintkit.methods import DeepFillMethod, PatchMatchMethod
-from inpaintkit.metrics import hole_tv, mean_l1_error, psnr
+from inpaintkit.metrics import hole_tv
 from inpaintkit.tensors import signed_to_unit
 from inpaintkit.texture import GuidedPatchMatchMethod
 
@@ -53,11 +53,10 @@ def main() -> None:
             start = time.perf_counter()
             filled = _fill_all(method, images, masks)
             seconds = (time.perf_counter() - start) / len(images)
-            hole_psnr = psnr(filled, truth, masks)
+            scores = hole_scores(filled, truth, masks, truth_tv)
             print(
-                f"| {label} | {hole_psnr[hole_psnr.isfinite()].mean():.2f} | "
-                f"{mean_l1_error(filled, truth, masks).mean():.2f} | "
-                f"{(hole_tv(filled, masks) / truth_tv).mean():.3f} | {seconds:.2f} |",
+                f"| {label} | {scores.psnr:.2f} | {scores.l1:.2f} | {scores.tv_ratio:.3f} | "
+                f"{seconds:.2f} |",
                 flush=True,
             )
 
