@@ -261,11 +261,7 @@ class TrainLog:
             step % schedule.val_every != 0 and step % schedule.image_every != 0
         ):
             return None
-        val_means, grid = validate(
-            generator,
-            *self.validation,
-            self.recipe.data.batch_size,
-        )
+        val_means, grid = validate(generator, *self.validation, self.recipe.data.batch_size)
         if step % schedule.val_every == 0:
             for key, value in val_means.items():
                 self.writer.add_scalar(f"validation/{key}", value, step)

@@ -185,9 +185,11 @@ class Trainer:
             "generator/ae_loss": rec.known.detach(),  # ℓ1 on the known pixels, both stages
         }
         g_loss = rec.total
+        # The completed images (N, 3, H, W) in [-1, 1], which the grid terms score.
+        fills = composite(real, refined, mask)
         if cfg.lattice_alpha > 0:
             lattice = losses.lattice_loss(
-                composite(real, refined, mask),
+                fills,
                 mask,
                 cfg.lattice_periods,
                 photos=real if cfg.lattice_above_photo else None,
@@ -195,7 +197,7 @@ class Trainer:
             g_loss = g_loss + cfg.lattice_alpha * lattice
             scalars["generator/lattice"] = lattice.detach()
         if cfg.periodicity_alpha > 0:
-            repeats = losses.periodicity_loss(composite(real, refined, mask), real, mask)
+            repeats = losses.periodicity_loss(fills, real, mask)
             g_loss = g_loss + cfg.periodicity_alpha * repeats
             scalars["generator/periodicity"] = repeats.detach()
         if adversarial:
