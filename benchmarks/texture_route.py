@@ -3,10 +3,13 @@
 For each evaluation set, the network's fill (``fill``'s default Poisson blending), then
 :class:`inpaintkit.texture.GuidedPatchMatchMethod` at several pyramid depths, with the finest
 level copying known pixels (``vote="best"``, what ``fill --texture patchmatch`` runs) or
-averaging them (``"weighted"``), and plain PatchMatch: hole PSNR, hole l1, hole TV / the
-ground truth's (docs/metrics.md) and seconds per image (indicative: the machine is shared).
+averaging them (``"weighted"``), texture transfer (the fill's low-pass plus the photo's detail,
+``fill --texture transfer``) at several splits, and plain PatchMatch: hole PSNR, hole l1, hole
+TV / the ground truth's (docs/metrics.md) and seconds per image (indicative: the machine is
+shared).
 
     python benchmarks/texture_route.py --checkpoint inpaintkit/weights/deepfill_v1.safetensors
+    python benchmarks/texture_route.py --rows transfer --free-every 1   # network and transfer
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from default_model import ROOT, _eval_tensors, _fill_all, hole_scores
 from inpaintkit.methods import DeepFillMethod, PatchMatchMethod
 from inpaintkit.metrics import hole_tv
 from inpaintkit.tensors import signed_to_unit
-from inpaintkit.texture import GuidedPatchMatchMethod
+from inpaintkit.texture import GuidedPatchMatchMethod, TextureTransferMethod
 
 #: (pyramid levels, finest-level vote) of the guided rows.
 VARIANTS = ((2, "weighted"), (3, "weighted"), (2, "best"), (3, "best"))
+#: Gaussian standard deviations (px) of the transfer rows' structure/texture split.
+TRANSFER_SIGMAS = (1.5, 2.0, 3.0)
 
 
 def main() -> None:
@@ -34,14 +39,21 @@ def main() -> None:
     parser.add_argument(
         "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
     )
+    parser.add_argument(
+        "--rows", choices=("all", "transfer"), default="all", help="transfer: network and transfer"
+    )
     args = parser.parse_args()
     network = DeepFillMethod(args.checkpoint, device="cpu")
     methods = {"network (fill's default)": network}
-    for levels, vote in VARIANTS:
-        methods[f"guided, {levels} levels, {vote}"] = GuidedPatchMatchMethod(
-            network, levels=levels, vote=vote
-        )
-    methods["PatchMatch alone"] = PatchMatchMethod(device="cpu")
+    if args.rows == "all":
+        for levels, vote in VARIANTS:
+            methods[f"guided, {levels} levels, {vote}"] = GuidedPatchMatchMethod(
+                network, levels=levels, vote=vote
+            )
+    for sigma in TRANSFER_SIGMAS:
+        methods[f"transfer, sigma {sigma:g} px"] = TextureTransferMethod(network, sigma=sigma)
+    if args.rows == "all":
+        methods["PatchMatch alone"] = PatchMatchMethod(device="cpu")
     for name, every in (("rect256", 1), ("free256", args.free_every)):
         images, masks = _eval_tensors(args.eval_root, name, every)
         truth = signed_to_unit(images)

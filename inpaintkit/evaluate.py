@@ -67,7 +67,7 @@ from inpaintkit.tensors import (
     tensor_to_image,
     uint8_to_unit,
 )
-from inpaintkit.texture import TEXTURE_CHOICES, GuidedPatchMatchMethod
+from inpaintkit.texture import TEXTURE_CHOICES, with_texture
 
 # --------------------------------------------------------------------------- methods
 
@@ -132,9 +132,9 @@ def build_methods(
     or its run folder when stems collide). ``blends``: how every DeepFill method puts its
     prediction into the hole (:mod:`inpaintkit.blend`); given both, each DeepFill method is
     two rows, ``NAME`` Poisson-blended and ``NAME-pasted`` as the paper pastes it.
-    ``textures``: ``"network"`` keeps the network's own output; ``"patchmatch"`` adds, after
-    each DeepFill row, ``NAME+patchmatch``: PatchMatch guided by that row's fill
-    (:mod:`inpaintkit.texture`), which shares the row's network.
+    ``textures``: ``"network"`` keeps the network's own output; ``"patchmatch"`` and
+    ``"transfer"`` add, after each DeepFill row, ``NAME+patchmatch`` or ``NAME+transfer``: that
+    row's fill with its texture replaced (:mod:`inpaintkit.texture`), sharing the row's network.
     """
     if not blends or any(blend not in BLEND_CHOICES for blend in blends):
         raise EvaluateError(f"blends must be some of {list(BLEND_CHOICES)}, got {list(blends)}")
@@ -148,7 +148,9 @@ def build_methods(
         for blend in blends:
             row = name if len(blends) == 1 or blend == "poisson" else f"{name}-pasted"
             # This checkpoint and blend's rows, one per texture, named before any is loaded.
-            rows = {"network": row, "patchmatch": f"{row}+patchmatch"}
+            rows = {
+                texture: row if texture == "network" else f"{row}+{texture}" for texture in textures
+            }
             for texture in textures:
                 if rows[texture] in methods:
                     raise EvaluateError(
@@ -156,10 +158,8 @@ def build_methods(
                         "method; name them with --checkpoint NAME=FILE"
                     )
             network = DeepFillMethod(checkpoint, device=resolved, blend=blend)
-            if "network" in textures:
-                methods[row] = network
-            if "patchmatch" in textures:
-                methods[rows["patchmatch"]] = GuidedPatchMatchMethod(network, patch_size=patch_size)
+            for texture in textures:
+                methods[rows[texture]] = with_texture(network, texture, patch_size)
 
     resolved = resolve_device(device)
     methods: dict[str, InpaintMethod] = {}

@@ -134,9 +134,10 @@ class CheckpointParam(click.ParamType):
     multiple=True,
     default=["network"],
     show_default=True,
-    help="DeepFill methods' texture: the network's own, or patchmatch: PatchMatch copies known "
-    "patches onto the network's fill (docs/model.md, 'Texture from the photo'). Given twice, "
-    "each DeepFill row is followed by a NAME+patchmatch row.",
+    help="DeepFill methods' texture: the network's own; patchmatch: PatchMatch copies known "
+    "patches onto the network's fill; transfer: the fill's low-pass plus detail copied from "
+    "the photo (docs/model.md, 'Texture from the photo'). Given more than once, each DeepFill "
+    "row is followed by NAME+patchmatch and NAME+transfer rows.",
 )
 @device_option()
 @click.option(

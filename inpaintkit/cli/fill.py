@@ -26,7 +26,7 @@ from inpaintkit.fill_plan import pair_files, shard_jobs
 from inpaintkit.methods import PRECISION_CHOICES, DeepFillMethod, PatchMatchMethod
 from inpaintkit.onnx_method import OnnxMethod
 from inpaintkit.sharding import ShardError, parse_shard
-from inpaintkit.texture import TEXTURE_CHOICES, GuidedPatchMatchMethod
+from inpaintkit.texture import TEXTURE_CHOICES, with_texture
 
 
 @click.command("fill", short_help="Inpaint the holes of images given by mask files.")
@@ -83,8 +83,9 @@ from inpaintkit.texture import TEXTURE_CHOICES, GuidedPatchMatchMethod
     type=click.Choice(TEXTURE_CHOICES),
     default="network",
     show_default=True,
-    help="The network's own texture, or patchmatch: PatchMatch copies patches of the photo "
-    "onto the network's fill (sharper, slower; docs/model.md, 'Texture from the photo').",
+    help="The network's own texture; patchmatch: PatchMatch copies patches of the photo onto "
+    "the network's fill; transfer: the fill's low-pass plus detail copied from the photo "
+    "(sharpest; docs/model.md, 'Texture from the photo', 'Texture transfer').",
 )
 @click.option(
     "--batch-size",
@@ -185,9 +186,9 @@ def fill_command(
         _check_onnx_options(method, onnx_model, checkpoint, device, precision, attention_dir)
     elif onnx_model is not None:
         raise click.UsageError("--onnx needs --runtime onnxruntime")
-    if texture == "patchmatch" and method != "deepfill":
+    if texture != "network" and method != "deepfill":
         raise click.UsageError(
-            "--texture patchmatch needs a network to guide it: --method deepfill"
+            f"--texture {texture} needs a network to guide it: --method deepfill"
         )
     if attention_dir is not None and method != "deepfill":
         raise click.UsageError(
@@ -224,8 +225,7 @@ def fill_command(
                 )
         else:
             inpainter = PatchMatchMethod(patch_size=patch_size, device=rank_device)
-        if texture == "patchmatch":
-            inpainter = GuidedPatchMatchMethod(inpainter, patch_size=patch_size)
+        inpainter = with_texture(inpainter, texture, patch_size)
         options = FillOptions(
             invert_masks=invert_masks,
             dilate=dilate,
