@@ -101,11 +101,7 @@ def test_bad_arguments_are_named(change, message):
         texture_transfer(**arguments)
 
 
-def test_transfer_method_keeps_known_pixels_and_names_its_settings(tmp_path, invoke):
-    from PIL import Image
-
-    from inpaintkit.evaluate import build_methods
-
+def test_transfer_method_keeps_known_pixels_and_names_its_settings(tmp_path):
     checkpoint = tmp_path / "tiny.safetensors"
     save_generator(checkpoint, Generator(GeneratorConfig(channels=4)))
     network = DeepFillMethod(checkpoint, device="cpu", precision="fp32")
@@ -123,25 +119,3 @@ def test_transfer_method_keeps_known_pixels_and_names_its_settings(tmp_path, inv
     )
     assert offsets is not None
     np.testing.assert_array_equal(tensor_to_image(filled)[0][~hole], image[~hole])
-
-    Image.fromarray(image).save(tmp_path / "photo.png")
-    Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.png")
-    result = invoke(
-        "fill", tmp_path / "photo.png", "--masks", tmp_path / "mask.png",
-        "-o", tmp_path / "out.png", "--checkpoint", checkpoint, "--texture", "transfer",
-        "--device", "cpu", "--quiet",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    written = np.asarray(Image.open(tmp_path / "out.png"))
-    np.testing.assert_array_equal(written[~hole], image[~hole])
-    refused = invoke(
-        "fill", tmp_path / "photo.png", "--masks", tmp_path / "mask.png",
-        "-o", tmp_path / "pm.png", "--method", "patchmatch", "--texture", "transfer",
-    )  # fmt: skip
-    assert refused.exit_code == 2 and "--texture transfer needs a network" in refused.output
-
-    rows = build_methods(
-        [("tiny", checkpoint)], floors=False, device="cpu", textures=("network", "transfer")
-    )
-    assert list(rows) == ["tiny", "tiny+transfer"]
-    assert rows["tiny+transfer"].network is rows["tiny"]

@@ -16,7 +16,7 @@ torch formulation (:mod:`.batched`) for CUDA, which also runs on the CPU.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numba
 import numpy as np
@@ -78,46 +78,73 @@ def bounding_box(region: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
+class SearchRegion(NamedTuple):
+    """Where one level's PatchMatch works: the patches to match and the patches to copy from.
+
+    ``targets``: centres of the patches that overlap the hole; ``valid`` (and its coordinates
+    ``valid_ys``, ``valid_xs``): centres of patches wholly in the known region; ``box``: the
+    half-open ``(y0, y1, x0, x1)`` around ``targets``, to which per-step work is confined.
+    """
+
+    targets: np.ndarray
+    valid: np.ndarray
+    valid_ys: np.ndarray
+    valid_xs: np.ndarray
+    box: tuple[int, int, int, int]
+
+
+def search_region(hole: np.ndarray, radius: int) -> SearchRegion:
+    """The :class:`SearchRegion` of bool ``(H, W)`` ``hole`` for patches of ``radius``."""
+    targets = dilate(hole, radius)
+    valid = valid_centres(hole, radius)
+    valid_ys, valid_xs = (v.astype(np.int32) for v in np.nonzero(valid))
+    return SearchRegion(targets, valid, valid_ys, valid_xs, bounding_box(targets))
+
+
+def search(image, region: SearchRegion, nnf, dist, radius: int, seed: int, step: int) -> int:
+    """One EM step's PatchMatch search of ``image`` against itself, ``nnf`` and ``dist`` in place.
+
+    Returns how many matches improved.
+    """
+    return cpu.patchmatch(
+        image,
+        image,
+        region.targets,
+        region.valid,
+        region.valid_ys,
+        region.valid_xs,
+        nnf,
+        dist,
+        radius,
+        SEARCH_PASSES,
+        _level_seed(seed, step),
+        region.box,
+    )
+
+
 def _em_level_numba(image, hole, nnf, radius, iterations, seed, best_last):
     # Per-step work is confined to the box around the patches that overlap the hole; source
     # patches still come from the whole known region (``valid`` spans the image).
-    targets = dilate(hole, radius)
-    valid = valid_centres(hole, radius)
-    box = bounding_box(targets)
+    region = search_region(hole, radius)
     dist = np.zeros(hole.shape, dtype=np.float32)
     weight = np.ones(hole.shape, dtype=np.float32)
     image = image.copy()
     threads = numba.get_num_threads()
-    numba.set_num_threads(threads if targets.sum() >= PARALLEL_MIN_TARGETS else 1)
+    numba.set_num_threads(threads if region.targets.sum() >= PARALLEL_MIN_TARGETS else 1)
     try:
         return _em_steps(
-            image, hole, nnf, targets, valid, box, dist, weight, radius, iterations, seed, best_last
+            image, hole, nnf, region, dist, weight, radius, iterations, seed, best_last
         )
     finally:
         numba.set_num_threads(threads)
 
 
-def _em_steps(
-    image, hole, nnf, targets, valid, box, dist, weight, radius, iterations, seed, best_last
-):
-    valid_ys, valid_xs = (v.astype(np.int32) for v in np.nonzero(valid))
+def _em_steps(image, hole, nnf, region, dist, weight, radius, iterations, seed, best_last):
+    targets, box = region.targets, region.box
     inside = np.s_[box[0] : box[1], box[2] : box[3]]
     moved = np.inf
     for step in range(iterations):
-        improved = cpu.patchmatch(
-            image,
-            image,
-            targets,
-            valid,
-            valid_ys,
-            valid_xs,
-            nnf,
-            dist,
-            radius,
-            SEARCH_PASSES,
-            _level_seed(seed, step),
-            box,
-        )
+        improved = search(image, region, nnf, dist, radius, seed, step)
         # Converged (same field, image moved by less than uint8 rounding): this vote is the last.
         last = step == iterations - 1 or (improved == 0 and moved < CONVERGED)
         weight[inside] = similarity_weights(dist[inside], targets[inside])

@@ -26,12 +26,11 @@ from scipy import ndimage
 from inpaintkit.patchmatch import cpu
 from inpaintkit.patchmatch.inpaint import (
     DEFAULT_ITERATIONS,
-    SEARCH_PASSES,
-    _level_seed,
-    bounding_box,
+    search,
+    search_region,
     usable_radius,
 )
-from inpaintkit.patchmatch.pyramid import dilate, unassigned_field, valid_centres
+from inpaintkit.patchmatch.pyramid import unassigned_field
 
 #: Standard deviation (px) of the Gaussian that splits structure from texture. 2 keeps both
 #: evaluation sets within issue #25's 0.5 dB of the network's hole PSNR while reaching its
@@ -64,10 +63,7 @@ def copy_detail(
     low-pass. Returns a new array; known pixels are unchanged.
     """
     fill = pixels.copy()
-    targets = dilate(hole, radius)
-    valid = valid_centres(hole, radius)
-    valid_ys, valid_xs = (v.astype(np.int32) for v in np.nonzero(valid))
-    box = bounding_box(targets)
+    region = search_region(hole, radius)
     nnf = unassigned_field(hole.shape)
     dist = np.zeros(hole.shape, dtype=np.float32)
     weight = np.ones(hole.shape, dtype=np.float32)  # unused by the best-only vote
@@ -78,22 +74,9 @@ def copy_detail(
         description = np.ascontiguousarray(
             np.concatenate([structure, coherence * detail], axis=2), dtype=np.float32
         )
-        cpu.patchmatch(
-            description,
-            description,
-            targets,
-            valid,
-            valid_ys,
-            valid_xs,
-            nnf,
-            dist,
-            radius,
-            SEARCH_PASSES,
-            _level_seed(seed, step),
-            box,
-        )
+        search(description, region, nnf, dist, radius, seed, step)
         # In place: the vote reads source pixels only, which all lie outside the hole.
-        cpu.vote(fill, hole, targets, nnf, dist, weight, radius, True, fill)
+        cpu.vote(fill, hole, region.targets, nnf, dist, weight, radius, True, fill)
     return fill
 
 
