@@ -44,8 +44,8 @@ class _GuidedMethod:
     """A network's fill, then a method that replaces its texture (``refine``, on the CPU).
 
     ``refine(images, masks, guides)`` gets the network's fills as ``guides (N, 3, H, W)`` in
-    [-1, 1] and returns the final images. Subclasses set ``_settings`` (what ``evaluate``
-    records beside the network's own settings).
+    [-1, 1] and returns the final images; ``_settings()`` says what ``evaluate`` records beside
+    the network's own settings. Subclasses define both.
     """
 
     def __init__(self, network: InpaintMethod, texture: str) -> None:
