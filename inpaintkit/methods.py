@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -155,21 +156,42 @@ class PatchMatchMethod:
             options["patch_size"] = self.patch_size
         if self.vote is not None:
             options["vote"] = self.vote
-        pictures = tensor_to_image(images)  # (N, H, W, 3) uint8
-        holes = masks[:, 0].cpu().numpy() > 0.5
-        # Guides in float [0, 255]: rounding them to uint8 first would throw away a network's
-        # sub-grey-level gradients before they are downsampled.
-        guide_pixels = (
-            [None] * len(pictures)
-            if guides is None
-            else ((guides.float().cpu() + 1.0) * 127.5).permute(0, 2, 3, 1).numpy()
+        return fill_each_sample(
+            images,
+            masks,
+            lambda picture, hole, guide: patchmatch_inpaint(picture, hole, guide=guide, **options),
+            guides,
         )
-        filled = [
-            patchmatch_inpaint(picture, hole, guide=guide, **options) if hole.any() else picture
-            for picture, hole, guide in zip(pictures, holes, guide_pixels, strict=True)
-        ]
-        prediction = image_to_tensor(np.stack(filled)).to(images.device)
-        return composite(images, prediction, masks)
+
+
+def fill_each_sample(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    fill_one: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray],
+    guides: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A numpy inpainter run image by image on the CPU, composited into ``images``.
+
+    ``fill_one(picture uint8 (H, W, 3), hole bool (H, W), guide float (H, W, 3) in [0, 255]
+    or None) -> uint8 (H, W, 3)`` is called for each image with a hole (the others pass
+    through). ``guides (N, 3, H, W)`` in [-1, 1], first guesses for the holes, or None.
+    Returns ``(N, 3, H, W)`` in [-1, 1] on ``images``' device.
+    """
+    pictures = tensor_to_image(images)  # (N, H, W, 3) uint8
+    holes = masks[:, 0].cpu().numpy() > 0.5
+    # Guides in float [0, 255]: rounding them to uint8 first would throw away a network's
+    # sub-grey-level gradients (PatchMatch downsamples them; the transfer keeps their low-pass).
+    guide_pixels = (
+        [None] * len(pictures)
+        if guides is None
+        else ((guides.float().cpu() + 1.0) * 127.5).permute(0, 2, 3, 1).numpy()
+    )
+    filled = [
+        fill_one(picture, hole, guide) if hole.any() else picture
+        for picture, hole, guide in zip(pictures, holes, guide_pixels, strict=True)
+    ]
+    prediction = image_to_tensor(np.stack(filled)).to(images.device)
+    return composite(images, prediction, masks)
 
 
 class DeepFillMethod:

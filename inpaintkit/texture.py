@@ -16,10 +16,9 @@ added (:mod:`inpaintkit.patchmatch.transfer`, docs/model.md, "Texture transfer")
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from inpaintkit.methods import InpaintMethod, PatchMatchMethod, _check_inputs
+from inpaintkit.methods import InpaintMethod, PatchMatchMethod, _check_inputs, fill_each_sample
 from inpaintkit.patchmatch.inpaint import Vote
 from inpaintkit.patchmatch.transfer import (
     DEFAULT_COHERENCE,
@@ -27,7 +26,6 @@ from inpaintkit.patchmatch.transfer import (
     DEFAULT_TRANSFER_PATCH_SIZE,
     texture_transfer,
 )
-from inpaintkit.tensors import composite, image_to_tensor, tensor_to_image
 
 #: Texture sources of ``fill --texture``: the network's own output, PatchMatch guided by it, or
 #: the network's low-pass plus detail copied from the photo.
@@ -158,12 +156,8 @@ class TextureTransferMethod(_GuidedMethod):
     def refine(
         self, images: torch.Tensor, masks: torch.Tensor, guides: torch.Tensor
     ) -> torch.Tensor:
-        pictures = tensor_to_image(images)  # (N, H, W, 3) uint8
-        holes = masks[:, 0].cpu().numpy() > 0.5
-        # Float [0, 255]: the guide's low-pass is kept, so its sub-grey-level shading counts.
-        guide_pixels = ((guides.float().cpu() + 1.0) * 127.5).permute(0, 2, 3, 1).numpy()
-        filled = [
-            texture_transfer(
+        def transfer(picture, hole, guide):
+            return texture_transfer(
                 picture,
                 hole,
                 guide,
@@ -172,9 +166,8 @@ class TextureTransferMethod(_GuidedMethod):
                 patch_size=self.patch_size,
                 seed=self.seed,
             )
-            for picture, hole, guide in zip(pictures, holes, guide_pixels, strict=True)
-        ]
-        return composite(images, image_to_tensor(np.stack(filled)).to(images.device), masks)
+
+        return fill_each_sample(images, masks, transfer, guides)
 
     def _settings(self) -> dict[str, str]:
         return {

@@ -90,7 +90,7 @@ def test_copies_are_known_pixels_and_the_fill_is_reproducible():
     [
         ({"guide": np.zeros((5, 5, 3))}, "guide must have the image's shape"),
         ({"mask": np.ones((96, 96), bool)}, "covers the whole image"),
-        ({"patch_size": 4}, "patch_size must be odd"),
+        ({"patch_size": 4}, "patch_size must be a positive odd integer"),
         ({"sigma": 0.0}, "need sigma > 0"),
     ],
 )

@@ -157,38 +157,35 @@ def _em_steps(image, hole, nnf, region, dist, weight, radius, iterations, seed, 
     return image, nnf
 
 
-def _check_inputs(
+def check_inputs(
+    caller: str,
     image: np.ndarray,
     mask: np.ndarray,
     patch_size: int,
     iterations: int,
-    levels: int | None,
-    vote: str,
+    guide: np.ndarray | None = None,
 ) -> None:
+    """The checks every patch-copying fill makes of its arguments, errors named by ``caller``."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise TypeError(
-            f"patchmatch_inpaint: image must be a uint8 numpy array, got "
+            f"{caller}: image must be a uint8 numpy array, got "
             f"{getattr(image, 'dtype', type(image).__name__)}"
         )
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-        raise ValueError(
-            f"patchmatch_inpaint: image must be (H, W) or (H, W, 3), got {image.shape}"
-        )
+        raise ValueError(f"{caller}: image must be (H, W) or (H, W, 3), got {image.shape}")
     if not isinstance(mask, np.ndarray) or mask.shape != image.shape[:2]:
         raise ValueError(
-            f"patchmatch_inpaint: mask must be a (H, W) = {image.shape[:2]} array, got "
+            f"{caller}: mask must be a (H, W) = {image.shape[:2]} array, got "
             f"{getattr(mask, 'shape', type(mask).__name__)}"
         )
     if not isinstance(patch_size, int) or patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(
-            f"patchmatch_inpaint: patch_size must be a positive odd integer, got {patch_size!r}"
-        )
+        raise ValueError(f"{caller}: patch_size must be a positive odd integer, got {patch_size!r}")
     if iterations < 1:
-        raise ValueError(f"patchmatch_inpaint: iterations must be >= 1, got {iterations}")
-    if levels is not None and levels < 1:
-        raise ValueError(f"patchmatch_inpaint: levels must be >= 1 or None, got {levels}")
-    if vote not in ("weighted", "best"):
-        raise ValueError(f"patchmatch_inpaint: vote must be 'weighted' or 'best', got {vote!r}")
+        raise ValueError(f"{caller}: iterations must be >= 1, got {iterations}")
+    if guide is not None and guide.shape != image.shape:
+        raise ValueError(
+            f"{caller}: guide must have the image's shape {image.shape}, got {guide.shape}"
+        )
 
 
 def guide_levels(guide: np.ndarray, count: int) -> list[np.ndarray]:
@@ -254,11 +251,11 @@ def patchmatch_inpaint(
     Raises:
         ValueError: the mask covers every pixel (nothing to copy from), or bad arguments.
     """
-    _check_inputs(image, mask, patch_size, iterations, levels, vote)
-    if guide is not None and guide.shape != image.shape:
-        raise ValueError(
-            f"patchmatch_inpaint: guide must have the image's shape {image.shape}, got {guide.shape}"
-        )
+    check_inputs("patchmatch_inpaint", image, mask, patch_size, iterations, guide)
+    if levels is not None and levels < 1:
+        raise ValueError(f"patchmatch_inpaint: levels must be >= 1 or None, got {levels}")
+    if vote not in ("weighted", "best"):
+        raise ValueError(f"patchmatch_inpaint: vote must be 'weighted' or 'best', got {vote!r}")
     hole = np.asarray(mask, dtype=bool)
     if not hole.any():
         return image.copy()

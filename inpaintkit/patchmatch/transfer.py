@@ -26,6 +26,7 @@ from scipy import ndimage
 from inpaintkit.patchmatch import cpu
 from inpaintkit.patchmatch.inpaint import (
     DEFAULT_ITERATIONS,
+    check_inputs,
     search,
     search_region,
     usable_radius,
@@ -106,22 +107,12 @@ def texture_transfer(
     Returns:
         uint8 array of ``image``'s shape; known pixels are bit-exact copies of the input.
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        raise TypeError(f"texture_transfer: image must be a uint8 numpy array, got {image.dtype}")
-    if guide.shape != image.shape:
+    check_inputs("texture_transfer", image, mask, patch_size, iterations, guide)
+    if sigma <= 0 or coherence < 0:
         raise ValueError(
-            f"texture_transfer: guide must have the image's shape {image.shape}, got {guide.shape}"
+            f"texture_transfer: need sigma > 0 and coherence >= 0, got {sigma}, {coherence}"
         )
     hole = np.asarray(mask, dtype=bool)
-    if hole.shape != image.shape[:2]:
-        raise ValueError(f"texture_transfer: mask must be {image.shape[:2]}, got {hole.shape}")
-    if not isinstance(patch_size, int) or patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(f"texture_transfer: patch_size must be odd and positive, got {patch_size}")
-    if sigma <= 0 or coherence < 0 or iterations < 1:
-        raise ValueError(
-            f"texture_transfer: need sigma > 0, coherence >= 0 and iterations >= 1, got "
-            f"{sigma}, {coherence}, {iterations}"
-        )
     if not hole.any():
         return image.copy()
     if hole.all():
