@@ -9,7 +9,7 @@ TV / the ground truth's (docs/metrics.md) and seconds per image (indicative: the
 shared).
 
     python benchmarks/texture_route.py --checkpoint inpaintkit/weights/deepfill_v1.safetensors
-    python benchmarks/texture_route.py --rows transfer --free-every 1   # network and transfer
+    python benchmarks/texture_route.py --rows transfer --free-every 1 --sigmas 2  # all free256
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument(
         "--rows", choices=("all", "transfer"), default="all", help="transfer: network and transfer"
     )
+    parser.add_argument(
+        "--sigmas", type=float, nargs="+", default=TRANSFER_SIGMAS, help="transfer rows' sigmas"
+    )
     args = parser.parse_args()
     network = DeepFillMethod(args.checkpoint, device="cpu")
     methods = {"network (fill's default)": network}
@@ -50,7 +53,7 @@ def main() -> None:
             methods[f"guided, {levels} levels, {vote}"] = GuidedPatchMatchMethod(
                 network, levels=levels, vote=vote
             )
-    for sigma in TRANSFER_SIGMAS:
+    for sigma in args.sigmas:
         methods[f"transfer, sigma {sigma:g} px"] = TextureTransferMethod(network, sigma=sigma)
     if args.rows == "all":
         methods["PatchMatch alone"] = PatchMatchMethod(device="cpu")

@@ -7,15 +7,16 @@ with sharp known patches, so the best matches are the flattest patches of the ph
 fill stays soft. Here, as in image analogies (Hertzmann et al. 2001), patches are compared on
 what the guide does know:
 
-* every patch is described by its Gaussian low-pass (standard deviation ``sigma`` px), taken of
-  the guide inside the hole and of the photo outside it, plus ``coherence`` x the high-pass of
-  the current fill, so that neighbouring copies agree (0 on the first step, when the hole has
-  no detail of its own yet);
+* the **structure** is the Gaussian low-pass (standard deviation ``sigma`` px) of the guide
+  inside the hole and the photo outside it; the photo's **detail** is the photo minus it;
+* every patch is described by its structure plus ``coherence`` x its detail, so that
+  neighbouring copies agree (the hole's detail is left out on the first step, when it has none
+  of its own yet);
 * PatchMatch matches each hole patch to a known patch on those descriptions, and each hole
-  pixel copies the pixel of its best-matching covering patch (``vote="best"``): real detail
-  of the photo, never an average of several;
-* the output keeps the guide's low-pass and adds the copies' high-pass, so the layout and
-  colours, where most of the PSNR lies, stay the network's (docs/model.md, "Texture transfer").
+  pixel copies the detail of its best-matching covering patch's pixel (``vote="best"``): real
+  detail of the photo, never an average of several;
+* the output is the structure plus the copied detail, so the layout and colours, where most of
+  the PSNR lies, stay the network's (docs/model.md, "Texture transfer").
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ from inpaintkit.patchmatch.pyramid import unassigned_field
 
 #: Standard deviation (px) of the Gaussian that splits structure from texture. 2 keeps both
 #: evaluation sets within issue #25's 0.5 dB of the network's hole PSNR while reaching its
-#: sharpness bars (3 sharper, 0.1 dB lower; 1.5 short of free256's; docs/model.md).
+#: sharpness bars (3: sharper, but 0.33 dB lower than 2 on free256, below its bar; 1.5 short
+#: of free256's sharpness bar; docs/model.md).
 DEFAULT_SIGMA = 2.0
-#: Weight of the fill's high-pass in the patch descriptions from the second EM step on.
-DEFAULT_COHERENCE = 0.5
+#: Weight of the detail in the patch descriptions (the hole's from the second EM step on). 0.25
+#: measured 0.02 more hole TV / truth than 0.5 on free256 for 0.01 dB (0: +0.08 TV, -0.12 dB,
+#: and visibly scratchier); stint 17, docs/model.md.
+DEFAULT_COHERENCE = 0.25
 #: Patch side (odd). 7 measured the same within 0.02 dB and TV 0.02, at 1.2 x the time.
 DEFAULT_TRANSFER_PATCH_SIZE = 5
 
@@ -49,36 +53,42 @@ def low_pass(pixels: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def copy_detail(
-    pixels: np.ndarray,
+    photo_detail: np.ndarray,
     hole: np.ndarray,
     structure: np.ndarray,
     radius: int,
     coherence: float,
-    sigma: float,
     iterations: int,
     seed: int,
 ) -> np.ndarray:
-    """Every hole pixel a copy of a known pixel, chosen on ``structure`` (and detail agreement).
+    """Every hole pixel's detail a copy of a known pixel's, chosen on ``structure`` (and agreement).
 
-    ``pixels``: float32 ``(H, W, C)`` in [0, 255], the guide in the hole; ``structure``: its
-    low-pass. Returns a new array; known pixels are unchanged.
+    ``photo_detail``: float32 ``(H, W, C)``, the photo minus ``structure`` outside the hole
+    (values inside are ignored); ``structure``: the low-pass of the guided first guess. Returns
+    a new array whose hole pixels hold copies of known pixels' detail; known pixels are
+    unchanged.
+
+    The detail is copied, not the pixel: a mosaic of copied pixels has seams where neighbouring
+    copies come from places of different brightness, and its high-pass turns every seam into an
+    edge (an eyebrow pixel on a cheek becomes a dark speck). A pixel's detail about its own
+    surroundings has no such step (docs/model.md, "Texture transfer").
     """
-    fill = pixels.copy()
+    detail = photo_detail.copy()
+    detail[hole] = 0.0
     region = search_region(hole, radius)
     nnf = unassigned_field(hole.shape)
     dist = np.zeros(hole.shape, dtype=np.float32)
     weight = np.ones(hole.shape, dtype=np.float32)  # unused by the best-only vote
     for step in range(iterations):
-        # Step 0: the hole holds the guide, whose detail is missing, not flat: describing it
-        # would favour the photo's flattest patches, the failure this module exists to avoid.
-        detail = fill - low_pass(fill, sigma) if step > 0 else np.zeros_like(fill)
+        # Step 0: the hole has no detail yet, not flat detail; describing it would favour the
+        # photo's flattest patches, the failure this module exists to avoid.
         description = np.ascontiguousarray(
-            np.concatenate([structure, coherence * detail], axis=2), dtype=np.float32
+            np.concatenate([structure, (coherence if step > 0 else 0.0) * detail], axis=2),
+            dtype=np.float32,
         )
         search(description, region, nnf, dist, radius, seed, step)
-        # In place: the vote reads source pixels only, which all lie outside the hole.
-        cpu.vote(fill, hole, region.targets, nnf, dist, weight, radius, True, fill)
-    return fill
+        cpu.vote(photo_detail, hole, region.targets, nnf, dist, weight, radius, True, detail)
+    return detail
 
 
 def texture_transfer(
@@ -123,7 +133,9 @@ def texture_transfer(
     ).astype(np.float32)
     structure = low_pass(first_guess, sigma)
     radius = usable_radius(hole, patch_size // 2)
-    copies = copy_detail(first_guess, hole, structure, radius, coherence, sigma, iterations, seed)
-    filled = structure + (copies - low_pass(copies, sigma))
+    photo_detail = first_guess - structure
+    filled = structure + copy_detail(
+        photo_detail, hole, structure, radius, coherence, iterations, seed
+    )
     out = np.clip(np.rint(filled), 0, 255).astype(np.uint8).reshape(image.shape)
     return np.where(hole.reshape(hole.shape + (1,) * (image.ndim - 2)), out, image)
