@@ -239,10 +239,6 @@ class Recipe:
             ("schedule.critic_warmup_steps", self.schedule.critic_warmup_steps),
             ("schedule.max_validation_drop_db", self.schedule.max_validation_drop_db),
             ("loss.gradient_penalty_batch", self.loss.gradient_penalty_batch),
-        ):
-            if value < 0:
-                raise ConfigError(f"{path}: must be >= 0, got {value}")
-        for path, value in (
             ("loss.lattice_alpha", self.loss.lattice_alpha),
             ("loss.feature_matching_alpha", self.loss.feature_matching_alpha),
             ("loss.periodicity_alpha", self.loss.periodicity_alpha),
