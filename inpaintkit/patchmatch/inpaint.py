@@ -186,6 +186,17 @@ def check_inputs(
         raise ValueError(
             f"{caller}: guide must have the image's shape {image.shape}, got {guide.shape}"
         )
+    if mask.size and np.asarray(mask, dtype=bool).all():
+        raise ValueError(
+            f"{caller}: the mask covers the whole image; there are no known pixels to copy from"
+        )
+
+
+def paste_fill(image: np.ndarray, hole: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """``filled`` (float ``(H, W, C)`` in [0, 255]) rounded into the ``hole`` of uint8 ``image``
+    -> ``image``'s shape; known pixels are bit-exact copies of the input."""
+    out = np.clip(np.rint(filled), 0, 255).astype(np.uint8).reshape(image.shape)
+    return np.where(hole.reshape(hole.shape + (1,) * (image.ndim - 2)), out, image)
 
 
 def guide_levels(guide: np.ndarray, count: int) -> list[np.ndarray]:
@@ -259,11 +270,6 @@ def patchmatch_inpaint(
     hole = np.asarray(mask, dtype=bool)
     if not hole.any():
         return image.copy()
-    if hole.all():
-        raise ValueError(
-            "patchmatch_inpaint: the mask covers the whole image; "
-            "PatchMatch needs known pixels to copy from"
-        )
     device = torch.device(device)
     if backend == "auto":
         backend = "numba" if device.type == "cpu" else "torch"
@@ -314,8 +320,7 @@ def patchmatch_inpaint(
                 best_last,
                 device,
             )
-    out = np.clip(np.rint(filled), 0, 255).astype(np.uint8).reshape(image.shape)
-    return np.where(hole.reshape(hole.shape + (1,) * (image.ndim - 2)), out, image)
+    return paste_fill(image, hole, filled)
 
 
 def nearest_neighbor_field(

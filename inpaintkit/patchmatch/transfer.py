@@ -28,6 +28,7 @@ from inpaintkit.patchmatch import cpu
 from inpaintkit.patchmatch.inpaint import (
     DEFAULT_ITERATIONS,
     check_inputs,
+    paste_fill,
     search,
     search_region,
     usable_radius,
@@ -109,7 +110,7 @@ def texture_transfer(
         guide: the first guess (e.g. the network's fill), uint8 or float in [0, 255], of
             ``image``'s shape; only its hole pixels are read.
         sigma: standard deviation (px) of the Gaussian that splits structure from texture.
-        coherence: weight of the current fill's high-pass when patches are compared.
+        coherence: weight of the detail beside the structure when patches are compared.
         patch_size: odd side of the square patches (shrinks when no known patch fits).
         iterations: EM steps (PatchMatch search, then copies).
         seed: the fill is a deterministic function of the inputs and ``seed``.
@@ -125,8 +126,6 @@ def texture_transfer(
     hole = np.asarray(mask, dtype=bool)
     if not hole.any():
         return image.copy()
-    if hole.all():
-        raise ValueError("texture_transfer: the mask covers the whole image; nothing to copy from")
     known = image.reshape(image.shape[0], image.shape[1], -1).astype(np.float32)
     first_guess = np.where(
         hole[..., None], guide.reshape(known.shape).astype(np.float32), known
@@ -137,5 +136,4 @@ def texture_transfer(
     filled = structure + copy_detail(
         photo_detail, hole, structure, radius, coherence, iterations, seed
     )
-    out = np.clip(np.rint(filled), 0, 255).astype(np.uint8).reshape(image.shape)
-    return np.where(hole.reshape(hole.shape + (1,) * (image.ndim - 2)), out, image)
+    return paste_fill(image, hole, filled)
