@@ -4,11 +4,11 @@ Twelve photos of ../shared/data/eval (none in the training set, docs/model-card.
 downscaled to GALLERY_SIDE px on its longer side; per photo a mask drawn from hand-placed
 shapes (the objects, people, text and scratches in that photo), committed under
 docs/images/gallery/masks/; then the default fill (the packaged model, as `inpaintkit fill`
-runs it) and PatchMatch's, each timed. Rerun it whenever a model ships: it rewrites the
+runs it), the same with each `--texture` option, and PatchMatch's, each timed. Rerun it whenever a model ships: it rewrites the
 pictures, docs/gallery.md and docs/images/gallery/overview.jpg, the README's picture.
 
 Usage: python docs/make_gallery.py [--checkpoint FILE] [--data ../shared/data] [--redraw-masks]
-(the packaged model on the CPU by default; about 2 minutes on 2 busy cores).
+(the packaged model on the CPU by default; 27 s on 2 otherwise idle cores, stint 18).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from inpaintkit.hd_strategy import DEFAULT_STRATEGY, fill_method_crops, plan_ima
 from inpaintkit.io import atomic_write, read_mask
 from inpaintkit.methods import DeepFillMethod, InpaintMethod, PatchMatchMethod
 from inpaintkit.report import comparison_sheet, write_png
-from inpaintkit.texture import GuidedPatchMatchMethod
+from inpaintkit.texture import GuidedPatchMatchMethod, TextureTransferMethod
 
 DOCS = Path(__file__).resolve().parent
 OUT = DOCS / "images" / "gallery"
@@ -45,7 +45,7 @@ DESIGN_SIDE = 768
 JPEG_QUALITY = 85
 #: The README's picture: these photos, one row each (masked photo | each method's fill).
 OVERVIEW = ("one_stands_out", "market", "monument", "cups")
-OVERVIEW_TILE = (192, 128)  # (width, height) of one tile; four tiles make a 768 px row
+OVERVIEW_TILE = (192, 128)  # (width, height) of one tile; five tiles make a 960 px row
 #: The hole's tint over the photo in the "what was painted" pictures.
 TINT, TINT_ALPHA = (255, 40, 40), 0.6
 
@@ -333,7 +333,9 @@ def provenance(data: Path) -> dict[str, str]:
     return {f[0]: f"{f[1]}: {f[2]} ({f[4]})" for f in (line.split("\t") for line in lines)}
 
 
-def page(rows: list[Row], labels: list[str], model: str, device: str, data: Path) -> str:
+def page(rows: list[Row], files: dict[str, str], model: str, device: str, data: Path) -> str:
+    """The page's text; ``files``: method label -> the suffix of its pictures' names."""
+    labels = list(files)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
         "# Gallery: real photos, the holes a person paints, and each method's fill",
@@ -347,7 +349,8 @@ def page(rows: list[Row], labels: list[str], model: str, device: str, data: Path
         "the painted hole (red), the **default** fill (what `inpaintkit fill` gives: the packaged",
         "DeepFill model, Poisson-blended into the hole), the same fill with `--texture patchmatch`",
         '(our PatchMatch copies the photo\'s patches onto it; docs/model.md, "Texture from the photo")',
-        "and our **PatchMatch**'s alone, with the seconds each",
+        "and with `--texture transfer` (the network's fill below 2 px, the photo's detail above",
+        'it; docs/model.md, "Texture transfer"), and our **PatchMatch**\'s alone, with the seconds each',
         "fill took. The masks are committed (`docs/images/gallery/masks/`, white = hole), so",
         "`inpaintkit fill` reproduces any row.",
         "",
@@ -369,9 +372,7 @@ def page(rows: list[Row], labels: list[str], model: str, device: str, data: Path
             "| painted hole | " + " | ".join(f"{m}: {row.seconds[m]:.2f} s" for m in labels) + " |",
             "|---" * (len(labels) + 1) + "|",
             f"| ![{name}: the hole](images/gallery/{name}.jpg) | "
-            + " | ".join(
-                f"![{name}: {m}](images/gallery/{name}_{m.split()[0].lower()}.jpg)" for m in labels
-            )
+            + " | ".join(f"![{name}: {m}](images/gallery/{name}_{files[m]}.jpg)" for m in labels)
             + " |",
             "",
         ]
@@ -423,17 +424,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     deepfill = DeepFillMethod(args.checkpoint, device=args.device)
-    methods = {
-        "default (DeepFill)": deepfill,
-        "DeepFill --texture patchmatch": GuidedPatchMatchMethod(deepfill),
-        "PatchMatch": PatchMatchMethod(device=args.device),
+    # label -> (the suffix of its pictures' names, the method)
+    columns = {
+        "default (DeepFill)": ("default", deepfill),
+        "DeepFill --texture patchmatch": ("texture_patchmatch", GuidedPatchMatchMethod(deepfill)),
+        "DeepFill --texture transfer": ("texture_transfer", TextureTransferMethod(deepfill)),
+        "PatchMatch": ("patchmatch", PatchMatchMethod(device=args.device)),
     }
     digest = deepfill.settings()["checkpoint_sha256"][:12]
     model = f"`{deepfill.checkpoint.name}` (sha256 {digest}…)"
     warm = np.zeros((64, 64, 3), np.uint8)
     warm_hole = np.zeros((64, 64), bool)
     warm_hole[24:40, 24:40] = True
-    for method in methods.values():
+    for _, method in columns.values():
         timed_fill(method, warm, warm_hole)
     rows, pictures = [], {}
     for photo in PHOTOS:
@@ -442,16 +445,17 @@ def main() -> None:
         shown = [painted(pixels, hole)]
         write_jpeg(OUT / f"{photo.name}.jpg", shown[0])
         seconds = {}
-        for label, method in methods.items():
+        for label, (suffix, method) in columns.items():
             filled, seconds[label], strategy = timed_fill(method, pixels, hole)
-            write_jpeg(OUT / f"{photo.name}_{label.split()[0].lower()}.jpg", filled)
+            write_jpeg(OUT / f"{photo.name}_{suffix}.jpg", filled)
             shown.append(filled)
         pictures[photo.name] = shown
         height, width = hole.shape
         rows.append(Row(photo, (width, height), float(hole.mean()), seconds, strategy))
         print(photo.name, " ".join(f"{k}: {v:.2f} s" for k, v in seconds.items()), flush=True)
-    write_jpeg(OUT / "overview.jpg", overview(pictures, list(methods)))
-    text = page(rows, list(methods), model, str(deepfill.device), args.data)
+    write_jpeg(OUT / "overview.jpg", overview(pictures, list(columns)))
+    files = {label: suffix for label, (suffix, _) in columns.items()}
+    text = page(rows, files, model, str(deepfill.device), args.data)
     with atomic_write(DOCS / "gallery.md") as tmp:
         tmp.write_text(text)
 
