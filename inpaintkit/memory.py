@@ -34,11 +34,13 @@ FULL_SIZE_BYTES_PER_PIXEL = 24
 #: converted copy, the array) or a mask file to bool.
 DECODE_BYTES_PER_PIXEL = 12
 #: Peak bytes per working pixel that each method adds while it runs (CPU; measured on noise
-#: images with a small hole: mean-color 56, PatchMatch 121-169, DeepFill ~1,000).
+#: images with a small hole: mean-color 56, PatchMatch 121-169, DeepFill ~1,000; the texture
+#: transfer 143-150, its float copies of the photo, structure, detail and descriptions).
 METHOD_BYTES_PER_PIXEL: dict[str, int] = {
     "mean-color": 64,
     "biharmonic": 64,
     "patchmatch": 192,
+    "transfer": 192,
     "deepfill": 1280,
     "deepfill-onnx": 1280,
 }

@@ -140,3 +140,6 @@ def test_memory_budget_costs_a_guided_chain_by_its_largest_part():
     for network in ("deepfill", "deepfill-onnx"):
         assert fill_need(size, work, f"{network}+patchmatch") == fill_need(size, work, network)
     assert fill_need(size, work, "mean-color+patchmatch") == fill_need(size, work, "patchmatch")
+    # The transfer has a measured cost of its own, not the unknown method's (DeepFill's).
+    assert fill_need(size, work, "deepfill+transfer") == fill_need(size, work, "deepfill")
+    assert fill_need(size, work, "mean-color+transfer") < fill_need(size, work, "deepfill")
