@@ -4,8 +4,9 @@ Twelve photos of ../shared/data/eval (none in the training set, docs/model-card.
 downscaled to GALLERY_SIDE px on its longer side; per photo a mask drawn from hand-placed
 shapes (the objects, people, text and scratches in that photo), committed under
 docs/images/gallery/masks/; then the default fill (the packaged model, as `inpaintkit fill`
-runs it), the same with each `--texture` option, and PatchMatch's, each timed. Rerun it whenever a model ships: it rewrites the
-pictures, docs/gallery.md and docs/images/gallery/overview.jpg, the README's picture.
+runs it), the same with each `--texture` option, and PatchMatch's, each timed. Rerun it
+whenever a model ships: it rewrites the pictures, docs/gallery.md and
+docs/images/gallery/overview.jpg, the README's picture.
 
 Usage: python docs/make_gallery.py [--checkpoint FILE] [--data ../shared/data] [--redraw-masks]
 (the packaged model on the CPU by default; 27 s on 2 otherwise idle cores, stint 18).
