@@ -60,6 +60,7 @@ import json
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -394,6 +395,30 @@ def _eval_tensors(eval_root: Path, name: str, every: int) -> tuple[torch.Tensor,
     return images, masks
 
 
+class EvalSet(NamedTuple):
+    """One evaluation set as issue #25 scores it, loaded: ``images (N, 3, H, W)`` in [-1, 1],
+    ``masks (N, 1, H, W)`` (1 = hole), ``truth`` the images in [0, 1] and ``truth_tv`` their
+    hole TV ``(N,)``, which every fill's TV ratio divides by."""
+
+    name: str
+    every: int
+    images: torch.Tensor
+    masks: torch.Tensor
+    truth: torch.Tensor
+    truth_tv: torch.Tensor
+
+
+def eval_sets(eval_root: Path, free_every: int) -> Iterator[EvalSet]:
+    """rect256 whole, then every ``free_every``-th free256 image, each loaded when reached."""
+    from inpaintkit.metrics import hole_tv
+    from inpaintkit.tensors import signed_to_unit
+
+    for name, every in (("rect256", 1), ("free256", free_every)):
+        images, masks = _eval_tensors(eval_root, name, every)
+        truth = signed_to_unit(images)
+        yield EvalSet(name, every, images, masks, truth, hole_tv(truth, masks))
+
+
 #: Bins of the distance (pixels, Euclidean) from a hole pixel to the nearest known pixel.
 DISTANCE_BINS = ((1, 2), (2, 3), (3, 4), (4, 6), (6, 9), (9, 17), (17, 33), (33, 10**6))
 
@@ -441,17 +466,12 @@ def sharpness(
     from scipy.ndimage import distance_transform_edt
 
     from inpaintkit.evaluate import build_methods
-    from inpaintkit.metrics import hole_tv
-    from inpaintkit.tensors import signed_to_unit
 
     # Each checkpoint twice, NAME blended and NAME-pasted, named as `evaluate` names them.
     methods = build_methods(
         checkpoints, patchmatch=patchmatch, device="cpu", blends=("poisson", "none")
     )
-    for name, every in (("rect256", 1), ("free256", free_every)):
-        images, masks = _eval_tensors(eval_root, name, every)
-        truth = signed_to_unit(images)
-        truth_tv = hole_tv(truth, masks)
+    for name, every, images, masks, truth, truth_tv in eval_sets(eval_root, free_every):
         fills = {label: _fill_all(method, images, masks) for label, method in methods.items()}
         print(f"\n### {name}: {len(images)} images (every {every}), mean per image\n")
         print("| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV (%) | hole TV / ground truth's |")

@@ -21,13 +21,12 @@ import argparse
 from pathlib import Path
 
 import torch
-from default_model import ROOT, _eval_tensors, _fill_all, hole_scores
+from default_model import ROOT, _fill_all, eval_sets, hole_scores
 from scipy.ndimage import gaussian_filter
 
 from inpaintkit.methods import DeepFillMethod
-from inpaintkit.metrics import hole_tv
 from inpaintkit.report import comparison_sheet, masked_input, write_png
-from inpaintkit.tensors import signed_to_unit, tensor_to_image
+from inpaintkit.tensors import tensor_to_image
 
 #: rect256 rows of ``--sheet`` (every 4th image from the first: textures, buildings, a vehicle).
 SHEET_ROWS = (0, 4, 8, 12, 16, 20)
@@ -62,10 +61,7 @@ def main() -> None:
     sigmas = args.sigma or [1.5, 3.0]
     smooth_method = DeepFillMethod(None, device="cpu")
     sharp_method = DeepFillMethod(args.checkpoint, device="cpu")
-    for name, every in (("rect256", 1), ("free256", args.free_every)):
-        images, masks = _eval_tensors(args.eval_root, name, every)
-        truth = signed_to_unit(images)
-        truth_tv = hole_tv(truth, masks)
+    for name, every, images, masks, truth, truth_tv in eval_sets(args.eval_root, args.free_every):
         smooth = _fill_all(smooth_method, images, masks)
         sharp = _fill_all(sharp_method, images, masks)
         fills = {"smooth (packaged)": smooth, f"sharp ({args.checkpoint.name})": sharp}

@@ -19,11 +19,9 @@ import time
 from pathlib import Path
 
 import torch
-from default_model import ROOT, _eval_tensors, _fill_all, hole_scores
+from default_model import ROOT, _fill_all, eval_sets, hole_scores
 
 from inpaintkit.methods import DeepFillMethod, PatchMatchMethod
-from inpaintkit.metrics import hole_tv
-from inpaintkit.tensors import signed_to_unit
 from inpaintkit.texture import GuidedPatchMatchMethod, TextureTransferMethod
 
 #: (pyramid levels, finest-level vote) of the guided rows.
@@ -57,10 +55,7 @@ def main() -> None:
         methods[f"transfer, sigma {sigma:g} px"] = TextureTransferMethod(network, sigma=sigma)
     if args.rows == "all":
         methods["PatchMatch alone"] = PatchMatchMethod(device="cpu")
-    for name, every in (("rect256", 1), ("free256", args.free_every)):
-        images, masks = _eval_tensors(args.eval_root, name, every)
-        truth = signed_to_unit(images)
-        truth_tv = hole_tv(truth, masks)
+    for name, every, images, masks, truth, truth_tv in eval_sets(args.eval_root, args.free_every):
         print(f"\n### {name}: {len(images)} images (every {every}), mean per image\n")
         print("| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV / ground truth's | s / image |")
         print("|---|---:|---:|---:|---:|")
