@@ -116,6 +116,10 @@ class LossConfig:
     # their photos', which sees a repeating pattern whatever its phase, where a lattice needs
     # one phase over the hole (stint 14). 0 = off, the paper's. [ours]
     periodicity_alpha: float = 0.0
+    # Count the fills' autocorrelation below their photos' too: a checkerboard whose phase
+    # drifts shows as an anti-correlation at its cells' width, which the loss above the
+    # photos' never sees (stint 19, periodicity.alternation). [ours]
+    periodicity_two_sided: bool = False
 
 
 @dataclass

@@ -24,7 +24,7 @@ from inpaintkit.data import InpaintingDataset
 from inpaintkit.distributed import Distributed
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.generator import Generator
-from inpaintkit.periodicity import periodicity
+from inpaintkit.periodicity import alternation, periodicity
 from inpaintkit.tensors import composite, signed_to_unit, tensor_to_image
 from inpaintkit.trainer import TrainingError
 
@@ -47,6 +47,8 @@ PER_IMAGE_GRID_MEASURES = (
     "hole_lattice_excess",
     "hole_periodicity",
     "truth_periodicity",
+    "hole_alternation",
+    "truth_alternation",
 )
 
 
@@ -74,7 +76,9 @@ def validate(
     fills' loss above their photos' (0 where none), averaged over periods and images (what
     ``loss.lattice_above_photo`` trains against); and, whatever the grid's phase,
     ``hole_periodicity`` and ``truth_periodicity``: :func:`periodicity.periodicity` of the
-    fills and of the photos (NaN-free means over the images with a hole interior). The grid is uint8
+    fills and of the photos, and ``hole_alternation`` and ``truth_alternation`` (a
+    checkerboard's cells, :func:`periodicity.alternation`) (NaN-free means over the images
+    with a hole interior). The grid is uint8
     ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -100,6 +104,8 @@ def validate(
             ("hole_lattice_excess", (fills - photos).clamp(min=0.0).mean(dim=1)),
             ("hole_periodicity", periodicity(completed, m)),
             ("truth_periodicity", periodicity(x, m)),
+            ("hole_alternation", alternation(completed, m)),
+            ("truth_alternation", alternation(x, m)),
         ):
             for value in values.tolist():
                 if not math.isnan(value):  # a hole with no interior has no periodicity

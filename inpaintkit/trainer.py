@@ -170,7 +170,8 @@ class Trainer:
         the composited fills (``losses.lattice_loss``, above the photos' own with
         ``lattice_above_photo``; left out at 0, the paper's) + ``feature_matching_alpha`` ·
         the critics' feature-matching loss against the photos + ``periodicity_alpha`` · the
-        fills' autocorrelation above the photos' (``losses.periodicity_loss``); both left out
+        fills' autocorrelation above the photos' (``losses.periodicity_loss``, and below with
+        ``periodicity_two_sided``); both left out
         at 0, the paper's. ``backward``
         reaches only the generator. ``adversarial=False`` (the warm-up phase) leaves out the
         adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
@@ -197,7 +198,9 @@ class Trainer:
             g_loss = g_loss + cfg.lattice_alpha * lattice
             scalars["generator/lattice"] = lattice.detach()
         if cfg.periodicity_alpha > 0:
-            repeats = losses.periodicity_loss(fills, real, mask)
+            repeats = losses.periodicity_loss(
+                fills, real, mask, two_sided=cfg.periodicity_two_sided
+            )
             g_loss = g_loss + cfg.periodicity_alpha * repeats
             scalars["generator/periodicity"] = repeats.detach()
         if adversarial:

@@ -11,7 +11,7 @@ from test_losses import _photos
 
 from inpaintkit.losses import periodicity_loss
 from inpaintkit.metrics import high_pass, hole_interior
-from inpaintkit.periodicity import periodicity, residual_autocorrelation
+from inpaintkit.periodicity import alternation, periodicity, residual_autocorrelation
 
 
 def ref_autocorrelation(image: np.ndarray, mask: np.ndarray, max_lag: int) -> np.ndarray:
@@ -41,9 +41,40 @@ def test_autocorrelation_vs_pair_by_pair_reference():
     masks[0, :, 1:12, 0:10] = 1
     masks[1, :, 3:13, 2:12] = 1
     rho = residual_autocorrelation(images, masks, max_lag=4)
-    for image, mask, got in zip(images.numpy(), masks[:, 0].numpy(), rho.numpy(), strict=True):
-        np.testing.assert_allclose(got, ref_autocorrelation(image, mask, 4), atol=1e-10)
+    refs = [
+        ref_autocorrelation(image, mask, 4)
+        for image, mask in zip(images.numpy(), masks[:, 0].numpy(), strict=True)
+    ]
+    for got, ref in zip(rho.numpy(), refs, strict=True):
+        np.testing.assert_allclose(got, ref, atol=1e-10)
     assert rho[:, 4, 4].numpy() == pytest.approx([1.0, 1.0])
+    # The two summaries: the largest and minus the smallest correlation at 3-4 px.
+    lags = np.arange(-4, 5)
+    far = np.maximum(np.abs(lags)[:, None], np.abs(lags)[None, :]) >= 3
+    got_max = periodicity(images, masks, max_lag=4).numpy()
+    got_min = alternation(images, masks, max_lag=4).numpy()
+    np.testing.assert_allclose(got_max, [r[far].max() for r in refs], atol=1e-10)
+    np.testing.assert_allclose(got_min, [-r[far].min() for r in refs], atol=1e-10)
+
+
+def test_alternation_sees_a_checkerboard_whose_phase_drifts():
+    photos = _photos(names=("chelsea", "grass", "gravel")).double()
+    mask = torch.zeros(len(photos), 1, 128, 128, dtype=torch.float64)
+    mask[..., 8:120, 8:120] = 1
+    natural = alternation(photos, mask)
+    assert (natural < 0.1).all()
+    # Cells 4 px wide whose phase jumps at random every 10 px, as the TTUR run's fills drew:
+    # light cells land on dark ones 4 px away wherever the phase is, 8 px away only in a block.
+    rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    gen = torch.Generator().manual_seed(0)
+    block = (rows // 10).long(), (cols // 10).long()
+    phase_y, phase_x = (8 * torch.rand(2, 13, 13, generator=gen))[:, block[0], block[1]]
+    board = torch.sign(torch.cos(math.pi * (rows + phase_y) / 4)) * torch.sign(
+        torch.cos(math.pi * (cols + phase_x) / 4)
+    )
+    drifting = photos + 0.1 * board
+    assert (alternation(drifting, mask) > natural + 0.25).all()
+    assert (alternation(drifting, mask) > periodicity(drifting, mask) + 0.05).all()
 
 
 def test_periodicity_sees_a_repeating_pattern_whatever_its_phase():
@@ -94,6 +125,11 @@ def test_periodicity_loss_is_the_autocorrelation_above_the_photos():
     got = periodicity_loss(fills, photos, mask, min_lag=3, max_lag=5)
     assert got.item() == pytest.approx(expected)
     assert periodicity_loss(photos, photos, mask).item() == 0.0
+    # Two-sided: below the photo's counts too.
+    two_sided = periodicity_loss(fills, photos, mask, min_lag=3, max_lag=5, two_sided=True)
+    assert two_sided.item() == pytest.approx(np.abs(ours - theirs)[far].mean())
+    assert two_sided.item() > got.item()
+    assert periodicity_loss(photos, photos, mask, two_sided=True).item() == 0.0
     # A checkerboard over a photo is what it pulls against, and descending it removes it.
     rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     wave = torch.cos(2 * math.pi * rows / 6) * torch.cos(2 * math.pi * cols / 6)

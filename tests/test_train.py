@@ -26,7 +26,7 @@ from inpaintkit.config import load_recipe
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import crop_hole_boxes
-from inpaintkit.periodicity import periodicity
+from inpaintkit.periodicity import alternation, periodicity
 from inpaintkit.prepare import prepare_dataset
 from inpaintkit.prepare_options import PrepareOptions
 from inpaintkit.tensors import composite, image_to_tensor
@@ -725,7 +725,9 @@ def test_validation_log_has_one_line_per_validation(dataset, tmp_path):
     assert 0 < lines[1]["hole_psnr"] < 100 and lines[1]["hole_l1"] > 0
     # The 8 px grid's measure (NaN where the tiny holes leave a lattice cell without a pixel).
     for key in ("hole_lattice_spread", *PER_IMAGE_GRID_MEASURES):
-        assert math.isnan(lines[1][key]) or lines[1][key] >= 0
+        # Alternation is minus a correlation: in [-1, 1], negative where nothing alternates.
+        low = -1 if key.endswith("alternation") else 0
+        assert math.isnan(lines[1][key]) or lines[1][key] >= low
 
 
 def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
@@ -761,6 +763,9 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
     )
     assert means["truth_periodicity"] == pytest.approx(
         periodicity(images, masks).mean().item(), rel=1e-5
+    )
+    assert means["hole_alternation"] == pytest.approx(
+        alternation(completed, masks).mean().item(), rel=1e-5
     )
     # Over several periods: losses averaged over them, gridded at one period or more.
     with torch.no_grad():
