@@ -8,7 +8,7 @@
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
     python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
                                                  [--by-distance]
-    python benchmarks/default_model.py adversarial LABEL=RUN...
+    python benchmarks/default_model.py adversarial LABEL=RUN[@FIRST_STEP]...
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
 written every ``schedule.keep_every`` steps) and its latest ``RUN/generator.safetensors`` with :func:`inpaintkit.evaluate.evaluate` on the
@@ -43,11 +43,12 @@ paper's), side by side with the floors (and ``--patchmatch``) on rect256 and eve
 which PSNR and ℓ1 do not see; ``--by-distance`` adds hole ℓ1 by distance from the known
 pixels, where blending acts (docs/model.md, "Blending").
 
-``adversarial`` draws docs/images/adversarial_curve.png from the runs' own validation logs
-(no scoring): hole PSNR, hole TV over the ground truth's and the 8 px lattice spread
-(docs/metrics.md) of the 64 validation fills against generator steps, one line per run, with
-the shipped model's values (each run's step 0) and the truth's lattice as references. It is
-how the adversarial phase's recipes are compared: sharpness bought, PSNR paid, grid grown.
+``adversarial`` draws docs/images/adversarial_chain.png from the runs' own validation logs
+(no scoring): hole PSNR, hole TV over the ground truth's, periodicity and alternation
+(``inpaintkit/periodicity.py``) of the 64 validation fills against generator steps, one line
+per run from its ``@FIRST_STEP`` on (a branch's folder holds the log of the runs it was
+copied from), with the shipped model's values and the photos' own as references. It is how
+the adversarial phase's recipes are compared: sharpness bought, PSNR paid, pattern grown.
 
 Needs matplotlib for ``curve`` and ``adversarial`` (``pip install -e .[bench]``).
 """
@@ -74,7 +75,7 @@ from inpaintkit.methods import DeepFillMethod
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("rect256", "free256")
 CURVE_IMAGE = ROOT / "docs" / "images" / "model_curve.png"
-ADVERSARIAL_IMAGE = ROOT / "docs" / "images" / "adversarial_curve.png"
+ADVERSARIAL_IMAGE = ROOT / "docs" / "images" / "adversarial_chain.png"
 # Reference rows from ../shared/data/README.md and docs/results.md (same sets, same metrics).
 REFERENCES = {
     "rect256": {
@@ -228,54 +229,48 @@ def save_figure(fig, title: str, path: Path) -> None:
     print(f"wrote {path}")
 
 
-def draw_adversarial(
-    runs: list[tuple[str, Path]], truth_lattice: float | None, out: Path = ADVERSARIAL_IMAGE
-) -> None:
-    """Validation hole PSNR, TV ratio, 8 px lattice spread and the per-image lattice loss over
-    the photos' (where logged, from stint 13) against step, one line per labelled run."""
+def draw_adversarial(runs: list[tuple[str, Path, int]], out: Path = ADVERSARIAL_IMAGE) -> None:
+    """Validation hole PSNR, TV ratio, periodicity and alternation against step, one line per
+    labelled run from its own step on (a branch's folder holds the log of the runs it was
+    copied from), with the shipped model's values (the first step 0) and the photos' own."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Each panel's metric, its axis label, and the photos' value (a logged key, or a constant).
     panels = (
-        ("hole_psnr", "hole PSNR (dB)"),
-        ("hole_tv_ratio", "hole TV / ground truth's"),
-        ("hole_lattice_spread", "8 px lattice spread (%)"),
-        ("lattice_loss_ratio", "per-image lattice loss, fills / photos'"),
+        ("hole_psnr", "hole PSNR (dB)", None),
+        ("hole_tv_ratio", "hole TV / ground truth's", 1.0),
+        ("hole_periodicity", "periodicity (largest autocorrelation)", "truth_periodicity"),
+        ("hole_alternation", "alternation (minus the smallest)", "truth_alternation"),
     )
     logs: dict[str, list[dict]] = {}
-    for label, run in runs:
-        logs[label] = _validation_log(run)
+    for label, run, first in runs:
+        logs[label] = [row for row in _validation_log(run) if row["step"] >= first]
         if not logs[label]:
-            raise SystemExit(f"{run}: no validation log")
-        for row in logs[label]:
-            if "hole_lattice_loss" in row:  # at the run's recipe's period, so a ratio
-                row["lattice_loss_ratio"] = row["hole_lattice_loss"] / row["truth_lattice_loss"]
-    # The shipped model's values: the first run whose step 0 logged every panel's metric (runs
-    # from before stint 10 logged no lattice).
-    start = next(
-        (v[0] for v in logs.values() if all(key in v[0] for key, _ in panels)),
-        next(iter(logs.values()))[0],
-    )
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 4.2))
+            raise SystemExit(f"{run}: no validation from step {first} on")
+    every_row = [row for validation in logs.values() for row in validation]
+    shipped = next((row for row in every_row if row["step"] == 0), None)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 4.2), sharex=True)
     for index, (label, validation) in enumerate(logs.items()):
-        for ax, (key, _) in zip(axes, panels, strict=True):
+        for ax, (key, _, _) in zip(axes, panels, strict=True):
             rows = [r for r in validation if key in r]
             xs, ys = [r["step"] for r in rows], [r[key] for r in rows]
             ax.plot(xs, ys, "o-", ms=3, color=f"C{index}", label=label)
-    for ax, (key, axis_label) in zip(axes, panels, strict=True):
-        if key in start:
-            ax.axhline(start[key], color="0.5", ls=":", lw=0.8, label="shipped (step 0)")
-        if key == "hole_lattice_spread" and truth_lattice is not None:
-            ax.axhline(truth_lattice, color="k", ls="--", lw=0.8, label="ground truth")
-        if key == "lattice_loss_ratio":
-            ax.axhline(1.0, color="k", ls="--", lw=0.8, label="ground truth")
-        ax.set_xlabel("steps (the first 100 train the critics alone)")
+    for ax, (key, axis_label, photos) in zip(axes, panels, strict=True):
+        if shipped is not None and key in shipped:
+            ax.axhline(shipped[key], color="0.5", ls=":", lw=0.8, label="shipped (step 0)")
+        if isinstance(photos, str):  # the same 64 photos every time: any logged value
+            photos = next((row[photos] for row in every_row if photos in row), None)
+        if photos is not None:
+            ax.axhline(photos, color="k", ls="--", lw=0.8, label="photos")
+        ax.set_xlabel("generator steps")
         ax.set_ylabel(axis_label)
         ax.grid(alpha=0.3)
-    axes[2].legend(fontsize=8, loc="upper left")
-    title = "Adversarial phase from the shipped weights: validation fills (64 held-out photos)"
+    # Every run and both references, where periodicity (logged since stint 14) leaves room.
+    axes[2].legend(*axes[1].get_legend_handles_labels(), fontsize=8, loc="upper left")
+    title = "Adversarial phase: validation fills (64 held-out photos) against step"
     save_figure(fig, title, out)
 
 
@@ -545,12 +540,8 @@ def main() -> None:
     a = sub.add_parser(
         "adversarial", help="draw the adversarial runs' validation curves (no scoring)"
     )
-    a.add_argument("runs", nargs="+", help="LABEL=RUN_FOLDER, one per run")
     a.add_argument(
-        "--truth-lattice",
-        type=float,
-        default=None,
-        help="the ground truth's 8 px spread on the same images (lattice_sources.py prints it)",
+        "runs", nargs="+", help="LABEL=RUN_FOLDER[@FIRST_STEP], one per run, in branch order"
     )
     a.add_argument("--out", type=Path, default=ADVERSARIAL_IMAGE, help="the figure's file")
     for p in (c, s, q, h):
@@ -570,12 +561,14 @@ def main() -> None:
     elif args.command == "ship":
         ship(args.source, args.eval_root)
     elif args.command == "adversarial":
-        pairs = [item.partition("=") for item in args.runs]
-        if any(not sep or not label for label, sep, _ in pairs):
-            raise SystemExit("each run is LABEL=RUN_FOLDER")
-        draw_adversarial(
-            [(label, Path(run)) for label, _, run in pairs], args.truth_lattice, args.out
-        )
+        runs = []
+        for item in args.runs:
+            label, sep, folder = item.partition("=")
+            folder, at, first = folder.rpartition("@") if "@" in folder else (folder, "", "0")
+            if not sep or not label or not first.isdigit():
+                raise SystemExit(f"{item}: each run is LABEL=RUN_FOLDER[@FIRST_STEP]")
+            runs.append((label, Path(folder), int(first)))
+        draw_adversarial(runs, args.out)
     elif args.command == "sharpness":
         sharpness(
             args.checkpoints, args.eval_root, args.free_every, args.patchmatch, args.by_distance
