@@ -5,7 +5,8 @@ the recipe's size, the RMS over hole pixels of the gradient each term puts on th
 output: the reconstruction ℓ1 terms, the weighted adversarial term, and at weight 1 the
 lattice loss (losses.lattice_loss, periods ``loss.lattice_periods``, above the photos' own with
 ``loss.lattice_above_photo``), the critics' feature matching (losses.feature_matching_loss)
-and the fills' autocorrelation above the photos' (losses.periodicity_loss). Beside each
+and the fills' autocorrelation above the photos' (losses.periodicity_loss; and two-sided,
+below them too). Beside each
 pull, how periodic the gradient itself is (inpaintkit.periodicity, the measure validation logs
 for the fills): a term whose gradient repeats every few pixels prints that pattern on the fills.
 The ratio adversarial / lattice is the lattice weight at which the two pull equally on fills
@@ -25,7 +26,7 @@ import torch
 
 from inpaintkit import losses
 from inpaintkit.config import load_recipe
-from inpaintkit.periodicity import periodicity
+from inpaintkit.periodicity import alternation, periodicity
 from inpaintkit.tensors import composite
 from inpaintkit.train_log import _fixed_validation_set
 from inpaintkit.trainer import Trainer
@@ -58,12 +59,14 @@ def main() -> None:
         "adversarial": [],
         "feature matching (weight 1)": [],
         "periodicity (weight 1)": [],
+        "two-sided periodicity (weight 1)": [],
         "lattice (weight 1)": [],
     }
     # How periodic each term's gradient is inside the holes (per image), and the fills' and
     # the photos' own periodicity to read it against.
     gradient_periodicity: dict[str, list[torch.Tensor]] = {name: [] for name in pulls}
     fill_periodicity, photo_periodicity = [], []
+    fill_alternation, photo_alternation = [], []
     lattices, truths = [], []  # the lattice loss of the fills, and of the photos themselves
     for start in range(0, min(len(images), args.batches * n), n):
         real, mask = images[start : start + n], masks[start : start + n]  # [-1, 1], {0, 1}
@@ -77,6 +80,9 @@ def main() -> None:
             * (cfg.global_wgan_loss_alpha * critic_terms.global_wgan + critic_terms.local_wgan),
             "feature matching (weight 1)": critic_terms.feature_matching,
             "periodicity (weight 1)": losses.periodicity_loss(fills, real, mask),
+            "two-sided periodicity (weight 1)": losses.periodicity_loss(
+                fills, real, mask, two_sided=True
+            ),
             "lattice (weight 1)": losses.lattice_loss(
                 fills,
                 mask,
@@ -92,6 +98,8 @@ def main() -> None:
             gradient_periodicity[name].append(periodicity(gradient, mask))
         fill_periodicity.append(periodicity(fills.detach(), mask))
         photo_periodicity.append(periodicity(real, mask))
+        fill_alternation.append(alternation(fills.detach(), mask))
+        photo_alternation.append(alternation(real, mask))
     print(f"state at step {meta['step']} of {args.run}; {len(lattices)} batches of {n}")
     print(
         f"lattice loss: fills {sum(lattices) / len(lattices):.4f}, "
@@ -101,11 +109,15 @@ def main() -> None:
         f"periodicity: fills {float(torch.cat(fill_periodicity).nanmean()):.3f}, "
         f"the photos themselves {float(torch.cat(photo_periodicity).nanmean()):.3f}"
     )
+    print(
+        f"alternation: fills {float(torch.cat(fill_alternation).nanmean()):.3f}, "
+        f"the photos themselves {float(torch.cat(photo_alternation).nanmean()):.3f}"
+    )
     mean = {name: sum(values) / len(values) for name, values in pulls.items()}
     for name, value in mean.items():
         repeats = float(torch.cat(gradient_periodicity[name]).nanmean())
         print(f"{name:>28}: RMS gradient over the holes {value:.3e}, its periodicity {repeats:.3f}")
-    for name in ("lattice", "feature matching", "periodicity"):
+    for name in ("lattice", "feature matching", "periodicity", "two-sided periodicity"):
         ratio = mean["adversarial"] / mean[f"{name} (weight 1)"]
         print(f"adversarial / {name}: {ratio:.3g} (the {name} weight that pulls as hard)")
 
