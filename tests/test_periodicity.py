@@ -57,10 +57,17 @@ def test_autocorrelation_vs_pair_by_pair_reference():
     np.testing.assert_allclose(got_min, [-r[far].min() for r in refs], atol=1e-10)
 
 
-def test_alternation_sees_a_checkerboard_whose_phase_drifts():
+def _textures_and_hole() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three scikit-image photos ``(3, 3, 128, 128)`` in [0, 1] (not the coffee cup: its own
+    detail repeats, 0.50) and a hole ``(3, 1, 128, 128)`` over all but an 8 px border."""
     photos = _photos(names=("chelsea", "grass", "gravel")).double()
     mask = torch.zeros(len(photos), 1, 128, 128, dtype=torch.float64)
     mask[..., 8:120, 8:120] = 1
+    return photos, mask
+
+
+def test_alternation_sees_a_checkerboard_whose_phase_drifts():
+    photos, mask = _textures_and_hole()
     natural = alternation(photos, mask)
     assert (natural < 0.1).all()
     # Cells 4 px wide whose phase jumps at random every 10 px, as the TTUR run's fills drew:
@@ -78,10 +85,7 @@ def test_alternation_sees_a_checkerboard_whose_phase_drifts():
 
 
 def test_periodicity_sees_a_repeating_pattern_whatever_its_phase():
-    # Not the coffee cup: its own detail repeats (0.50).
-    photos = _photos(names=("chelsea", "grass", "gravel")).double()
-    mask = torch.zeros(len(photos), 1, 128, 128, dtype=torch.float64)
-    mask[..., 8:120, 8:120] = 1
+    photos, mask = _textures_and_hole()
     natural = periodicity(photos, mask)
     assert (natural < 0.2).all()
     rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
