@@ -26,7 +26,7 @@ import torch
 
 from inpaintkit import losses
 from inpaintkit.config import load_recipe
-from inpaintkit.periodicity import alternation, periodicity
+from inpaintkit.periodicity import periodicity, repetition
 from inpaintkit.tensors import composite
 from inpaintkit.train_log import _fixed_validation_set
 from inpaintkit.trainer import Trainer
@@ -65,8 +65,9 @@ def main() -> None:
     # How periodic each term's gradient is inside the holes (per image), and the fills' and
     # the photos' own periodicity to read it against.
     gradient_periodicity: dict[str, list[torch.Tensor]] = {name: [] for name in pulls}
-    fill_periodicity, photo_periodicity = [], []
-    fill_alternation, photo_alternation = [], []
+    # (periodicity, alternation) of the fills and of the photos, per batch.
+    fill_measures: list[tuple[torch.Tensor, torch.Tensor]] = []
+    photo_measures: list[tuple[torch.Tensor, torch.Tensor]] = []
     lattices, truths = [], []  # the lattice loss of the fills, and of the photos themselves
     for start in range(0, min(len(images), args.batches * n), n):
         real, mask = images[start : start + n], masks[start : start + n]  # [-1, 1], {0, 1}
@@ -96,23 +97,19 @@ def main() -> None:
             (gradient,) = torch.autograd.grad(term, refined, retain_graph=True)
             pulls[name].append(hole_rms(gradient, mask))
             gradient_periodicity[name].append(periodicity(gradient, mask))
-        fill_periodicity.append(periodicity(fills.detach(), mask))
-        photo_periodicity.append(periodicity(real, mask))
-        fill_alternation.append(alternation(fills.detach(), mask))
-        photo_alternation.append(alternation(real, mask))
+        for pair, image in ((fill_measures, fills.detach()), (photo_measures, real)):
+            pair.append(repetition(image, mask))
     print(f"state at step {meta['step']} of {args.run}; {len(lattices)} batches of {n}")
     print(
         f"lattice loss: fills {sum(lattices) / len(lattices):.4f}, "
         f"the photos themselves {sum(truths) / len(truths):.4f} (its floor at this batch size)"
     )
-    print(
-        f"periodicity: fills {float(torch.cat(fill_periodicity).nanmean()):.3f}, "
-        f"the photos themselves {float(torch.cat(photo_periodicity).nanmean()):.3f}"
-    )
-    print(
-        f"alternation: fills {float(torch.cat(fill_alternation).nanmean()):.3f}, "
-        f"the photos themselves {float(torch.cat(photo_alternation).nanmean()):.3f}"
-    )
+    for index, measure in enumerate(("periodicity", "alternation")):
+        fills_mean, photos_mean = (
+            float(torch.cat([batch[index] for batch in measures]).nanmean())
+            for measures in (fill_measures, photo_measures)
+        )
+        print(f"{measure}: fills {fills_mean:.3f}, the photos themselves {photos_mean:.3f}")
     mean = {name: sum(values) / len(values) for name, values in pulls.items()}
     for name, value in mean.items():
         repeats = float(torch.cat(gradient_periodicity[name]).nanmean())

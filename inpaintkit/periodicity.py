@@ -65,14 +65,18 @@ def far_shifts(min_lag: int, max_lag: int, device: torch.device | None = None) -
     return torch.maximum(lags[:, None].abs(), lags[None, :].abs()) >= min_lag
 
 
-def _far_correlations(
-    image: torch.Tensor, mask: torch.Tensor, min_lag: int, max_lag: int
+def repetition(
+    image: torch.Tensor, mask: torch.Tensor, min_lag: int = MIN_LAG, max_lag: int = MAX_LAG
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`residual_autocorrelation` at the shifts of ``min_lag`` to ``max_lag`` px ->
-    ``(N, K)``, and which images have no hole interior -> ``(N,)`` bool."""
+    """:func:`periodicity` and :func:`alternation` from one autocorrelation -> two ``(N,)``,
+    float64, NaN where the hole's eroded interior is empty (validation logs both)."""
     rho = residual_autocorrelation(image, mask, max_lag)
+    far = rho[:, far_shifts(min_lag, max_lag, image.device)]
     empty = ~hole_interior(mask).flatten(1).any(dim=1)
-    return rho[:, far_shifts(min_lag, max_lag, image.device)], empty
+    return (
+        torch.where(empty, torch.nan, far.amax(dim=1)),
+        torch.where(empty, torch.nan, -far.amin(dim=1)),
+    )
 
 
 def periodicity(
@@ -86,8 +90,7 @@ def periodicity(
     woven, tiled, striped), a 6 px checkerboard of 5 % contrast over a photo 0.5 and more,
     whatever its phase and wherever its phase changes. Compare a fill with its photo.
     """
-    far, empty = _far_correlations(image, mask, min_lag, max_lag)
-    return torch.where(empty, torch.nan, far.amax(dim=1))
+    return repetition(image, mask, min_lag, max_lag)[0]
 
 
 def alternation(
@@ -103,5 +106,4 @@ def alternation(
     (0.22 against the photos' 0.19 on rect256, stint 19), where this measure sees them (0.31
     against 0.11). Compare a fill with its photo.
     """
-    far, empty = _far_correlations(image, mask, min_lag, max_lag)
-    return torch.where(empty, torch.nan, -far.amin(dim=1))
+    return repetition(image, mask, min_lag, max_lag)[1]

@@ -24,7 +24,7 @@ from inpaintkit.data import InpaintingDataset
 from inpaintkit.distributed import Distributed
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.generator import Generator
-from inpaintkit.periodicity import alternation, periodicity
+from inpaintkit.periodicity import repetition
 from inpaintkit.tensors import composite, signed_to_unit, tensor_to_image
 from inpaintkit.trainer import TrainingError
 
@@ -97,15 +97,17 @@ def validate(
         lattice.add(signed_to_unit(completed), m)
         fills = losses.lattice_loss_per_image(completed, m, lattice_periods)  # (M, P)
         photos = losses.lattice_loss_per_image(x, m, lattice_periods)  # the same images
+        fill_periodicity, fill_alternation = repetition(completed, m)
+        photo_periodicity, photo_alternation = repetition(x, m)
         for key, values in (
             ("hole_lattice_loss", fills.mean(dim=1)),
             ("truth_lattice_loss", photos.mean(dim=1)),
             ("hole_lattice_gridded", (fills > 2.0 * photos).any(dim=1).double()),
             ("hole_lattice_excess", (fills - photos).clamp(min=0.0).mean(dim=1)),
-            ("hole_periodicity", periodicity(completed, m)),
-            ("truth_periodicity", periodicity(x, m)),
-            ("hole_alternation", alternation(completed, m)),
-            ("truth_alternation", alternation(x, m)),
+            ("hole_periodicity", fill_periodicity),
+            ("truth_periodicity", photo_periodicity),
+            ("hole_alternation", fill_alternation),
+            ("truth_alternation", photo_alternation),
         ):
             for value in values.tolist():
                 if not math.isnan(value):  # a hole with no interior has no periodicity

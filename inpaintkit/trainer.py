@@ -171,9 +171,8 @@ class Trainer:
         ``lattice_above_photo``; left out at 0, the paper's) + ``feature_matching_alpha`` ·
         the critics' feature-matching loss against the photos + ``periodicity_alpha`` · the
         fills' autocorrelation above the photos' (``losses.periodicity_loss``, and below with
-        ``periodicity_two_sided``); both left out
-        at 0, the paper's. ``backward``
-        reaches only the generator. ``adversarial=False`` (the warm-up phase) leaves out the
+        ``periodicity_two_sided``); both left out at 0, the paper's. ``backward`` reaches only
+        the generator. ``adversarial=False`` (the warm-up phase) leaves out the
         adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
         cfg = self.recipe.loss
