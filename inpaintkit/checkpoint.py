@@ -145,6 +145,8 @@ def _parse_config(path: Path, text: str | None) -> GeneratorConfig:
     data.setdefault("attention_paste", "box")
     # ... and those saved before the resize was an option resized by nearest neighbour.
     data.setdefault("upsample", "nearest")
+    # ... and those saved before the noise inputs had none.
+    data.setdefault("noise_inputs", False)
     missing = sorted({f.name for f in dataclasses.fields(GeneratorConfig)} - data.keys())
     if missing:
         raise CheckpointError(f"{path}: config is missing keys: {', '.join(missing)}")

@@ -353,23 +353,32 @@ class Trainer:
         Its config must match the recipe's ``model`` section in the fields that decide the
         parameters (``generator.PARAMETER_FIELDS``); the others may differ, so that a run can
         train the same weights with another attention (e.g. the tent paste or rate 1 from the
-        shipped weights) or another resize.
+        shipped weights) or another resize. One exception: a recipe with ``noise_inputs`` may
+        start from a checkpoint without them.
         """
         try:
             source = checkpoint.load_generator(path)
         except checkpoint.CheckpointError as err:
             raise TrainingError(f"--init-from: {err}") from None
+        # A checkpoint without noise inputs may start a run with them: their strengths start
+        # at zero, so the run's generator computes exactly what the checkpoint's did.
+        adds_noise = self.recipe.model.noise_inputs and not source.config.noise_inputs
         differ = [
             name
             for name in PARAMETER_FIELDS
             if getattr(source.config, name) != getattr(self.recipe.model, name)
+            and not (name == "noise_inputs" and adds_noise)
         ]
         if differ:
             raise TrainingError(
                 f"--init-from {path}: its {', '.join(differ)} differ from the recipe's model section"
             )
+        theirs = dict(source.named_parameters())
         with torch.no_grad():
-            for mine, theirs in zip(self.generator.parameters(), source.parameters(), strict=True):
-                mine.copy_(theirs)
+            for name, mine in self.generator.named_parameters():
+                if name in theirs:
+                    mine.copy_(theirs[name])
+                else:  # a noise strength (the only parameters a checkpoint may lack)
+                    mine.zero_()
         if self.generator_average is not None:
             self.generator_average.reset(self.generator)

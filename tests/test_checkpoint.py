@@ -153,6 +153,29 @@ def test_a_checkpoint_from_before_the_upsample_option_resizes_by_nearest(tmp_pat
     assert load_generator(path).config.upsample == "nearest"
 
 
+def test_a_checkpoint_from_before_the_noise_inputs_has_none(tmp_path, generator):
+    config = {k: v for k, v in dataclasses.asdict(CONFIG).items() if k != "noise_inputs"}
+    path = tmp_path / "old.safetensors"
+    save_file(state(generator), str(path), metadata=header(config))
+    assert load_generator(path).config.noise_inputs is False
+
+
+def test_noise_strengths_round_trip(tmp_path):
+    torch.manual_seed(2)
+    noisy = Generator(dataclasses.replace(CONFIG, noise_inputs=True)).eval()
+    for strength in noisy.refine.noise.strengths:
+        strength.data.uniform_(-1, 1)
+    path = tmp_path / "noisy.safetensors"
+    save_generator(path, noisy)
+    loaded = load_generator(path)
+    assert loaded.config.noise_inputs
+    for a, b in zip(loaded.refine.noise.strengths, noisy.refine.noise.strengths, strict=True):
+        assert torch.equal(a, b)
+    image, mask = inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(image, mask).refined, noisy(image, mask).refined)
+
+
 def test_refuses_bad_config(tmp_path, generator):
     config = dataclasses.asdict(CONFIG)
     cases = {

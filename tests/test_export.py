@@ -137,6 +137,25 @@ def test_onnx_matches_pytorch_with_parameter_free_options(tmp_path, option):
     assert hole_relative_error(default_output.refined, expected.refined, masks) > 1e-3
 
 
+def test_onnx_matches_pytorch_with_noise_inputs(tmp_path):
+    """The eval-mode noise (a fixed field, tiled) is in the graph at every size."""
+    torch.manual_seed(2)
+    generator = Generator(GeneratorConfig(channels=4, noise_inputs=True)).eval()
+    for strength in generator.refine.noise.strengths:
+        strength.data.fill_(0.5)
+    checkpoint, model = tmp_path / "noisy.safetensors", tmp_path / "noisy.onnx"
+    save_generator(checkpoint, generator)
+    export_onnx(model, checkpoint)
+    images, masks = boxed(2, 96, 88, seed=8)
+    with torch.no_grad():
+        expected = generator(images, masks)
+        generator.refine.noise = None
+        without = generator(images, masks)
+    ours = OnnxGenerator(model)(images, masks)
+    assert hole_relative_error(ours.refined, expected.refined, masks) <= 1e-4
+    assert hole_relative_error(without.refined, expected.refined, masks) > 1e-3
+
+
 def test_onnx_method_fills_like_deepfill_fp32(small):
     """The method (inpaint's padding to 8, Poisson blending) at an odd size, and below MIN_SIDE."""
     _, checkpoint, model = small

@@ -363,6 +363,7 @@ def test_parameter_fields_are_exactly_the_fields_that_change_the_parameters():
         "attention_foreground": "all",
         "attention_paste": "tent",
         "upsample": "bilinear",
+        "noise_inputs": True,
     }
     assert set(other) == {f.name for f in dataclasses.fields(GeneratorConfig)}
     for name, value in other.items():

@@ -708,6 +708,24 @@ def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_
     )
     train_quietly(bilinear, dataset, tmp_path / "bilinear", init_from=source)
     _assert_equal(load_file(tmp_path / "bilinear" / "generator.safetensors"), load_file(source))
+    # A recipe with noise inputs starts from a checkpoint without them, strengths at zero...
+    noisy = load_recipe(
+        TINY, [*FAST, "schedule.steps=1", "optimizer.lr=0", "model.noise_inputs=true"]
+    )
+    train_quietly(noisy, dataset, tmp_path / "noisy", init_from=source)
+    started = load_file(tmp_path / "noisy" / "generator.safetensors")
+    strengths = {k: started.pop(k) for k in list(started) if ".noise." in k}
+    assert len(strengths) == 4 and all(not t.any() for t in strengths.values())
+    _assert_equal(started, load_file(source))
+    # ... but not the other way: the noise would be dropped.
+    plain = load_recipe(TINY, [*FAST, "schedule.steps=1"])
+    with pytest.raises(TrainingError, match="its noise_inputs differ"):
+        train_quietly(
+            plain,
+            dataset,
+            tmp_path / "plain",
+            init_from=tmp_path / "noisy" / "generator.safetensors",
+        )
     with pytest.raises(TrainingError, match="--init-from"):
         train_quietly(recipe, dataset, tmp_path / "third", init_from=dataset)
 

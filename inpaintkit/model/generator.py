@@ -19,6 +19,7 @@ from torch import nn
 
 from inpaintkit.model.attention import FOREGROUND_MODES, PASTE_WINDOWS, ContextualAttention
 from inpaintkit.model.layers import UPSAMPLE_MODES, GenConv, GenDeconv
+from inpaintkit.model.noise import NoiseInputs
 from inpaintkit.tensors import composite
 
 #: The input has 5 channels: masked image (3, holes zeroed), a channel of ones, the mask.
@@ -28,7 +29,11 @@ INPUT_CHANNELS = 5
 #: The :class:`GeneratorConfig` fields that decide the generator's parameters (their shapes and
 #: number). The others (the ``attention_*`` options, ``upsample``) only change how the same
 #: weights compute, so weights trained under one setting load under another.
-PARAMETER_FIELDS = ("channels", "contextual_attention")
+PARAMETER_FIELDS = ("channels", "contextual_attention", "noise_inputs")
+
+#: Indices of the refinement decoder's layers (:func:`decoder`) whose outputs take noise
+#: inputs: every layer from the first resize on but the last (RGB) conv.
+NOISE_LAYERS = (2, 3, 4, 5)
 
 
 @dataclass
@@ -50,6 +55,11 @@ class GeneratorConfig:
     ``upsample = "bilinear"`` [ours] doubles the decoders' resolution bilinearly instead of the
     paper's nearest neighbour (:class:`~inpaintkit.model.layers.GenDeconv`); it has no
     parameters, so the same weights load either way.
+    ``noise_inputs = True`` [ours] adds per-pixel noise to the refinement decoder's feature maps
+    after its first resize, with learned per-channel strengths that start at zero
+    (:mod:`~inpaintkit.model.noise`): a source of detail that is not drawn on the decoder's
+    4 × 4-pixel cell grid. It adds parameters; a run may still start from a checkpoint without
+    them (``--init-from``), which it then computes exactly.
     """
 
     channels: int = 32
@@ -61,6 +71,7 @@ class GeneratorConfig:
     attention_foreground: str = "hole"
     attention_paste: str = "box"
     upsample: str = "nearest"
+    noise_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.channels < 2 or self.channels % 2:
@@ -219,6 +230,9 @@ class RefineNetwork(nn.Module):
         self.attention = AttentionBranch(c, config) if config.contextual_attention else None
         decoder_in = 8 * c if config.contextual_attention else 4 * c
         self.decoder = decoder(decoder_in, c, config.upsample)
+        self.noise = None
+        if config.noise_inputs:
+            self.noise = NoiseInputs([2 * c, 2 * c, c, c // 2])  # NOISE_LAYERS' outputs
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False
@@ -228,7 +242,18 @@ class RefineNetwork(nn.Module):
         if self.attention is not None:
             attended, offsets = self.attention(x, mask, return_offsets)
             features = torch.cat([features, attended], dim=1)
-        return clip(self.decoder(features)), offsets
+        return clip(self.decode(features)), offsets
+
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """The decoder, with the noise inputs after :data:`NOISE_LAYERS` when there are any."""
+        if self.noise is None:
+            return self.decoder(features)
+        x = features
+        for index, layer in enumerate(self.decoder):
+            x = layer(x)
+            if index in NOISE_LAYERS:
+                x = self.noise(x, NOISE_LAYERS.index(index))
+        return x
 
 
 class Generator(nn.Module):

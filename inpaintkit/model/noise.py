@@ -1,0 +1,70 @@
+"""Per-pixel noise inputs for the refinement decoder [ours] (StyleGAN, Karras et al. 2019, §2).
+
+Why: the decoder works on a grid of 4 × 4-pixel cells and resizes it twice by nearest
+neighbour, so whatever detail the critics ask for, it draws from the cells' features, with the
+same layout in every cell: the adversarial runs' fills grow a lattice (and, once the losses
+against it took out its fixed phase, a checkerboard whose phase drifts) as fast as they grow
+detail (docs/model.md, "The faint ~8 px grid" and stint 19). Noise added to the feature maps
+after the resizes is a source of detail that is not a function of the cell grid: each output
+pixel gets its own random input, which the following convs can shape into texture.
+
+The strengths start at zero, so a generator loaded from a checkpoint trained without noise
+computes exactly what it did; training then decides how much noise each channel takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+#: Side of the fixed noise fields used in eval mode, in feature pixels. Tiled, they repeat
+#: every 512 px at full resolution: far beyond any texture's scale.
+FIELD_SIDE = 512
+
+#: Seed of the fixed fields: every Generator, on every machine, fills with the same noise.
+FIELD_SEED = 0
+
+
+class NoiseInputs(nn.Module):
+    """``x + strength · noise`` for the feature maps of several layers.
+
+    ``channels``: the feature channels of each injection point, in order. Each point has a
+    learned per-channel strength ``(1, C, 1, 1)``, zeros at init, and one single-channel noise
+    image broadcast over its channels (StyleGAN's "B" inputs).
+
+    Training mode: fresh standard normal noise ``(N, 1, H, W)`` at every call, a different
+    draw for every sample. Eval mode: one fixed standard normal field per point
+    (:data:`FIELD_SIDE` square, seeded by :data:`FIELD_SEED`, not stored in checkpoints),
+    tiled over the map, the same for every sample: fills are reproducible, and the graph
+    exports to ONNX with dynamic sizes (it only indexes a constant).
+    """
+
+    def __init__(self, channels: Sequence[int], field_side: int = FIELD_SIDE) -> None:
+        super().__init__()
+        self.strengths = nn.ParameterList(nn.Parameter(torch.zeros(1, c, 1, 1)) for c in channels)
+        seeded = torch.Generator().manual_seed(FIELD_SEED)
+        fields = torch.randn(len(channels), field_side, field_side, generator=seeded)
+        self.register_buffer("fields", fields, persistent=False)
+
+    def forward(self, x: torch.Tensor, point: int) -> torch.Tensor:
+        """``x (N, C, H, W)`` with the noise of injection point ``point`` added."""
+        strength = self.strengths[point].to(x.dtype)
+        if self.training:
+            noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        else:
+            noise = tiled_field(self.fields[point], x.shape[-2], x.shape[-1]).to(x.dtype)
+        return x + strength * noise
+
+
+def tiled_field(field: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``field (S, S)`` repeated periodically to ``(1, 1, height, width)``.
+
+    Indexing with ``arange % S`` rather than ``repeat`` keeps the sizes symbolic when the
+    graph is traced for ONNX.
+    """
+    side = field.shape[-1]
+    rows = torch.arange(height, device=field.device) % side
+    cols = torch.arange(width, device=field.device) % side
+    return field.index_select(0, rows).index_select(1, cols)[None, None]

@@ -1,0 +1,106 @@
+"""Noise inputs of the refinement decoder (inpaintkit.model.noise, GeneratorConfig.noise_inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from inpaintkit.model.generator import NOISE_LAYERS, Generator, GeneratorConfig
+from inpaintkit.model.noise import FIELD_SIDE, NoiseInputs, tiled_field
+
+
+def holed(n: int = 2, side: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    images = torch.rand(n, 3, side, side) * 2 - 1
+    masks = torch.zeros(n, 1, side, side)
+    masks[..., 8:32, 12:36] = 1
+    return images, masks
+
+
+def pair() -> tuple[Generator, Generator]:
+    """The same weights without and with noise inputs (strengths at their init, zero)."""
+    torch.manual_seed(0)
+    plain = Generator(GeneratorConfig(channels=4)).eval()
+    noisy = Generator(GeneratorConfig(channels=4, noise_inputs=True)).eval()
+    missing = noisy.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == [f"refine.noise.strengths.{i}" for i in range(len(NOISE_LAYERS))]
+    return plain, noisy
+
+
+def test_zero_strengths_compute_exactly_the_generator_without_noise():
+    plain, noisy = pair()
+    images, masks = holed()
+    noisy.train()  # fresh noise, still multiplied by zero
+    with torch.no_grad():
+        assert torch.equal(plain(images, masks).refined, noisy(images, masks).refined)
+
+
+def test_noise_reaches_only_the_refinement_decoder_and_only_through_its_strengths():
+    plain, noisy = pair()
+    for strength in noisy.refine.noise.strengths:
+        strength.data.fill_(0.3)
+    images, masks = holed()
+    with torch.no_grad():
+        a, b = plain(images, masks), noisy(images, masks)
+    assert torch.equal(a.coarse, b.coarse)
+    assert (a.refined - b.refined).abs().max() > 1e-2
+
+
+def test_eval_noise_is_the_fixed_field_tiled_the_same_for_every_call_and_sample():
+    layer = NoiseInputs([3, 2], field_side=8).eval()
+    layer.strengths[1].data = torch.tensor([0.5, -2.0]).view(1, 2, 1, 1)
+    x = torch.randn(2, 2, 19, 13)
+    field = layer.fields[1].numpy()
+    # The reference: np.tile, then crop.
+    tiled = np.tile(field, (3, 2))[:19, :13]
+    expected = x.numpy() + np.array([0.5, -2.0]).reshape(1, 2, 1, 1) * tiled
+    np.testing.assert_allclose(layer(x, 1).detach().numpy(), expected, rtol=0, atol=1e-6)
+    assert torch.equal(layer(x, 1), layer(x, 1))
+    # Every Generator draws the same fields: fills are reproducible across processes.
+    assert torch.equal(NoiseInputs([3, 2], field_side=8).fields, layer.fields)
+
+
+def test_tiled_field_matches_np_tile_beyond_one_period():
+    field = torch.randn(FIELD_SIDE, FIELD_SIDE)
+    out = tiled_field(field, FIELD_SIDE + 5, 2 * FIELD_SIDE + 3)
+    assert out.shape == (1, 1, FIELD_SIDE + 5, 2 * FIELD_SIDE + 3)
+    np.testing.assert_array_equal(
+        out[0, 0].numpy(), np.tile(field.numpy(), (2, 3))[: FIELD_SIDE + 5, : 2 * FIELD_SIDE + 3]
+    )
+
+
+def test_training_noise_is_fresh_per_call_and_per_sample_and_standard_normal():
+    layer = NoiseInputs([1]).train()
+    layer.strengths[0].data.fill_(1.0)
+    zeros = torch.zeros(2, 1, 128, 128)
+    first, second = layer(zeros, 0), layer(zeros, 0)
+    assert not torch.equal(first, second)
+    assert not torch.equal(first[0], first[1])
+    assert abs(float(first.mean())) < 0.02 and abs(float(first.std()) - 1) < 0.02
+    # Neighbouring pixels are independent: no grid of any period in the noise itself.
+    assert abs(float((first[..., 1:] * first[..., :-1]).mean())) < 0.02
+
+
+def test_the_strengths_learn_from_zero():
+    _, noisy = pair()
+    noisy.train()
+    images, masks = holed()
+    noisy(images, masks).refined.square().mean().backward()
+    grads = [s.grad for s in noisy.refine.noise.strengths]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_strengths_are_in_the_state_dict_and_the_fields_are_not():
+    _, noisy = pair()
+    keys = [k for k in noisy.state_dict() if ".noise." in k]
+    assert keys == [f"refine.noise.strengths.{i}" for i in range(len(NOISE_LAYERS))]
+    shapes = [tuple(noisy.state_dict()[k].shape) for k in keys]
+    assert shapes == [(1, 8, 1, 1), (1, 8, 1, 1), (1, 4, 1, 1), (1, 2, 1, 1)]
+
+
+def test_noise_follows_the_feature_dtype():
+    """bf16 features (autocast training) stay bf16."""
+    layer = NoiseInputs([2]).train()
+    features = torch.zeros(1, 2, 8, 8, dtype=torch.bfloat16)
+    assert layer(features, 0).dtype == torch.bfloat16
+    assert layer.eval()(features, 0).dtype == torch.bfloat16
