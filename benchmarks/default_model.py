@@ -8,7 +8,7 @@
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
     python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
                                                  [--by-distance]
-    python benchmarks/default_model.py adversarial LABEL=RUN[@FIRST_STEP]...
+    python benchmarks/default_model.py adversarial LABEL=RUN[@FIRST_STEP][+OFFSET]...
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
 written every ``schedule.keep_every`` steps) and its latest ``RUN/generator.safetensors`` with :func:`inpaintkit.evaluate.evaluate` on the
@@ -47,7 +47,9 @@ pixels, where blending acts (docs/model.md, "Blending").
 (no scoring): hole PSNR, hole TV over the ground truth's, periodicity and alternation
 (``inpaintkit/periodicity.py``) of the 64 validation fills against generator steps, one line
 per run from its ``@FIRST_STEP`` on (a branch's folder holds the log of the runs it was
-copied from), with the shipped model's values and the photos' own as references. It is how
+copied from), shifted by ``+OFFSET`` steps (a run started with ``--init-from`` counts from 0:
+the offset is the step of the run it started from), with the shipped model's values and the
+photos' own as references. It is how
 the adversarial phase's recipes are compared: sharpness bought, PSNR paid, pattern grown.
 
 Needs matplotlib for ``curve`` and ``adversarial`` (``pip install -e .[bench]``).
@@ -229,10 +231,11 @@ def save_figure(fig, title: str, path: Path) -> None:
     print(f"wrote {path}")
 
 
-def draw_adversarial(runs: list[tuple[str, Path, int]], out: Path = ADVERSARIAL_IMAGE) -> None:
+def draw_adversarial(runs: list[tuple[str, Path, int, int]], out: Path = ADVERSARIAL_IMAGE) -> None:
     """Validation hole PSNR, TV ratio, periodicity and alternation against step, one line per
-    labelled run from its own step on (a branch's folder holds the log of the runs it was
-    copied from), with the shipped model's values (the first step 0) and the photos' own."""
+    labelled run ``(label, folder, first step, offset)`` from its own step on (a branch's
+    folder holds the log of the runs it was copied from), its steps shifted by the offset,
+    with the shipped model's values (the first step 0) and the photos' own."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,8 +249,12 @@ def draw_adversarial(runs: list[tuple[str, Path, int]], out: Path = ADVERSARIAL_
         ("hole_alternation", "alternation (minus the smallest)", "truth_alternation"),
     )
     logs: dict[str, list[dict]] = {}
-    for label, run, first in runs:
-        logs[label] = [row for row in _validation_log(run) if row["step"] >= first]
+    for label, run, first, offset in runs:
+        logs[label] = [
+            {**row, "step": row["step"] + offset}
+            for row in _validation_log(run)
+            if row["step"] >= first
+        ]
         if not logs[label]:
             raise SystemExit(f"{run}: no validation from step {first} on")
     every_row = [row for validation in logs.values() for row in validation]
@@ -541,7 +548,9 @@ def main() -> None:
         "adversarial", help="draw the adversarial runs' validation curves (no scoring)"
     )
     a.add_argument(
-        "runs", nargs="+", help="LABEL=RUN_FOLDER[@FIRST_STEP], one per run, in branch order"
+        "runs",
+        nargs="+",
+        help="LABEL=RUN_FOLDER[@FIRST_STEP][+OFFSET], one per run, in branch order",
     )
     a.add_argument("--out", type=Path, default=ADVERSARIAL_IMAGE, help="the figure's file")
     for p in (c, s, q, h):
@@ -564,10 +573,11 @@ def main() -> None:
         runs = []
         for item in args.runs:
             label, sep, folder = item.partition("=")
+            folder, plus, offset = folder.rpartition("+") if "+" in folder else (folder, "", "0")
             folder, at, first = folder.rpartition("@") if "@" in folder else (folder, "", "0")
-            if not sep or not label or not first.isdigit():
-                raise SystemExit(f"{item}: each run is LABEL=RUN_FOLDER[@FIRST_STEP]")
-            runs.append((label, Path(folder), int(first)))
+            if not sep or not label or not first.isdigit() or not offset.isdigit():
+                raise SystemExit(f"{item}: each run is LABEL=RUN_FOLDER[@FIRST_STEP][+OFFSET]")
+            runs.append((label, Path(folder), int(first), int(offset)))
         draw_adversarial(runs, args.out)
     elif args.command == "sharpness":
         sharpness(
