@@ -48,6 +48,14 @@ def hole_relative_error(ours: torch.Tensor, reference: torch.Tensor, masks: torc
     return float((ours - reference)[hole].abs().max() / reference[hole].abs().max())
 
 
+def export_fresh(generator: Generator, folder: Path) -> Path:
+    """Save ``generator`` as a checkpoint in ``folder`` and export it -> the ONNX file."""
+    checkpoint, model = folder / "fresh.safetensors", folder / "fresh.onnx"
+    save_generator(checkpoint, generator)
+    export_onnx(model, checkpoint)
+    return model
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> tuple[Generator, Path, Path]:
     """``(generator, its checkpoint, its export)``: a 4-channel generator, seeded."""
@@ -122,9 +130,7 @@ def test_onnx_matches_pytorch_with_parameter_free_options(tmp_path, option):
     the exported graph."""
     torch.manual_seed(1)
     generator = Generator(GeneratorConfig(channels=4, **option)).eval()
-    checkpoint, model = tmp_path / "option.safetensors", tmp_path / "option.onnx"
-    save_generator(checkpoint, generator)
-    export_onnx(model, checkpoint)
+    model = export_fresh(generator, tmp_path)
     images, masks = boxed(2, 96, 88, seed=7)
     with torch.no_grad():
         expected = generator(images, masks)
@@ -143,9 +149,7 @@ def test_onnx_matches_pytorch_with_noise_inputs(tmp_path):
     generator = Generator(GeneratorConfig(channels=4, noise_inputs=True)).eval()
     for strength in generator.refine.noise.strengths:
         strength.data.fill_(0.5)
-    checkpoint, model = tmp_path / "noisy.safetensors", tmp_path / "noisy.onnx"
-    save_generator(checkpoint, generator)
-    export_onnx(model, checkpoint)
+    model = export_fresh(generator, tmp_path)
     images, masks = boxed(2, 96, 88, seed=8)
     with torch.no_grad():
         expected = generator(images, masks)
