@@ -120,6 +120,11 @@ class LossConfig:
     # drifts shows as an anti-correlation at its cells' width, which the loss above the
     # photos' never sees (stint 19, periodicity.alternation). [ours]
     periodicity_two_sided: bool = False
+    # Measure the fills' autocorrelation in units of their photos' detail, not their own:
+    # grain that repeats nowhere dilutes a fill's own autocorrelation, so the loss rewarded it
+    # and a checkerboard hid under it (stint 20's noise inputs, periodicity.
+    # residual_autocorrelation). [ours]
+    periodicity_photo_units: bool = False
 
 
 @dataclass

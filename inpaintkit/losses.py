@@ -374,6 +374,7 @@ def periodicity_loss(
     min_lag: int = MIN_LAG,
     max_lag: int = MAX_LAG,
     two_sided: bool = False,
+    photo_units: bool = False,
 ) -> torch.Tensor:
     """How much more the fills repeat themselves than their photos -> scalar, >= 0.
 
@@ -389,11 +390,17 @@ def periodicity_loss(
     than as an anti-correlation at its cells' width (``periodicity.alternation``), which the
     one-sided loss leaves alone: the TTUR run's fills at 4 px, -0.18 against the photos' +0.07
     (stint 19).
+
+    ``photo_units``: normalise the fills' autocovariance by their photos' detail, not their
+    own (``residual_autocorrelation``'s ``reference``). Normalised by its own, a fill lowers
+    the loss by adding grain that repeats nowhere, which dilutes a pattern without removing
+    it: stint 20's noise inputs did (docs/model.md).
     """
     inside = hole_interior(mask).flatten(1).any(dim=1)
     if not bool(inside.any()):
         return completed.new_zeros(())
-    fills = residual_autocorrelation(completed[inside], mask[inside], max_lag)
+    reference = photos[inside] if photo_units else None
+    fills = residual_autocorrelation(completed[inside], mask[inside], max_lag, reference)
     with torch.no_grad():
         truth = residual_autocorrelation(photos[inside], mask[inside], max_lag)
     difference = (fills - truth)[:, far_shifts(min_lag, max_lag, completed.device)]

@@ -22,19 +22,17 @@ MIN_LAG = 3
 MAX_LAG = 16
 
 
-def residual_autocorrelation(
+def residual_autocovariance(
     image: torch.Tensor, mask: torch.Tensor, max_lag: int = MAX_LAG
 ) -> torch.Tensor:
-    """The normalised autocorrelation of the high-pass residual inside each hole ->
-    ``(N, 2·max_lag + 1, 2·max_lag + 1)``, float64, shift ``(dy, dx)`` at index ``(max_lag +
-    dy, max_lag + dx)``.
+    """The autocovariance of the high-pass residual inside each hole -> ``(N, 2·max_lag + 1,
+    2·max_lag + 1)``, float64, shift ``(dy, dx)`` at index ``(max_lag + dy, max_lag + dx)``.
 
     ``image (N, C, H, W)`` (any range), ``mask (N, 1, H, W)`` (1 = hole). With ``r`` the
     residual (``metrics.high_pass``) and ``I`` the hole eroded by 2 px
-    (``metrics.hole_interior``): ``ρ(d) = mean r(x)·r(x + d) / mean r(x)²``, the first mean
-    over the pairs with both pixels in ``I`` (and over channels), the second over ``I``; 1 at
-    ``d = 0``, near 0 where detail does not repeat, 0 where no pair has shift ``d``. Computed
-    with FFTs, differentiable in ``image``.
+    (``metrics.hole_interior``): ``c(d) = mean r(x)·r(x + d)``, over the pairs with both pixels
+    in ``I`` and over channels (summed over channels, as the power is); 0 where no pair has
+    shift ``d``. Computed with FFTs, differentiable in ``image``.
     """
     inside = hole_interior(mask)[:, None].double()  # (N, 1, H, W)
     residual = high_pass(image.double()) * inside
@@ -49,13 +47,37 @@ def residual_autocorrelation(
     rows, cols = lags % size[0], lags % size[1]
     products = products[:, rows][:, :, cols]
     pairs = pairs[:, rows][:, :, cols].round()  # counts; the FFT leaves ~1e-12 of noise
-    power = products[:, max_lag, max_lag] / pairs[:, max_lag, max_lag].clamp(min=1)
-    tiny = torch.finfo(power.dtype).tiny
-    return torch.where(
-        pairs > 0,
-        products / (pairs.clamp(min=1) * power.clamp(min=tiny)[:, None, None]),
-        0.0,
-    )
+    return torch.where(pairs > 0, products / pairs.clamp(min=1), 0.0)
+
+
+def residual_autocorrelation(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    max_lag: int = MAX_LAG,
+    reference: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The normalised autocorrelation of the high-pass residual inside each hole ->
+    ``(N, 2·max_lag + 1, 2·max_lag + 1)``, float64, shift ``(dy, dx)`` at index ``(max_lag +
+    dy, max_lag + dx)``.
+
+    :func:`residual_autocovariance` over its value at ``d = 0`` (the residual's power):
+    ``ρ(d) = mean r(x)·r(x + d) / mean r(x)²``; 1 at ``d = 0``, near 0 where detail does not
+    repeat, 0 where no pair has shift ``d``.
+
+    ``reference (N, C, H, W)``: divide by the power of this image's residual in the same hole
+    instead (the photo behind a fill). Grain that repeats nowhere (stint 20's noise inputs)
+    raises a fill's own power and so shrinks every ``ρ(d)`` of its own: a checkerboard under
+    grain reads as faint as a faint checkerboard. In the photo's units a pattern is measured by
+    its own strength, whatever else the fill adds.
+    """
+    covariance = residual_autocovariance(image, mask, max_lag)
+    if reference is None:
+        power = covariance[:, max_lag, max_lag]
+    else:
+        with torch.no_grad():
+            power = residual_autocovariance(reference, mask, 0)[:, 0, 0]
+    tiny = torch.finfo(covariance.dtype).tiny
+    return covariance / power.clamp(min=tiny)[:, None, None]
 
 
 def far_shifts(min_lag: int, max_lag: int, device: torch.device | None = None) -> torch.Tensor:
@@ -66,11 +88,16 @@ def far_shifts(min_lag: int, max_lag: int, device: torch.device | None = None) -
 
 
 def repetition(
-    image: torch.Tensor, mask: torch.Tensor, min_lag: int = MIN_LAG, max_lag: int = MAX_LAG
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    min_lag: int = MIN_LAG,
+    max_lag: int = MAX_LAG,
+    reference: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`periodicity` and :func:`alternation` from one autocorrelation -> two ``(N,)``,
-    float64, NaN where the hole's eroded interior is empty (validation logs both)."""
-    rho = residual_autocorrelation(image, mask, max_lag)
+    float64, NaN where the hole's eroded interior is empty (validation logs both).
+    ``reference``: in the units of that image's detail (:func:`residual_autocorrelation`)."""
+    rho = residual_autocorrelation(image, mask, max_lag, reference)
     far = rho[:, far_shifts(min_lag, max_lag, image.device)]
     empty = ~hole_interior(mask).flatten(1).any(dim=1)
     return (

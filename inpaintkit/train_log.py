@@ -49,6 +49,8 @@ PER_IMAGE_GRID_MEASURES = (
     "truth_periodicity",
     "hole_alternation",
     "truth_alternation",
+    "hole_periodicity_photo_units",
+    "hole_alternation_photo_units",
 )
 
 
@@ -77,8 +79,10 @@ def validate(
     ``loss.lattice_above_photo`` trains against); and, whatever the grid's phase,
     ``hole_periodicity`` and ``truth_periodicity``: :func:`periodicity.periodicity` of the
     fills and of the photos, and ``hole_alternation`` and ``truth_alternation`` (a
-    checkerboard's cells, :func:`periodicity.alternation`) (NaN-free means over the images
-    with a hole interior). The grid is uint8
+    checkerboard's cells, :func:`periodicity.alternation`), and ``hole_periodicity_photo_units``
+    and ``hole_alternation_photo_units``, the fills' in units of their photos' detail, which
+    grain cannot dilute (``periodicity.residual_autocorrelation``'s ``reference``) (NaN-free
+    means over the images with a hole interior). The grid is uint8
     ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -99,6 +103,9 @@ def validate(
         photos = losses.lattice_loss_per_image(x, m, lattice_periods)  # the same images
         fill_periodicity, fill_alternation = repetition(completed, m)
         photo_periodicity, photo_alternation = repetition(x, m)
+        fill_periodicity_photo_units, fill_alternation_photo_units = repetition(
+            completed, m, reference=x
+        )
         for key, values in (
             ("hole_lattice_loss", fills.mean(dim=1)),
             ("truth_lattice_loss", photos.mean(dim=1)),
@@ -108,6 +115,8 @@ def validate(
             ("truth_periodicity", photo_periodicity),
             ("hole_alternation", fill_alternation),
             ("truth_alternation", photo_alternation),
+            ("hole_periodicity_photo_units", fill_periodicity_photo_units),
+            ("hole_alternation_photo_units", fill_alternation_photo_units),
         ):
             for value in values.tolist():
                 if not math.isnan(value):  # a hole with no interior has no periodicity

@@ -198,7 +198,11 @@ class Trainer:
             scalars["generator/lattice"] = lattice.detach()
         if cfg.periodicity_alpha > 0:
             repeats = losses.periodicity_loss(
-                fills, real, mask, two_sided=cfg.periodicity_two_sided
+                fills,
+                real,
+                mask,
+                two_sided=cfg.periodicity_two_sided,
+                photo_units=cfg.periodicity_photo_units,
             )
             g_loss = g_loss + cfg.periodicity_alpha * repeats
             scalars["generator/periodicity"] = repeats.detach()

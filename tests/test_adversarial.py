@@ -213,8 +213,17 @@ def test_feature_matching_term_compares_the_critics_view_of_fill_and_photo():
     assert all(p.grad is None for p in critics.global_.parameters())
 
 
-def test_periodicity_term_adds_its_weighted_loss_of_the_composited_fills():
-    recipe = load_recipe(TINY, [*FAST, "loss.periodicity_alpha=2.0"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"two_sided": True},
+        {"two_sided": True, "photo_units": True},
+    ],
+)
+def test_periodicity_term_adds_its_weighted_loss_of_the_composited_fills(options):
+    overrides = [f"loss.periodicity_{key}=true" for key in options]
+    recipe = load_recipe(TINY, [*FAST, "loss.periodicity_alpha=2.0", *overrides])
     torch.manual_seed(0)
     trainer = Trainer(recipe, torch.device("cpu"))
     torch.manual_seed(0)
@@ -224,7 +233,9 @@ def test_periodicity_term_adds_its_weighted_loss_of_the_composited_fills():
     ours, scalars = trainer.generator_losses(real, mask, False, out)
     base, _ = plain.generator_losses(real, mask, False, out)
     fills = real * (1 - mask) + out.refined.float() * mask
-    expected = losses.periodicity_loss(fills, real, mask)
+    expected = losses.periodicity_loss(fills, real, mask, **options)
+    if options:  # each option changes the loss, so the test sees that it reached it
+        assert expected.item() != losses.periodicity_loss(fills, real, mask).item()
     torch.testing.assert_close(scalars["generator/periodicity"], expected.detach())
     torch.testing.assert_close(ours, base + 2.0 * expected)
 

@@ -11,15 +11,19 @@ from test_losses import _photos
 
 from inpaintkit.losses import periodicity_loss
 from inpaintkit.metrics import high_pass, hole_interior
-from inpaintkit.periodicity import alternation, periodicity, residual_autocorrelation
+from inpaintkit.periodicity import alternation, periodicity, repetition, residual_autocorrelation
 
 
-def ref_autocorrelation(image: np.ndarray, mask: np.ndarray, max_lag: int) -> np.ndarray:
-    """By the definition, pair by pair: ``image (C, H, W)``, ``mask (H, W)`` -> ``(2L+1, 2L+1)``."""
+def ref_autocorrelation(
+    image: np.ndarray, mask: np.ndarray, max_lag: int, reference: np.ndarray | None = None
+) -> np.ndarray:
+    """By the definition, pair by pair: ``image (C, H, W)``, ``mask (H, W)`` -> ``(2L+1, 2L+1)``,
+    over the power of ``reference``'s residual (``(C, H, W)``) where given, else ``image``'s."""
     residual = high_pass(torch.from_numpy(image)[None]).numpy()[0]
     inside = hole_interior(torch.from_numpy(mask)[None, None]).numpy()[0]
     _, height, width = residual.shape
-    power = (residual[:, inside] ** 2).sum() / inside.sum()
+    scale = residual if reference is None else high_pass(torch.from_numpy(reference)[None])[0]
+    power = (np.asarray(scale)[:, inside] ** 2).sum() / inside.sum()
     out = np.zeros((2 * max_lag + 1, 2 * max_lag + 1))
     for dy in range(-max_lag, max_lag + 1):
         for dx in range(-max_lag, max_lag + 1):
@@ -55,6 +59,12 @@ def test_autocorrelation_vs_pair_by_pair_reference():
     got_min = alternation(images, masks, max_lag=4).numpy()
     np.testing.assert_allclose(got_max, [r[far].max() for r in refs], atol=1e-10)
     np.testing.assert_allclose(got_min, [-r[far].min() for r in refs], atol=1e-10)
+    # In another image's units: its residual's power in the same hole, pair by pair.
+    photos = torch.rand(2, 3, 13, 12, generator=gen, dtype=torch.float64)
+    rho = residual_autocorrelation(images, masks, max_lag=4, reference=photos)
+    for got, image, mask, photo in zip(rho, images, masks[:, 0], photos, strict=True):
+        ref = ref_autocorrelation(image.numpy(), mask.numpy(), 4, photo.numpy())
+        np.testing.assert_allclose(got.numpy(), ref, atol=1e-10)
 
 
 def _textures_and_hole() -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +92,15 @@ def test_alternation_sees_a_checkerboard_whose_phase_drifts():
     drifting = photos + 0.1 * board
     assert (alternation(drifting, mask) > natural + 0.25).all()
     assert (alternation(drifting, mask) > periodicity(drifting, mask) + 0.05).all()
+    # Grain dilutes a fill's own autocorrelation, so the board hides under it; in the photo's
+    # units the board reads as strong as without the grain.
+    grain = 0.1 * torch.randn(photos.shape, generator=gen, dtype=torch.float64)
+    own = alternation(drifting + grain, mask)
+    assert (own < 0.6 * alternation(drifting, mask)).all()
+    in_photo_units = repetition(drifting + grain, mask, reference=photos)[1]
+    on_its_own = repetition(drifting, mask, reference=photos)[1]
+    assert (in_photo_units > natural + 0.25).all()
+    np.testing.assert_allclose(in_photo_units.numpy(), on_its_own.numpy(), rtol=0.15)
 
 
 def test_periodicity_sees_a_repeating_pattern_whatever_its_phase():
@@ -134,6 +153,13 @@ def test_periodicity_loss_is_the_autocorrelation_above_the_photos():
     assert two_sided.item() == pytest.approx(np.abs(ours - theirs)[far].mean())
     assert two_sided.item() > got.item()
     assert periodicity_loss(photos, photos, mask, two_sided=True).item() == 0.0
+    # In the photos' units: the fills' autocovariance over the photos' power.
+    ours_photo_units = residual_autocorrelation(fills[:1], mask[:1], 5, photos[:1])[0].numpy()
+    assert not np.allclose(ours_photo_units, ours)
+    in_photo_units = periodicity_loss(
+        fills, photos, mask, min_lag=3, max_lag=5, two_sided=True, photo_units=True
+    )
+    assert in_photo_units.item() == pytest.approx(np.abs(ours_photo_units - theirs)[far].mean())
     # A checkerboard over a photo is what it pulls against, and descending it removes it.
     rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     wave = torch.cos(2 * math.pi * rows / 6) * torch.cos(2 * math.pi * cols / 6)

@@ -26,7 +26,7 @@ from inpaintkit.config import load_recipe
 from inpaintkit.data import InpaintingDataset
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.critics import crop_hole_boxes
-from inpaintkit.periodicity import alternation, periodicity
+from inpaintkit.periodicity import alternation, periodicity, repetition
 from inpaintkit.prepare import prepare_dataset
 from inpaintkit.prepare_options import PrepareOptions
 from inpaintkit.tensors import composite, image_to_tensor
@@ -784,6 +784,13 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
     )
     assert means["hole_alternation"] == pytest.approx(
         alternation(completed, masks).mean().item(), rel=1e-5
+    )
+    in_photo_units = repetition(completed, masks, reference=images)
+    assert means["hole_periodicity_photo_units"] == pytest.approx(
+        in_photo_units[0].mean().item(), rel=1e-5
+    )
+    assert means["hole_alternation_photo_units"] == pytest.approx(
+        in_photo_units[1].mean().item(), rel=1e-5
     )
     # Over several periods: losses averaged over them, gridded at one period or more.
     with torch.no_grad():
