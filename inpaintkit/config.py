@@ -125,6 +125,10 @@ class LossConfig:
     # and a checkerboard hid under it (stint 20's noise inputs, periodicity.
     # residual_autocorrelation). [ours]
     periodicity_photo_units: bool = False
+    # Weight of losses.detail_excess_loss: the fills' local detail (9 px RMS of the high-pass
+    # residual) above their photos', over the hole. Forbids detail where the photo has none:
+    # the speckled skies and grainy skin of stint 20's fills. 0 = off, the paper's. [ours]
+    detail_excess_alpha: float = 0.0
 
 
 @dataclass
@@ -251,6 +255,7 @@ class Recipe:
             ("loss.lattice_alpha", self.loss.lattice_alpha),
             ("loss.feature_matching_alpha", self.loss.feature_matching_alpha),
             ("loss.periodicity_alpha", self.loss.periodicity_alpha),
+            ("loss.detail_excess_alpha", self.loss.detail_excess_alpha),
         ):
             if value < 0:
                 raise ConfigError(f"{path}: must be >= 0, got {value}")

@@ -171,7 +171,8 @@ class Trainer:
         ``lattice_above_photo``; left out at 0, the paper's) + ``feature_matching_alpha`` ·
         the critics' feature-matching loss against the photos + ``periodicity_alpha`` · the
         fills' autocorrelation above the photos' (``losses.periodicity_loss``, and below with
-        ``periodicity_two_sided``); both left out at 0, the paper's. ``backward`` reaches only
+        ``periodicity_two_sided``) + ``detail_excess_alpha`` · the fills' local detail above
+        the photos' (``losses.detail_excess_loss``); each left out at 0, the paper's. ``backward`` reaches only
         the generator. ``adversarial=False`` (the warm-up phase) leaves out the
         adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
@@ -206,6 +207,10 @@ class Trainer:
             )
             g_loss = g_loss + cfg.periodicity_alpha * repeats
             scalars["generator/periodicity"] = repeats.detach()
+        if cfg.detail_excess_alpha > 0:
+            excess = losses.detail_excess_loss(fills, real, mask)
+            g_loss = g_loss + cfg.detail_excess_alpha * excess
+            scalars["generator/detail_excess"] = excess.detach()
         if adversarial:
             terms = self.critics.generator_losses(
                 real, mask, refined, feature_matching=cfg.feature_matching_alpha > 0

@@ -3,6 +3,7 @@ plain recomputation, and the critic warm-up and validation guard through real ru
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -214,29 +215,44 @@ def test_feature_matching_term_compares_the_critics_view_of_fill_and_photo():
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("overrides", "scalar", "term"),
     [
-        {},
-        {"two_sided": True},
-        {"two_sided": True, "photo_units": True},
+        ([], "periodicity", losses.periodicity_loss),
+        (
+            ["loss.periodicity_two_sided=true"],
+            "periodicity",
+            functools.partial(losses.periodicity_loss, two_sided=True),
+        ),
+        (
+            ["loss.periodicity_two_sided=true", "loss.periodicity_photo_units=true"],
+            "periodicity",
+            functools.partial(losses.periodicity_loss, two_sided=True, photo_units=True),
+        ),
+        (["loss.detail_excess_alpha=2.0"], "detail_excess", losses.detail_excess_loss),
     ],
 )
-def test_periodicity_term_adds_its_weighted_loss_of_the_composited_fills(options):
-    overrides = [f"loss.periodicity_{key}=true" for key in options]
-    recipe = load_recipe(TINY, [*FAST, "loss.periodicity_alpha=2.0", *overrides])
+def test_fill_term_adds_its_weighted_loss_of_the_composited_fills(overrides, scalar, term):
+    """The generator's terms scored on the composited fills: each reaches the loss, weighted
+    2, with its options."""
+    weight = "loss.detail_excess_alpha" if scalar == "detail_excess" else "loss.periodicity_alpha"
+    recipe = load_recipe(TINY, [*FAST, f"{weight}=2.0", *overrides])
     torch.manual_seed(0)
     trainer = Trainer(recipe, torch.device("cpu"))
     torch.manual_seed(0)
     plain = Trainer(load_recipe(TINY, FAST), torch.device("cpu"))
     real, mask = _batches(recipe, 1)[0]
+    if scalar == "detail_excess":  # flat photos: any detail of an untrained fill is too much
+        real = real.mean(dim=(-2, -1), keepdim=True).expand_as(real).contiguous()
     out = trainer.forward(real, mask)
     ours, scalars = trainer.generator_losses(real, mask, False, out)
     base, _ = plain.generator_losses(real, mask, False, out)
     fills = real * (1 - mask) + out.refined.float() * mask
-    expected = losses.periodicity_loss(fills, real, mask, **options)
-    if options:  # each option changes the loss, so the test sees that it reached it
+    expected = term(fills, real, mask)
+    if len(overrides) > 1 or scalar == "periodicity" and overrides:
+        # Each option changes the loss, so the test sees that it reached it.
         assert expected.item() != losses.periodicity_loss(fills, real, mask).item()
-    torch.testing.assert_close(scalars["generator/periodicity"], expected.detach())
+    assert expected.item() > 0
+    torch.testing.assert_close(scalars[f"generator/{scalar}"], expected.detach())
     torch.testing.assert_close(ours, base + 2.0 * expected)
 
 

@@ -11,7 +11,7 @@ import torch
 from test_metrics import ref_lattice_cell_means
 from torch import nn
 
-from inpaintkit import losses
+from inpaintkit import losses, metrics
 from inpaintkit.losses import (
     critic_wgan_loss,
     distance_to_box_edge,
@@ -514,3 +514,67 @@ def test_descending_the_lattice_loss_takes_the_grid_out():
     (before, detail_before), (after, detail_after) = map(spread_and_detail, (gridded, image))
     assert after < before / 2
     assert detail_after > 0.8 * detail_before
+
+
+def _ref_local_detail(image: np.ndarray, window: int) -> np.ndarray:
+    """:func:`losses.local_detail` by its definition, pixel by pixel: ``image (C, H, W)``."""
+    residual = metrics.high_pass(torch.from_numpy(image)[None]).numpy()[0]
+    power = (residual**2).sum(axis=0)
+    height, width = power.shape
+    half = window // 2
+    out = np.zeros((height, width))
+    for y in range(height):
+        for x in range(width):
+            box = power[max(y - half, 0) : y + half + 1, max(x - half, 0) : x + half + 1]
+            out[y, x] = np.sqrt(max(box.mean(), 1e-8))
+    return out
+
+
+def test_detail_excess_vs_pixel_by_pixel_reference():
+    gen = torch.Generator().manual_seed(21)
+    photos = torch.rand(2, 3, 14, 13, generator=gen, dtype=torch.float64)
+    fills = torch.rand(2, 3, 14, 13, generator=gen, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 14, 13, dtype=torch.float64)
+    mask[0, :, 2:11, 1:9] = 1
+    mask[1, :, 5:14, 4:13] = 1
+    got = losses.local_detail(fills, window=5).numpy()
+    refs = [_ref_local_detail(f, 5) for f in fills.numpy()]
+    np.testing.assert_allclose(got, np.stack(refs), atol=1e-12)
+    truth = np.stack([_ref_local_detail(p, 5) for p in photos.numpy()])
+    hole = mask[:, 0].numpy()
+    expected = (np.maximum(np.stack(refs) - truth, 0) * hole).sum() / hole.sum()
+    assert (np.stack(refs) - truth)[hole > 0].min() < 0  # the one side is really cut
+    loss = losses.detail_excess_loss(fills, photos, mask, window=5)
+    assert loss.item() == pytest.approx(expected)
+    assert losses.detail_excess_loss(photos, photos, mask).item() == 0.0
+
+
+def test_detail_excess_removes_grain_on_flat_regions_and_leaves_texture():
+    """Grain over a photo's flat region is what it pulls against; the photo's own texture
+    costs nothing, and blur costs nothing (the one-sided budget)."""
+    photo = _photos(names=("grass",)).double()  # (1, 3, 128, 128), a busy texture
+    photo[..., :, :64] = photo[..., :, :64].mean(dim=(-2, -1), keepdim=True)  # left half flat
+    hole = torch.zeros(1, 1, 128, 128, dtype=torch.float64)
+    hole[..., 16:112, 16:112] = 1
+    assert losses.detail_excess_loss(photo, photo, hole).item() == 0.0
+    grain = 0.05 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(0))
+    image = (photo + grain.double()).requires_grad_(True)
+    before = losses.detail_excess_loss(image, photo, hole).item()
+    assert before > 0.02
+    # Blur costs (nearly) nothing: only where it spreads the texture into the flat half.
+    blurred = torch.nn.functional.avg_pool2d(photo, 5, 1, 2, count_include_pad=False)
+    assert losses.detail_excess_loss(blurred, photo, hole).item() < 0.01 * before
+    optimizer = torch.optim.Adam([image], lr=2e-3)
+    for _ in range(30):
+        optimizer.zero_grad()
+        losses.detail_excess_loss(image, photo, hole).backward()
+        optimizer.step()
+    image = image.detach()
+    assert losses.detail_excess_loss(image, photo, hole).item() < 0.5 * before
+    # The grain went where the photo is flat; the texture half keeps its detail.
+    flat, busy = (slice(24, 104), slice(24, 56)), (slice(24, 104), slice(72, 104))
+    grain_before = (grain.double() ** 2)[..., flat[0], flat[1]].mean().sqrt()
+    grain_after = ((image - photo) ** 2)[..., flat[0], flat[1]].mean().sqrt()
+    assert grain_after < 0.6 * grain_before
+    detail = losses.local_detail(image)[0]
+    assert detail[busy].mean() > 0.8 * losses.local_detail(photo)[0][busy].mean()
