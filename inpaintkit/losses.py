@@ -425,6 +425,18 @@ def local_detail(image: torch.Tensor, window: int = DETAIL_WINDOW) -> torch.Tens
     return local[:, 0].clamp(min=1e-8).sqrt()
 
 
+def detail_excess_map(
+    completed: torch.Tensor, photos: torch.Tensor, window: int = DETAIL_WINDOW
+) -> torch.Tensor:
+    """Each pixel's local detail (:func:`local_detail`) in ``completed`` above that in
+    ``photos`` (both ``(N, C, H, W)``, one range), 0 where below -> ``(N, H, W)``, >= 0;
+    differentiable in ``completed``."""
+    fills = local_detail(completed, window)
+    with torch.no_grad():
+        truth = local_detail(photos, window)
+    return (fills - truth).clamp(min=0.0)
+
+
 def detail_excess_loss(
     completed: torch.Tensor, photos: torch.Tensor, mask: torch.Tensor, window: int = DETAIL_WINDOW
 ) -> torch.Tensor:
@@ -433,13 +445,12 @@ def detail_excess_loss(
 
     ``completed`` and ``photos (N, C, H, W)`` (one range), ``mask (N, 1, H, W)`` (1 = hole).
     The mean over the hole's pixels of ``max(0, d(fill) - d(photo))``, ``d`` the local RMS of
-    detail (:func:`local_detail`). One-sided: a fill with less detail than its photo is the
-    blur the critics work against; this term only forbids detail where the photo has none,
-    such as speckles on a clear sky or grain on skin (stint 20's fills), wherever the fill puts
-    them and whatever their pattern.
+    detail (:func:`local_detail`, :func:`detail_excess_map`). One-sided: a fill with less
+    detail than its photo is the blur the critics work against; this term only forbids detail
+    where the photo has none, such as speckles on a clear sky or grain on skin (stint 20's
+    fills), wherever the fill puts them and whatever their pattern. Validation logs it per
+    image (``hole_detail_excess``).
     """
-    fills = local_detail(completed, window)
-    with torch.no_grad():
-        truth = local_detail(photos, window)
-    hole = mask[:, 0].to(fills.dtype)
-    return ((fills - truth).clamp(min=0.0) * hole).sum() / hole.sum().clamp(min=1.0)
+    hole = mask[:, 0].to(completed.dtype)
+    excess = detail_excess_map(completed, photos, window) * hole
+    return excess.sum() / hole.sum().clamp(min=1.0)

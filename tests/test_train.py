@@ -792,6 +792,11 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
     assert means["hole_alternation_photo_units"] == pytest.approx(
         in_photo_units[1].mean().item(), rel=1e-5
     )
+    per_image = [
+        losses.detail_excess_loss(completed[i : i + 1], images[i : i + 1], masks[i : i + 1])
+        for i in range(len(images))
+    ]
+    assert means["hole_detail_excess"] == pytest.approx(torch.stack(per_image).mean().item())
     # Over several periods: losses averaged over them, gridded at one period or more.
     with torch.no_grad():
         means, _ = validate(generator, images, masks, batch_size=2, lattice_periods=(4, 8))
