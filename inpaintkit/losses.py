@@ -425,16 +425,19 @@ def local_detail(image: torch.Tensor, window: int = DETAIL_WINDOW) -> torch.Tens
     return local[:, 0].clamp(min=1e-8).sqrt()
 
 
-def detail_excess_map(
-    completed: torch.Tensor, photos: torch.Tensor, window: int = DETAIL_WINDOW
-) -> torch.Tensor:
-    """Each pixel's local detail (:func:`local_detail`) in ``completed`` above that in
-    ``photos`` (both ``(N, C, H, W)``, one range), 0 where below -> ``(N, H, W)``, >= 0;
-    differentiable in ``completed``."""
+def detail_excess_sums(
+    completed: torch.Tensor, photos: torch.Tensor, mask: torch.Tensor, window: int = DETAIL_WINDOW
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the sum over its hole of each pixel's local detail (:func:`local_detail`) in
+    ``completed`` above that in ``photos`` (both ``(N, C, H, W)``, one range; 0 where below),
+    and the hole's pixel count -> two ``(N,)``; the sums differentiable in ``completed``.
+    ``mask (N, 1, H, W)``, 1 = hole. :func:`detail_excess_loss` pools them over the batch;
+    validation divides them image by image (``hole_detail_excess``)."""
     fills = local_detail(completed, window)
     with torch.no_grad():
         truth = local_detail(photos, window)
-    return (fills - truth).clamp(min=0.0)
+    hole = mask[:, 0].to(fills.dtype)
+    return ((fills - truth).clamp(min=0.0) * hole).sum(dim=(1, 2)), hole.sum(dim=(1, 2))
 
 
 def detail_excess_loss(
@@ -445,12 +448,11 @@ def detail_excess_loss(
 
     ``completed`` and ``photos (N, C, H, W)`` (one range), ``mask (N, 1, H, W)`` (1 = hole).
     The mean over the hole's pixels of ``max(0, d(fill) - d(photo))``, ``d`` the local RMS of
-    detail (:func:`local_detail`, :func:`detail_excess_map`). One-sided: a fill with less
+    detail (:func:`local_detail`, :func:`detail_excess_sums`). One-sided: a fill with less
     detail than its photo is the blur the critics work against; this term only forbids detail
     where the photo has none, such as speckles on a clear sky or grain on skin (stint 20's
     fills), wherever the fill puts them and whatever their pattern. Validation logs it per
     image (``hole_detail_excess``).
     """
-    hole = mask[:, 0].to(completed.dtype)
-    excess = detail_excess_map(completed, photos, window) * hole
-    return excess.sum() / hole.sum().clamp(min=1.0)
+    excess, pixels = detail_excess_sums(completed, photos, mask, window)
+    return excess.sum() / pixels.sum().clamp(min=1.0)

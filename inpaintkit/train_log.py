@@ -84,8 +84,8 @@ def validate(
     and ``hole_alternation_photo_units``, the fills' in units of their photos' detail, which
     grain cannot dilute (``periodicity.residual_autocorrelation``'s ``reference``) (NaN-free
     means over the images with a hole interior); and ``hole_detail_excess``, each fill's
-    local detail above its photo's, over its hole (``losses.detail_excess_loss``, per image). The grid is uint8
-    ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
+    local detail above its photo's, over its hole (``losses.detail_excess_loss``, per image).
+    The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
     stats: dict[str, metrics.RunningStats] = {}
@@ -108,8 +108,7 @@ def validate(
         fill_periodicity_photo_units, fill_alternation_photo_units = repetition(
             completed, m, reference=x
         )
-        hole = m[:, 0].double()
-        excess = losses.detail_excess_map(completed.double(), x.double()) * hole
+        excess, pixels = losses.detail_excess_sums(completed.double(), x.double(), m)
         for key, values in (
             ("hole_lattice_loss", fills.mean(dim=1)),
             ("truth_lattice_loss", photos.mean(dim=1)),
@@ -121,7 +120,7 @@ def validate(
             ("truth_alternation", photo_alternation),
             ("hole_periodicity_photo_units", fill_periodicity_photo_units),
             ("hole_alternation_photo_units", fill_alternation_photo_units),
-            ("hole_detail_excess", excess.sum(dim=(1, 2)) / hole.sum(dim=(1, 2))),
+            ("hole_detail_excess", excess / pixels),
         ):
             for value in values.tolist():
                 if not math.isnan(value):  # a hole with no interior has no periodicity

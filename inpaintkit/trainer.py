@@ -172,9 +172,9 @@ class Trainer:
         the critics' feature-matching loss against the photos + ``periodicity_alpha`` · the
         fills' autocorrelation above the photos' (``losses.periodicity_loss``, and below with
         ``periodicity_two_sided``) + ``detail_excess_alpha`` · the fills' local detail above
-        the photos' (``losses.detail_excess_loss``); each left out at 0, the paper's. ``backward`` reaches only
-        the generator. ``adversarial=False`` (the warm-up phase) leaves out the
-        adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
+        the photos' (``losses.detail_excess_loss``); each left out at 0, the paper's.
+        ``backward`` reaches only the generator. ``adversarial=False`` (the warm-up phase)
+        leaves out the adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
         cfg = self.recipe.loss
         if out is None:

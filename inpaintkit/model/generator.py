@@ -232,7 +232,7 @@ class RefineNetwork(nn.Module):
         self.decoder = decoder(decoder_in, c, config.upsample)
         self.noise = None
         if config.noise_inputs:
-            self.noise = NoiseInputs([2 * c, 2 * c, c, c // 2])  # NOISE_LAYERS' outputs
+            self.noise = NoiseInputs([self.decoder[i].out_channels for i in NOISE_LAYERS])
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False

@@ -77,6 +77,7 @@ class GenConv(nn.Module):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd for symmetric padding, got {kernel_size}")
+        self.out_channels = out_channels
         self.pad = dilation * (kernel_size - 1) // 2
         self.activation = activation
         self.conv = nn.Conv2d(
@@ -146,6 +147,7 @@ class GenDeconv(nn.Module):
         if mode not in UPSAMPLE_MODES:
             raise ValueError(f"mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
         self.conv = GenConv(in_channels, out_channels, 3)
+        self.out_channels = out_channels
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
