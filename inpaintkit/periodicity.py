@@ -50,6 +50,17 @@ def residual_autocovariance(
     return torch.where(pairs > 0, products / pairs.clamp(min=1), 0.0)
 
 
+def residual_power(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The power of the high-pass residual inside each hole -> ``(N,)``, float64: the
+    autocovariance at ``d = 0`` (:func:`residual_autocovariance`'s centre), ``mean r(x)²``
+    over the hole's eroded interior, summed over channels; 0 where the interior is empty.
+    Elementwise, without the FFTs a whole autocovariance needs."""
+    inside = hole_interior(mask)[:, None].double()  # (N, 1, H, W)
+    energy = (high_pass(image.double()).square() * inside).sum(dim=(1, 2, 3))
+    pixels = inside.sum(dim=(1, 2, 3))
+    return torch.where(pixels > 0, energy / pixels.clamp(min=1), 0.0)
+
+
 def residual_autocorrelation(
     image: torch.Tensor,
     mask: torch.Tensor,
@@ -75,7 +86,7 @@ def residual_autocorrelation(
         power = covariance[:, max_lag, max_lag]
     else:
         with torch.no_grad():
-            power = residual_autocovariance(reference, mask, 0)[:, 0, 0]
+            power = residual_power(reference, mask)
     tiny = torch.finfo(covariance.dtype).tiny
     return covariance / power.clamp(min=tiny)[:, None, None]
 

@@ -20,7 +20,7 @@ from inpaintkit.adversarial import Critics, critic_updates_before, penalty_weigh
 from inpaintkit.config import Recipe
 from inpaintkit.devices import has_native_bf16
 from inpaintkit.distributed import average_gradients, broadcast_parameters
-from inpaintkit.model.generator import PARAMETER_FIELDS, Generator, GeneratorOutput
+from inpaintkit.model.generator import Generator, GeneratorOutput, fields_blocking_init
 from inpaintkit.tensors import composite, uint8_to_signed
 from inpaintkit.training_state import (
     module_tensors,
@@ -360,24 +360,16 @@ class Trainer:
         """Start from the weights of the generator checkpoint ``path``.
 
         Its config must match the recipe's ``model`` section in the fields that decide the
-        parameters (``generator.PARAMETER_FIELDS``); the others may differ, so that a run can
-        train the same weights with another attention (e.g. the tent paste or rate 1 from the
-        shipped weights) or another resize. One exception: a recipe with ``noise_inputs`` may
-        start from a checkpoint without them.
+        parameters (``generator.fields_blocking_init``); the others may differ, so that a run
+        can train the same weights with another attention (e.g. the tent paste or rate 1 from
+        the shipped weights) or another resize, and a recipe with ``noise_inputs`` may start
+        from a checkpoint without them.
         """
         try:
             source = checkpoint.load_generator(path)
         except checkpoint.CheckpointError as err:
             raise TrainingError(f"--init-from: {err}") from None
-        # A checkpoint without noise inputs may start a run with them: their strengths start
-        # at zero, so the run's generator computes exactly what the checkpoint's did.
-        adds_noise = self.recipe.model.noise_inputs and not source.config.noise_inputs
-        differ = [
-            name
-            for name in PARAMETER_FIELDS
-            if getattr(source.config, name) != getattr(self.recipe.model, name)
-            and not (name == "noise_inputs" and adds_noise)
-        ]
+        differ = fields_blocking_init(source.config, self.recipe.model)
         if differ:
             raise TrainingError(
                 f"--init-from {path}: its {', '.join(differ)} differ from the recipe's model section"

@@ -15,6 +15,7 @@ from inpaintkit.model.generator import (
     Generator,
     GeneratorConfig,
     GeneratorOutput,
+    fields_blocking_init,
 )
 from inpaintkit.model.layers import GenConv, GenDeconv, mirror_pad, pad_exactly
 
@@ -370,6 +371,16 @@ def test_parameter_fields_are_exactly_the_fields_that_change_the_parameters():
         changed = Generator(dataclasses.replace(base, **{name: value})).state_dict()
         same = {k: v.shape for k, v in changed.items()} == shapes
         assert same == (name not in PARAMETER_FIELDS), name
+
+
+def test_fields_blocking_init_allow_adding_noise_inputs_only():
+    plain = GeneratorConfig(channels=4)
+    noisy = dataclasses.replace(plain, noise_inputs=True)
+    assert fields_blocking_init(plain, dataclasses.replace(plain, upsample="bilinear")) == []
+    assert fields_blocking_init(plain, noisy) == []  # added strengths start at zero
+    assert fields_blocking_init(noisy, plain) == ["noise_inputs"]  # dropping them would not
+    wider = dataclasses.replace(noisy, channels=6, contextual_attention=False)
+    assert fields_blocking_init(plain, wider) == ["channels", "contextual_attention"]
 
 
 def test_gen_deconv_gradcheck():

@@ -11,7 +11,14 @@ from test_losses import _photos
 
 from inpaintkit.losses import periodicity_loss
 from inpaintkit.metrics import high_pass, hole_interior
-from inpaintkit.periodicity import alternation, periodicity, repetition, residual_autocorrelation
+from inpaintkit.periodicity import (
+    alternation,
+    periodicity,
+    repetition,
+    residual_autocorrelation,
+    residual_autocovariance,
+    residual_power,
+)
 
 
 def ref_autocorrelation(
@@ -65,6 +72,19 @@ def test_autocorrelation_vs_pair_by_pair_reference():
     for got, image, mask, photo in zip(rho, images, masks[:, 0], photos, strict=True):
         ref = ref_autocorrelation(image.numpy(), mask.numpy(), 4, photo.numpy())
         np.testing.assert_allclose(got.numpy(), ref, atol=1e-10)
+
+
+def test_residual_power_is_the_autocovariance_at_no_shift():
+    gen = torch.Generator().manual_seed(13)
+    images = torch.rand(3, 3, 15, 14, generator=gen, dtype=torch.float64)
+    masks = torch.zeros(3, 1, 15, 14, dtype=torch.float64)
+    masks[0, :, 1:14, 0:11] = 1
+    masks[1, :, 4:15, 3:14] = 1
+    masks[2, :, 6:9, 6:9] = 1  # no interior after the 2 px erosion: 0, as the FFTs give
+    power = residual_power(images, masks)
+    centre = residual_autocovariance(images, masks, 2)[:, 2, 2]
+    np.testing.assert_allclose(power.numpy(), centre.numpy(), atol=1e-12)
+    assert power[:2].min() > 0 and power[2] == 0
 
 
 def _textures_and_hole() -> tuple[torch.Tensor, torch.Tensor]:

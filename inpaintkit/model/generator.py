@@ -31,6 +31,7 @@ INPUT_CHANNELS = 5
 #: weights compute, so weights trained under one setting load under another.
 PARAMETER_FIELDS = ("channels", "contextual_attention", "noise_inputs")
 
+
 #: Indices of the refinement decoder's layers (:func:`decoder`) whose outputs take noise
 #: inputs: every layer from the first resize on but the last (RGB) conv.
 NOISE_LAYERS = (2, 3, 4, 5)
@@ -99,6 +100,20 @@ class GeneratorConfig:
             )
         if self.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+
+
+def fields_blocking_init(source: GeneratorConfig, target: GeneratorConfig) -> list[str]:
+    """The :data:`PARAMETER_FIELDS` in which ``source``'s weights cannot start a generator of
+    config ``target`` (``train --init-from``); empty when they can. Noise inputs may be added
+    (``source`` without, ``target`` with): their strengths start at zero, so the new generator
+    computes exactly what ``source``'s did. Dropping them would change what it computes."""
+    adds_noise = target.noise_inputs and not source.noise_inputs
+    return [
+        name
+        for name in PARAMETER_FIELDS
+        if getattr(source, name) != getattr(target, name)
+        and not (name == "noise_inputs" and adds_noise)
+    ]
 
 
 @dataclass
