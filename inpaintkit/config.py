@@ -129,6 +129,11 @@ class LossConfig:
     # residual) above their photos', over the hole. Forbids detail where the photo has none:
     # the speckled skies and grainy skin of stint 20's fills. 0 = off, the paper's. [ours]
     detail_excess_alpha: float = 0.0
+    # Weight of the same budget on colour alone (losses.chroma_excess_loss): each pixel's
+    # deviation from its grey, so that a fill's detail cannot be colour the photo lacks. The
+    # budget fills of stint 21 put 0.6 as much colour detail as grey detail into their holes,
+    # photos 0.1-0.25: the pink and green speckles. 0 = off, the paper's. [ours]
+    chroma_excess_alpha: float = 0.0
 
 
 @dataclass
@@ -256,6 +261,7 @@ class Recipe:
             ("loss.feature_matching_alpha", self.loss.feature_matching_alpha),
             ("loss.periodicity_alpha", self.loss.periodicity_alpha),
             ("loss.detail_excess_alpha", self.loss.detail_excess_alpha),
+            ("loss.chroma_excess_alpha", self.loss.chroma_excess_alpha),
         ):
             if value < 0:
                 raise ConfigError(f"{path}: must be >= 0, got {value}")

@@ -440,6 +440,14 @@ def detail_excess_sums(
     return ((fills - truth).clamp(min=0.0) * hole).sum(dim=(1, 2)), hole.sum(dim=(1, 2))
 
 
+def chroma(image: torch.Tensor) -> torch.Tensor:
+    """Each pixel's colour: ``image (N, C, H, W)`` minus its mean over channels (its grey),
+    same shape. Per pixel, the high-pass residual summed over channels splits into ``C`` × the
+    grey's squared plus the colour's squared, so :func:`local_detail` of this is the part of a
+    fill's detail that is colour."""
+    return image - image.mean(dim=1, keepdim=True)
+
+
 def detail_excess_loss(
     completed: torch.Tensor, photos: torch.Tensor, mask: torch.Tensor, window: int = DETAIL_WINDOW
 ) -> torch.Tensor:
@@ -456,3 +464,14 @@ def detail_excess_loss(
     """
     excess, pixels = detail_excess_sums(completed, photos, mask, window)
     return excess.sum() / pixels.sum().clamp(min=1.0)
+
+
+def chroma_excess_loss(
+    completed: torch.Tensor, photos: torch.Tensor, mask: torch.Tensor, window: int = DETAIL_WINDOW
+) -> torch.Tensor:
+    """:func:`detail_excess_loss` of the images' colour (:func:`chroma`): how much more colour
+    detail the fills have than their photos, where they have more -> scalar, >= 0. Photos' detail
+    is mostly grey (their colour detail is 0.1-0.25 of it in ``../shared/data/eval``'s holes);
+    stint 21's fills spent 0.6 of theirs on colour, which reads as pink and green speckles.
+    Validation logs it per image (``hole_chroma_excess``)."""
+    return detail_excess_loss(chroma(completed), chroma(photos), mask, window)

@@ -52,6 +52,7 @@ PER_IMAGE_GRID_MEASURES = (
     "hole_periodicity_photo_units",
     "hole_alternation_photo_units",
     "hole_detail_excess",
+    "hole_chroma_excess",
 )
 
 
@@ -84,7 +85,8 @@ def validate(
     and ``hole_alternation_photo_units``, the fills' in units of their photos' detail, which
     grain cannot dilute (``periodicity.residual_autocorrelation``'s ``reference``) (NaN-free
     means over the images with a hole interior); and ``hole_detail_excess``, each fill's
-    local detail above its photo's, over its hole (``losses.detail_excess_loss``, per image).
+    local detail above its photo's, over its hole (``losses.detail_excess_loss``, per image),
+    and ``hole_chroma_excess``, the same of its colour (``losses.chroma_excess_loss``).
     The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -109,6 +111,9 @@ def validate(
             completed, m, reference=x
         )
         excess, pixels = losses.detail_excess_sums(completed.double(), x.double(), m)
+        colour_excess, _ = losses.detail_excess_sums(
+            losses.chroma(completed.double()), losses.chroma(x.double()), m
+        )
         for key, values in (
             ("hole_lattice_loss", fills.mean(dim=1)),
             ("truth_lattice_loss", photos.mean(dim=1)),
@@ -121,6 +126,7 @@ def validate(
             ("hole_periodicity_photo_units", fill_periodicity_photo_units),
             ("hole_alternation_photo_units", fill_alternation_photo_units),
             ("hole_detail_excess", excess / pixels),
+            ("hole_chroma_excess", colour_excess / pixels),
         ):
             for value in values.tolist():
                 if not math.isnan(value):  # a hole with no interior has no periodicity

@@ -172,7 +172,8 @@ class Trainer:
         the critics' feature-matching loss against the photos + ``periodicity_alpha`` · the
         fills' autocorrelation above the photos' (``losses.periodicity_loss``, and below with
         ``periodicity_two_sided``) + ``detail_excess_alpha`` · the fills' local detail above
-        the photos' (``losses.detail_excess_loss``); each left out at 0, the paper's.
+        the photos' (``losses.detail_excess_loss``) + ``chroma_excess_alpha`` · the same of their
+        colour (``losses.chroma_excess_loss``); each left out at 0, the paper's.
         ``backward`` reaches only the generator. ``adversarial=False`` (the warm-up phase)
         leaves out the adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
@@ -211,6 +212,10 @@ class Trainer:
             excess = losses.detail_excess_loss(fills, real, mask)
             g_loss = g_loss + cfg.detail_excess_alpha * excess
             scalars["generator/detail_excess"] = excess.detach()
+        if cfg.chroma_excess_alpha > 0:
+            colour = losses.chroma_excess_loss(fills, real, mask)
+            g_loss = g_loss + cfg.chroma_excess_alpha * colour
+            scalars["generator/chroma_excess"] = colour.detach()
         if adversarial:
             terms = self.critics.generator_losses(
                 real, mask, refined, feature_matching=cfg.feature_matching_alpha > 0

@@ -578,3 +578,43 @@ def test_detail_excess_removes_grain_on_flat_regions_and_leaves_texture():
     assert grain_after < 0.6 * grain_before
     detail = losses.local_detail(image)[0]
     assert detail[busy].mean() > 0.8 * losses.local_detail(photo)[0][busy].mean()
+
+
+def test_chroma_splits_local_detail_into_grey_and_colour():
+    """Per pixel, the residual's power summed over channels = the grey's (on every channel)
+    + the colour's, so local detail splits into the two exactly."""
+    image = torch.rand(
+        2, 3, 17, 15, generator=torch.Generator().manual_seed(23), dtype=torch.float64
+    )
+    colour = losses.chroma(image)
+    torch.testing.assert_close(colour.mean(dim=1), torch.zeros(2, 17, 15, dtype=torch.float64))
+    grey = image.mean(dim=1, keepdim=True).expand_as(image)
+    torch.testing.assert_close(colour + grey, image)
+    whole, of_grey, of_colour = (losses.local_detail(x, window=5) for x in (image, grey, colour))
+    torch.testing.assert_close(whole.square(), of_grey.square() + of_colour.square())
+
+
+def test_chroma_excess_removes_colour_speckles_and_leaves_grey_grain():
+    """Colour speckles over a photo are what it pulls against; grey grain costs nothing, and
+    its gradient never moves a pixel's grey."""
+    photo = _photos(names=("chelsea",)).double()  # (1, 3, 128, 128), mostly grey detail
+    hole = torch.zeros(1, 1, 128, 128, dtype=torch.float64)
+    hole[..., 16:112, 16:112] = 1
+    gen = torch.Generator().manual_seed(0)
+    speckles = losses.chroma(0.08 * torch.randn(photo.shape, generator=gen, dtype=torch.float64))
+    grain = 0.05 * torch.randn(1, 1, 128, 128, generator=gen, dtype=torch.float64)
+    assert losses.chroma_excess_loss(photo + grain, photo, hole).item() < 1e-12  # rounding
+    start = photo + grain + speckles
+    before = losses.chroma_excess_loss(start, photo, hole).item()
+    assert before > 0.02
+    image = start.clone().requires_grad_(True)
+    for _ in range(40):  # plain gradient steps: Adam would rescale channels unevenly
+        (gradient,) = torch.autograd.grad(losses.chroma_excess_loss(image, photo, hole), image)
+        with torch.no_grad():
+            image -= 0.02 * gradient / gradient.abs().max()
+    image = image.detach()
+    torch.testing.assert_close(image.mean(dim=1), start.mean(dim=1))  # the grey untouched
+    assert losses.chroma_excess_loss(image, photo, hole).item() < 0.5 * before
+    inside = (slice(24, 104), slice(24, 104))
+    left = losses.chroma(image - photo)[..., inside[0], inside[1]].square().mean().sqrt()
+    assert left < 0.6 * speckles[..., inside[0], inside[1]].square().mean().sqrt()
