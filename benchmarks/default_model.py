@@ -40,7 +40,8 @@ in one run; and the hole PSNR / ℓ1 of fp32 against bf16 on both evaluation set
 paper's), side by side with the floors (and ``--patchmatch``) on rect256 and every
 ``--free-every``-th free256 image: hole PSNR, hole ℓ1 and hole TV
 (:func:`inpaintkit.metrics.hole_tv`) against the ground truth's — how much detail a fill has,
-which PSNR and ℓ1 do not see; ``--by-distance`` adds hole ℓ1 by distance from the known
+which PSNR and ℓ1 do not see, and the share of that detail that is colour
+(:func:`colour_share`); ``--by-distance`` adds hole ℓ1 by distance from the known
 pixels, where blending acts (docs/model.md, "Blending").
 
 ``adversarial`` draws docs/images/adversarial_chain.png from the runs' own validation logs
@@ -264,7 +265,10 @@ def draw_adversarial(runs: list[tuple[str, Path, int, int]], out: Path = ADVERSA
         for ax, (key, _, _) in zip(axes, panels, strict=True):
             rows = [r for r in validation if key in r]
             xs, ys = [r["step"] for r in rows], [r[key] for r in rows]
-            ax.plot(xs, ys, "o-", ms=3, color=f"C{index}", label=label)
+            # tab20's ten dark hues, then its ten light ones: the default cycle has only ten,
+            # and the chain of runs outgrew it (its 11th took the 1st's colour).
+            colour = plt.cm.tab20((2 * index + index // 10) % 20)
+            ax.plot(xs, ys, "o-", ms=3, color=colour, label=label)
     for ax, (key, axis_label, photos) in zip(axes, panels, strict=True):
         if shipped is not None and key in shipped:
             ax.axhline(shipped[key], color="0.5", ls=":", lw=0.8, label="shipped (step 0)")
@@ -427,12 +431,28 @@ DISTANCE_BINS = ((1, 2), (2, 3), (3, 4), (4, 6), (6, 9), (9, 17), (17, 33), (33,
 
 class HoleScores(NamedTuple):
     """A set of fills' means per image: hole PSNR (dB, over the images where it is finite),
-    hole ℓ1 (%), hole TV (%) and hole TV over the ground truth's (docs/metrics.md)."""
+    hole ℓ1 (%), hole TV (%) and hole TV over the ground truth's (docs/metrics.md); and,
+    pooled over the set's hole pixels, the colour share (:func:`colour_share`)."""
 
     psnr: float
     l1: float
     tv: float
     tv_ratio: float
+    colour_share: float
+
+
+def colour_share(images: torch.Tensor, masks: torch.Tensor) -> float:
+    """How much of the holes' local detail is colour: the mean over every hole pixel of
+    ``images (N, 3, H, W)`` of the local detail of its colour (``losses.chroma``) over that of
+    its grey (``losses.local_detail``, the grey on every channel, so that the two add up in
+    squares). Photos' detail is mostly grey (0.09-0.25 here); a fill's pink and green speckles
+    raise it (stint 22)."""
+    from inpaintkit.losses import chroma, local_detail
+
+    grey = images.mean(dim=1, keepdim=True).expand_as(images)
+    hole = masks[:, 0] > 0.5
+    colour, luminance = local_detail(chroma(images))[hole], local_detail(grey)[hole]
+    return float(colour.double().mean() / luminance.double().mean())
 
 
 def hole_scores(
@@ -449,6 +469,7 @@ def hole_scores(
         float(mean_l1_error(filled, truth, masks).mean()),
         float(fill_tv.mean()),
         float((fill_tv / truth_tv).mean()),
+        colour_share(filled, masks),
     )
 
 
@@ -476,14 +497,20 @@ def sharpness(
     for name, every, images, masks, truth, truth_tv in eval_sets(eval_root, free_every):
         fills = {label: _fill_all(method, images, masks) for label, method in methods.items()}
         print(f"\n### {name}: {len(images)} images (every {every}), mean per image\n")
-        print("| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV (%) | hole TV / ground truth's |")
-        print("|---|---:|---:|---:|---:|")
-        print(f"| ground truth | | | {truth_tv.mean():.3f} | 1.000 |")
+        print(
+            "| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV (%) | hole TV / ground truth's "
+            "| colour share of detail |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        print(
+            f"| ground truth | | | {truth_tv.mean():.3f} | 1.000 | "
+            f"{colour_share(truth, masks):.3f} |"
+        )
         for label, filled in fills.items():
             scores = hole_scores(filled, truth, masks, truth_tv)
             print(
                 f"| {label} | {scores.psnr:.2f} | {scores.l1:.2f} | {scores.tv:.3f} | "
-                f"{scores.tv_ratio:.3f} |",
+                f"{scores.tv_ratio:.3f} | {scores.colour_share:.3f} |",
                 flush=True,
             )
         if not by_distance:
