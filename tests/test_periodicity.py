@@ -45,12 +45,23 @@ def ref_autocorrelation(
     return out
 
 
+def _random_images_and_holes(
+    gen: torch.Generator, size: tuple[int, int], holes: list[tuple[slice, slice]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uniform random images ``(N, 3, H, W)`` in [0, 1], float64, and masks ``(N, 1, H, W)``
+    with one rectangular hole each (rows, columns), ``N = len(holes)``."""
+    images = torch.rand(len(holes), 3, *size, generator=gen, dtype=torch.float64)
+    masks = torch.zeros(len(holes), 1, *size, dtype=torch.float64)
+    for mask, (rows, cols) in zip(masks, holes, strict=True):
+        mask[:, rows, cols] = 1
+    return images, masks
+
+
 def test_autocorrelation_vs_pair_by_pair_reference():
     gen = torch.Generator().manual_seed(11)
-    images = torch.rand(2, 3, 13, 12, generator=gen, dtype=torch.float64)
-    masks = torch.zeros(2, 1, 13, 12, dtype=torch.float64)
-    masks[0, :, 1:12, 0:10] = 1
-    masks[1, :, 3:13, 2:12] = 1
+    images, masks = _random_images_and_holes(
+        gen, (13, 12), [(slice(1, 12), slice(0, 10)), (slice(3, 13), slice(2, 12))]
+    )
     rho = residual_autocorrelation(images, masks, max_lag=4)
     refs = [
         ref_autocorrelation(image, mask, 4)
@@ -75,12 +86,9 @@ def test_autocorrelation_vs_pair_by_pair_reference():
 
 
 def test_residual_power_is_the_autocovariance_at_no_shift():
-    gen = torch.Generator().manual_seed(13)
-    images = torch.rand(3, 3, 15, 14, generator=gen, dtype=torch.float64)
-    masks = torch.zeros(3, 1, 15, 14, dtype=torch.float64)
-    masks[0, :, 1:14, 0:11] = 1
-    masks[1, :, 4:15, 3:14] = 1
-    masks[2, :, 6:9, 6:9] = 1  # no interior after the 2 px erosion: 0, as the FFTs give
+    # The third hole has no interior after the 2 px erosion: 0, as the FFTs give.
+    holes = [(slice(1, 14), slice(0, 11)), (slice(4, 15), slice(3, 14)), (slice(6, 9), slice(6, 9))]
+    images, masks = _random_images_and_holes(torch.Generator().manual_seed(13), (15, 14), holes)
     power = residual_power(images, masks)
     centre = residual_autocovariance(images, masks, 2)[:, 2, 2]
     np.testing.assert_allclose(power.numpy(), centre.numpy(), atol=1e-12)
