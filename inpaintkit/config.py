@@ -132,7 +132,7 @@ class LossConfig:
     # Weight of the same budget on colour alone (losses.chroma_excess_loss): each pixel's
     # deviation from its grey, so that a fill's detail cannot be colour the photo lacks. The
     # budget fills of stint 21 put 0.6 as much colour detail as grey detail into their holes,
-    # photos 0.1-0.25: the pink and green speckles. 0 = off, the paper's. [ours]
+    # photos 0.13-0.28: the pink and green speckles. 0 = off, the paper's. [ours]
     chroma_excess_alpha: float = 0.0
 
 

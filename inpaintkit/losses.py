@@ -471,7 +471,7 @@ def chroma_excess_loss(
 ) -> torch.Tensor:
     """:func:`detail_excess_loss` of the images' colour (:func:`chroma`): how much more colour
     detail the fills have than their photos, where they have more -> scalar, >= 0. Photos' detail
-    is mostly grey (their colour detail is 0.1-0.25 of it in ``../shared/data/eval``'s holes);
+    is mostly grey (their colour detail is 0.13-0.28 of it in ``../shared/data/eval``'s holes);
     stint 21's fills spent 0.6 of theirs on colour, which reads as pink and green speckles.
     Validation logs it per image (``hole_chroma_excess``)."""
     return detail_excess_loss(chroma(completed), chroma(photos), mask, window)
