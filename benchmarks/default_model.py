@@ -445,8 +445,8 @@ def colour_share(images: torch.Tensor, masks: torch.Tensor) -> float:
     """How much of the holes' local detail is colour: the mean over every hole pixel of
     ``images (N, 3, H, W)`` of the local detail of its colour (``losses.chroma``) over that of
     its grey (``losses.local_detail``, the grey on every channel, so that the two add up in
-    squares). Photos' detail is mostly grey (0.13-0.28 on the evaluation sets); a fill's pink and green speckles
-    raise it (stint 22)."""
+    squares). Photos' detail is mostly grey (0.13-0.28 on the evaluation sets); a fill's pink
+    and green speckles raise it (stint 22)."""
     from inpaintkit.losses import chroma, local_detail
 
     grey = images.mean(dim=1, keepdim=True).expand_as(images)
