@@ -61,6 +61,15 @@ def residual_power(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(pixels > 0, energy / pixels.clamp(min=1), 0.0)
 
 
+def power_ratio(image: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The power of ``image``'s residual over ``reference``'s in each hole
+    (:func:`residual_power`) -> ``(N,)``, float64, >= 0. :func:`repetition` of ``image`` times
+    this is its ``reference=`` variant (a positive factor per image keeps the largest and
+    smallest shift), without a second autocovariance."""
+    tiny = torch.finfo(torch.float64).tiny
+    return residual_power(image, mask) / residual_power(reference, mask).clamp(min=tiny)
+
+
 def residual_autocorrelation(
     image: torch.Tensor,
     mask: torch.Tensor,

@@ -24,7 +24,7 @@ from inpaintkit.data import InpaintingDataset
 from inpaintkit.distributed import Distributed
 from inpaintkit.masks import MaskSampler
 from inpaintkit.model.generator import Generator
-from inpaintkit.periodicity import repetition
+from inpaintkit.periodicity import power_ratio, repetition
 from inpaintkit.tensors import composite, signed_to_unit, tensor_to_image
 from inpaintkit.trainer import TrainingError
 
@@ -107,9 +107,10 @@ def validate(
         photos = losses.lattice_loss_per_image(x, m, lattice_periods)  # the same images
         fill_periodicity, fill_alternation = repetition(completed, m)
         photo_periodicity, photo_alternation = repetition(x, m)
-        fill_periodicity_photo_units, fill_alternation_photo_units = repetition(
-            completed, m, reference=x
-        )
+        # In the photos' units: the same autocorrelation rescaled, not computed again.
+        to_photo_units = power_ratio(completed, x, m)
+        fill_periodicity_photo_units = fill_periodicity * to_photo_units
+        fill_alternation_photo_units = fill_alternation * to_photo_units
         excess, pixels = losses.detail_excess_sums(completed.double(), x.double(), m)
         colour_excess, _ = losses.detail_excess_sums(
             losses.chroma(completed.double()), losses.chroma(x.double()), m

@@ -14,6 +14,7 @@ from inpaintkit.metrics import high_pass, hole_interior
 from inpaintkit.periodicity import (
     alternation,
     periodicity,
+    power_ratio,
     repetition,
     residual_autocorrelation,
     residual_autocovariance,
@@ -129,6 +130,9 @@ def test_alternation_sees_a_checkerboard_whose_phase_drifts():
     on_its_own = repetition(drifting, mask, reference=photos)[1]
     assert (in_photo_units > natural + 0.25).all()
     np.testing.assert_allclose(in_photo_units.numpy(), on_its_own.numpy(), rtol=0.15)
+    # Validation rescales the fill's own autocorrelation by the power ratio instead.
+    rescaled = own * power_ratio(drifting + grain, photos, mask)
+    np.testing.assert_allclose(rescaled.numpy(), in_photo_units.numpy(), rtol=1e-9)
 
 
 def test_periodicity_sees_a_repeating_pattern_whatever_its_phase():
