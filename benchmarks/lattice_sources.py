@@ -30,7 +30,7 @@ from inpaintkit.config import load_recipe
 from inpaintkit.metrics import LatticeProfile
 from inpaintkit.model.critics import GlobalCritic, LocalCritic, crop_hole_boxes
 from inpaintkit.tensors import composite, signed_to_unit
-from inpaintkit.train_log import _fixed_validation_set
+from inpaintkit.train_log import fixed_validation_set
 from inpaintkit.training_state import load_training_state
 
 PERIODS = (2, 4, 8, 16)
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, action="append", default=[])
     args = parser.parse_args()
     recipe = load_recipe(args.recipe)
-    found = _fixed_validation_set(recipe, args.data, torch.device("cpu"))
+    found = fixed_validation_set(recipe, args.data, torch.device("cpu"))
     if found is None:
         raise SystemExit(f"{args.data}: no validation split")
     images, masks = found

@@ -28,7 +28,7 @@ from inpaintkit import losses
 from inpaintkit.config import load_recipe
 from inpaintkit.periodicity import periodicity, repetition
 from inpaintkit.tensors import composite
-from inpaintkit.train_log import _fixed_validation_set
+from inpaintkit.train_log import fixed_validation_set
 from inpaintkit.trainer import Trainer
 from inpaintkit.training_state import load_training_state
 
@@ -52,7 +52,7 @@ def main() -> None:
     trainer = Trainer(recipe, device)
     tensors, meta = load_training_state(args.run)
     trainer.load_state(tensors, meta)
-    images, masks = _fixed_validation_set(recipe, args.data, device)
+    images, masks = fixed_validation_set(recipe, args.data, device)
     cfg, n = recipe.loss, recipe.data.batch_size
     pulls: dict[str, list[float]] = {
         "reconstruction": [],

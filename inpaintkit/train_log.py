@@ -159,7 +159,7 @@ def validate(
     return means, np.concatenate(columns, axis=0)
 
 
-def _fixed_validation_set(
+def fixed_validation_set(
     recipe: Recipe, data: Path, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The first ``schedule.val_images`` of the val split, centre-cropped, with fixed masks."""
@@ -214,7 +214,7 @@ class TrainLog:
         self.bar = None
         if dist_info.main:
             with torch.random.fork_rng(devices=[]):  # reading images draws from torch's generator
-                self.validation = _fixed_validation_set(recipe, data, device)
+                self.validation = fixed_validation_set(recipe, data, device)
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(
