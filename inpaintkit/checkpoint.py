@@ -147,6 +147,8 @@ def _parse_config(path: Path, text: str | None) -> GeneratorConfig:
     data.setdefault("upsample", "nearest")
     # ... and those saved before the noise inputs had none.
     data.setdefault("noise_inputs", False)
+    # ... and those saved before the noise had gates had none.
+    data.setdefault("noise_gates", False)
     missing = sorted({f.name for f in dataclasses.fields(GeneratorConfig)} - data.keys())
     if missing:
         raise CheckpointError(f"{path}: config is missing keys: {', '.join(missing)}")

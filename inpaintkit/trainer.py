@@ -367,8 +367,8 @@ class Trainer:
         Its config must match the recipe's ``model`` section in the fields that decide the
         parameters (``generator.fields_blocking_init``); the others may differ, so that a run
         can train the same weights with another attention (e.g. the tent paste or rate 1 from
-        the shipped weights) or another resize, and a recipe with ``noise_inputs`` may start
-        from a checkpoint without them.
+        the shipped weights) or another resize, and a recipe with ``noise_inputs`` (or
+        ``noise_gates``) may start from a checkpoint without them.
         """
         try:
             source = checkpoint.load_generator(path)
@@ -384,7 +384,7 @@ class Trainer:
             for name, mine in self.generator.named_parameters():
                 if name in theirs:
                     mine.copy_(theirs[name])
-                else:  # a noise strength (the only parameters a checkpoint may lack)
-                    mine.zero_()
+                else:  # a noise strength or gate (the only parameters a checkpoint may lack):
+                    mine.zero_()  # zero is where both start, computing what the source did
         if self.generator_average is not None:
             self.generator_average.reset(self.generator)

@@ -143,12 +143,17 @@ def test_onnx_matches_pytorch_with_parameter_free_options(tmp_path, option):
     assert hole_relative_error(default_output.refined, expected.refined, masks) > 1e-3
 
 
-def test_onnx_matches_pytorch_with_noise_inputs(tmp_path):
-    """The eval-mode noise (a fixed field, tiled) is in the graph at every size."""
+@pytest.mark.parametrize("gated", [False, True])
+def test_onnx_matches_pytorch_with_noise_inputs(tmp_path, gated):
+    """The eval-mode noise (a fixed field, tiled, and gated when it has gates) is in the graph
+    at every size."""
     torch.manual_seed(2)
-    generator = Generator(GeneratorConfig(channels=4, noise_inputs=True)).eval()
+    config = GeneratorConfig(channels=4, noise_inputs=True, noise_gates=gated)
+    generator = Generator(config).eval()
     for strength in generator.refine.noise.strengths:
         strength.data.fill_(0.5)
+    for gate in generator.refine.noise.gates or ():
+        gate.weight.data.normal_(0.0, 1.0)  # far from 1 everywhere, so a lost gate would show
     model = export_fresh(generator, tmp_path)
     images, masks = boxed(2, 96, 88, seed=8)
     with torch.no_grad():

@@ -353,7 +353,6 @@ def test_parameter_fields_are_exactly_the_fields_that_change_the_parameters():
     """--init-from compares only PARAMETER_FIELDS; every other field must leave the weights'
     names and shapes as they are, and each listed field must change them."""
     base = GeneratorConfig(channels=4)
-    shapes = {k: v.shape for k, v in Generator(base).state_dict().items()}
     other = {
         "channels": 6,
         "contextual_attention": False,
@@ -365,20 +364,28 @@ def test_parameter_fields_are_exactly_the_fields_that_change_the_parameters():
         "attention_paste": "tent",
         "upsample": "bilinear",
         "noise_inputs": True,
+        "noise_gates": True,
     }
     assert set(other) == {f.name for f in dataclasses.fields(GeneratorConfig)}
     for name, value in other.items():
-        changed = Generator(dataclasses.replace(base, **{name: value})).state_dict()
+        # Gates need noise inputs to gate: they are compared against a generator with them.
+        start = dataclasses.replace(base, noise_inputs=True) if name == "noise_gates" else base
+        shapes = {k: v.shape for k, v in Generator(start).state_dict().items()}
+        changed = Generator(dataclasses.replace(start, **{name: value})).state_dict()
         same = {k: v.shape for k, v in changed.items()} == shapes
         assert same == (name not in PARAMETER_FIELDS), name
 
 
-def test_fields_blocking_init_allow_adding_noise_inputs_only():
+def test_fields_blocking_init_allow_adding_noise_inputs_and_gates_only():
     plain = GeneratorConfig(channels=4)
     noisy = dataclasses.replace(plain, noise_inputs=True)
     assert fields_blocking_init(plain, dataclasses.replace(plain, upsample="bilinear")) == []
     assert fields_blocking_init(plain, noisy) == []  # added strengths start at zero
     assert fields_blocking_init(noisy, plain) == ["noise_inputs"]  # dropping them would not
+    gated = dataclasses.replace(noisy, noise_gates=True)
+    assert fields_blocking_init(plain, gated) == []  # added gates start at one
+    assert fields_blocking_init(noisy, gated) == []
+    assert fields_blocking_init(gated, noisy) == ["noise_gates"]
     wider = dataclasses.replace(noisy, channels=6, contextual_attention=False)
     assert fields_blocking_init(plain, wider) == ["channels", "contextual_attention"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from inpaintkit.model.generator import NOISE_LAYERS, Generator, GeneratorConfig
@@ -104,3 +105,62 @@ def test_noise_follows_the_feature_dtype():
     features = torch.zeros(1, 2, 8, 8, dtype=torch.bfloat16)
     assert layer(features, 0).dtype == torch.bfloat16
     assert layer.eval()(features, 0).dtype == torch.bfloat16
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def test_gates_start_at_one_so_a_gated_generator_computes_what_it_did_without():
+    _, noisy = pair()
+    for strength in noisy.refine.noise.strengths:
+        strength.data.fill_(0.3)
+    gated = Generator(GeneratorConfig(channels=4, noise_inputs=True, noise_gates=True)).eval()
+    missing = gated.load_state_dict(noisy.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == sorted(
+        f"refine.noise.gates.{i}.{p}" for i in range(len(NOISE_LAYERS)) for p in ("weight", "bias")
+    )
+    for name, parameter in gated.named_parameters():  # what train --init-from does
+        if name in missing:
+            parameter.data.zero_()
+    images, masks = holed()
+    with torch.no_grad():
+        assert torch.equal(noisy(images, masks).refined, gated(images, masks).refined)
+
+
+def test_a_gate_scales_the_noise_pixel_by_pixel_by_two_sigmoid_of_the_features():
+    """Against the formula written out: x + strength · 2 sigmoid(w · x + b) · field."""
+    torch.manual_seed(1)
+    layer = NoiseInputs([3], field_side=8, gated=True).eval()
+    layer.strengths[0].data = torch.tensor([0.5, -1.0, 2.0]).view(1, 3, 1, 1)
+    layer.gates[0].weight.data = torch.randn(1, 3, 1, 1)
+    layer.gates[0].bias.data = torch.tensor([0.3])
+    x = torch.randn(2, 3, 5, 6)
+    field = layer.fields[0][:5, :6]
+    expected = torch.empty_like(x)
+    for n in range(2):
+        for i in range(5):
+            for j in range(6):
+                logit = sum(layer.gates[0].weight[0, c, 0, 0] * x[n, c, i, j] for c in range(3))
+                gate = 2 / (1 + torch.exp(-(logit + 0.3)))
+                for c in range(3):
+                    strength = layer.strengths[0][0, c, 0, 0]
+                    expected[n, c, i, j] = x[n, c, i, j] + strength * gate * field[i, j]
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x, 0), expected)
+
+
+def test_a_closed_gate_removes_the_noise_where_it_is_closed():
+    layer = NoiseInputs([1], gated=True).train()
+    layer.strengths[0].data.fill_(1.0)
+    layer.gates[0].weight.data.fill_(-100.0)  # closed where the feature is positive
+    x = torch.zeros(1, 1, 8, 8)
+    x[..., :, 4:] = 1.0
+    with torch.no_grad():
+        out = layer(x, 0)
+    assert torch.equal(out[..., :, 4:], x[..., :, 4:])  # sigmoid(-100) is 0 in float32
+    assert out[..., :, :4].abs().min() > 0
+
+
+def test_gates_need_noise_inputs():
+    with pytest.raises(ValueError, match="noise_gates needs noise_inputs"):
+        GeneratorConfig(channels=4, noise_gates=True)

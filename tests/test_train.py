@@ -717,6 +717,19 @@ def test_init_from_starts_a_new_run_from_a_generator(dataset, straight_run, tmp_
     strengths = {k: started.pop(k) for k in list(started) if ".noise." in k}
     assert len(strengths) == 4 and all(not t.any() for t in strengths.values())
     _assert_equal(started, load_file(source))
+    # ... and one with gates from the noisy one, gates at zero (open at 1, as the noise was).
+    gated = load_recipe(
+        TINY,
+        [*FAST, "schedule.steps=1", "optimizer.lr=0", "model.noise_inputs=true"]
+        + ["model.noise_gates=true"],
+    )
+    train_quietly(
+        gated, dataset, tmp_path / "gated", init_from=tmp_path / "noisy" / "generator.safetensors"
+    )
+    started = load_file(tmp_path / "gated" / "generator.safetensors")
+    gates = {k: started.pop(k) for k in list(started) if ".gates." in k}
+    assert len(gates) == 8 and all(not t.any() for t in gates.values())
+    _assert_equal(started, load_file(tmp_path / "noisy" / "generator.safetensors"))
     # ... but not the other way: the noise would be dropped.
     plain = load_recipe(TINY, [*FAST, "schedule.steps=1"])
     with pytest.raises(TrainingError, match="its noise_inputs differ"):

@@ -29,7 +29,7 @@ INPUT_CHANNELS = 5
 #: The :class:`GeneratorConfig` fields that decide the generator's parameters (their shapes and
 #: number). The others (the ``attention_*`` options, ``upsample``) only change how the same
 #: weights compute, so weights trained under one setting load under another.
-PARAMETER_FIELDS = ("channels", "contextual_attention", "noise_inputs")
+PARAMETER_FIELDS = ("channels", "contextual_attention", "noise_inputs", "noise_gates")
 
 
 #: Indices of the refinement decoder's layers (:func:`decoder`) whose outputs take noise
@@ -61,6 +61,10 @@ class GeneratorConfig:
     (:mod:`~inpaintkit.model.noise`): a source of detail that is not drawn on the decoder's
     4 × 4-pixel cell grid. It adds parameters; a run may still start from a checkpoint without
     them (``--init-from``), which it then computes exactly.
+    ``noise_gates = True`` [ours] (with ``noise_inputs``) lets the features decide where the
+    noise goes: a gate per injection point, 1 at init, that scales the noise pixel by pixel
+    (:class:`~inpaintkit.model.noise.NoiseInputs`), so that texture can keep it while a clear
+    sky sheds it. Added parameters again, and again addable by ``--init-from``.
     """
 
     channels: int = 32
@@ -73,6 +77,7 @@ class GeneratorConfig:
     attention_paste: str = "box"
     upsample: str = "nearest"
     noise_inputs: bool = False
+    noise_gates: bool = False
 
     def __post_init__(self) -> None:
         if self.channels < 2 or self.channels % 2:
@@ -100,19 +105,22 @@ class GeneratorConfig:
             )
         if self.upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+        if self.noise_gates and not self.noise_inputs:
+            raise ValueError("noise_gates needs noise_inputs: the gates scale the noise inputs")
 
 
 def fields_blocking_init(source: GeneratorConfig, target: GeneratorConfig) -> list[str]:
     """The :data:`PARAMETER_FIELDS` in which ``source``'s weights cannot start a generator of
-    config ``target`` (``train --init-from``); empty when they can. Noise inputs may be added
-    (``source`` without, ``target`` with): their strengths start at zero, so the new generator
-    computes exactly what ``source``'s did. Dropping them would change what it computes."""
-    adds_noise = target.noise_inputs and not source.noise_inputs
+    config ``target`` (``train --init-from``); empty when they can. Noise inputs and their
+    gates may be added (``source`` without, ``target`` with): the strengths start at zero and
+    the gates at one, so the new generator computes exactly what ``source``'s did. Dropping
+    either would change what it computes."""
+    addable = ("noise_inputs", "noise_gates")
     return [
         name
         for name in PARAMETER_FIELDS
         if getattr(source, name) != getattr(target, name)
-        and not (name == "noise_inputs" and adds_noise)
+        and not (name in addable and getattr(target, name))
     ]
 
 
@@ -247,7 +255,9 @@ class RefineNetwork(nn.Module):
         self.decoder = decoder(decoder_in, c, config.upsample)
         self.noise = None
         if config.noise_inputs:
-            self.noise = NoiseInputs([self.decoder[i].out_channels for i in NOISE_LAYERS])
+            self.noise = NoiseInputs(
+                [self.decoder[i].out_channels for i in NOISE_LAYERS], gated=config.noise_gates
+            )
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False

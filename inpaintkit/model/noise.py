@@ -10,6 +10,15 @@ pixel gets its own random input, which the following convs can shape into textur
 
 The strengths start at zero, so a generator loaded from a checkpoint trained without noise
 computes exactly what it did; training then decides how much noise each channel takes.
+
+Gates (``gated=True``) [ours] let the features decide *where* the noise goes. A per-channel
+strength is the same at every pixel, so noise that draws fur also draws grain on a clear sky,
+and the only way the detail budget (``losses.detail_excess_loss``) can take the grain off the
+sky is to take the noise off everything (stint 24: zeroing the strengths of a run's fills
+cleared their skies and took rect256's hole TV ratio from 0.52 to 0.40). A gate is a 1 × 1
+conv of the layer's features to one map, ``2 · sigmoid(·)``, in ``(0, 2)``, that multiplies
+the noise pixel by pixel. Zero weights and bias start it at exactly 1: a generator with gates
+added computes what it did without them.
 """
 
 from __future__ import annotations
@@ -28,11 +37,13 @@ FIELD_SEED = 0
 
 
 class NoiseInputs(nn.Module):
-    """``x + strength · noise`` for the feature maps of several layers.
+    """``x + strength · gate(x) · noise`` for the feature maps of several layers.
 
     ``channels``: the feature channels of each injection point, in order. Each point has a
     learned per-channel strength ``(1, C, 1, 1)``, zeros at init, and one single-channel noise
-    image broadcast over its channels (StyleGAN's "B" inputs).
+    image broadcast over its channels (StyleGAN's "B" inputs). ``gated``: each point also has a
+    gate, ``2 · sigmoid`` of a 1 × 1 conv of ``x`` to ``(N, 1, H, W)`` in ``(0, 2)``, exactly 1 at
+    init (zero weights and bias); without, the gate is 1 everywhere.
 
     Training mode: fresh standard normal noise ``(N, 1, H, W)`` at every call, a different
     draw for every sample. Eval mode: one fixed standard normal field per point
@@ -41,9 +52,17 @@ class NoiseInputs(nn.Module):
     exports to ONNX with dynamic sizes (it only indexes a constant).
     """
 
-    def __init__(self, channels: Sequence[int], field_side: int = FIELD_SIDE) -> None:
+    def __init__(
+        self, channels: Sequence[int], field_side: int = FIELD_SIDE, gated: bool = False
+    ) -> None:
         super().__init__()
         self.strengths = nn.ParameterList(nn.Parameter(torch.zeros(1, c, 1, 1)) for c in channels)
+        self.gates = None
+        if gated:
+            self.gates = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in channels)
+            for gate in self.gates:
+                nn.init.zeros_(gate.weight)
+                nn.init.zeros_(gate.bias)
         seeded = torch.Generator().manual_seed(FIELD_SEED)
         fields = torch.randn(len(channels), field_side, field_side, generator=seeded)
         self.register_buffer("fields", fields, persistent=False)
@@ -55,6 +74,8 @@ class NoiseInputs(nn.Module):
             noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
         else:
             noise = tiled_field(self.fields[point], x.shape[-2], x.shape[-1]).to(x.dtype)
+        if self.gates is not None:
+            noise = noise * 2.0 * torch.sigmoid(self.gates[point](x))
         return x + strength * noise
 
 

@@ -1,0 +1,94 @@
+"""Where a gated generator puts its noise (``model.noise_gates``, model/noise.py).
+
+For the first COUNT images of an evaluation set: the mean gate over the holes' pixels, binned
+by how much detail the photo has there (``losses.local_detail`` of the ground truth, in
+quintiles over all the hole pixels), at each injection point. A gate that learned its job
+rises with the photo's detail: near 0 on a clear sky, up to 2 on fur. ``--sheet`` draws, per
+image, the input, the network's fill, the photo and each point's gate map (black 0, white 2).
+
+    python benchmarks/noise_gates.py runs/adversarial-gated/generator.safetensors --sheet g.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from default_model import ROOT, _eval_tensors
+from PIL import Image
+
+from inpaintkit.checkpoint import load_generator
+from inpaintkit.losses import local_detail
+from inpaintkit.tensors import signed_to_unit
+
+#: Quantile bins of the photo's local detail over the hole pixels.
+BINS = 5
+
+
+def gate_maps(generator, images: torch.Tensor, masks: torch.Tensor) -> list[torch.Tensor]:
+    """Each injection point's gate, ``2 · sigmoid(logit)``, resized to the images' size ->
+    a list of ``(N, H, W)`` in (0, 2); ``images`` in [-1, 1], ``masks`` 1 = hole."""
+    noise = generator.refine.noise
+    if noise is None or noise.gates is None:
+        raise SystemExit("this generator has no noise gates (model.noise_gates)")
+    captured: list[torch.Tensor] = []
+    hooks = [
+        gate.register_forward_hook(lambda _m, _i, out: captured.append(2 * torch.sigmoid(out)))
+        for gate in noise.gates
+    ]
+    try:
+        with torch.no_grad():
+            generator(images * (1 - masks), masks)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    size = images.shape[-2:]
+    return [F.interpolate(g.float(), size=size, mode="nearest")[:, 0] for g in captured]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--set", dest="name", default="rect256", choices=("rect256", "free256"))
+    parser.add_argument("--count", type=int, default=24, help="the first COUNT images")
+    parser.add_argument("--sheet", type=Path, default=None, help="PNG of the first 6 images")
+    parser.add_argument(
+        "--eval", dest="eval_root", type=Path, default=ROOT.parent / "shared" / "data" / "eval"
+    )
+    args = parser.parse_args()
+    generator = load_generator(args.checkpoint)
+    images, masks = _eval_tensors(args.eval_root, args.name, 1)
+    images, masks = images[: args.count], masks[: args.count]
+    gates = gate_maps(generator, images, masks)
+    hole = masks[:, 0] > 0.5
+    detail = local_detail(signed_to_unit(images))[hole]
+    edges = torch.quantile(detail, torch.linspace(0, 1, BINS + 1, dtype=detail.dtype))
+    which = torch.bucketize(detail, edges[1:-1])
+    print(f"{args.checkpoint}, {args.name}, first {len(images)} images: mean gate in the holes")
+    print("by the photo's local detail (quintiles of its hole pixels)\n")
+    print("| photo's detail | " + " | ".join(f"point {i}" for i in range(len(gates))) + " |")
+    print("|---|" + "---:|" * len(gates))
+    for b in range(BINS):
+        cells = [f"{float(g[hole][which == b].mean()):.3f}" for g in gates]
+        span = f"{float(edges[b]):.3f}-{float(edges[b + 1]):.3f}"
+        print(f"| {span} | " + " | ".join(cells) + " |")
+    if args.sheet is not None:
+        rows = []
+        with torch.no_grad():
+            fills = generator(images[:6] * (1 - masks[:6]), masks[:6]).refined
+        fills = fills * masks[:6] + images[:6] * (1 - masks[:6])
+        for n in range(min(6, len(images))):
+            tiles = [signed_to_unit(t[n]).permute(1, 2, 0) for t in (images * (1 - masks), fills)]
+            tiles.append(signed_to_unit(images[n]).permute(1, 2, 0))
+            tiles += [(g[n] / 2).unsqueeze(-1).expand(-1, -1, 3) for g in gates]
+            rows.append(torch.cat(tiles, dim=1))
+        sheet = (torch.cat(rows, dim=0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        Image.fromarray(sheet).save(args.sheet)
+        print(f"\nwrote {args.sheet}: input | fill | photo | gate at each point (black 0, white 2)")
+
+
+if __name__ == "__main__":
+    main()
