@@ -8,7 +8,7 @@ hole TV, the sharp model's PSNR deficit is in its layout and colours, not in its
 texture free of artefacts over the smooth model's structure would meet both of issue #25's
 conditions. Hole PSNR, hole ℓ1 and hole TV / the ground truth's (docs/metrics.md).
 
-    python benchmarks/frequency_split.py checkpoints/adversarial-colour.safetensors \\
+    python benchmarks/frequency_split.py checkpoints/adversarial-greyfree.safetensors \\
         [--sigma 1.5 --sigma 3] [--free-every 5] [--sheet out.png]
 
 ``--sheet`` writes six rect256 rows (input, smooth, sharp, split at the first sigma, truth)
