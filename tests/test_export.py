@@ -25,6 +25,7 @@ from inpaintkit.methods import DeepFillMethod
 from inpaintkit.metrics import psnr
 from inpaintkit.model.attention import ContextualAttention
 from inpaintkit.model.generator import Generator, GeneratorConfig
+from inpaintkit.model.noise import GATE_GAIN
 from inpaintkit.onnx_method import OnnxGenerator, OnnxMethod
 from inpaintkit.tensors import image_to_tensor, mask_to_tensor, signed_to_unit
 
@@ -153,7 +154,7 @@ def test_onnx_matches_pytorch_with_noise_inputs(tmp_path, gated):
     for strength in generator.refine.noise.strengths:
         strength.data.fill_(0.5)
     for gate in generator.refine.noise.gates or ():
-        gate.weight.data.normal_(0.0, 1.0)  # far from 1 everywhere, so a lost gate would show
+        gate.weight.data.normal_(0.0, 1.0 / GATE_GAIN)  # logits of order 1: a lost gate shows
     model = export_fresh(generator, tmp_path)
     images, masks = boxed(2, 96, 88, seed=8)
     with torch.no_grad():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from inpaintkit.model.generator import NOISE_LAYERS, Generator, GeneratorConfig
-from inpaintkit.model.noise import FIELD_SIDE, NoiseInputs, tiled_field
+from inpaintkit.model.noise import FIELD_SIDE, GATE_GAIN, NoiseInputs, tiled_field
 
 
 def holed(n: int = 2, side: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,12 +128,12 @@ def test_gates_start_at_one_so_a_gated_generator_computes_what_it_did_without():
 
 
 def test_a_gate_scales_the_noise_pixel_by_pixel_by_two_sigmoid_of_the_features():
-    """Against the formula written out: x + strength · 2 sigmoid(w · x + b) · field."""
+    """Against the formula written out: x + strength · 2 sigmoid(gain (w · x + b)) · field."""
     torch.manual_seed(1)
     layer = NoiseInputs([3], field_side=8, gated=True).eval()
     layer.strengths[0].data = torch.tensor([0.5, -1.0, 2.0]).view(1, 3, 1, 1)
-    layer.gates[0].weight.data = torch.randn(1, 3, 1, 1)
-    layer.gates[0].bias.data = torch.tensor([0.3])
+    layer.gates[0].weight.data = torch.randn(1, 3, 1, 1) / GATE_GAIN  # logits of order 1
+    layer.gates[0].bias.data = torch.tensor([0.3]) / GATE_GAIN
     x = torch.randn(2, 3, 5, 6)
     field = layer.fields[0][:5, :6]
     expected = torch.empty_like(x)
@@ -141,7 +141,7 @@ def test_a_gate_scales_the_noise_pixel_by_pixel_by_two_sigmoid_of_the_features()
         for i in range(5):
             for j in range(6):
                 logit = sum(layer.gates[0].weight[0, c, 0, 0] * x[n, c, i, j] for c in range(3))
-                gate = 2 / (1 + torch.exp(-(logit + 0.3)))
+                gate = 2 / (1 + torch.exp(-GATE_GAIN * (logit + 0.3 / GATE_GAIN)))
                 for c in range(3):
                     strength = layer.strengths[0][0, c, 0, 0]
                     expected[n, c, i, j] = x[n, c, i, j] + strength * gate * field[i, j]
