@@ -22,31 +22,38 @@ from PIL import Image
 
 from inpaintkit.checkpoint import load_generator
 from inpaintkit.losses import local_detail
+from inpaintkit.model.noise import GATE_GAIN
 from inpaintkit.tensors import signed_to_unit
 
 #: Quantile bins of the photo's local detail over the hole pixels.
 BINS = 5
 
 
-def gate_maps(generator, images: torch.Tensor, masks: torch.Tensor) -> list[torch.Tensor]:
-    """Each injection point's gate, ``2 · sigmoid(logit)``, resized to the images' size ->
-    a list of ``(N, H, W)`` in (0, 2); ``images`` in [-1, 1], ``masks`` 1 = hole."""
+def gate_maps(
+    generator, images: torch.Tensor, masks: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Each injection point's gate, ``2 · sigmoid(GATE_GAIN · logit)``, resized to the images'
+    size -> a list of ``(N, H, W)`` in (0, 2), and the refined fills composited into the images
+    ``(N, 3, H, W)`` in [-1, 1], from one forward; ``images`` in [-1, 1], ``masks`` 1 = hole."""
     noise = generator.refine.noise
     if noise is None or noise.gates is None:
         raise SystemExit("this generator has no noise gates (model.noise_gates)")
     captured: list[torch.Tensor] = []
     hooks = [
-        gate.register_forward_hook(lambda _m, _i, out: captured.append(2 * torch.sigmoid(out)))
+        gate.register_forward_hook(
+            lambda _m, _i, out: captured.append(2 * torch.sigmoid(GATE_GAIN * out))
+        )
         for gate in noise.gates
     ]
     try:
         with torch.no_grad():
-            generator(images * (1 - masks), masks)
+            refined = generator(images * (1 - masks), masks).refined
     finally:
         for hook in hooks:
             hook.remove()
     size = images.shape[-2:]
-    return [F.interpolate(g.float(), size=size, mode="nearest")[:, 0] for g in captured]
+    gates = [F.interpolate(g.float(), size=size, mode="nearest")[:, 0] for g in captured]
+    return gates, refined * masks + images * (1 - masks)
 
 
 def main() -> None:
@@ -62,7 +69,7 @@ def main() -> None:
     generator = load_generator(args.checkpoint)
     images, masks = _eval_tensors(args.eval_root, args.name, 1)
     images, masks = images[: args.count], masks[: args.count]
-    gates = gate_maps(generator, images, masks)
+    gates, fills = gate_maps(generator, images, masks)
     hole = masks[:, 0] > 0.5
     detail = local_detail(signed_to_unit(images))[hole]
     edges = torch.quantile(detail, torch.linspace(0, 1, BINS + 1, dtype=detail.dtype))
@@ -77,9 +84,6 @@ def main() -> None:
         print(f"| {span} | " + " | ".join(cells) + " |")
     if args.sheet is not None:
         rows = []
-        with torch.no_grad():
-            fills = generator(images[:6] * (1 - masks[:6]), masks[:6]).refined
-        fills = fills * masks[:6] + images[:6] * (1 - masks[:6])
         for n in range(min(6, len(images))):
             tiles = [signed_to_unit(t[n]).permute(1, 2, 0) for t in (images * (1 - masks), fills)]
             tiles.append(signed_to_unit(images[n]).permute(1, 2, 0))

@@ -17,8 +17,8 @@ and the only way the detail budget (``losses.detail_excess_loss``) can take the 
 sky is to take the noise off everything (stint 24: zeroing the strengths of a run's fills
 cleared their skies and took rect256's hole TV ratio from 0.52 to 0.40). A gate is a 1 × 1
 conv of the layer's features to one map, times :data:`GATE_GAIN`, through ``2 · sigmoid``,
-in ``(0, 2)``, that multiplies the noise pixel by pixel. Zero weights and bias start it at exactly 1: a generator with gates
-added computes what it did without them.
+in ``(0, 2)``, that multiplies the noise pixel by pixel. Zero weights and bias start it at
+exactly 1: a generator with gates added computes what it did without them.
 """
 
 from __future__ import annotations
@@ -51,8 +51,7 @@ class NoiseInputs(nn.Module):
     learned per-channel strength ``(1, C, 1, 1)``, zeros at init, and one single-channel noise
     image broadcast over its channels (StyleGAN's "B" inputs). ``gated``: each point also has a
     gate, ``2 · sigmoid`` of :data:`GATE_GAIN` × a 1 × 1 conv of ``x`` to ``(N, 1, H, W)``, in
-    ``(0, 2)``, exactly 1 at
-    init (zero weights and bias); without, the gate is 1 everywhere.
+    ``(0, 2)``, exactly 1 at init (zero weights and bias); without, the gate is 1 everywhere.
 
     Training mode: fresh standard normal noise ``(N, 1, H, W)`` at every call, a different
     draw for every sample. Eval mode: one fixed standard normal field per point
