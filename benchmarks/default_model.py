@@ -7,7 +7,7 @@
     python benchmarks/default_model.py ship RUN/generator.safetensors [--eval ../shared/data/eval]
     python benchmarks/default_model.py precision [--checkpoint FILE] [--eval ../shared/data/eval]
     python benchmarks/default_model.py sharpness CHECKPOINT... [--free-every N] [--patchmatch]
-                                                 [--by-distance]
+                                                 [--by-distance] [--by-detail]
     python benchmarks/default_model.py adversarial LABEL=RUN[@FIRST_STEP][+OFFSET]...
 
 ``curve`` scores every kept snapshot of a training run (``RUN/generator-STEP.safetensors``,
@@ -42,7 +42,9 @@ paper's), side by side with the floors (and ``--patchmatch``) on rect256 and eve
 (:func:`inpaintkit.metrics.hole_tv`) against the ground truth's — how much detail a fill has,
 which PSNR and ℓ1 do not see, and the share of that detail that is colour
 (:func:`colour_share`); ``--by-distance`` adds hole ℓ1 by distance from the known
-pixels, where blending acts (docs/model.md, "Blending").
+pixels, where blending acts (docs/model.md, "Blending"); ``--by-detail`` adds the fills' mean
+local detail (``losses.local_detail``) in quintiles of the photos' over the holes: whether a
+fill is clean where its photo is flat and busy where it is busy.
 
 ``adversarial`` draws docs/images/adversarial_chain.png from the runs' own validation logs
 (no scoring): hole PSNR, hole TV over the ground truth's, periodicity and alternation
@@ -388,7 +390,7 @@ def precision(checkpoint: Path | None, eval_root: Path, repeats: int = 5) -> Non
             )
 
 
-def _eval_tensors(eval_root: Path, name: str, every: int) -> tuple[torch.Tensor, torch.Tensor]:
+def eval_tensors(eval_root: Path, name: str, every: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Every ``every``-th image of an evaluation set (sorted names) and its mask, as tensors."""
     from inpaintkit.io import list_images, read_mask, read_rgb
     from inpaintkit.tensors import image_to_tensor, mask_to_tensor
@@ -420,9 +422,26 @@ def eval_sets(eval_root: Path, free_every: int) -> Iterator[EvalSet]:
     from inpaintkit.tensors import signed_to_unit
 
     for name, every in (("rect256", 1), ("free256", free_every)):
-        images, masks = _eval_tensors(eval_root, name, every)
+        images, masks = eval_tensors(eval_root, name, every)
         truth = signed_to_unit(images)
         yield EvalSet(name, every, images, masks, truth, hole_tv(truth, masks))
+
+
+#: Quantile bins of the photos' local detail over a set's hole pixels (``--by-detail``).
+DETAIL_BINS = 5
+
+
+def detail_bins(
+    truth: torch.Tensor, masks: torch.Tensor, bins: int = DETAIL_BINS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each hole pixel's bin of the photos' local detail (``losses.local_detail`` of ``truth
+    (N, 3, H, W)`` in [0, 1]), quantiles over all the hole pixels of ``masks (N, 1, H, W)`` ->
+    the ``bins + 1`` edges and, per hole pixel (``masks[:, 0] > 0.5`` order), its bin."""
+    from inpaintkit.losses import local_detail
+
+    detail = local_detail(truth)[masks[:, 0] > 0.5].double()
+    edges = torch.quantile(detail, torch.linspace(0, 1, bins + 1, dtype=detail.dtype))
+    return edges, torch.bucketize(detail, edges[1:-1])
 
 
 #: Bins of the distance (pixels, Euclidean) from a hole pixel to the nearest known pixel.
@@ -473,7 +492,7 @@ def hole_scores(
     )
 
 
-def _fill_all(method, images: torch.Tensor, masks: torch.Tensor, batch: int = 8) -> torch.Tensor:
+def fill_all(method, images: torch.Tensor, masks: torch.Tensor, batch: int = 8) -> torch.Tensor:
     """``method``'s fills of a whole set in batches, in [0, 1]."""
     from inpaintkit.tensors import signed_to_unit
 
@@ -484,18 +503,24 @@ def _fill_all(method, images: torch.Tensor, masks: torch.Tensor, batch: int = 8)
 
 
 def sharpness(
-    checkpoints: list[Path], eval_root: Path, free_every: int, patchmatch: bool, by_distance: bool
+    checkpoints: list[Path],
+    eval_root: Path,
+    free_every: int,
+    patchmatch: bool,
+    by_distance: bool,
+    by_detail: bool = False,
 ) -> None:
     from scipy.ndimage import distance_transform_edt
 
     from inpaintkit.evaluate import build_methods
+    from inpaintkit.losses import local_detail
 
     # Each checkpoint twice, NAME blended and NAME-pasted, named as `evaluate` names them.
     methods = build_methods(
         checkpoints, patchmatch=patchmatch, device="cpu", blends=("poisson", "none")
     )
     for name, every, images, masks, truth, truth_tv in eval_sets(eval_root, free_every):
-        fills = {label: _fill_all(method, images, masks) for label, method in methods.items()}
+        fills = {label: fill_all(method, images, masks) for label, method in methods.items()}
         print(f"\n### {name}: {len(images)} images (every {every}), mean per image\n")
         print(
             "| method | hole PSNR (dB) | hole ℓ1 (%) | hole TV (%) | hole TV / ground truth's "
@@ -513,6 +538,21 @@ def sharpness(
                 f"{scores.tv_ratio:.3f} | {scores.colour_share:.3f} |",
                 flush=True,
             )
+        if by_detail:
+            # A fill whose detail follows the photo's is clean where the photo is flat (a sky)
+            # and busy where it is busy; grain drawn everywhere alike reads as a flat row.
+            edges, which = detail_bins(truth, masks)
+            hole = masks[:, 0] > 0.5
+            rows = {"ground truth": truth, **fills}
+            print(f"\nmean local detail by quintile of the photos' local detail, {name}\n")
+            spans = [f"{edges[b]:.3f}–{edges[b + 1]:.3f}" for b in range(DETAIL_BINS)]
+            print("| method | " + " | ".join(spans) + " | busiest / flattest |")
+            print("|---|" + "---:|" * (DETAIL_BINS + 1))
+            for label, images_ in rows.items():
+                detail = local_detail(images_)[hole].double()
+                means = [detail[which == b].mean() for b in range(DETAIL_BINS)]
+                cells = " | ".join(f"{m:.3f}" for m in means)
+                print(f"| {label} | {cells} | {means[-1] / means[0]:.1f} |", flush=True)
         if not by_distance:
             continue
         # Hole ℓ1 (%) pooled over the set's hole pixels at each distance from the known ones.
@@ -571,6 +611,11 @@ def main() -> None:
     h.add_argument(
         "--by-distance", action="store_true", help="also hole ℓ1 by distance to the known pixels"
     )
+    h.add_argument(
+        "--by-detail",
+        action="store_true",
+        help="also the fills' local detail by quintile of the photos'",
+    )
     a = sub.add_parser(
         "adversarial", help="draw the adversarial runs' validation curves (no scoring)"
     )
@@ -608,7 +653,12 @@ def main() -> None:
         draw_adversarial(runs, args.out)
     elif args.command == "sharpness":
         sharpness(
-            args.checkpoints, args.eval_root, args.free_every, args.patchmatch, args.by_distance
+            args.checkpoints,
+            args.eval_root,
+            args.free_every,
+            args.patchmatch,
+            args.by_distance,
+            args.by_detail,
         )
     else:
         precision(args.checkpoint, args.eval_root)

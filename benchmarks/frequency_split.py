@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from default_model import ROOT, _fill_all, eval_sets, hole_scores
+from default_model import ROOT, eval_sets, fill_all, hole_scores
 from scipy.ndimage import gaussian_filter
 
 from inpaintkit.methods import DeepFillMethod
@@ -62,8 +62,8 @@ def main() -> None:
     smooth_method = DeepFillMethod(None, device="cpu")
     sharp_method = DeepFillMethod(args.checkpoint, device="cpu")
     for name, every, images, masks, truth, truth_tv in eval_sets(args.eval_root, args.free_every):
-        smooth = _fill_all(smooth_method, images, masks)
-        sharp = _fill_all(sharp_method, images, masks)
+        smooth = fill_all(smooth_method, images, masks)
+        sharp = fill_all(sharp_method, images, masks)
         fills = {"smooth (packaged)": smooth, f"sharp ({args.checkpoint.name})": sharp}
         for sigma in sigmas:
             fills[f"split, sigma {sigma:g} px"] = frequency_split(smooth, sharp, masks, sigma)

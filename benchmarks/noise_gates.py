@@ -17,16 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from default_model import ROOT, _eval_tensors
+from default_model import DETAIL_BINS, ROOT, detail_bins, eval_tensors
 from PIL import Image
 
 from inpaintkit.checkpoint import load_generator
-from inpaintkit.losses import local_detail
 from inpaintkit.model.noise import GATE_GAIN
 from inpaintkit.tensors import signed_to_unit
-
-#: Quantile bins of the photo's local detail over the hole pixels.
-BINS = 5
 
 
 def gate_maps(
@@ -67,18 +63,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     generator = load_generator(args.checkpoint)
-    images, masks = _eval_tensors(args.eval_root, args.name, 1)
+    images, masks = eval_tensors(args.eval_root, args.name, 1)
     images, masks = images[: args.count], masks[: args.count]
     gates, fills = gate_maps(generator, images, masks)
     hole = masks[:, 0] > 0.5
-    detail = local_detail(signed_to_unit(images))[hole]
-    edges = torch.quantile(detail, torch.linspace(0, 1, BINS + 1, dtype=detail.dtype))
-    which = torch.bucketize(detail, edges[1:-1])
+    edges, which = detail_bins(signed_to_unit(images), masks)
     print(f"{args.checkpoint}, {args.name}, first {len(images)} images: mean gate in the holes")
     print("by the photo's local detail (quintiles of its hole pixels)\n")
     print("| photo's detail | " + " | ".join(f"point {i}" for i in range(len(gates))) + " |")
     print("|---|" + "---:|" * len(gates))
-    for b in range(BINS):
+    for b in range(DETAIL_BINS):
         cells = [f"{float(g[hole][which == b].mean()):.3f}" for g in gates]
         span = f"{float(edges[b]):.3f}-{float(edges[b + 1]):.3f}"
         print(f"| {span} | " + " | ".join(cells) + " |")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from default_model import ROOT, _fill_all, eval_sets, hole_scores
+from default_model import ROOT, eval_sets, fill_all, hole_scores
 
 from inpaintkit.methods import DeepFillMethod, PatchMatchMethod
 from inpaintkit.texture import GuidedPatchMatchMethod, TextureTransferMethod
@@ -61,7 +61,7 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|")
         for label, method in methods.items():
             start = time.perf_counter()
-            filled = _fill_all(method, images, masks)
+            filled = fill_all(method, images, masks)
             seconds = (time.perf_counter() - start) / len(images)
             scores = hole_scores(filled, truth, masks, truth_tv)
             print(
