@@ -134,6 +134,12 @@ class LossConfig:
     # budget fills of stint 21 put 0.6 as much colour detail as grey detail into their holes,
     # photos 0.13-0.28: the pink and green speckles. 0 = off, the paper's. [ours]
     chroma_excess_alpha: float = 0.0
+    # Weight of losses.detail_deficit_loss: the fills' local detail below
+    # detail_deficit_fraction × their photos', over the hole, the budget's other side. Gated
+    # noise under the budget left skies clean and everything else flatter (stint 25). 0 = off,
+    # the paper's. [ours]
+    detail_deficit_alpha: float = 0.0
+    detail_deficit_fraction: float = 0.5
 
 
 @dataclass
@@ -262,6 +268,8 @@ class Recipe:
             ("loss.periodicity_alpha", self.loss.periodicity_alpha),
             ("loss.detail_excess_alpha", self.loss.detail_excess_alpha),
             ("loss.chroma_excess_alpha", self.loss.chroma_excess_alpha),
+            ("loss.detail_deficit_alpha", self.loss.detail_deficit_alpha),
+            ("loss.detail_deficit_fraction", self.loss.detail_deficit_fraction),
         ):
             if value < 0:
                 raise ConfigError(f"{path}: must be >= 0, got {value}")

@@ -53,6 +53,7 @@ PER_IMAGE_GRID_MEASURES = (
     "hole_alternation_photo_units",
     "hole_detail_excess",
     "hole_chroma_excess",
+    "hole_detail_deficit",
 )
 
 
@@ -86,7 +87,8 @@ def validate(
     grain cannot dilute (``periodicity.residual_autocorrelation``'s ``reference``) (NaN-free
     means over the images with a hole interior); and ``hole_detail_excess``, each fill's
     local detail above its photo's, over its hole (``losses.detail_excess_loss``, per image),
-    and ``hole_chroma_excess``, the same of its colour (``losses.chroma_excess_loss``).
+    and ``hole_chroma_excess``, the same of its colour (``losses.chroma_excess_loss``), and
+    ``hole_detail_deficit``, its local detail below its photo's (``losses.detail_deficit_loss``).
     The grid is uint8 ``(rows·S, 5·S, 3)``: input (holes white) | coarse | refined (composited) | attention map
     (flow colours, grey without attention) | ground truth.
     """
@@ -112,6 +114,7 @@ def validate(
         fill_periodicity_photo_units = fill_periodicity * to_photo_units
         fill_alternation_photo_units = fill_alternation * to_photo_units
         excess, pixels = losses.detail_excess_sums(completed.double(), x.double(), m)
+        deficit, _ = losses.detail_deficit_sums(completed.double(), x.double(), m)
         colour_excess, _ = losses.detail_excess_sums(
             losses.chroma(completed.double()), losses.chroma(x.double()), m
         )
@@ -128,6 +131,7 @@ def validate(
             ("hole_alternation_photo_units", fill_alternation_photo_units),
             ("hole_detail_excess", excess / pixels),
             ("hole_chroma_excess", colour_excess / pixels),
+            ("hole_detail_deficit", deficit / pixels),
         ):
             for value in values.tolist():
                 if not math.isnan(value):  # a hole with no interior has no periodicity

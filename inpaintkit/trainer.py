@@ -173,7 +173,9 @@ class Trainer:
         fills' autocorrelation above the photos' (``losses.periodicity_loss``, and below with
         ``periodicity_two_sided``) + ``detail_excess_alpha`` · the fills' local detail above
         the photos' (``losses.detail_excess_loss``) + ``chroma_excess_alpha`` · the same of their
-        colour (``losses.chroma_excess_loss``); each left out at 0, the paper's.
+        colour (``losses.chroma_excess_loss``) + ``detail_deficit_alpha`` · the fills' local
+        detail below ``detail_deficit_fraction`` × the photos' (``losses.detail_deficit_loss``);
+        each left out at 0, the paper's.
         ``backward`` reaches only the generator. ``adversarial=False`` (the warm-up phase)
         leaves out the adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
@@ -216,6 +218,10 @@ class Trainer:
             colour = losses.chroma_excess_loss(fills, real, mask)
             g_loss = g_loss + cfg.chroma_excess_alpha * colour
             scalars["generator/chroma_excess"] = colour.detach()
+        if cfg.detail_deficit_alpha > 0:
+            deficit = losses.detail_deficit_loss(fills, real, mask, cfg.detail_deficit_fraction)
+            g_loss = g_loss + cfg.detail_deficit_alpha * deficit
+            scalars["generator/detail_deficit"] = deficit.detach()
         if adversarial:
             terms = self.critics.generator_losses(
                 real, mask, refined, feature_matching=cfg.feature_matching_alpha > 0

@@ -230,6 +230,11 @@ def test_feature_matching_term_compares_the_critics_view_of_fill_and_photo():
         ),
         ([], "detail_excess", losses.detail_excess_loss),
         ([], "chroma_excess", losses.chroma_excess_loss),
+        (
+            ["loss.detail_deficit_fraction=0.7"],
+            "detail_deficit",
+            functools.partial(losses.detail_deficit_loss, fraction=0.7),
+        ),
     ],
 )
 def test_fill_term_adds_its_weighted_loss_of_the_composited_fills(overrides, scalar, term):
@@ -249,7 +254,7 @@ def test_fill_term_adds_its_weighted_loss_of_the_composited_fills(overrides, sca
     fills = real * (1 - mask) + out.refined.float() * mask
     expected = term(fills, real, mask)
     if overrides:  # each option changes the loss, so the test sees that it reached it
-        assert expected.item() != losses.periodicity_loss(fills, real, mask).item()
+        assert expected.item() != term.func(fills, real, mask).item()
     assert expected.item() > 0
     torch.testing.assert_close(scalars[f"generator/{scalar}"], expected.detach())
     torch.testing.assert_close(ours, base + 2.0 * expected)

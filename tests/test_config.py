@@ -93,6 +93,8 @@ def test_overrides_are_typed():
         ("loss.periodicity_alpha=-1", r"loss\.periodicity_alpha: must be >= 0"),
         ("loss.detail_excess_alpha=-1", r"loss\.detail_excess_alpha: must be >= 0"),
         ("loss.chroma_excess_alpha=-1", r"loss\.chroma_excess_alpha: must be >= 0"),
+        ("loss.detail_deficit_alpha=-1", r"loss\.detail_deficit_alpha: must be >= 0"),
+        ("loss.detail_deficit_fraction=-1", r"loss\.detail_deficit_fraction: must be >= 0"),
         ("loss.lattice_periods=[8, 1]", r"loss\.lattice_periods: must be periods of at least 2 px"),
         ("loss.lattice_periods=[]", r"loss\.lattice_periods: must be periods of at least 2 px"),
         (

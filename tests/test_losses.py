@@ -549,6 +549,62 @@ def test_detail_excess_vs_pixel_by_pixel_reference():
     assert losses.detail_excess_loss(photos, photos, mask).item() == 0.0
 
 
+def test_detail_deficit_vs_pixel_by_pixel_reference():
+    gen = torch.Generator().manual_seed(25)
+    photos = torch.rand(2, 3, 14, 13, generator=gen, dtype=torch.float64)
+    # Faint on the left, strong on the right: less detail than the photo, then more.
+    strength = torch.linspace(0.1, 2.0, 13, dtype=torch.float64)
+    fills = strength * torch.rand(2, 3, 14, 13, generator=gen, dtype=torch.float64)
+    mask = torch.zeros(2, 1, 14, 13, dtype=torch.float64)
+    mask[0, :, 2:11, 1:9] = 1
+    mask[1, :, 5:14, 4:13] = 1
+    ours = np.stack([_ref_local_detail(f, 5) for f in fills.numpy()])
+    truth = np.stack([_ref_local_detail(p, 5) for p in photos.numpy()])
+    hole = mask[:, 0].numpy()
+    for fraction in (1.0, 0.5):
+        gap = fraction * truth - ours
+        assert gap[hole > 0].min() < 0 < gap[hole > 0].max()  # both sides occur; one is cut
+        expected = (np.maximum(gap, 0) * hole).sum() / hole.sum()
+        loss = losses.detail_deficit_loss(fills, photos, mask, fraction, window=5)
+        assert loss.item() == pytest.approx(expected)
+    assert losses.detail_deficit_loss(photos, photos, mask).item() == 0.0
+    # The two sides add up to the mean absolute difference of the details.
+    both = losses.detail_excess_loss(fills, photos, mask) + losses.detail_deficit_loss(
+        fills, photos, mask
+    )
+    details = (losses.local_detail(fills) - losses.local_detail(photos)).abs()
+    assert both.item() == pytest.approx((details * mask[:, 0]).sum().item() / mask.sum().item())
+
+
+def test_detail_deficit_asks_for_detail_where_the_photo_has_it_and_not_on_flat_regions():
+    """From a blur, the deficit's gradient puts detail back on the photo's textured half and
+    none on its flat half."""
+    photo = _photos(names=("grass",)).double()  # (1, 3, 128, 128), a busy texture
+    photo[..., :, :64] = photo[..., :, :64].mean(dim=(-2, -1), keepdim=True)  # left half flat
+    hole = torch.zeros(1, 1, 128, 128, dtype=torch.float64)
+    hole[..., 16:112, 16:112] = 1
+    blurred = torch.nn.functional.avg_pool2d(photo, 7, 1, 3, count_include_pad=False)
+    # A blur with a faint grain, so that the square root's gradient is not at its floor.
+    grain = 1e-3 * torch.randn(photo.shape, generator=torch.Generator().manual_seed(1))
+    image = (blurred + grain.double()).requires_grad_(True)
+    before = losses.detail_deficit_loss(image, photo, hole, 0.5).item()
+    assert before > 0.01
+    assert losses.detail_deficit_loss(photo, photo, hole, 0.5).item() == 0.0
+    optimizer = torch.optim.Adam([image], lr=2e-3)
+    for _ in range(30):
+        optimizer.zero_grad()
+        losses.detail_deficit_loss(image, photo, hole, 0.5).backward()
+        optimizer.step()
+    image = image.detach()
+    assert losses.detail_deficit_loss(image, photo, hole, 0.5).item() < 0.5 * before
+    # The flat half from 16 px off the texture: a pixel's detail reaches 9 px (window and
+    # high-pass), and Adam moves any pixel with a gradient, however small.
+    flat, busy = (slice(24, 104), slice(24, 48)), (slice(24, 104), slice(72, 104))
+    detail, start = losses.local_detail(image)[0], losses.local_detail(blurred + grain)[0]
+    assert detail[busy].mean() > 1.5 * start[busy].mean()
+    assert detail[flat].mean() < 1.2 * start[flat].mean()
+
+
 def test_detail_excess_removes_grain_on_flat_regions_and_leaves_texture():
     """Grain over a photo's flat region is what it pulls against; the photo's own texture
     costs nothing, and blur costs nothing (the one-sided budget)."""

@@ -816,6 +816,12 @@ def test_validation_measures_the_lattice_of_fills_and_photos_per_image():
     ]
     assert means["hole_chroma_excess"] == pytest.approx(torch.stack(per_image).mean().item())
     assert means["hole_chroma_excess"] > 0
+    per_image = [
+        losses.detail_deficit_loss(completed[i : i + 1], images[i : i + 1], masks[i : i + 1])
+        for i in range(len(images))
+    ]
+    assert means["hole_detail_deficit"] == pytest.approx(torch.stack(per_image).mean().item())
+    assert means["hole_detail_deficit"] > 0
     # Over several periods: losses averaged over them, gridded at one period or more.
     with torch.no_grad():
         means, _ = validate(generator, images, masks, batch_size=2, lattice_periods=(4, 8))
