@@ -22,7 +22,7 @@ from PIL import Image
 
 from inpaintkit.checkpoint import load_generator
 from inpaintkit.model.noise import GATE_GAIN
-from inpaintkit.tensors import signed_to_unit
+from inpaintkit.tensors import composite, signed_to_unit
 
 
 def gate_maps(
@@ -49,7 +49,7 @@ def gate_maps(
             hook.remove()
     size = images.shape[-2:]
     gates = [F.interpolate(g.float(), size=size, mode="nearest")[:, 0] for g in captured]
-    return gates, refined * masks + images * (1 - masks)
+    return gates, composite(images, refined.float(), masks)
 
 
 def main() -> None:

@@ -425,41 +425,27 @@ def local_detail(image: torch.Tensor, window: int = DETAIL_WINDOW) -> torch.Tens
     return local[:, 0].clamp(min=1e-8).sqrt()
 
 
-def detail_excess_sums(
-    completed: torch.Tensor, photos: torch.Tensor, mask: torch.Tensor, window: int = DETAIL_WINDOW
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image, the sum over its hole of each pixel's local detail (:func:`local_detail`) in
-    ``completed`` above that in ``photos`` (both ``(N, C, H, W)``, one range; 0 where below),
-    and the hole's pixel count -> two ``(N,)``; the sums differentiable in ``completed``.
-    ``mask (N, 1, H, W)``, 1 = hole. :func:`detail_excess_loss` pools them over the batch;
-    validation divides them image by image (``hole_detail_excess``)."""
-    fills, truth, hole = _hole_details(completed, photos, mask, window)
-    return ((fills - truth).clamp(min=0.0) * hole).sum(dim=(1, 2)), hole.sum(dim=(1, 2))
-
-
-def detail_deficit_sums(
+def detail_gap_sums(
     completed: torch.Tensor,
     photos: torch.Tensor,
     mask: torch.Tensor,
     fraction: float = 1.0,
     window: int = DETAIL_WINDOW,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`detail_excess_sums` the other way round: per image, the sum over its hole of
-    each pixel's local detail in ``completed`` below ``fraction`` × that in ``photos`` (0 where
-    above), and the hole's pixel count -> two ``(N,)``."""
-    fills, truth, hole = _hole_details(completed, photos, mask, window)
-    return ((fraction * truth - fills).clamp(min=0.0) * hole).sum(dim=(1, 2)), hole.sum(dim=(1, 2))
-
-
-def _hole_details(
-    completed: torch.Tensor, photos: torch.Tensor, mask: torch.Tensor, window: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The fills' local detail (differentiable), the photos' (constant) and the hole as a
-    weight, each ``(N, H, W)``."""
+    """Per image, from one :func:`local_detail` of each side: the sum over its hole of each
+    pixel's local detail in ``completed`` above that in ``photos`` (both ``(N, C, H, W)``, one
+    range; 0 where below), the sum of it below ``fraction`` × that in ``photos`` (0 where
+    above), and the hole's pixel count -> three ``(N,)``; the sums differentiable in
+    ``completed``. ``mask (N, 1, H, W)``, 1 = hole. :func:`detail_excess_loss` and
+    :func:`detail_deficit_loss` pool them over the batch; validation divides them image by
+    image (``hole_detail_excess``, ``hole_detail_deficit``)."""
     fills = local_detail(completed, window)
     with torch.no_grad():
         truth = local_detail(photos, window)
-    return fills, truth, mask[:, 0].to(fills.dtype)
+    hole = mask[:, 0].to(fills.dtype)
+    excess = ((fills - truth).clamp(min=0.0) * hole).sum(dim=(1, 2))
+    deficit = ((fraction * truth - fills).clamp(min=0.0) * hole).sum(dim=(1, 2))
+    return excess, deficit, hole.sum(dim=(1, 2))
 
 
 def chroma(image: torch.Tensor) -> torch.Tensor:
@@ -478,13 +464,13 @@ def detail_excess_loss(
 
     ``completed`` and ``photos (N, C, H, W)`` (one range), ``mask (N, 1, H, W)`` (1 = hole).
     The mean over the hole's pixels of ``max(0, d(fill) - d(photo))``, ``d`` the local RMS of
-    detail (:func:`local_detail`, :func:`detail_excess_sums`). One-sided: a fill with less
+    detail (:func:`local_detail`, :func:`detail_gap_sums`). One-sided: a fill with less
     detail than its photo is the blur the critics work against; this term only forbids detail
     where the photo has none, such as speckles on a clear sky or grain on skin (stint 20's
     fills), wherever the fill puts them and whatever their pattern. Validation logs it per
     image (``hole_detail_excess``).
     """
-    excess, pixels = detail_excess_sums(completed, photos, mask, window)
+    excess, _, pixels = detail_gap_sums(completed, photos, mask, window=window)
     return excess.sum() / pixels.sum().clamp(min=1.0)
 
 
@@ -508,7 +494,7 @@ def detail_deficit_loss(
 ) -> torch.Tensor:
     """How much less detail the fills have than ``fraction`` of their photos', where they have
     less -> scalar, >= 0, in the images' units: the mean over the hole's pixels of
-    ``max(0, fraction · d(photo) - d(fill))`` (:func:`local_detail`, :func:`detail_deficit_sums`).
+    ``max(0, fraction · d(photo) - d(fill))`` (:func:`local_detail`, :func:`detail_gap_sums`).
 
     The other side of :func:`detail_excess_loss`. With noise gates (``model.noise_gates``)
     the budget closed the noise on skies, and the gates, one 1 × 1 conv each, closed it
@@ -518,5 +504,5 @@ def detail_deficit_loss(
     does not ask a fill to be the photo, which no fill can know. ``fraction < 1`` leaves room
     for what a fill cannot know. Validation logs it at ``fraction = 1`` per image
     (``hole_detail_deficit``)."""
-    deficit, pixels = detail_deficit_sums(completed, photos, mask, fraction, window)
+    _, deficit, pixels = detail_gap_sums(completed, photos, mask, fraction, window)
     return deficit.sum() / pixels.sum().clamp(min=1.0)

@@ -113,9 +113,8 @@ def validate(
         to_photo_units = power_ratio(completed, x, m)
         fill_periodicity_photo_units = fill_periodicity * to_photo_units
         fill_alternation_photo_units = fill_alternation * to_photo_units
-        excess, pixels = losses.detail_excess_sums(completed.double(), x.double(), m)
-        deficit, _ = losses.detail_deficit_sums(completed.double(), x.double(), m)
-        colour_excess, _ = losses.detail_excess_sums(
+        excess, deficit, pixels = losses.detail_gap_sums(completed.double(), x.double(), m)
+        colour_excess, _, _ = losses.detail_gap_sums(
             losses.chroma(completed.double()), losses.chroma(x.double()), m
         )
         for key, values in (
