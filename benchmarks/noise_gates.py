@@ -21,35 +21,22 @@ from default_model import DETAIL_BINS, ROOT, detail_bins, eval_tensors
 from PIL import Image
 
 from inpaintkit.checkpoint import load_generator
-from inpaintkit.model.noise import GATE_GAIN
 from inpaintkit.tensors import composite, signed_to_unit
 
 
 def gate_maps(
     generator, images: torch.Tensor, masks: torch.Tensor
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Each injection point's gate, ``2 · sigmoid(GATE_GAIN · logit)``, resized to the images'
+    """Each injection point's gate (``GeneratorOutput.noise_gates``), resized to the images'
     size -> a list of ``(N, H, W)`` in (0, 2), and the refined fills composited into the images
     ``(N, 3, H, W)`` in [-1, 1], from one forward; ``images`` in [-1, 1], ``masks`` 1 = hole."""
-    noise = generator.refine.noise
-    if noise is None or noise.gates is None:
+    with torch.no_grad():
+        out = generator(images * (1 - masks), masks)
+    if out.noise_gates is None:
         raise SystemExit("this generator has no noise gates (model.noise_gates)")
-    captured: list[torch.Tensor] = []
-    hooks = [
-        gate.register_forward_hook(
-            lambda _m, _i, out: captured.append(2 * torch.sigmoid(GATE_GAIN * out))
-        )
-        for gate in noise.gates
-    ]
-    try:
-        with torch.no_grad():
-            refined = generator(images * (1 - masks), masks).refined
-    finally:
-        for hook in hooks:
-            hook.remove()
     size = images.shape[-2:]
-    gates = [F.interpolate(g.float(), size=size, mode="nearest")[:, 0] for g in captured]
-    return gates, composite(images, refined.float(), masks)
+    gates = [F.interpolate(g.float(), size=size, mode="nearest")[:, 0] for g in out.noise_gates]
+    return gates, composite(images, out.refined.float(), masks)
 
 
 def main() -> None:

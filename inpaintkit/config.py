@@ -140,6 +140,13 @@ class LossConfig:
     # the paper's. [ours]
     detail_deficit_alpha: float = 0.0
     detail_deficit_fraction: float = 0.5
+    # Weight of losses.flat_gate_loss (needs model.noise_gates): the noise gates' mean over
+    # the hole's pixels where the photo is flat, its local detail below flat_gate_detail (in
+    # the training images' [-1, 1] units: 0.04 is 0.02 in [0, 1], about the flattest fifth of
+    # the evaluation holes' pixels). Closes the noise on skies directly, where the budget
+    # reaches the gates only through the noise (stint 26). 0 = off, the paper's. [ours]
+    flat_gate_alpha: float = 0.0
+    flat_gate_detail: float = 0.04
 
 
 @dataclass
@@ -270,9 +277,13 @@ class Recipe:
             ("loss.chroma_excess_alpha", self.loss.chroma_excess_alpha),
             ("loss.detail_deficit_alpha", self.loss.detail_deficit_alpha),
             ("loss.detail_deficit_fraction", self.loss.detail_deficit_fraction),
+            ("loss.flat_gate_alpha", self.loss.flat_gate_alpha),
+            ("loss.flat_gate_detail", self.loss.flat_gate_detail),
         ):
             if value < 0:
                 raise ConfigError(f"{path}: must be >= 0, got {value}")
+        if self.loss.flat_gate_alpha > 0 and not self.model.noise_gates:
+            raise ConfigError("loss.flat_gate_alpha: needs model.noise_gates (it trains the gates)")
         if not self.loss.lattice_periods or min(self.loss.lattice_periods) < 2:
             raise ConfigError(
                 "loss.lattice_periods: must be periods of at least 2 px, got "

@@ -506,3 +506,38 @@ def detail_deficit_loss(
     (``hole_detail_deficit``)."""
     _, deficit, pixels = detail_gap_sums(completed, photos, mask, fraction, window)
     return deficit.sum() / pixels.sum().clamp(min=1.0)
+
+
+def flat_gate_loss(
+    gates: Sequence[torch.Tensor],
+    photos: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: float,
+    window: int = DETAIL_WINDOW,
+) -> torch.Tensor:
+    """How open the noise gates are where the photo is flat -> scalar in ``[0, 2)``.
+
+    ``gates``: each injection point's gate (``GeneratorOutput.noise_gates``), ``(N, 1, h, w)``
+    in ``(0, 2)``, ``h`` and ``w`` dividing ``photos (N, C, H, W)``'s; ``mask (N, 1, H, W)``,
+    1 = hole. A photo pixel is flat where its :func:`local_detail` is below ``threshold`` (the
+    photos' units). Per gate: each gate pixel weighted by the share of its footprint that is
+    flat hole, summed, over the hole's pixels at that resolution; the mean over the gates. So
+    it is the mean gate over the hole's flat pixels times their share of the hole: 1 × that
+    share for gates that have not learned yet, 0 once they close on every flat pixel.
+
+    Why: the fills' grain on clear skies is the noise inputs' (zeroing the noise takes the
+    flattest fifth of the holes' detail from 0.020 to 0.010, the photos' 0.011; stint 26), and
+    the detail budget reaches the gates only through the noise, whose sign is a fresh draw at
+    every pixel and step: after 1,700 steps the gates on the flattest fifth were still 0.5-0.7
+    (stint 25). This term gives them the photos' answer directly, where it is known: close
+    where the photo is flat. It says nothing where the photo has detail.
+    """
+    with torch.no_grad():
+        flat = (local_detail(photos, window) < threshold)[:, None].to(mask.dtype) * mask
+    per_gate = []
+    for gate in gates:
+        size = gate.shape[-2:]
+        share = F.adaptive_avg_pool2d(flat, size)
+        hole = F.adaptive_avg_pool2d(mask, size).sum()
+        per_gate.append((share * gate.float()).sum() / hole.clamp(min=1e-8))
+    return torch.stack(per_gate).mean()

@@ -174,8 +174,9 @@ class Trainer:
         ``periodicity_two_sided``) + ``detail_excess_alpha`` · the fills' local detail above
         the photos' (``losses.detail_excess_loss``) + ``chroma_excess_alpha`` · the same of their
         colour (``losses.chroma_excess_loss``) + ``detail_deficit_alpha`` · the fills' local
-        detail below ``detail_deficit_fraction`` × the photos' (``losses.detail_deficit_loss``);
-        each left out at 0, the paper's.
+        detail below ``detail_deficit_fraction`` × the photos' (``losses.detail_deficit_loss``)
+        + ``flat_gate_alpha`` · the noise gates where the photos are flat
+        (``losses.flat_gate_loss``); each left out at 0, the paper's.
         ``backward`` reaches only the generator. ``adversarial=False`` (the warm-up phase)
         leaves out the adversarial term and never runs the critics. Returns ``(loss, detached scalars)``.
         """
@@ -222,6 +223,10 @@ class Trainer:
             deficit = losses.detail_deficit_loss(fills, real, mask, cfg.detail_deficit_fraction)
             g_loss = g_loss + cfg.detail_deficit_alpha * deficit
             scalars["generator/detail_deficit"] = deficit.detach()
+        if cfg.flat_gate_alpha > 0:
+            flat_gates = losses.flat_gate_loss(out.noise_gates, real, mask, cfg.flat_gate_detail)
+            g_loss = g_loss + cfg.flat_gate_alpha * flat_gates
+            scalars["generator/flat_gate"] = flat_gates.detach()
         if adversarial:
             terms = self.critics.generator_losses(
                 real, mask, refined, feature_matching=cfg.feature_matching_alpha > 0

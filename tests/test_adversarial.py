@@ -260,6 +260,30 @@ def test_fill_term_adds_its_weighted_loss_of_the_composited_fills(overrides, sca
     torch.testing.assert_close(ours, base + 2.0 * expected)
 
 
+def test_flat_gate_term_adds_its_weighted_loss_of_the_forwards_gates():
+    """``loss.flat_gate_alpha`` scores the gates of the very forward it is given, at the
+    recipe's threshold, and a backward reaches the gates' convs."""
+    gated = ["model.noise_inputs=true", "model.noise_gates=true"]
+    options = [*FAST, *gated, "loss.flat_gate_detail=0.3"]
+    recipe = load_recipe(TINY, [*options, "loss.flat_gate_alpha=2.0"])
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    plain = Trainer(load_recipe(TINY, options), torch.device("cpu"))
+    real, mask = _batches(recipe, 1)[0]
+    half = real.shape[-1] // 2  # the left half flat: the only place the term looks
+    real[..., :half] = real[..., :half].mean(dim=(-2, -1), keepdim=True)
+    out = trainer.forward(real, mask)
+    ours, scalars = trainer.generator_losses(real, mask, False, out)
+    base, _ = plain.generator_losses(real, mask, False, out)
+    expected = losses.flat_gate_loss(out.noise_gates, real, mask, 0.3)
+    assert 0 < expected.item() < 1  # open gates (1) on part of the hole
+    assert losses.flat_gate_loss(out.noise_gates, real, mask, 0.0).item() == 0.0
+    torch.testing.assert_close(scalars["generator/flat_gate"], expected.detach())
+    torch.testing.assert_close(ours, base + 2.0 * expected)
+    (ours - base).backward()
+    assert all(p.grad.abs().sum() > 0 for p in trainer.model.refine.noise.gates.parameters())
+
+
 def test_critic_lr_scales_with_the_schedule():
     recipe = load_recipe(TINY, [*FAST, "optimizer.lr=1e-4", "optimizer.critic_lr=4e-4"])
     trainer = Trainer(recipe, torch.device("cpu"))

@@ -95,6 +95,9 @@ def test_overrides_are_typed():
         ("loss.chroma_excess_alpha=-1", r"loss\.chroma_excess_alpha: must be >= 0"),
         ("loss.detail_deficit_alpha=-1", r"loss\.detail_deficit_alpha: must be >= 0"),
         ("loss.detail_deficit_fraction=-1", r"loss\.detail_deficit_fraction: must be >= 0"),
+        ("loss.flat_gate_alpha=-1", r"loss\.flat_gate_alpha: must be >= 0"),
+        ("loss.flat_gate_detail=-1", r"loss\.flat_gate_detail: must be >= 0"),
+        ("loss.flat_gate_alpha=0.1", r"loss\.flat_gate_alpha: needs model\.noise_gates"),
         ("loss.lattice_periods=[8, 1]", r"loss\.lattice_periods: must be periods of at least 2 px"),
         ("loss.lattice_periods=[]", r"loss\.lattice_periods: must be periods of at least 2 px"),
         (

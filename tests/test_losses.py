@@ -636,6 +636,61 @@ def test_detail_excess_removes_grain_on_flat_regions_and_leaves_texture():
     assert detail[busy].mean() > 0.8 * losses.local_detail(photo)[0][busy].mean()
 
 
+def test_flat_gate_loss_vs_pixel_by_pixel_reference():
+    """Each gate pixel weighted by the flat-hole share of its footprint, over the hole's
+    share at that resolution, averaged over the gates; written out with loops."""
+    gen = torch.Generator().manual_seed(26)
+    photos = torch.rand(2, 3, 12, 16, generator=gen, dtype=torch.float64)
+    photos[0, :, :, :8] = 0.5  # a flat region
+    photos[1, :, 6:, :] = 0.25
+    mask = torch.zeros(2, 1, 12, 16, dtype=torch.float64)
+    mask[0, :, 1:9, 3:14] = 1
+    mask[1, :, 3:12, 2:11] = 1
+    gates = [
+        2 * torch.rand(2, 1, 6, 8, generator=gen, dtype=torch.float64),
+        2 * torch.rand(2, 1, 12, 16, generator=gen, dtype=torch.float64),
+    ]
+    threshold = 0.3
+    detail = np.stack([_ref_local_detail(p, 5) for p in photos.numpy()])
+    flat = (detail < threshold) * mask[:, 0].numpy()
+    assert 0 < flat.sum() < mask.sum()  # some hole pixels are flat, some are not
+    per_gate = []
+    for gate in gates:
+        g = gate[:, 0].numpy()
+        k = 12 // g.shape[1]
+        weighted = hole = 0.0
+        for n in range(2):
+            for i in range(g.shape[1]):
+                for j in range(g.shape[2]):
+                    box = (n, slice(i * k, (i + 1) * k), slice(j * k, (j + 1) * k))
+                    weighted += g[n, i, j] * flat[box].mean()
+                    hole += mask[:, 0].numpy()[box].mean()
+        per_gate.append(weighted / hole)
+    loss = losses.flat_gate_loss(gates, photos, mask, threshold, window=5)
+    assert loss.item() == pytest.approx(np.mean(per_gate))
+    # Open gates (1) score the flat pixels' share of the hole; closed ones 0.
+    ones = [torch.ones_like(g) for g in gates]
+    share = flat.sum() / mask.sum().item()
+    assert losses.flat_gate_loss(ones, photos, mask, threshold, 5).item() == pytest.approx(share)
+    zeros = [torch.zeros_like(g) for g in gates]
+    assert losses.flat_gate_loss(zeros, photos, mask, threshold, 5).item() == 0.0
+
+
+def test_flat_gate_loss_closes_gates_on_the_flat_half_only():
+    """Its gradient reaches the gates on the photo's flat pixels in the hole, and none on the
+    textured ones: it says nothing where the photo has detail."""
+    photo = _photos(names=("grass",)).double()
+    photo[..., :, :64] = photo[..., :, :64].mean(dim=(-2, -1), keepdim=True)  # left half flat
+    hole = torch.zeros(1, 1, 128, 128, dtype=torch.float64)
+    hole[..., 16:112, 16:112] = 1
+    gate = torch.ones(1, 1, 64, 64, dtype=torch.float64, requires_grad=True)
+    losses.flat_gate_loss([gate], photo, hole, threshold=0.02).backward()
+    grad = gate.grad[0, 0]
+    assert (grad[12:52, 12:26] > 0).all()  # flat and in the hole: pushed shut
+    assert (grad[12:52, 38:52] == 0).all()  # textured: untouched
+    assert (grad[:6] == 0).all()  # outside the hole: untouched
+
+
 def test_chroma_splits_local_detail_into_grey_and_colour():
     """Per pixel, the residual's power summed over channels = the grey's (on every channel)
     + the colour's, so local detail splits into the two exactly."""

@@ -55,8 +55,10 @@ def test_eval_noise_is_the_fixed_field_tiled_the_same_for_every_call_and_sample(
     # The reference: np.tile, then crop.
     tiled = np.tile(field, (3, 2))[:19, :13]
     expected = x.numpy() + np.array([0.5, -2.0]).reshape(1, 2, 1, 1) * tiled
-    np.testing.assert_allclose(layer(x, 1).detach().numpy(), expected, rtol=0, atol=1e-6)
-    assert torch.equal(layer(x, 1), layer(x, 1))
+    out, gate = layer(x, 1)
+    assert gate is None  # ungated
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=0, atol=1e-6)
+    assert torch.equal(out, layer(x, 1)[0])
     # Every Generator draws the same fields: fills are reproducible across processes.
     assert torch.equal(NoiseInputs([3, 2], field_side=8).fields, layer.fields)
 
@@ -74,7 +76,7 @@ def test_training_noise_is_fresh_per_call_and_per_sample_and_standard_normal():
     layer = NoiseInputs([1]).train()
     layer.strengths[0].data.fill_(1.0)
     zeros = torch.zeros(2, 1, 128, 128)
-    first, second = layer(zeros, 0), layer(zeros, 0)
+    first, second = layer(zeros, 0)[0], layer(zeros, 0)[0]
     assert not torch.equal(first, second)
     assert not torch.equal(first[0], first[1])
     assert abs(float(first.mean())) < 0.02 and abs(float(first.std()) - 1) < 0.02
@@ -103,8 +105,8 @@ def test_noise_follows_the_feature_dtype():
     """bf16 features (autocast training) stay bf16."""
     layer = NoiseInputs([2]).train()
     features = torch.zeros(1, 2, 8, 8, dtype=torch.bfloat16)
-    assert layer(features, 0).dtype == torch.bfloat16
-    assert layer.eval()(features, 0).dtype == torch.bfloat16
+    assert layer(features, 0)[0].dtype == torch.bfloat16
+    assert layer.eval()(features, 0)[0].dtype == torch.bfloat16
 
 
 # --------------------------------------------------------------------------- gates
@@ -146,7 +148,10 @@ def test_a_gate_scales_the_noise_pixel_by_pixel_by_two_sigmoid_of_the_features()
                     strength = layer.strengths[0][0, c, 0, 0]
                     expected[n, c, i, j] = x[n, c, i, j] + strength * gate * field[i, j]
     with torch.no_grad():
-        torch.testing.assert_close(layer(x, 0), expected)
+        out, gate = layer(x, 0)
+    torch.testing.assert_close(out, expected)
+    assert gate.shape == (2, 1, 5, 6)
+    torch.testing.assert_close((out - x) / (layer.strengths[0] * field), gate.expand_as(x))
 
 
 def test_a_closed_gate_removes_the_noise_where_it_is_closed():
@@ -156,9 +161,26 @@ def test_a_closed_gate_removes_the_noise_where_it_is_closed():
     x = torch.zeros(1, 1, 8, 8)
     x[..., :, 4:] = 1.0
     with torch.no_grad():
-        out = layer(x, 0)
+        out, gate = layer(x, 0)
     assert torch.equal(out[..., :, 4:], x[..., :, 4:])  # sigmoid(-100) is 0 in float32
     assert out[..., :, :4].abs().min() > 0
+    assert not gate[..., :, 4:].any() and torch.equal(gate[..., :, :4], torch.ones(1, 1, 8, 4))
+
+
+def test_the_generator_returns_its_gates_at_each_points_resolution():
+    images, masks = holed()
+    gated = Generator(GeneratorConfig(channels=4, noise_inputs=True, noise_gates=True))
+    gates = gated(images, masks).noise_gates
+    side = images.shape[-1]
+    assert [tuple(g.shape) for g in gates] == [
+        (len(images), 1, side // 2, side // 2),
+        (len(images), 1, side // 2, side // 2),
+        (len(images), 1, side, side),
+        (len(images), 1, side, side),
+    ]
+    assert all(torch.equal(g, torch.ones_like(g)) for g in gates)  # 1 at init
+    _, noisy = pair()
+    assert noisy(images, masks).noise_gates is None
 
 
 def test_gates_need_noise_inputs():

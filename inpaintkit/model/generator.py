@@ -130,12 +130,15 @@ class GeneratorOutput:
 
     ``coarse``, ``refined``: ``(N, 3, H, W)`` in ``[-1, 1]``; ``offsets``: ``(N, 2, H/4, W/4)``
     long (dy, dx) in feature pixels from contextual attention, or ``None`` when not requested
-    or when the model has no attention branch.
+    or when the model has no attention branch. ``noise_gates``: with ``noise_gates``, each
+    injection point's gate (:data:`NOISE_LAYERS` order), ``(N, 1, h, w)`` in ``(0, 2)`` at
+    that layer's resolution (H/2 or H); ``None`` without.
     """
 
     coarse: torch.Tensor
     refined: torch.Tensor
     offsets: torch.Tensor | None = None
+    noise_gates: tuple[torch.Tensor, ...] | None = None
 
 
 def dilated_encoder(in_channels: int, c: int) -> nn.Sequential:
@@ -261,24 +264,33 @@ class RefineNetwork(nn.Module):
 
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, return_offsets: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...] | None]:
+        """-> the prediction, the attention offsets and the noise gates (see
+        :class:`GeneratorOutput`)."""
         features = self.dilated(x)
         offsets = None
         if self.attention is not None:
             attended, offsets = self.attention(x, mask, return_offsets)
             features = torch.cat([features, attended], dim=1)
-        return clip(self.decode(features)), offsets
+        decoded, gates = self.decode(features)
+        return clip(decoded), offsets, gates
 
-    def decode(self, features: torch.Tensor) -> torch.Tensor:
-        """The decoder, with the noise inputs after :data:`NOISE_LAYERS` when there are any."""
+    def decode(
+        self, features: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The decoder, with the noise inputs after :data:`NOISE_LAYERS` when there are any,
+        and their gates when they are gated (else None)."""
         if self.noise is None:
-            return self.decoder(features)
+            return self.decoder(features), None
         x = features
+        gates = []
         for index, layer in enumerate(self.decoder):
             x = layer(x)
             if index in NOISE_LAYERS:
-                x = self.noise(x, NOISE_LAYERS.index(index))
-        return x
+                x, gate = self.noise(x, NOISE_LAYERS.index(index))
+                if gate is not None:
+                    gates.append(gate)
+        return x, tuple(gates) or None
 
 
 class Generator(nn.Module):
@@ -324,5 +336,7 @@ class Generator(nn.Module):
         # Paste the coarse prediction into the hole; no stop-gradient (the authors left it
         # commented out), so the refinement losses also train the coarse network.
         pasted = composite(masked, coarse, mask)
-        refined, offsets = self.refine(torch.cat([pasted, ones, mask], dim=1), mask, return_offsets)
-        return GeneratorOutput(coarse=coarse, refined=refined, offsets=offsets)
+        refined, offsets, gates = self.refine(
+            torch.cat([pasted, ones, mask], dim=1), mask, return_offsets
+        )
+        return GeneratorOutput(coarse=coarse, refined=refined, offsets=offsets, noise_gates=gates)

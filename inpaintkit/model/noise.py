@@ -75,16 +75,20 @@ class NoiseInputs(nn.Module):
         fields = torch.randn(len(channels), field_side, field_side, generator=seeded)
         self.register_buffer("fields", fields, persistent=False)
 
-    def forward(self, x: torch.Tensor, point: int) -> torch.Tensor:
-        """``x (N, C, H, W)`` with the noise of injection point ``point`` added."""
+    def forward(self, x: torch.Tensor, point: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``x (N, C, H, W)`` with the noise of injection point ``point`` added, and the gate
+        that scaled it, ``(N, 1, H, W)`` in ``(0, 2)`` (None without gates): the trainer
+        supervises it where the photo is flat (``losses.flat_gate_loss``)."""
         strength = self.strengths[point].to(x.dtype)
         if self.training:
             noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
         else:
             noise = tiled_field(self.fields[point], x.shape[-2], x.shape[-1]).to(x.dtype)
+        gate = None
         if self.gates is not None:
-            noise = noise * 2.0 * torch.sigmoid(GATE_GAIN * self.gates[point](x))
-        return x + strength * noise
+            gate = 2.0 * torch.sigmoid(GATE_GAIN * self.gates[point](x))
+            noise = noise * gate
+        return x + strength * noise, gate
 
 
 def tiled_field(field: torch.Tensor, height: int, width: int) -> torch.Tensor:
