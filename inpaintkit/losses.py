@@ -470,8 +470,7 @@ def detail_excess_loss(
     fills), wherever the fill puts them and whatever their pattern. Validation logs it per
     image (``hole_detail_excess``).
     """
-    excess, _, pixels = detail_gap_sums(completed, photos, mask, window=window)
-    return excess.sum() / pixels.sum().clamp(min=1.0)
+    return detail_gap_losses(completed, photos, mask, window=window)[0]
 
 
 def chroma_excess_loss(
@@ -504,8 +503,22 @@ def detail_deficit_loss(
     does not ask a fill to be the photo, which no fill can know. ``fraction < 1`` leaves room
     for what a fill cannot know. Validation logs it at ``fraction = 1`` per image
     (``hole_detail_deficit``)."""
-    _, deficit, pixels = detail_gap_sums(completed, photos, mask, fraction, window)
-    return deficit.sum() / pixels.sum().clamp(min=1.0)
+    return detail_gap_losses(completed, photos, mask, fraction, window)[1]
+
+
+def detail_gap_losses(
+    completed: torch.Tensor,
+    photos: torch.Tensor,
+    mask: torch.Tensor,
+    fraction: float = 1.0,
+    window: int = DETAIL_WINDOW,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`detail_excess_loss` and :func:`detail_deficit_loss` (at ``fraction``) from one
+    :func:`detail_gap_sums`, pooled over the batch's hole pixels -> two scalars: the trainer
+    computes the fills' and photos' local detail once when both terms are on."""
+    excess, deficit, pixels = detail_gap_sums(completed, photos, mask, fraction, window)
+    total = pixels.sum().clamp(min=1.0)
+    return excess.sum() / total, deficit.sum() / total
 
 
 def flat_gate_loss(

@@ -211,8 +211,12 @@ class Trainer:
             )
             g_loss = g_loss + cfg.periodicity_alpha * repeats
             scalars["generator/periodicity"] = repeats.detach()
+        if cfg.detail_excess_alpha > 0 or cfg.detail_deficit_alpha > 0:
+            # Both sides of the budget from one pair of local details.
+            excess, deficit = losses.detail_gap_losses(
+                fills, real, mask, cfg.detail_deficit_fraction
+            )
         if cfg.detail_excess_alpha > 0:
-            excess = losses.detail_excess_loss(fills, real, mask)
             g_loss = g_loss + cfg.detail_excess_alpha * excess
             scalars["generator/detail_excess"] = excess.detach()
         if cfg.chroma_excess_alpha > 0:
@@ -220,7 +224,6 @@ class Trainer:
             g_loss = g_loss + cfg.chroma_excess_alpha * colour
             scalars["generator/chroma_excess"] = colour.detach()
         if cfg.detail_deficit_alpha > 0:
-            deficit = losses.detail_deficit_loss(fills, real, mask, cfg.detail_deficit_fraction)
             g_loss = g_loss + cfg.detail_deficit_alpha * deficit
             scalars["generator/detail_deficit"] = deficit.detach()
         if cfg.flat_gate_alpha > 0:

@@ -260,6 +260,30 @@ def test_fill_term_adds_its_weighted_loss_of_the_composited_fills(overrides, sca
     torch.testing.assert_close(ours, base + 2.0 * expected)
 
 
+def test_both_sides_of_the_detail_budget_add_their_own_weighted_losses():
+    """Excess and deficit on together (one shared computation in the trainer): each scalar is
+    its own loss, and the total adds both at their weights."""
+    terms = ["loss.detail_excess_alpha=2.0", "loss.detail_deficit_alpha=3.0"]
+    options = [*FAST, "loss.detail_deficit_fraction=0.7"]
+    recipe = load_recipe(TINY, [*options, *terms])
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    plain = Trainer(load_recipe(TINY, options), torch.device("cpu"))
+    real, mask = _batches(recipe, 1)[0]
+    half = real.shape[-1] // 2  # flat on the left (excess), textured on the right (deficit)
+    real[..., :half] = real[..., :half].mean(dim=(-2, -1), keepdim=True)
+    out = trainer.forward(real, mask)
+    ours, scalars = trainer.generator_losses(real, mask, False, out)
+    base, _ = plain.generator_losses(real, mask, False, out)
+    fills = real * (1 - mask) + out.refined.float() * mask
+    excess = losses.detail_excess_loss(fills, real, mask)
+    deficit = losses.detail_deficit_loss(fills, real, mask, 0.7)
+    assert excess.item() > 0 and deficit.item() > 0
+    torch.testing.assert_close(scalars["generator/detail_excess"], excess.detach())
+    torch.testing.assert_close(scalars["generator/detail_deficit"], deficit.detach())
+    torch.testing.assert_close(ours, base + 2.0 * excess + 3.0 * deficit)
+
+
 def test_flat_gate_term_adds_its_weighted_loss_of_the_forwards_gates():
     """``loss.flat_gate_alpha`` scores the gates of the very forward it is given, at the
     recipe's threshold, and a backward reaches the gates' convs."""
